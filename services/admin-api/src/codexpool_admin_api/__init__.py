@@ -1,0 +1,1 @@
+"""codexpool-admin-api: manages providers, agents and pools."""

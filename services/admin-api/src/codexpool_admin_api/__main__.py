@@ -1,0 +1,13 @@
+from __future__ import annotations
+
+from codexpool_admin_api.app import create_app
+from codexpool_admin_api.config import Settings
+from codexpool_shared.cli import serve
+
+
+def main() -> None:
+    serve("codexpool-admin-api", 8081, lambda: create_app(Settings()))
+
+
+if __name__ == "__main__":
+    main()

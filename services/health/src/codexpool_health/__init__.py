@@ -1,0 +1,1 @@
+"""codexpool-health: turns request outcomes into health scores, fallback counts and timelines."""

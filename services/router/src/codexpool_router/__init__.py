@@ -1,0 +1,1 @@
+"""codexpool-router: picks an account per request, forwards, fails over, emits the outcome."""

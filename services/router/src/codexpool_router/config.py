@@ -1,0 +1,13 @@
+from __future__ import annotations
+
+from pydantic_settings import SettingsConfigDict
+
+from codexpool_shared.config import InfraSettings
+
+
+class Settings(InfraSettings):
+    """codexpool-router settings: the shared infrastructure plus ``ROUTER_*`` knobs."""
+
+    model_config = SettingsConfigDict(
+        extra="ignore", env_ignore_empty=True, frozen=True, populate_by_name=True
+    )

@@ -1,0 +1,1 @@
+"""codexpool-ui: the Codex Pool activity page and routing form."""

@@ -1,0 +1,13 @@
+from __future__ import annotations
+
+from codexpool_shared.cli import serve
+from codexpool_ui.app import create_app
+from codexpool_ui.config import Settings
+
+
+def main() -> None:
+    serve("codexpool-ui", 8082, lambda: create_app(Settings()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""What every Codex Pool service shares."""

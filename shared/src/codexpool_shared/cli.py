@@ -1,0 +1,30 @@
+"""The command line every service shares: ``codexpool-<service> --host H --port P``."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Sequence
+
+import uvicorn
+from fastapi import FastAPI
+
+
+def serve(
+    prog: str,
+    default_port: int,
+    build_app: Callable[[], FastAPI],
+    argv: Sequence[str] | None = None,
+) -> None:
+    """Parse ``--host``/``--port`` and serve the app that ``build_app`` makes."""
+    parser = argparse.ArgumentParser(prog=prog)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=default_port)
+    args = parser.parse_args(argv)
+    uvicorn.run(
+        build_app(),
+        host=args.host,
+        port=args.port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )

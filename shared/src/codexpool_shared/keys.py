@@ -1,0 +1,104 @@
+"""Every Redis key Codex Pool uses, built from the namespace, in one place.
+
+A single Redis serves the whole system (SPEC.md section 3); keys are plain strings under
+``<namespace>:``. Services never format a key themselves: they ask a ``Keys``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """Builds the Redis keys of one namespace."""
+
+    namespace: str
+
+    def _k(self, *parts: str) -> str:
+        return ":".join((self.namespace, *parts))
+
+    @property
+    def pattern(self) -> str:
+        """A SCAN pattern matching every key of the namespace (tests clean up with it)."""
+        return f"{self.namespace}:*"
+
+    # Registry -----------------------------------------------------------------------------
+
+    @property
+    def providers(self) -> str:
+        """Set of registered provider names."""
+        return self._k("providers")
+
+    def provider(self, name: str) -> str:
+        """Hash: one provider's record, tokens encrypted."""
+        return self._k("provider", name)
+
+    @property
+    def agents(self) -> str:
+        """Set of agent ids."""
+        return self._k("agents")
+
+    def agent(self, agent_id: str) -> str:
+        """Hash: one agent's record."""
+        return self._k("agent", agent_id)
+
+    def agent_keys(self, agent_id: str) -> str:
+        """Hash: SHA-256 of each router key of the agent -> key metadata (JSON)."""
+        return self._k("agent", agent_id, "keys")
+
+    def api_key(self, key_sha256: str) -> str:
+        """String: the agent id that owns the router key with this SHA-256."""
+        return self._k("apikey", key_sha256)
+
+    # Pools and routing state ----------------------------------------------------------------
+
+    def pool(self, agent_id: str) -> str:
+        """Hash: an agent's pool (strategy, ordered providers as JSON, version)."""
+        return self._k("pool", agent_id)
+
+    def rr_counter(self, agent_id: str) -> str:
+        """String counter: the pool's round-robin position, shared by every router replica."""
+        return self._k("pool", agent_id, "rr")
+
+    def affinity(self, agent_id: str, session_digest: str) -> str:
+        """String with TTL: the provider a session sticks to within a pool."""
+        return self._k("affinity", agent_id, session_digest)
+
+    def live(self, provider: str) -> str:
+        """Hash: a provider's live state (quota snapshot, cooldown, circuit, failure streak)."""
+        return self._k("live", provider)
+
+    def refresh_lock(self, provider: str) -> str:
+        """String lock: single-flight token refresh across replicas and services."""
+        return self._k("lock", "refresh", provider)
+
+    def probe_lock(self, provider: str) -> str:
+        """String lock: the one replica probing an open circuit."""
+        return self._k("lock", "probe", provider)
+
+    # Health aggregates ----------------------------------------------------------------------
+
+    def health(self, provider: str) -> str:
+        """Hash: a provider's health score, its components and its status band."""
+        return self._k("health", provider)
+
+    def event_seen(self, event_id: str) -> str:
+        """String with TTL: an outcome event already applied (idempotent consumer)."""
+        return self._k("seen", event_id)
+
+    # Admin ------------------------------------------------------------------------------------
+
+    def admin_token(self, token_sha256: str) -> str:
+        """Hash: an admin API bearer token (stored by SHA-256) and its role."""
+        return self._k("admin-token", token_sha256)
+
+    @property
+    def admin_tokens(self) -> str:
+        """Set of admin API token ids."""
+        return self._k("admin-tokens")
+
+    @property
+    def audit(self) -> str:
+        """Stream: the audit log."""
+        return self._k("audit")
