@@ -1,0 +1,127 @@
+"""``request.outcome.v1``: what happened to one client request, published by the router."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from codexpool_shared.events.base import BaseEvent
+
+Strategy = Literal["round-robin", "primary-first", "quota-aware"]
+"""The pool strategies (SPEC.md section 5)."""
+
+OutcomeClass = Literal[
+    "success",
+    "client_error",
+    "usage_limit",
+    "rate_limited",
+    "auth_error",
+    "server_error",
+    "connection_error",
+    "timeout",
+    "stream_error",
+    "blocked",
+    "cancelled",
+]
+"""How one upstream attempt ended (codex-backend-protocol.md section 9)."""
+
+FinalOutcome = Literal[OutcomeClass, "pool_exhausted", "no_eligible_provider"]
+"""How the client request ended: an attempt's class, or an answer given with no attempt left."""
+
+HEALTH_FAULTS: frozenset[str] = frozenset(
+    {"server_error", "connection_error", "timeout", "stream_error", "rate_limited"}
+)
+"""Outcome classes that count against a provider's health. Quota exhaustion, client errors,
+auth errors (handled by refresh or re-auth) and client cancellations do not."""
+
+VERDICTS: frozenset[str] = HEALTH_FAULTS | {"success"}
+"""Outcome classes that say something about the provider's health (the success-rate base)."""
+
+
+class TokenUsage(BaseModel):
+    """Token counts reported by the upstream in ``response.completed``."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", use_attribute_docstrings=True)
+
+    input_tokens: int = Field(ge=0)
+    """Prompt tokens."""
+
+    output_tokens: int = Field(ge=0)
+    """Generated tokens."""
+
+    total_tokens: int = Field(ge=0)
+    """Input plus output."""
+
+    cached_input_tokens: int | None = Field(default=None, ge=0)
+    """Prompt tokens served from the prompt cache."""
+
+    reasoning_output_tokens: int | None = Field(default=None, ge=0)
+    """Output tokens spent on reasoning."""
+
+
+class Attempt(BaseModel):
+    """One upstream attempt within a request, in the order they were made."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", use_attribute_docstrings=True)
+
+    provider: str
+    """Name of the provider (account) tried."""
+
+    outcome: OutcomeClass
+    """How the attempt ended."""
+
+    status_code: int | None = None
+    """Upstream HTTP status, when one arrived."""
+
+    ttfb_ms: float | None = Field(default=None, ge=0)
+    """Time to the upstream's first byte, when one arrived."""
+
+    duration_ms: float = Field(ge=0)
+    """Time the attempt took, start to end."""
+
+    fallback: bool = False
+    """True when this attempt follows a failed one in the same request."""
+
+    error_code: str | None = None
+    """Upstream error code (``usage_limit_reached``, ``server_is_overloaded``, ...), if any."""
+
+
+class RequestOutcomeV1(BaseEvent):
+    """One client request's outcome; exactly one per request."""
+
+    type: Literal["request.outcome.v1"] = "request.outcome.v1"
+    """Event tag."""
+
+    request_id: str
+    """The ``x-request-id`` answered to the client."""
+
+    agent_id: str
+    """Agent whose key made the request."""
+
+    strategy: Strategy
+    """The pool's strategy when the request was routed."""
+
+    pool_version: int | None = None
+    """The pool version the request was routed with."""
+
+    model: str | None = None
+    """Model the client asked for."""
+
+    stream: bool
+    """Whether the client asked for a stream."""
+
+    attempts: tuple[Attempt, ...] = ()
+    """Upstream attempts in order; empty when no provider was eligible."""
+
+    final_provider: str | None = None
+    """Provider whose answer reached the client, if any."""
+
+    final_outcome: FinalOutcome
+    """How the request ended for the client."""
+
+    client_latency_ms: float = Field(ge=0)
+    """Time from the request's arrival to the end of the answer."""
+
+    usage: TokenUsage | None = None
+    """Token usage, when the upstream reported it."""

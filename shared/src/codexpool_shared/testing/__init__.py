@@ -1,0 +1,1 @@
+"""Helpers the test suites share: finding real infrastructure, namespaces, fault injection."""
