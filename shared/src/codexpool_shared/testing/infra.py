@@ -1,4 +1,6 @@
-"""Finding the real Redis and RabbitMQ for integration tests (STYLE.md, "Where this project differs").
+"""Finding the real Redis and RabbitMQ for integration tests.
+
+STYLE.md, "Where this project differs".
 
 Order: ``REDIS_URL`` / ``AMQP_URL`` from the environment; else containers when a Docker engine
 answers; else the local servers at their default addresses; else fail with instructions.
@@ -100,7 +102,8 @@ def infrastructure() -> Iterator[InfraUrls]:
         if not _answers(url, port)
     ]
     if missing:
-        raise RuntimeError(f"{' and '.join(missing)} did not answer ({urls.source}). {HOW_TO_START}")
+        names = " and ".join(missing)
+        raise RuntimeError(f"{names} did not answer ({urls.source}). {HOW_TO_START}")
     yield urls
 
 
