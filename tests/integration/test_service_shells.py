@@ -1,0 +1,64 @@
+"""Every service: the app factory's lifespan opens its clients and closes them on exit."""
+
+from __future__ import annotations
+
+import base64
+import importlib
+import os
+
+import pytest
+import redis
+from fastapi.testclient import TestClient
+
+from codexpool_shared.testing.infra import InfraUrls
+
+SERVICES = ["codexpool_router", "codexpool_health", "codexpool_admin_api"]
+
+
+def _settings(package: str, infra: InfraUrls, namespace: str) -> object:
+    config = importlib.import_module(f"{package}.config")
+    return config.Settings(
+        REDIS_URL=infra.redis_url,
+        AMQP_URL=infra.amqp_url,
+        CODEXPOOL_NAMESPACE=namespace,
+        CODEXPOOL_SECRET_KEY=base64.b64encode(os.urandom(32)).decode(),
+        CODEXPOOL_ADMIN_TOKEN="shell-test-admin-token-0123456789",
+    )
+
+
+def _connections_named(infra: InfraUrls, name: str) -> int:
+    probe = redis.Redis.from_url(infra.redis_url, socket_timeout=5)
+    try:
+        return sum(1 for c in probe.client_list() if c.get("name") == name)
+    finally:
+        probe.close()
+
+
+@pytest.mark.parametrize("package", SERVICES)
+def test_lifespan_opens_and_closes_clients(package: str, infra: InfraUrls, namespace: str) -> None:
+    app_module = importlib.import_module(f"{package}.app")
+    app = app_module.create_app(_settings(package, infra, namespace))
+    with TestClient(app) as client:
+        assert client.get("/livez").json() == {"status": "ok"}
+        ready = client.get("/readyz")
+        assert ready.status_code == 200, ready.text
+        assert ready.json()["checks"]["redis"] == "ok"
+        metrics = client.get("/metrics")
+        assert metrics.status_code == 200
+        assert metrics.headers["content-type"].startswith("text/plain")
+        assert _connections_named(infra, namespace) > 0
+    assert _connections_named(infra, namespace) == 0
+
+
+@pytest.mark.parametrize("package", SERVICES)
+def test_readiness_fails_when_redis_is_unreachable(package: str, namespace: str) -> None:
+    app_module = importlib.import_module(f"{package}.app")
+    unreachable = InfraUrls("redis://127.0.0.1:1/0", "amqp://guest:guest@127.0.0.1:1/", "none")
+    app = app_module.create_app(_settings(package, unreachable, namespace))
+    try:
+        with TestClient(app) as client:
+            ready = client.get("/readyz")
+            assert ready.status_code == 503
+            assert ready.json()["checks"]["redis"] == "failing"
+    except Exception as exc:  # a service may refuse to start without its broker
+        pytest.fail(f"{package} failed to start without Redis: {exc!r}")
