@@ -1,0 +1,155 @@
+"""Agents and their router keys (SPEC.md section 4).
+
+A router key is ``cpk_`` + 43 URL-safe characters (256 random bits). Only its SHA-256 is
+stored: ``Keys.api_key(sha)`` -> agent id is what the router's selection script reads, and
+``Keys.agent_keys(agent)`` lists the agent's keys with their metadata.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, ConfigDict
+from redis.asyncio import Redis
+
+from codexpool_shared.keys import Keys
+from codexpool_shared.store.errors import Conflict, NotFound
+from codexpool_shared.store.providers import validate_name
+
+KEY_PREFIX = "cpk_"
+
+
+class Agent(BaseModel):
+    """An agent: one fleet member (or fleet) calling the router with its own keys."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    name: str
+    created_at: int
+
+
+class AgentKey(BaseModel):
+    """Metadata of one router key; the key itself is shown once, at creation."""
+
+    model_config = ConfigDict(frozen=True)
+
+    key_id: str
+    """The first 12 hex digits of the key's SHA-256: names the key without revealing it."""
+    prefix: str
+    """The key's first 8 characters, to help a human recognise it."""
+    created_at: int
+
+
+def key_digest(api_key: str) -> str:
+    """SHA-256 (hex) of a router key: how it is stored and looked up."""
+    return hashlib.sha256(api_key.encode()).hexdigest()
+
+
+def _text(raw: Any) -> str:
+    return raw.decode() if isinstance(raw, bytes) else str(raw)
+
+
+async def create_agent(
+    redis: Redis, keys: Keys, agent_id: str, name: str | None = None
+) -> tuple[Agent, str]:
+    """Create an agent with its first router key.
+
+    Returns:
+        The agent and the plaintext key (shown once; only its digest is stored).
+
+    Raises:
+        InvalidField: ``agent_id`` is not a slug.
+        Conflict: The id is taken.
+    """
+    validate_name(agent_id, "id")
+    now = int(time.time())
+    created = await redis.hsetnx(keys.agent(agent_id), "id", agent_id)
+    if not created:
+        raise Conflict("id", f"agent {agent_id!r} already exists")
+    await redis.hset(keys.agent(agent_id), mapping={"name": name or agent_id, "created_at": now})
+    await redis.sadd(keys.agents, agent_id)
+    _, api_key = await add_agent_key(redis, keys, agent_id)
+    return Agent(id=agent_id, name=name or agent_id, created_at=now), api_key
+
+
+async def get_agent(redis: Redis, keys: Keys, agent_id: str) -> Agent:
+    """The agent ``agent_id``; raises ``NotFound``."""
+    raw = {_text(k): _text(v) for k, v in (await redis.hgetall(keys.agent(agent_id))).items()}
+    if not raw:
+        raise NotFound("agent", agent_id)
+    return Agent(id=agent_id, name=raw.get("name", agent_id), created_at=int(raw["created_at"]))
+
+
+async def list_agents(redis: Redis, keys: Keys) -> list[Agent]:
+    """Every agent, sorted by id."""
+    ids = sorted(_text(a) for a in await redis.smembers(keys.agents))
+    return [await get_agent(redis, keys, agent_id) for agent_id in ids]
+
+
+async def add_agent_key(redis: Redis, keys: Keys, agent_id: str) -> tuple[AgentKey, str]:
+    """Mint a new router key for an existing agent.
+
+    Returns:
+        The key's metadata and the plaintext key (shown once).
+
+    Raises:
+        NotFound: The agent does not exist.
+    """
+    if not await redis.exists(keys.agent(agent_id)):
+        raise NotFound("agent", agent_id)
+    api_key = KEY_PREFIX + secrets.token_urlsafe(32)
+    digest = key_digest(api_key)
+    meta = AgentKey(key_id=digest[:12], prefix=api_key[:8], created_at=int(time.time()))
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.set(keys.api_key(digest), agent_id)
+        pipe.hset(keys.agent_keys(agent_id), digest, orjson.dumps(meta.model_dump()))
+        await pipe.execute()
+    return meta, api_key
+
+
+async def list_agent_keys(redis: Redis, keys: Keys, agent_id: str) -> list[AgentKey]:
+    """Metadata of the agent's keys."""
+    rows = await redis.hgetall(keys.agent_keys(agent_id))
+    return sorted(
+        (AgentKey.model_validate_json(v) for v in rows.values()), key=lambda k: k.created_at
+    )
+
+
+async def revoke_agent_key(redis: Redis, keys: Keys, agent_id: str, key_id: str) -> bool:
+    """Revoke the agent's key whose ``key_id`` is given; True if one was revoked."""
+    for digest in await redis.hkeys(keys.agent_keys(agent_id)):
+        text = _text(digest)
+        if text.startswith(key_id):
+            async with redis.pipeline(transaction=True) as pipe:
+                pipe.delete(keys.api_key(text))
+                pipe.hdel(keys.agent_keys(agent_id), text)
+                await pipe.execute()
+            return True
+    return False
+
+
+async def resolve_agent_key(redis: Redis, keys: Keys, api_key: str) -> str | None:
+    """The agent owning ``api_key``, or ``None``."""
+    agent_id = await redis.get(keys.api_key(key_digest(api_key)))
+    return _text(agent_id) if agent_id is not None else None
+
+
+async def delete_agent(redis: Redis, keys: Keys, agent_id: str) -> None:
+    """Delete an agent, its keys, its pool and its round-robin counter."""
+    digests = [_text(d) for d in await redis.hkeys(keys.agent_keys(agent_id))]
+    async with redis.pipeline(transaction=True) as pipe:
+        for digest in digests:
+            pipe.delete(keys.api_key(digest))
+        pipe.delete(
+            keys.agent(agent_id),
+            keys.agent_keys(agent_id),
+            keys.pool(agent_id),
+            keys.rr_counter(agent_id),
+        )
+        pipe.srem(keys.agents, agent_id)
+        await pipe.execute()
