@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from pydantic import AmqpDsn, Field, RedisDsn, SecretStr, field_validator
+from pydantic import AmqpDsn, Field, RedisDsn, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _NAMESPACE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -59,3 +59,101 @@ class InfraSettings(BaseSettings):
                 "print(base64.b64encode(os.urandom(32)).decode())')"
             )
         return self.secret_key
+
+
+_OTLP_PROTOCOL = "http/protobuf"
+_EXPORTERS = frozenset({"otlp", "console", "none"})
+
+
+class TelemetrySettings(BaseSettings):
+    """The standard ``OTEL_*`` variables that decide whether telemetry is exported at all.
+
+    Everything else (endpoint paths, headers, timeouts, sampler, batch sizes, resource
+    attributes) the OpenTelemetry SDK reads from the environment itself.
+    """
+
+    model_config = SettingsConfigDict(
+        extra="ignore", env_ignore_empty=True, frozen=True, populate_by_name=True
+    )
+
+    otlp_endpoint: str | None = Field(default=None, validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT")
+    """Base OTLP endpoint for every signal."""
+
+    otlp_traces_endpoint: str | None = Field(
+        default=None, validation_alias="OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+    )
+    """OTLP endpoint for spans only."""
+
+    otlp_metrics_endpoint: str | None = Field(
+        default=None, validation_alias="OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"
+    )
+    """OTLP endpoint for metrics only."""
+
+    otlp_protocol: str | None = Field(default=None, validation_alias="OTEL_EXPORTER_OTLP_PROTOCOL")
+    """OTLP protocol for every signal; only ``http/protobuf`` is installed."""
+
+    otlp_traces_protocol: str | None = Field(
+        default=None, validation_alias="OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"
+    )
+    """OTLP protocol for spans only."""
+
+    otlp_metrics_protocol: str | None = Field(
+        default=None, validation_alias="OTEL_EXPORTER_OTLP_METRICS_PROTOCOL"
+    )
+    """OTLP protocol for metrics only."""
+
+    traces_exporter: str | None = Field(default=None, validation_alias="OTEL_TRACES_EXPORTER")
+    """Comma-separated span exporters: ``otlp``, ``console`` or ``none``."""
+
+    metrics_exporter: str | None = Field(default=None, validation_alias="OTEL_METRICS_EXPORTER")
+    """Comma-separated metric exporters: ``otlp``, ``console`` or ``none``."""
+
+    @property
+    def span_exporters(self) -> frozenset[str]:
+        """The span exporters to install; empty means spans are not exported."""
+        return _exporters(
+            "OTEL_TRACES_EXPORTER",
+            self.traces_exporter,
+            self.otlp_traces_endpoint or self.otlp_endpoint,
+            self.otlp_traces_protocol or self.otlp_protocol,
+        )
+
+    @property
+    def metric_exporters(self) -> frozenset[str]:
+        """The metric exporters to install; empty means metrics are not exported."""
+        return _exporters(
+            "OTEL_METRICS_EXPORTER",
+            self.metrics_exporter,
+            self.otlp_metrics_endpoint or self.otlp_endpoint,
+            self.otlp_metrics_protocol or self.otlp_protocol,
+        )
+
+    @model_validator(mode="after")
+    def _exporters_are_supported(self) -> TelemetrySettings:
+        _ = self.span_exporters, self.metric_exporters
+        return self
+
+
+def _exporters(
+    variable: str, names: str | None, endpoint: str | None, protocol: str | None
+) -> frozenset[str]:
+    # Unlike the SDK's default of "otlp", nothing configured means no export: a developer
+    # machine or a test without a collector must not retry a dead localhost:4318 forever.
+    if names is None:
+        chosen = {"otlp"} if endpoint else set()
+    else:
+        chosen = {name.strip().lower() for name in names.split(",") if name.strip()}
+    unknown = chosen - _EXPORTERS
+    if unknown:
+        raise ValueError(
+            f"{variable}: unsupported exporter(s) {', '.join(sorted(unknown))} "
+            f"(supported: {', '.join(sorted(_EXPORTERS))})"
+        )
+    if "none" in chosen:
+        return frozenset()
+    if "otlp" in chosen and protocol not in (None, _OTLP_PROTOCOL):
+        raise ValueError(
+            f"{variable} selects otlp, but OTEL_EXPORTER_OTLP_PROTOCOL is {protocol!r}: "
+            f"only {_OTLP_PROTOCOL} is installed"
+        )
+    return frozenset(chosen)
