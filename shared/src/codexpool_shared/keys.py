@@ -95,8 +95,16 @@ class Keys:
 
     @property
     def admin_tokens(self) -> str:
-        """Set of admin API token ids."""
+        """Hash: admin API token id -> the SHA-256 its ``admin_token`` record is stored under."""
         return self._k("admin-tokens")
+
+    def auth_failures(self, client: str) -> str:
+        """String counter with TTL: failed admin API authentications from one client address."""
+        return self._k("admin-auth-failures", client)
+
+    def oauth_device(self, provider: str) -> str:
+        """Hash with TTL: a pending device-code login re-linking a provider."""
+        return self._k("oauth-device", provider)
 
     @property
     def audit(self) -> str:

@@ -1,41 +1,118 @@
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 
+import httpx
 from fastapi import FastAPI, Request
+from fastapi.routing import APIRoute
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from starlette.responses import JSONResponse
 
+from codexpool_admin_api.api.errors import api_error
+from codexpool_admin_api.api.routes import agents, audit, pools, providers, tokens
+from codexpool_admin_api.audit import Auditor
+from codexpool_admin_api.auth import Authenticator, TokenStore
 from codexpool_admin_api.config import Settings
 from codexpool_admin_api.deps import State
-from codexpool_shared.errors import install_error_handlers
+from codexpool_shared import telemetry
+from codexpool_shared.crypto import Keyring
+from codexpool_shared.errors import ApiError, install_error_handlers
 from codexpool_shared.keys import Keys
+from codexpool_shared.messaging import EventPublisher, Publisher
 from codexpool_shared.probes import ReadinessCheck, probe_router
 from codexpool_shared.redis import create_redis
+from codexpool_shared.store.errors import StoreError
+
+log = logging.getLogger("codexpool_admin_api")
 
 
-def create_app(settings: Settings) -> FastAPI:
+def _operation_id(route: APIRoute) -> str:
+    # The function name: stable across releases and unique (checked at startup by FastAPI's
+    # duplicate-operation warning, which the test suite turns into an error).
+    return route.name
+
+
+def create_app(settings: Settings, *, publisher: Publisher | None = None) -> FastAPI:
+    """The admin API; ``publisher`` replaces the RabbitMQ publisher (tests pass a fake)."""
+    telemetry.configure("codexpool-admin-api")
     registry = CollectorRegistry()
+    # Refuse to start without a usable key rather than fail on the first provider write.
+    keyring = Keyring.from_settings(settings)
+    bootstrap = settings.admin_token.get_secret_value() if settings.admin_token else None
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[State]:
         async with AsyncExitStack() as stack:
             redis = create_redis(settings)
             stack.push_async_callback(redis.aclose)
+            keys = Keys(settings.namespace)
+            http = httpx.AsyncClient(timeout=settings.upstream_timeout_s, follow_redirects=False)
+            stack.push_async_callback(http.aclose)
+            token_store = TokenStore(redis, keys)
+            events = publisher or EventPublisher(
+                str(settings.amqp_url),
+                settings.namespace,
+                registry=registry,
+                name="codexpool-admin-api",
+            )
+            await events.start()
+            stack.push_async_callback(events.close, 5.0)
             yield State(
                 settings=settings,
-                keys=Keys(settings.namespace),
+                keys=keys,
                 redis=redis,
                 registry=registry,
+                keyring=keyring,
+                http=http,
+                tokens=token_store,
+                authenticator=Authenticator(
+                    redis,
+                    keys,
+                    token_store,
+                    bootstrap,
+                    max_failures=settings.auth_failures_per_window,
+                    window_s=settings.auth_failure_window_s,
+                ),
+                auditor=Auditor(redis, keys, max_entries=settings.audit_max_entries),
+                publisher=events,
             )
 
-    app = FastAPI(title="codexpool-admin-api", lifespan=lifespan)
+    app = FastAPI(
+        title="codexpool-admin-api",
+        summary="Providers, agents and pools of Codex Pool",
+        lifespan=lifespan,
+        generate_unique_id_function=_operation_id,
+    )
     install_error_handlers(app)
+    telemetry.instrument_app(app)
+
+    async def on_redis_error(_: Request, exc: Exception) -> JSONResponse:
+        log.warning("redis unavailable: %s", type(exc).__name__)
+        return ApiError(
+            503, "the configuration store is unavailable", code="store_unavailable"
+        ).response()
+
+    async def on_unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.error("unhandled %s", type(exc).__name__, exc_info=exc)
+        return ApiError(500, "internal error", code="internal_error").response()
+
+    async def on_store_error(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StoreError)
+        return api_error(exc).response()
+
+    app.add_exception_handler(StoreError, on_store_error)
+    app.add_exception_handler(RedisError, on_redis_error)
+    app.add_exception_handler(Exception, on_unexpected)
 
     def checks(request: Request) -> Mapping[str, ReadinessCheck]:
         redis: Redis = request.state.redis
         return {"redis": redis.ping}
 
     app.include_router(probe_router(registry, checks))
+    for module in (providers, agents, pools, tokens, audit):
+        app.include_router(module.router)
     return app

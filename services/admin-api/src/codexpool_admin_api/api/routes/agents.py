@@ -1,0 +1,153 @@
+"""Agents and their router keys; a key is shown once, when it is made."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from fastapi import APIRouter, status
+from pydantic import BaseModel, ConfigDict, Field
+
+from codexpool_admin_api.api.errors import RESPONSES
+from codexpool_admin_api.api.models import epoch
+from codexpool_admin_api.deps import AdminDep, AuditorDep, KeysDep, RedisDep, ViewerDep
+from codexpool_shared.store.agents import (
+    Agent,
+    AgentKey,
+    add_agent_key,
+    create_agent,
+    delete_agent,
+    get_agent,
+    list_agent_keys,
+    list_agents,
+    revoke_agent_key,
+)
+from codexpool_shared.store.errors import NotFound
+from codexpool_shared.store.pools import get_pool
+
+router = APIRouter(prefix="/api/agents", tags=["agents"], responses=RESPONSES)
+
+
+class AgentCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(min_length=1, max_length=63)
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+
+
+class KeyCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    revoke_others: bool = False
+    """Rotate: revoke every other key of the agent once the new one exists."""
+
+
+class AgentKeyOut(BaseModel):
+    key_id: str
+    prefix: str
+    created_at: datetime | None
+
+
+class AgentOut(BaseModel):
+    id: str
+    name: str
+    created_at: datetime | None
+    keys: list[AgentKeyOut]
+    pool_version: int | None
+    """Version of the agent's pool; ``null`` while it has none."""
+
+
+class AgentCreated(AgentOut):
+    api_key: str
+    """The router key (``cpk_...``); shown only in this response."""
+
+
+class KeyCreated(AgentKeyOut):
+    api_key: str
+    """The router key (``cpk_...``); shown only in this response."""
+    revoked: list[str]
+    """``key_id`` of the keys this rotation revoked."""
+
+
+class AgentList(BaseModel):
+    data: list[AgentOut]
+
+
+def _key_out(key: AgentKey) -> AgentKeyOut:
+    return AgentKeyOut(key_id=key.key_id, prefix=key.prefix, created_at=epoch(key.created_at))
+
+
+async def _agent_out(redis: RedisDep, keys: KeysDep, agent: Agent) -> AgentOut:
+    try:
+        version: int | None = (await get_pool(redis, keys, agent.id)).version
+    except NotFound:
+        version = None
+    return AgentOut(
+        id=agent.id,
+        name=agent.name,
+        created_at=epoch(agent.created_at),
+        keys=[_key_out(k) for k in await list_agent_keys(redis, keys, agent.id)],
+        pool_version=version,
+    )
+
+
+@router.get("")
+async def list_all_agents(_: ViewerDep, redis: RedisDep, keys: KeysDep) -> AgentList:
+    """Every agent."""
+    return AgentList(
+        data=[await _agent_out(redis, keys, a) for a in await list_agents(redis, keys)]
+    )
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+async def create_new_agent(
+    body: AgentCreate, admin: AdminDep, redis: RedisDep, keys: KeysDep, audit: AuditorDep
+) -> AgentCreated:
+    """Create an agent with its first router key (in this response only)."""
+    agent, api_key = await create_agent(redis, keys, body.id, body.name)
+    out = await _agent_out(redis, keys, agent)
+    await audit.record(admin, "agent.create", agent.id, after=out.model_dump(mode="json"))
+    return AgentCreated(**out.model_dump(), api_key=api_key)
+
+
+@router.get("/{agent_id}")
+async def get_one_agent(agent_id: str, _: ViewerDep, redis: RedisDep, keys: KeysDep) -> AgentOut:
+    """One agent with its key ids (never the keys)."""
+    return await _agent_out(redis, keys, await get_agent(redis, keys, agent_id))
+
+
+@router.delete("/{agent_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_one_agent(
+    agent_id: str, admin: AdminDep, redis: RedisDep, keys: KeysDep, audit: AuditorDep
+) -> None:
+    """Delete an agent, its keys and its pool; its keys stop working at once."""
+    before = await _agent_out(redis, keys, await get_agent(redis, keys, agent_id))
+    await delete_agent(redis, keys, agent_id)
+    await audit.record(admin, "agent.delete", agent_id, before=before.model_dump(mode="json"))
+
+
+@router.post("/{agent_id}/keys", status_code=status.HTTP_201_CREATED)
+async def add_agent_router_key(
+    agent_id: str,
+    admin: AdminDep,
+    redis: RedisDep,
+    keys: KeysDep,
+    audit: AuditorDep,
+    body: KeyCreate | None = None,
+) -> KeyCreated:
+    """Add a router key, or rotate (``revoke_others``); the key is in this response only."""
+    before = [k.key_id for k in await list_agent_keys(redis, keys, agent_id)]
+    meta, api_key = await add_agent_key(redis, keys, agent_id)
+    revoked: list[str] = []
+    if body is not None and body.revoke_others:
+        for key_id in before:
+            if await revoke_agent_key(redis, keys, agent_id, key_id):
+                revoked.append(key_id)
+    out = _key_out(meta)
+    await audit.record(
+        admin,
+        "agent.key.rotate" if revoked else "agent.key.add",
+        agent_id,
+        before={"keys": before},
+        after={"added": out.model_dump(mode="json"), "revoked": revoked},
+    )
+    return KeyCreated(**out.model_dump(), api_key=api_key, revoked=revoked)

@@ -1,0 +1,188 @@
+"""The provider registry: register from a Codex auth.json (or its tokens), read, enable/disable,
+delete. Tokens go in, encrypted by the store; they never come out."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, status
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from codexpool_admin_api.api.errors import RESPONSES
+from codexpool_admin_api.api.models import (
+    ProviderDetail,
+    ProviderOut,
+    provider_detail,
+    provider_out,
+)
+from codexpool_admin_api.deps import (
+    AdminDep,
+    AuditorDep,
+    KeyringDep,
+    KeysDep,
+    PublisherDep,
+    RedisDep,
+    ViewerDep,
+)
+from codexpool_shared.errors import ApiError
+from codexpool_shared.events import ProviderStatusChangedV1
+from codexpool_shared.store.errors import InvalidField
+from codexpool_shared.store.providers import (
+    delete_provider,
+    get_provider,
+    list_providers,
+    register_provider,
+    set_provider_status,
+)
+
+router = APIRouter(prefix="/api/providers", tags=["providers"], responses=RESPONSES)
+
+
+class TokensIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id_token: SecretStr | None = None
+    access_token: SecretStr
+    refresh_token: SecretStr
+    account_id: str | None = Field(default=None, max_length=200)
+
+
+class ProviderCreate(BaseModel):
+    """Either ``auth_json`` (a Codex auth.json document) or ``tokens``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=63)
+    auth_json: dict[str, Any] | None = None
+    tokens: TokensIn | None = None
+
+    def document(self) -> dict[str, Any]:
+        if (self.auth_json is None) == (self.tokens is None):
+            raise InvalidField("auth_json", "give exactly one of auth_json and tokens")
+        if self.auth_json is not None:
+            return self.auth_json
+        assert self.tokens is not None
+        return {
+            "tokens": {
+                "id_token": self.tokens.id_token.get_secret_value()
+                if self.tokens.id_token
+                else None,
+                "access_token": self.tokens.access_token.get_secret_value(),
+                "refresh_token": self.tokens.refresh_token.get_secret_value(),
+                "account_id": self.tokens.account_id,
+            }
+        }
+
+
+class ProviderPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: Literal["active", "disabled"]
+    """``needs_reauth`` is set by the system; leave it by re-linking the account."""
+
+
+class ProviderList(BaseModel):
+    data: list[ProviderDetail | ProviderOut]
+
+
+@router.get("")
+async def list_registered_providers(
+    principal: ViewerDep, redis: RedisDep, keys: KeysDep
+) -> ProviderList:
+    """Every registered provider; admins also see the OAuth link details."""
+    admin = principal.role == "admin"
+    return ProviderList(
+        data=[provider_out(p, admin=admin) for p in await list_providers(redis, keys)]
+    )
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+async def register_new_provider(
+    body: ProviderCreate,
+    admin: AdminDep,
+    redis: RedisDep,
+    keys: KeysDep,
+    keyring: KeyringDep,
+    audit: AuditorDep,
+) -> ProviderDetail:
+    """Register a ChatGPT account; account id, email and plan come from its id_token."""
+    try:
+        provider = await register_provider(redis, keys, keyring, body.name, body.document())
+    except InvalidField as exc:
+        if body.tokens is not None and exc.field.startswith("auth_json."):
+            raise InvalidField(exc.field.removeprefix("auth_json."), exc.message) from None
+        raise
+    out = provider_detail(provider)
+    await audit.record(admin, "provider.register", provider.name, after=out.model_dump(mode="json"))
+    return out
+
+
+@router.get("/{name}")
+async def get_registered_provider(
+    name: str, principal: ViewerDep, redis: RedisDep, keys: KeysDep
+) -> ProviderDetail | ProviderOut:
+    """One provider; admins also see the OAuth link details."""
+    return provider_out(await get_provider(redis, keys, name), admin=principal.role == "admin")
+
+
+@router.patch("/{name}")
+async def update_provider_status(
+    name: str,
+    body: ProviderPatch,
+    admin: AdminDep,
+    redis: RedisDep,
+    keys: KeysDep,
+    audit: AuditorDep,
+    publisher: PublisherDep,
+) -> ProviderDetail:
+    """Enable or disable a provider; a disabled provider gets no requests."""
+    before = await get_provider(redis, keys, name)
+    if before.status == "needs_reauth" and body.status == "active":
+        raise ApiError(
+            409,
+            f"provider {name!r} needs re-linking: start POST /api/providers/{name}/oauth/device",
+            code="needs_reauth",
+            param="status",
+        )
+    previous = await set_provider_status(redis, keys, name, body.status)
+    after = await get_provider(redis, keys, name)
+    if previous != body.status:
+        publisher.publish(
+            ProviderStatusChangedV1(
+                provider=name,
+                dimension="account",
+                previous=previous,
+                current=body.status,
+                reason="admin",
+                actor=admin.id,
+            )
+        )
+    out = provider_detail(after)
+    await audit.record(
+        admin,
+        "provider.update",
+        name,
+        before=provider_detail(before).model_dump(mode="json"),
+        after=out.model_dump(mode="json"),
+    )
+    return out
+
+
+@router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_registered_provider(
+    name: str,
+    admin: AdminDep,
+    redis: RedisDep,
+    keys: KeysDep,
+    audit: AuditorDep,
+    force: Annotated[bool, Query(description="Also remove it from every pool")] = False,
+) -> None:
+    """Delete a provider; refused with 409 while pools use it, unless ``force=true``."""
+    before = await get_provider(redis, keys, name)
+    await delete_provider(redis, keys, name)
+    await audit.record(
+        admin,
+        "provider.delete",
+        name,
+        before=provider_detail(before).model_dump(mode="json"),
+    )

@@ -1,0 +1,139 @@
+"""The activity table of a pool: health aggregates, live quota and provider status together."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel
+from redis.asyncio import Redis
+
+from codexpool_admin_api.api.models import ProviderDetail, epoch, provider_detail
+from codexpool_shared.activity import TimelinePoint, read_activity
+from codexpool_shared.events import HealthBand, ProviderStatus, Strategy
+from codexpool_shared.keys import Keys
+from codexpool_shared.store.errors import NotFound
+from codexpool_shared.store.live import LiveState, QuotaWindow, get_live
+from codexpool_shared.store.pools import Pool
+from codexpool_shared.store.providers import get_provider
+
+
+class QuotaOut(BaseModel):
+    primary: QuotaWindow | None
+    secondary: QuotaWindow | None
+    plan_type: str | None
+    credits_has_credits: bool | None
+    credits_unlimited: bool | None
+    credits_balance: str | None
+    updated_at: datetime | None
+
+
+class ProviderRow(BaseModel):
+    provider: str
+    status: ProviderStatus | Literal["unregistered"]
+    """Account status; ``unregistered`` when the provider was deleted but is still listed."""
+    requests: int
+    successes: int
+    failures: int
+    failures_by_class: dict[str, int]
+    success_rate: float | None
+    health_score: float | None
+    health_band: HealthBand | None
+    health_components: dict[str, Any]
+    fallback_count: int
+    fallbacks_away: int
+    ttfb_p50_ms: float | None
+    ttfb_p95_ms: float | None
+    timeline: list[TimelinePoint]
+    timeline_hourly: list[TimelinePoint]
+    quota: QuotaOut | None
+    cooldown_until: datetime | None
+    cooldown_reason: str | None
+    circuit: Literal["closed", "open"]
+    circuit_open_until: datetime | None
+    refresh_error: str | None = None
+    """Why Refresh Live State could not read this provider's quota just now."""
+    oauth: ProviderDetail | None = None
+    """OAuth link details (account, email, plan, token expiry, last refresh); admins only."""
+
+
+class ActivityOut(BaseModel):
+    agent_id: str
+    strategy: Strategy
+    version: int
+    providers: list[ProviderRow]
+
+
+def _quota(live: LiveState) -> QuotaOut | None:
+    q = live.quota
+    if q is None:
+        return None
+    return QuotaOut(
+        primary=q.primary,
+        secondary=q.secondary,
+        plan_type=q.plan_type,
+        credits_has_credits=q.credits_has_credits,
+        credits_unlimited=q.credits_unlimited,
+        credits_balance=q.credits_balance,
+        updated_at=epoch(q.updated_at),
+    )
+
+
+def _ms(value: int, now_ms: int) -> datetime | None:
+    return epoch(value / 1000) if value > now_ms else None
+
+
+async def pool_activity(
+    redis: Redis,
+    keys: Keys,
+    pool: Pool,
+    *,
+    admin: bool,
+    refresh_errors: dict[str, str] | None = None,
+) -> ActivityOut:
+    """The activity of ``pool``'s members, in pool order; OAuth details only for ``admin``."""
+    now_ms = int(time.time() * 1000)
+    rows: list[ProviderRow] = []
+    activities = await read_activity(redis, keys, pool.providers, scope=pool.agent_id)
+    for activity in activities:
+        name = activity.provider
+        live = await get_live(redis, keys, name)
+        try:
+            provider = await get_provider(redis, keys, name)
+        except NotFound:
+            provider = None
+        rows.append(
+            ProviderRow(
+                **activity.model_dump(
+                    include={
+                        "provider",
+                        "requests",
+                        "successes",
+                        "failures",
+                        "failures_by_class",
+                        "success_rate",
+                        "health_score",
+                        "health_band",
+                        "health_components",
+                        "fallback_count",
+                        "fallbacks_away",
+                        "ttfb_p50_ms",
+                        "ttfb_p95_ms",
+                        "timeline",
+                        "timeline_hourly",
+                    }
+                ),  # fmt: skip
+                status=provider.status if provider else "unregistered",
+                quota=_quota(live),
+                cooldown_until=_ms(live.cooldown_until_ms, now_ms),
+                cooldown_reason=live.cooldown_reason if live.cooldown_until_ms > now_ms else None,
+                circuit="open" if live.circuit_open_until_ms > now_ms else "closed",
+                circuit_open_until=_ms(live.circuit_open_until_ms, now_ms),
+                refresh_error=(refresh_errors or {}).get(name),
+                oauth=provider_detail(provider) if admin and provider else None,
+            )
+        )
+    return ActivityOut(
+        agent_id=pool.agent_id, strategy=pool.strategy, version=pool.version, providers=rows
+    )

@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+import base64
+import os
+from collections.abc import Iterator
+
+import pytest
+import redis
+from fastapi.testclient import TestClient
+
+from codexpool_admin_api.app import create_app
+from codexpool_admin_api.config import Settings
+from codexpool_shared.events import BaseEvent
+from codexpool_shared.keys import Keys
+from codexpool_shared.testing.infra import InfraUrls
+
+ADMIN_TOKEN = "integration-bootstrap-admin-token-" + base64.b32encode(os.urandom(10)).decode()
+
+
+class RecordingSink:
+    def __init__(self) -> None:
+        self.events: list[BaseEvent] = []
+
+    async def start(self) -> None:
+        pass
+
+    def publish(self, event: BaseEvent) -> None:
+        self.events.append(event)
+
+    async def close(self, deadline_s: float = 5.0) -> None:
+        pass
+
+
+@pytest.fixture
+def settings(infra: InfraUrls, namespace: str) -> Settings:
+    return Settings(
+        REDIS_URL=infra.redis_url,
+        AMQP_URL=infra.amqp_url,
+        CODEXPOOL_NAMESPACE=namespace,
+        CODEXPOOL_SECRET_KEY=base64.b64encode(os.urandom(32)).decode(),
+        CODEXPOOL_ADMIN_TOKEN=ADMIN_TOKEN,
+        ADMIN_AUTH_FAILURES_PER_WINDOW=5,
+    )
+
+
+@pytest.fixture
+def keys(namespace: str) -> Keys:
+    return Keys(namespace)
+
+
+@pytest.fixture
+def sync_redis(infra: InfraUrls, namespace: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(infra.redis_url, socket_timeout=5)
+    yield client
+    for key in client.scan_iter(match=f"{namespace}:*", count=500):
+        client.delete(key)
+    client.close()
+
+
+@pytest.fixture
+def sink() -> RecordingSink:
+    return RecordingSink()
+
+
+@pytest.fixture
+def api(settings: Settings, sink: RecordingSink, sync_redis: redis.Redis) -> Iterator[TestClient]:
+    """The admin API on the real Redis, authenticated as the bootstrap admin."""
+    app = create_app(settings, publisher=sink)
+    with TestClient(app, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}) as client:
+        yield client

@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+import redis
+from fastapi.testclient import TestClient
+
+from codexpool_admin_api.auth import token_sha256
+from codexpool_shared.keys import Keys
+
+
+def _create(api: TestClient, role: str, name: str = "ci") -> dict[str, str]:
+    response = api.post("/api/tokens", json={"name": name, "role": role})
+    assert response.status_code == 201, response.text
+    body: dict[str, str] = response.json()
+    return body
+
+
+def test_created_token_is_shown_once_and_stored_hashed(
+    api: TestClient, sync_redis: redis.Redis, keys: Keys
+) -> None:
+    created = _create(api, "viewer")
+    token = created["token"]
+    assert token.startswith("cpa_")
+    listed = api.get("/api/tokens").json()["data"]
+    assert [t["id"] for t in listed] == [created["id"]]
+    assert "token" not in listed[0]
+    assert sync_redis.exists(keys.admin_token(token_sha256(token)))
+    for key in sync_redis.scan_iter(match=f"{keys.namespace}:*"):
+        if sync_redis.type(key) == b"string":
+            assert token.encode() not in (sync_redis.get(key) or b"")
+
+
+def test_viewer_reads_but_cannot_change(api: TestClient) -> None:
+    viewer = {"Authorization": f"Bearer {_create(api, 'viewer')['token']}"}
+    assert api.get("/api/tokens", headers=viewer).status_code == 403
+    refused = api.post("/api/tokens", json={"name": "x", "role": "admin"}, headers=viewer)
+    assert refused.status_code == 403
+    assert refused.json()["error"]["type"] == "permission_error"
+    assert api.get("/api/audit", headers=viewer).status_code == 403
+
+
+def test_revoked_token_stops_working(api: TestClient) -> None:
+    created = _create(api, "admin")
+    headers = {"Authorization": f"Bearer {created['token']}"}
+    assert api.get("/api/tokens", headers=headers).status_code == 200
+    assert api.delete(f"/api/tokens/{created['id']}").status_code == 204
+    gone = api.get("/api/tokens", headers=headers)
+    assert gone.status_code == 401
+    assert gone.headers["www-authenticate"] == "Bearer"
+    assert api.delete(f"/api/tokens/{created['id']}").json()["error"]["param"] == "token_id"
+
+
+def test_missing_and_wrong_tokens_are_401_in_the_shared_shape(api: TestClient) -> None:
+    missing = api.get("/api/tokens", headers={"Authorization": ""})
+    assert missing.status_code == 401
+    assert missing.json()["error"]["code"] == "missing_token"
+    wrong = api.get("/api/tokens", headers={"Authorization": "Bearer cpa_wrong"})
+    assert wrong.status_code == 401
+    assert wrong.json()["error"]["code"] == "invalid_token"
+
+
+def test_failed_authentication_is_rate_limited_per_client(api: TestClient) -> None:
+    wrong = {"Authorization": "Bearer cpa_guess"}
+    codes = [api.get("/api/tokens", headers=wrong).status_code for _ in range(5)]
+    assert codes == [401] * 5
+    limited = api.get("/api/tokens", headers=wrong)
+    assert limited.status_code == 429
+    assert 1 <= int(limited.headers["retry-after"]) <= 60
+    # Past the limit even the right token waits: guessing cannot continue at full speed.
+    assert api.get("/api/tokens").status_code == 429
+
+
+def test_changes_are_audited_without_secrets(api: TestClient) -> None:
+    created = _create(api, "viewer", name="dashboard")
+    api.delete(f"/api/tokens/{created['id']}")
+    entries = api.get("/api/audit").json()["data"]
+    assert [e["action"] for e in entries] == ["token.revoke", "token.create"]
+    assert entries[1]["actor_id"] == "bootstrap"
+    assert entries[1]["target"] == created["id"]
+    assert entries[1]["after"]["name"] == "dashboard"
+    assert created["token"] not in api.get("/api/audit").text
+    page = api.get("/api/audit", params={"limit": 1}).json()
+    assert len(page["data"]) == 1
+    older = api.get("/api/audit", params={"limit": 1, "before": page["next_before"]}).json()
+    assert older["data"][0]["action"] == "token.create"
