@@ -87,6 +87,28 @@ class Keys:
         """String with TTL: an outcome event already applied (idempotent consumer)."""
         return self._k("seen", event_id)
 
+    def health_totals(self, scope: str, provider: str) -> str:
+        """Hash: a provider's lifetime counters within one scope (an agent id or ``ALL_POOLS``)."""
+        return self._k("hagg", scope, provider, "total")
+
+    def health_minute(self, scope: str, provider: str, minute_start: int) -> str:
+        """Hash with TTL: a provider's counters and latency histogram for one minute."""
+        return self._k("hagg", scope, provider, "m", str(minute_start))
+
+    def health_hour(self, scope: str, provider: str, hour_start: int) -> str:
+        """Hash with TTL: a provider's counters for one hour."""
+        return self._k("hagg", scope, provider, "h", str(hour_start))
+
+    @property
+    def health_providers(self) -> str:
+        """Set of provider names the health service has seen outcomes for (rescored over time)."""
+        return self._k("health-providers")
+
+    @property
+    def outcome_log(self) -> str:
+        """Capped stream of the applied outcome events, replayed by ``codexpool-health rebuild``."""
+        return self._k("outcome-log")
+
     # Admin ------------------------------------------------------------------------------------
 
     def admin_token(self, token_sha256: str) -> str:

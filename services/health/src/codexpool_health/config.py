@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+from typing import Self
+
+from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from codexpool_shared.config import InfraSettings
@@ -11,3 +14,68 @@ class Settings(InfraSettings):
     model_config = SettingsConfigDict(
         extra="ignore", env_ignore_empty=True, frozen=True, populate_by_name=True
     )
+
+    consume: bool = Field(default=True, validation_alias="HEALTH_CONSUME")
+    """Consume outcome events (off: only serve probes and rescore, e.g. while rebuilding)."""
+
+    prefetch: int = Field(default=200, validation_alias="HEALTH_PREFETCH", ge=1, le=1000)
+    """Unacked deliveries RabbitMQ may hand this process; also the most events in flight."""
+
+    batch_size: int = Field(default=100, validation_alias="HEALTH_BATCH_SIZE", ge=1, le=500)
+    """Most events applied by one Lua script call."""
+
+    batch_linger_ms: float = Field(default=2.0, validation_alias="HEALTH_BATCH_LINGER_MS", ge=0)
+    """How long a partial batch waits for more events before it is applied."""
+
+    dedupe_ttl_s: int = Field(default=86_400, validation_alias="HEALTH_DEDUPE_TTL_S", ge=60)
+    """How long an applied ``event_id`` is remembered; a redelivery within it counts once."""
+
+    outcome_log_maxlen: int = Field(
+        default=100_000, validation_alias="HEALTH_OUTCOME_LOG_MAXLEN", ge=0
+    )
+    """Approximate length of the replayable outcome log stream; 0 keeps no log."""
+
+    rescore_interval_s: float = Field(
+        default=10.0, validation_alias="HEALTH_RESCORE_INTERVAL_S", gt=0
+    )
+    """How often every known provider is rescored, so that old faults age out without traffic."""
+
+    redis_retry_max_s: float = Field(default=5.0, validation_alias="HEALTH_REDIS_RETRY_MAX_S", gt=0)
+    """Largest pause between attempts at applying a batch while Redis is unavailable."""
+
+    score_window_minutes: int = Field(
+        default=5, validation_alias="HEALTH_SCORE_WINDOW_MINUTES", ge=1, le=60
+    )
+    """Minute buckets (the current one included) the health score is computed over."""
+
+    prior_weight: float = Field(default=10.0, validation_alias="HEALTH_PRIOR_WEIGHT", gt=0)
+    """Pseudo-samples of the neutral prior: how many outcomes it takes to move the score."""
+
+    prior_mean: float = Field(default=0.95, validation_alias="HEALTH_PRIOR_MEAN", gt=0, le=1)
+    """Success rate the prior assumes for a provider with no recent outcomes."""
+
+    latency_target_ms: float = Field(
+        default=2000.0, validation_alias="HEALTH_LATENCY_TARGET_MS", gt=0
+    )
+    """A TTFB p95 at or under this costs the score nothing."""
+
+    latency_limit_ms: float = Field(
+        default=10_000.0, validation_alias="HEALTH_LATENCY_LIMIT_MS", gt=0
+    )
+    """A TTFB p95 at or over this costs the full latency penalty."""
+
+    latency_max_penalty: float = Field(
+        default=0.5, validation_alias="HEALTH_LATENCY_MAX_PENALTY", ge=0, le=1
+    )
+    """The largest share of the score latency alone can take away."""
+
+    fallback_penalty: float = Field(
+        default=0.5, validation_alias="HEALTH_FALLBACK_PENALTY", ge=0, le=1
+    )
+    """Score share taken away per unit of fallbacks-away rate."""
+
+    @model_validator(mode="after")
+    def _latency_limit_above_target(self) -> Self:
+        if self.latency_limit_ms <= self.latency_target_ms:
+            raise ValueError("HEALTH_LATENCY_LIMIT_MS must be above HEALTH_LATENCY_TARGET_MS")
+        return self

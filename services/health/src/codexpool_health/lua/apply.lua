@@ -1,0 +1,125 @@
+-- Apply a batch of outcome events exactly once, then rescore providers; atomic as a whole.
+--
+-- KEYS: every key the plan names, by index. ARGV[1]: the plan (JSON, built by plan.py);
+-- ARGV[1 + i]: the body of event i for the outcome log.
+-- Returns {flags, {provider, score, band, previous band or ""}, ...}: flags has one character
+-- per event, "1" applied or "0" already seen.
+
+local plan = cjson.decode(ARGV[1])
+local flags = {}
+local inc = {}
+local maxima = {}
+local applied = 0
+
+for i, ev in ipairs(plan.events) do
+  -- SET NX is the dedupe: only the first delivery of an event_id gets past it.
+  if redis.call('SET', KEYS[ev[1]], '1', 'NX', 'EX', plan.seen_ttl) then
+    applied = applied + 1
+    flags[i] = '1'
+    local d = plan.deltas[ev[2]]
+    for j = 1, #d, 3 do
+      local t = inc[d[j]]
+      if not t then t = {}; inc[d[j]] = t end
+      t[d[j + 1]] = (t[d[j + 1]] or 0) + d[j + 2]
+    end
+    local m = ev[3]
+    for j = 1, #m, 3 do
+      local t = maxima[m[j]]
+      if not t then t = {}; maxima[m[j]] = t end
+      if not t[m[j + 1]] or m[j + 2] > t[m[j + 1]] then t[m[j + 1]] = m[j + 2] end
+    end
+    if plan.log > 0 then
+      redis.call('XADD', KEYS[plan.log], 'MAXLEN', '~', plan.log_max, '*', 'e', ARGV[i + 1])
+    end
+  else
+    flags[i] = '0'
+  end
+end
+
+-- One HINCRBY per (key, field) for the whole batch: counters are commutative.
+for k, t in pairs(inc) do
+  for f, n in pairs(t) do redis.call('HINCRBY', KEYS[k], f, n) end
+end
+for k, t in pairs(maxima) do
+  for f, v in pairs(t) do
+    local current = tonumber(redis.call('HGET', KEYS[k], f))
+    if not current or v > current then redis.call('HSET', KEYS[k], f, string.format('%.3f', v)) end
+  end
+end
+local e = plan.expire
+for j = 1, #e, 2 do
+  if inc[e[j]] then redis.call('EXPIRE', KEYS[e[j]], e[j + 1]) end
+end
+if applied > 0 and #plan.providers > 0 then
+  redis.call('SADD', KEYS[plan.providers_key], unpack(plan.providers))
+end
+
+local cfg = plan.cfg
+local bounds = cfg.bounds
+local nb = #bounds + 1
+local fields = {'successes', 'faults', 'fallbacks_away'}
+for i = 0, nb - 1 do fields[#fields + 1] = 'ttfb:' .. i end
+
+-- Same rule as codexpool_shared.activity.quantile (Prometheus' histogram_quantile).
+local function quantile(q, counts, total)
+  if total == 0 then return nil end
+  local rank = q * total
+  local seen = 0
+  for i = 1, nb do
+    local c = counts[i]
+    if c > 0 and seen + c >= rank then
+      if i == nb then return bounds[nb - 1] end
+      local low = 0
+      if i > 1 then low = bounds[i - 1] end
+      return low + (bounds[i] - low) * (rank - seen) / c
+    end
+    seen = seen + c
+  end
+  return bounds[nb - 1]
+end
+
+local out = {table.concat(flags)}
+for _, r in ipairs(plan.rescore) do
+  local s, f, a = 0, 0, 0
+  local hist = {}
+  for i = 1, nb do hist[i] = 0 end
+  for _, mk in ipairs(r[4]) do
+    local v = redis.call('HMGET', KEYS[mk], unpack(fields))
+    s = s + (tonumber(v[1]) or 0)
+    f = f + (tonumber(v[2]) or 0)
+    a = a + (tonumber(v[3]) or 0)
+    for i = 1, nb do hist[i] = hist[i] + (tonumber(v[3 + i]) or 0) end
+  end
+  local m = cfg.prior_weight
+  local n = s + f
+  local success = (s + m * cfg.prior_mean) / (n + m)
+  local fallback = 1 - cfg.fallback_penalty * a / (n + m)
+  local k = 0
+  for i = 1, nb do k = k + hist[i] end
+  local p95 = quantile(0.95, hist, k)
+  local over = 0
+  if p95 then
+    over = (p95 - cfg.latency_target_ms) / (cfg.latency_limit_ms - cfg.latency_target_ms)
+    if over < 0 then over = 0 elseif over > 1 then over = 1 end
+  end
+  local latency = 1 - cfg.latency_max_penalty * over * k / (k + m)
+  local score = math.floor(100 * success * fallback * latency * 100 + 0.5) / 100
+  local band = 'unhealthy'
+  if score >= cfg.healthy_min then band = 'healthy' elseif score >= cfg.degraded_min then band = 'degraded' end
+  local previous = redis.call('HGET', KEYS[r[2]], 'band') or ''
+  local last_fault = redis.call('HGET', KEYS[r[3]], 'last_fault_at') or ''
+  local raw = cjson.null
+  if n > 0 then raw = s / n end
+  local components = {
+    success_rate = success, raw_success_rate = raw, successes = s, faults = f, samples = n,
+    prior_weight = m, prior_mean = cfg.prior_mean, fallbacks_away = a, fallback_factor = fallback,
+    latency_p95_ms = p95 or cjson.null, latency_samples = k, latency_factor = latency,
+    window_minutes = #r[4],
+  }
+  local text = string.format('%.2f', score)
+  redis.call('HSET', KEYS[r[2]], 'score', text, 'band', band, 'components',
+    cjson.encode(components), 'updated_at', string.format('%.3f', plan.now),
+    'last_fault_at', last_fault)
+  out[#out + 1] = {r[1], text, band, previous}
+end
+return out

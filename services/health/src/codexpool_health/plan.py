@@ -1,0 +1,159 @@
+"""What one batch does to Redis, computed in Python and handed to ``lua/apply.lua`` as data.
+
+The script stays generic (dedupe, add counters, keep maxima, set TTLs, rescore); deciding which
+counters an event moves lives here, where it is unit-tested without Redis. Identical delta lists
+are shared between events (a batch of outcomes usually repeats a few shapes), which keeps the
+plan small enough for thousands of events per second.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import orjson
+
+from codexpool_health.scoring import ScoreConfig
+from codexpool_shared.activity import (
+    ALL_POOLS,
+    HOUR_RETENTION_S,
+    MINUTE_RETENTION_S,
+    Fields,
+    latency_bucket,
+)
+from codexpool_shared.events import HEALTH_FAULTS, Attempt, RequestOutcomeV1
+from codexpool_shared.keys import Keys
+
+
+def attempt_counters(attempt: Attempt, index: int, count: int) -> Counter[str]:
+    """The counters one attempt (``index`` of ``count`` in its request) adds to its provider."""
+    counters: Counter[str] = Counter({Fields.REQUESTS: 1})
+    counters[Fields.SUCCESSES if attempt.outcome == "success" else Fields.FAILURES] += 1
+    if attempt.outcome in HEALTH_FAULTS:
+        counters[Fields.FAULTS] += 1
+        if index < count - 1:
+            counters[Fields.FALLBACKS_AWAY] += 1
+    if attempt.fallback:
+        counters[Fields.FALLBACKS] += 1
+    return counters
+
+
+def latency_counters(attempt: Attempt) -> Counter[str]:
+    """The histogram buckets one attempt's TTFB and duration fall in."""
+    counters: Counter[str] = Counter()
+    if attempt.ttfb_ms is not None:
+        counters[f"{Fields.TTFB_PREFIX}{latency_bucket(attempt.ttfb_ms)}"] += 1
+    counters[f"{Fields.DURATION_PREFIX}{latency_bucket(attempt.duration_ms)}"] += 1
+    return counters
+
+
+@dataclass(slots=True)
+class BatchPlan:
+    """Accumulates the keys, deltas and rescoring of one script call."""
+
+    keys: Keys
+    now: float
+    score: ScoreConfig
+    seen_ttl_s: int
+    log_maxlen: int
+    key_names: list[str] = field(default_factory=list)
+    bodies: list[bytes] = field(default_factory=list)
+    _index: dict[str, int] = field(default_factory=dict)
+    _events: list[list[object]] = field(default_factory=list)
+    _deltas: list[list[object]] = field(default_factory=list)
+    _delta_index: dict[tuple[object, ...], int] = field(default_factory=dict)
+    _expire: dict[int, int] = field(default_factory=dict)
+    _providers: set[str] = field(default_factory=set)
+    _rescore: dict[str, list[object]] = field(default_factory=dict)
+
+    def key(self, name: str) -> int:
+        """The 1-based ``KEYS`` index of ``name``."""
+        index = self._index.get(name)
+        if index is None:
+            self.key_names.append(name)
+            index = self._index[name] = len(self.key_names)
+        return index
+
+    def _bucket(self, name: str, start: int, retention_s: int) -> int | None:
+        ttl = int(start + retention_s - self.now)
+        if ttl <= 0:
+            return None
+        index = self.key(name)
+        self._expire[index] = ttl
+        return index
+
+    def add(self, event: RequestOutcomeV1, body: bytes) -> None:
+        """Add one event: its dedupe key, its counter deltas, its maxima and its log body."""
+        deltas: list[object] = []
+        maxima: list[object] = []
+        at = event.occurred_at.timestamp()
+        minute, hour = int(at // 60) * 60, int(at // 3600) * 3600
+        count = len(event.attempts)
+        for position, attempt in enumerate(event.attempts):
+            provider = attempt.provider
+            self._providers.add(provider)
+            counters = attempt_counters(attempt, position, count)
+            for scope in (event.agent_id, ALL_POOLS):
+                totals = self.key(self.keys.health_totals(scope, provider))
+                outcome = f"{Fields.OUTCOME_PREFIX}{attempt.outcome}"
+                for name, value in (counters + Counter({outcome: 1})).items():
+                    deltas += (totals, name, value)
+                minute_key = self._bucket(
+                    self.keys.health_minute(scope, provider, minute), minute, MINUTE_RETENTION_S
+                )
+                if minute_key is not None:
+                    for name, value in (counters + latency_counters(attempt)).items():
+                        deltas += (minute_key, name, value)
+                hour_key = self._bucket(
+                    self.keys.health_hour(scope, provider, hour), hour, HOUR_RETENTION_S
+                )
+                if hour_key is not None:
+                    for name, value in counters.items():
+                        deltas += (hour_key, name, value)
+            if attempt.outcome in HEALTH_FAULTS:
+                maxima += (self.key(self.keys.health_totals(ALL_POOLS, provider)),)
+                maxima += (Fields.LAST_FAULT_AT, at)
+        signature = tuple(deltas)
+        delta_id = self._delta_index.get(signature)
+        if delta_id is None:
+            self._deltas.append(deltas)
+            delta_id = self._delta_index[signature] = len(self._deltas)
+        self._events.append([self.key(self.keys.event_seen(str(event.event_id))), delta_id, maxima])
+        self.bodies.append(body if self.log_maxlen else b"")
+
+    def rescore(self, provider: str) -> None:
+        """Recompute ``provider``'s score (across pools) at the end of the script."""
+        if provider in self._rescore:
+            return
+        minute = int(self.now // 60) * 60
+        starts = [minute - 60 * i for i in range(self.score.window_minutes)]
+        self._rescore[provider] = [
+            provider,
+            self.key(self.keys.health(provider)),
+            self.key(self.keys.health_totals(ALL_POOLS, provider)),
+            [self.key(self.keys.health_minute(ALL_POOLS, provider, s)) for s in starts],
+        ]
+
+    def rescore_touched(self) -> None:
+        """Rescore every provider an added event tried."""
+        for provider in sorted(self._providers):
+            self.rescore(provider)
+
+    def script_args(self) -> tuple[list[str], list[bytes]]:
+        """The script's ``KEYS`` and ``ARGV``: the plan, then one log body per event."""
+        plan = orjson.dumps(
+            {
+                "now": self.now,
+                "seen_ttl": self.seen_ttl_s,
+                "events": self._events,
+                "deltas": self._deltas,
+                "expire": [x for pair in self._expire.items() for x in pair],
+                "log": self.key(self.keys.outcome_log) if self.log_maxlen else 0,
+                "log_max": self.log_maxlen,
+                "providers_key": self.key(self.keys.health_providers),
+                "providers": sorted(self._providers),
+                "rescore": list(self._rescore.values()),
+                "cfg": self.score.for_script(),
+            }
+        )
+        return self.key_names, [plan, *self.bodies]
