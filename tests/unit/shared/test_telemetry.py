@@ -189,7 +189,8 @@ def test_instrumented_app_records_a_server_span_without_headers() -> None:
     with telemetry.capture_spans() as spans, TestClient(_app()) as client:
         assert client.get("/livez").status_code == 200
         response = client.get(
-            "/v1/models?x=1", headers={"Authorization": f"Bearer {canary}", "Cookie": "s=1"}
+            f"/v1/models?refresh_token={canary}",
+            headers={"Authorization": f"Bearer {canary}", "Cookie": "s=1"},
         )
         assert response.status_code == 200
 
@@ -207,6 +208,20 @@ def test_instrumented_app_records_a_server_span_without_headers() -> None:
     everything = repr([(s.name, dict(s.attributes or {})) for s in spans.get_finished_spans()])
     assert canary not in everything
     assert "livez" not in everything
+
+
+def test_client_url_hooks_redact_credentials_in_the_query() -> None:
+    telemetry.configure("codexpool-test")
+    with telemetry.capture_spans() as spans:
+        with trace.get_tracer(__name__).start_as_current_span("GET") as span:
+            span.set_attribute("url.full", "https://up/x?access_token=opaque-canary-123&a=1")
+            span.set_attribute("http.url", "https://up/ok?a=1")
+            tracing._scrub_urls(span, object())
+    (finished,) = spans.get_finished_spans()
+    assert finished.attributes == {
+        "url.full": "https://up/x?access_token=[REDACTED]&a=1",
+        "http.url": "https://up/ok?a=1",
+    }
 
 
 def test_spans_of_another_block_are_not_captured() -> None:

@@ -42,10 +42,29 @@ from opentelemetry.sdk.trace.export import (
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from codexpool_shared.config import TelemetrySettings
+from codexpool_shared.telemetry.redaction import redact_text
 
 # Probes are polled every few seconds by kubelet and Prometheus: spans for them are noise.
 # Patterns are searched in the URL without its query string.
 EXCLUDED_URLS = "/livez$,/readyz$,/metrics$"
+
+
+# Instrumentations record the full URL, query string included: a token a client put in a query
+# must not reach a span.
+_URL_ATTRIBUTES = ("http.url", "http.target", "url.full", "url.query")
+
+
+def _scrub_urls(span: trace.Span, *_: object) -> None:
+    if not isinstance(span, ReadableSpan) or not span.attributes:
+        return
+    for key in _URL_ATTRIBUTES:
+        value = span.attributes.get(key)
+        if isinstance(value, str) and (clean := redact_text(value)) != value:
+            span.set_attribute(key, clean)
+
+
+async def _scrub_urls_async(span: trace.Span, *_: object) -> None:
+    _scrub_urls(span)
 
 
 class _FanOutSpanProcessor(SpanProcessor):
@@ -231,15 +250,20 @@ def _instrument_libraries(tracer_provider: TracerProvider, meter_provider: Meter
     # the request's. codexpool_shared.messaging injects and extracts the W3C context itself
     # (reliability-security.md section 2.2).
     # None of these capture headers or bodies: redis statements are sanitized to "CMD ? ?",
-    # and no request/response hooks are installed.
-    instrumentors: tuple[BaseInstrumentor, ...] = (
-        RedisInstrumentor(),
-        AioHttpClientInstrumentor(),
-        HTTPXClientInstrumentor(),
+    # and the HTTP clients' hooks only redact credential shapes from the recorded URL.
+    instrumentors: tuple[tuple[BaseInstrumentor, dict[str, object]], ...] = (
+        (RedisInstrumentor(), {}),
+        (AioHttpClientInstrumentor(), {"url_filter": redact_text}),
+        (
+            HTTPXClientInstrumentor(),
+            {"request_hook": _scrub_urls, "async_request_hook": _scrub_urls_async},
+        ),
     )
-    for instrumentor in instrumentors:
+    for instrumentor, options in instrumentors:
         if not instrumentor.is_instrumented_by_opentelemetry:
-            instrumentor.instrument(tracer_provider=tracer_provider, meter_provider=meter_provider)
+            instrumentor.instrument(
+                tracer_provider=tracer_provider, meter_provider=meter_provider, **options
+            )
 
 
 def _require() -> Telemetry:
@@ -252,7 +276,8 @@ def instrument_app(app: FastAPI) -> None:
     """Trace every request ``app`` serves, except the probes and ``/metrics``.
 
     Header values are never recorded, even if ``OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_*``
-    is set: every captured header is sanitized. Bodies are never recorded.
+    is set: every captured header is sanitized. Bodies are never recorded, and credential
+    shapes in the URL's query are redacted.
 
     Args:
         app: The app, once; call ``configure()`` first.
@@ -266,6 +291,7 @@ def instrument_app(app: FastAPI) -> None:
         tracer_provider=telemetry.tracer_provider,
         meter_provider=telemetry.meter_provider,
         excluded_urls=EXCLUDED_URLS,
+        server_request_hook=_scrub_urls,
         http_capture_headers_sanitize_fields=[".*"],
         exclude_spans=["receive", "send"],
     )
