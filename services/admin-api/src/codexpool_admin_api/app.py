@@ -13,7 +13,7 @@ from redis.exceptions import RedisError
 from starlette.responses import JSONResponse
 
 from codexpool_admin_api.api.errors import api_error
-from codexpool_admin_api.api.routes import agents, audit, pools, providers, tokens
+from codexpool_admin_api.api.routes import activity, agents, audit, pools, providers, tokens
 from codexpool_admin_api.audit import Auditor
 from codexpool_admin_api.auth import Authenticator, TokenStore
 from codexpool_admin_api.config import Settings
@@ -113,6 +113,6 @@ def create_app(settings: Settings, *, publisher: Publisher | None = None) -> Fas
         return {"redis": redis.ping}
 
     app.include_router(probe_router(registry, checks))
-    for module in (providers, agents, pools, tokens, audit):
+    for module in (providers, agents, pools, activity, tokens, audit):
         app.include_router(module.router)
     return app

@@ -37,12 +37,22 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
 """Error answers every authenticated route may give."""
 
 
+# The path parameter that named what was not found.
+_NOT_FOUND_PARAM = {
+    "agent": "agent_id",
+    "pool": "agent_id",
+    "provider": "name",
+    "pool member": "name",
+}
+
+
 def api_error(exc: StoreError) -> ApiError:
     """The HTTP answer to a store error, naming the field at fault."""
     if isinstance(exc, InvalidField):
         return ApiError(422, str(exc), code="invalid_value", param=exc.field)
     if isinstance(exc, NotFound):
-        return ApiError(404, str(exc), code=f"{exc.kind}_not_found", param=exc.kind)
+        code = exc.kind.replace(" ", "_") + "_not_found"
+        return ApiError(404, str(exc), code=code, param=_NOT_FOUND_PARAM.get(exc.kind))
     if isinstance(exc, Conflict):
         return ApiError(409, str(exc), code="conflict", param=exc.field)
     return ApiError(500, "internal error", code="internal_error")

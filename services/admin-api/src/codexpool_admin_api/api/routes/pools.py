@@ -7,7 +7,7 @@ from fastapi import APIRouter, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from codexpool_admin_api.api.errors import RESPONSES
-from codexpool_admin_api.auth import Principal
+from codexpool_admin_api.api.pool_events import PoolOut, pool_changed, pool_out
 from codexpool_admin_api.deps import (
     AdminDep,
     AuditorDep,
@@ -16,8 +16,7 @@ from codexpool_admin_api.deps import (
     RedisDep,
     ViewerDep,
 )
-from codexpool_shared.events import PoolChange, PoolChangedV1, Strategy
-from codexpool_shared.messaging import Publisher
+from codexpool_shared.events import PoolChange, Strategy
 from codexpool_shared.store.agents import get_agent
 from codexpool_shared.store.errors import NotFound
 from codexpool_shared.store.pools import Pool, add_member, get_pool, put_pool, remove_member
@@ -41,63 +40,18 @@ class MemberIn(BaseModel):
     """Where to insert it (0 = primary); at the end when omitted."""
 
 
-class PoolOut(BaseModel):
-    agent_id: str
-    strategy: Strategy
-    providers: list[str]
-    version: int
-
-
-def _out(pool: Pool) -> PoolOut:
-    return PoolOut(
-        agent_id=pool.agent_id,
-        strategy=pool.strategy,
-        providers=list(pool.providers),
-        version=pool.version,
-    )
-
-
-async def _current(redis: RedisDep, keys: KeysDep, agent_id: str) -> PoolOut | None:
+async def _current(redis: RedisDep, keys: KeysDep, agent_id: str) -> Pool | None:
     try:
-        return _out(await get_pool(redis, keys, agent_id))
+        return await get_pool(redis, keys, agent_id)
     except NotFound:
         return None
-
-
-async def _changed(
-    admin: Principal,
-    audit: AuditorDep,
-    publisher: Publisher,
-    change: PoolChange,
-    before: PoolOut | None,
-    pool: Pool,
-) -> PoolOut:
-    after = _out(pool)
-    await audit.record(
-        admin,
-        f"pool.{change}",
-        pool.agent_id,
-        before=None if before is None else before.model_dump(),
-        after=after.model_dump(),
-    )
-    publisher.publish(
-        PoolChangedV1(
-            agent_id=pool.agent_id,
-            change=change,
-            version=pool.version,
-            strategy=pool.strategy,
-            providers=pool.providers,
-            actor=admin.id,
-        )
-    )
-    return after
 
 
 @router.get("")
 async def get_codex_pool(agent_id: str, _: ViewerDep, redis: RedisDep, keys: KeysDep) -> PoolOut:
     """The routing configuration."""
     await get_agent(redis, keys, agent_id)
-    return _out(await get_pool(redis, keys, agent_id))
+    return pool_out(await get_pool(redis, keys, agent_id))
 
 
 @router.put("")
@@ -114,7 +68,7 @@ async def put_codex_pool(
     before = await _current(redis, keys, agent_id)
     pool = await put_pool(redis, keys, agent_id, body.strategy, body.providers)
     change: PoolChange = "created" if before is None else "updated"
-    return await _changed(admin, audit, publisher, change, before, pool)
+    return await pool_changed(admin, audit, publisher, change, before, pool)
 
 
 @router.post("/providers", status_code=status.HTTP_201_CREATED)
@@ -130,7 +84,7 @@ async def add_codex_pool_member(
     """Add one member."""
     before = await _current(redis, keys, agent_id)
     pool = await add_member(redis, keys, agent_id, body.provider, position=body.position)
-    return await _changed(admin, audit, publisher, "member_added", before, pool)
+    return await pool_changed(admin, audit, publisher, "member_added", before, pool)
 
 
 @router.delete("/providers/{name}")
@@ -146,4 +100,4 @@ async def remove_codex_pool_member(
     """Remove one member; the next request on every router replica no longer goes to it."""
     before = await _current(redis, keys, agent_id)
     pool = await remove_member(redis, keys, agent_id, name)
-    return await _changed(admin, audit, publisher, "member_removed", before, pool)
+    return await pool_changed(admin, audit, publisher, "member_removed", before, pool)

@@ -1,0 +1,129 @@
+from __future__ import annotations
+
+import redis
+from fastapi.testclient import TestClient
+
+from codexpool_shared.events import ProviderStatusChangedV1
+from codexpool_shared.keys import Keys
+from tests.integration.admin_api.conftest import RecordingSink
+from tests.integration.admin_api.helpers import create_agent, error, register, viewer_headers
+from tests.integration.admin_api.tokens import auth_json
+
+
+def test_register_reads_claims_and_stores_tokens_encrypted(
+    api: TestClient, sync_redis: redis.Redis, keys: Keys
+) -> None:
+    doc = auth_json("acct-1", plan="pro")
+    response = api.post("/api/providers", json={"name": "acct-1", "auth_json": doc})
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert body["account_id"] == "acc-acct-1"
+    assert body["email"] == "acct-1@example.com"
+    assert body["plan_type"] == "pro"
+    assert body["status"] == "active"
+    assert body["access_expires_at"] is not None
+    stored = sync_redis.hgetall(keys.provider("acct-1"))
+    for field in ("access_token", "refresh_token", "id_token"):
+        plaintext = doc["tokens"][field]
+        assert plaintext not in response.text
+        assert stored[field.encode()].startswith(b"v1:")
+        assert plaintext.encode() not in stored[field.encode()]
+
+
+def test_register_from_tokens(api: TestClient) -> None:
+    tokens = auth_json("acct-2")["tokens"]
+    response = api.post("/api/providers", json={"name": "acct-2", "tokens": tokens})
+    assert response.status_code == 201, response.text
+    assert response.json()["account_id"] == "acc-acct-2"
+    missing = dict(tokens, access_token="")
+    refused = api.post("/api/providers", json={"name": "acct-3", "tokens": missing})
+    assert refused.status_code == 422
+    assert error(refused)["param"] == "tokens.access_token"
+
+
+def test_malformed_auth_json_is_refused_naming_the_field(api: TestClient) -> None:
+    cases = {
+        "auth_json.tokens": {"name": "bad", "auth_json": {"OPENAI_API_KEY": None}},
+        "auth_json.tokens.refresh_token": {
+            "name": "bad",
+            "auth_json": {"tokens": {"access_token": "x.y.z", "account_id": "a"}},
+        },
+        "auth_json": {"name": "bad"},
+        "name": {"name": "Not A Slug!", "auth_json": auth_json("x")},
+    }
+    for param, body in cases.items():
+        response = api.post("/api/providers", json=body)
+        assert response.status_code == 422, (param, response.text)
+        assert error(response)["param"] == param
+    assert api.get("/api/providers").json() == {"data": []}
+
+
+def test_duplicate_name_is_a_conflict(api: TestClient) -> None:
+    register(api, "acct-1")
+    again = api.post("/api/providers", json={"name": "acct-1", "auth_json": auth_json("acct-1")})
+    assert again.status_code == 409
+    assert error(again)["param"] == "name"
+
+
+def test_viewers_see_no_oauth_link_details(api: TestClient) -> None:
+    register(api, "acct-1")
+    viewer = viewer_headers(api)
+    one = api.get("/api/providers/acct-1", headers=viewer).json()
+    assert one == {
+        "name": "acct-1",
+        "status": "active",
+        "plan_type": "plus",
+        "created_at": one["created_at"],
+    }
+    listed = api.get("/api/providers", headers=viewer).json()["data"]
+    assert "email" not in listed[0] and "account_id" not in listed[0]
+    admin_view = api.get("/api/providers/acct-1").json()
+    assert admin_view["email"] == "acct-1@example.com"
+    assert api.get("/api/providers/nope").status_code == 404
+
+
+def test_disable_publishes_status_change_and_blocks_pool_membership(
+    api: TestClient, sink: RecordingSink
+) -> None:
+    register(api, "acct-1")
+    create_agent(api)
+    patched = api.patch("/api/providers/acct-1", json={"status": "disabled"})
+    assert patched.status_code == 200
+    assert patched.json()["status"] == "disabled"
+    event = sink.events[-1]
+    assert isinstance(event, ProviderStatusChangedV1)
+    assert (event.previous, event.current, event.actor) == ("active", "disabled", "bootstrap")
+    put = api.put(
+        "/api/agents/my-agent/codex-pool", json={"strategy": "round-robin", "providers": ["acct-1"]}
+    )
+    assert put.status_code == 422
+    assert error(put)["param"] == "providers[0]"
+    bad_status = api.patch("/api/providers/acct-1", json={"status": "needs_reauth"})
+    assert bad_status.status_code == 422
+    assert error(bad_status)["param"] == "status"
+
+
+def test_delete_in_pool_needs_force_and_force_removes_it_everywhere(
+    api: TestClient, sink: RecordingSink
+) -> None:
+    register(api, "acct-1")
+    register(api, "acct-2")
+    for agent in ("agent-a", "agent-b"):
+        create_agent(api, agent)
+        api.put(
+            f"/api/agents/{agent}/codex-pool",
+            json={"strategy": "round-robin", "providers": ["acct-1", "acct-2"]},
+        )
+    refused = api.delete("/api/providers/acct-1")
+    assert refused.status_code == 409
+    assert "agent-a" in error(refused)["message"] and "agent-b" in error(refused)["message"]
+    assert api.get("/api/providers/acct-1").status_code == 200
+    assert api.delete("/api/providers/acct-1", params={"force": "true"}).status_code == 204
+    assert api.get("/api/providers/acct-1").status_code == 404
+    for agent in ("agent-a", "agent-b"):
+        pool = api.get(f"/api/agents/{agent}/codex-pool").json()
+        assert pool["providers"] == ["acct-2"]
+        assert pool["version"] == 2
+    removed = [e for e in sink.events if getattr(e, "change", None) == "member_removed"]
+    assert {e.agent_id for e in removed} == {"agent-a", "agent-b"}
+    assert api.delete("/api/providers/acct-2", params={"force": "true"}).status_code == 204
