@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from codexpool_shared import telemetry
 from codexpool_shared.config import TelemetrySettings
-from codexpool_shared.telemetry import attributes, tracing
+from codexpool_shared.telemetry import attributes, instrumentation, tracing
 
 _OTEL_VARS = (
     "OTEL_SERVICE_NAME",
@@ -216,7 +216,7 @@ def test_client_url_hooks_redact_credentials_in_the_query() -> None:
         with trace.get_tracer(__name__).start_as_current_span("GET") as span:
             span.set_attribute("url.full", "https://up/x?access_token=opaque-canary-123&a=1")
             span.set_attribute("http.url", "https://up/ok?a=1")
-            tracing._scrub_urls(span, object())
+            instrumentation._scrub_urls(span, object())
     (finished,) = spans.get_finished_spans()
     assert finished.attributes == {
         "url.full": "https://up/x?access_token=[REDACTED]&a=1",

@@ -11,10 +11,10 @@ Custom span attributes are named in ``codexpool_shared.telemetry.attributes``; `
 secrets from anything about to be logged or answered.
 """
 
+from codexpool_shared.telemetry.instrumentation import EXCLUDED_URLS
 from codexpool_shared.telemetry.logs import JsonFormatter, RedactingFilter, configure_logging
 from codexpool_shared.telemetry.redaction import REDACTED, is_sensitive_key, redact, redact_text
 from codexpool_shared.telemetry.tracing import (
-    EXCLUDED_URLS,
     Telemetry,
     add_span_processor,
     capture_spans,

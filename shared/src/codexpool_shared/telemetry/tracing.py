@@ -19,11 +19,6 @@ from opentelemetry import metrics, trace
 from opentelemetry.context import Context
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
-from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
-from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
-from opentelemetry.instrumentation.redis import RedisInstrumentor
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
     ConsoleMetricExporter,
@@ -42,29 +37,7 @@ from opentelemetry.sdk.trace.export import (
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from codexpool_shared.config import TelemetrySettings
-from codexpool_shared.telemetry.redaction import redact_text
-
-# Probes are polled every few seconds by kubelet and Prometheus: spans for them are noise.
-# Patterns are searched in the URL without its query string.
-EXCLUDED_URLS = "/livez$,/readyz$,/metrics$"
-
-
-# Instrumentations record the full URL, query string included: a token a client put in a query
-# must not reach a span.
-_URL_ATTRIBUTES = ("http.url", "http.target", "url.full", "url.query")
-
-
-def _scrub_urls(span: trace.Span, *_: object) -> None:
-    if not isinstance(span, ReadableSpan) or not span.attributes:
-        return
-    for key in _URL_ATTRIBUTES:
-        value = span.attributes.get(key)
-        if isinstance(value, str) and (clean := redact_text(value)) != value:
-            span.set_attribute(key, clean)
-
-
-async def _scrub_urls_async(span: trace.Span, *_: object) -> None:
-    _scrub_urls(span)
+from codexpool_shared.telemetry.instrumentation import instrument_fastapi, instrument_libraries
 
 
 class _FanOutSpanProcessor(SpanProcessor):
@@ -180,7 +153,7 @@ def configure(service_name: str, *, settings: TelemetrySettings | None = None) -
         tracer_provider = _tracer_provider(resource, settings.span_exporters)
         tracer_provider.add_span_processor(extra)
         meter_provider = _meter_provider(resource, settings.metric_exporters)
-        _instrument_libraries(tracer_provider, meter_provider)
+        instrument_libraries(tracer_provider, meter_provider)
         _configured = Telemetry(
             service_name=str(tracer_provider.resource.attributes.get(SERVICE_NAME, service_name)),
             tracer_provider=tracer_provider,
@@ -244,28 +217,6 @@ def _build_meter_provider(resource: Resource, exporters: frozenset[str]) -> Mete
     return MeterProvider(resource=resource, metric_readers=readers)
 
 
-def _instrument_libraries(tracer_provider: TracerProvider, meter_provider: MeterProvider) -> None:
-    # aio-pika's instrumentor is left out on purpose: it wraps Exchange.publish, which our
-    # publisher calls from a background task, so spans would get the task's context instead of
-    # the request's. codexpool_shared.messaging injects and extracts the W3C context itself
-    # (reliability-security.md section 2.2).
-    # None of these capture headers or bodies: redis statements are sanitized to "CMD ? ?",
-    # and the HTTP clients' hooks only redact credential shapes from the recorded URL.
-    instrumentors: tuple[tuple[BaseInstrumentor, dict[str, object]], ...] = (
-        (RedisInstrumentor(), {}),
-        (AioHttpClientInstrumentor(), {"url_filter": redact_text}),
-        (
-            HTTPXClientInstrumentor(),
-            {"request_hook": _scrub_urls, "async_request_hook": _scrub_urls_async},
-        ),
-    )
-    for instrumentor, options in instrumentors:
-        if not instrumentor.is_instrumented_by_opentelemetry:
-            instrumentor.instrument(
-                tracer_provider=tracer_provider, meter_provider=meter_provider, **options
-            )
-
-
 def _require() -> Telemetry:
     if _configured is None:
         raise RuntimeError("call codexpool_shared.telemetry.configure() first")
@@ -286,15 +237,7 @@ def instrument_app(app: FastAPI) -> None:
         RuntimeError: ``configure()`` has not run.
     """
     telemetry = _require()
-    FastAPIInstrumentor.instrument_app(
-        app,
-        tracer_provider=telemetry.tracer_provider,
-        meter_provider=telemetry.meter_provider,
-        excluded_urls=EXCLUDED_URLS,
-        server_request_hook=_scrub_urls,
-        http_capture_headers_sanitize_fields=[".*"],
-        exclude_spans=["receive", "send"],
-    )
+    instrument_fastapi(app, telemetry.tracer_provider, telemetry.meter_provider)
 
 
 def add_span_processor(processor: SpanProcessor) -> None:
