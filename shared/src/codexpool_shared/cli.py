@@ -8,6 +8,8 @@ from collections.abc import Callable, Sequence
 import uvicorn
 from fastapi import FastAPI
 
+from codexpool_shared import telemetry
+
 
 def serve(
     prog: str,
@@ -20,8 +22,11 @@ def serve(
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=default_port)
     args = parser.parse_args(argv)
+    app = build_app()
+    # After build_app: the app factory's telemetry.configure() names the service in every line.
+    telemetry.configure_logging()
     uvicorn.run(
-        build_app(),
+        app,
         host=args.host,
         port=args.port,
         log_config=None,
