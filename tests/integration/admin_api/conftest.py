@@ -4,6 +4,7 @@ import base64
 import os
 from collections.abc import Iterator
 
+import httpx
 import pytest
 import redis
 from fastapi.testclient import TestClient
@@ -13,6 +14,9 @@ from codexpool_admin_api.config import Settings
 from codexpool_shared.events import BaseEvent
 from codexpool_shared.keys import Keys
 from codexpool_shared.testing.infra import InfraUrls
+from codexpool_sim.app import SimApp
+from codexpool_sim.app import create_app as create_sim
+from codexpool_sim.config import SimConfig
 
 ADMIN_TOKEN = "integration-bootstrap-admin-token-" + base64.b32encode(os.urandom(10)).decode()
 
@@ -66,5 +70,36 @@ def sink() -> RecordingSink:
 def api(settings: Settings, sink: RecordingSink, sync_redis: redis.Redis) -> Iterator[TestClient]:
     """The admin API on the real Redis, authenticated as the bootstrap admin."""
     app = create_app(settings, publisher=sink)
+    with TestClient(app, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}) as client:
+        yield client
+
+
+@pytest.fixture
+def sim() -> SimApp:
+    return create_sim(SimConfig(accounts=2, seed=7))
+
+
+@pytest.fixture
+def sim_admin(sim: SimApp) -> Iterator[TestClient]:
+    """The sim's own admin endpoint (``/_sim``), to set quota and approve device logins."""
+    with TestClient(sim, base_url="http://sim") as client:
+        yield client
+
+
+@pytest.fixture
+def sim_api(
+    infra: InfraUrls, namespace: str, sink: RecordingSink, sim: SimApp, sync_redis: redis.Redis
+) -> Iterator[TestClient]:
+    """The admin API whose upstream and OAuth issuer are the in-process codex-sim."""
+    settings = Settings(
+        REDIS_URL=infra.redis_url,
+        AMQP_URL=infra.amqp_url,
+        CODEXPOOL_NAMESPACE=namespace,
+        CODEXPOOL_SECRET_KEY=base64.b64encode(os.urandom(32)).decode(),
+        CODEXPOOL_ADMIN_TOKEN=ADMIN_TOKEN,
+        CODEXPOOL_UPSTREAM_BASE_URL="http://sim/backend-api",
+        CODEXPOOL_AUTH_BASE_URL="http://sim",
+    )
+    app = create_app(settings, publisher=sink, upstream_transport=httpx.ASGITransport(app=sim))
     with TestClient(app, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}) as client:
         yield client

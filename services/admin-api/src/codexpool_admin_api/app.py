@@ -13,7 +13,7 @@ from redis.exceptions import RedisError
 from starlette.responses import JSONResponse
 
 from codexpool_admin_api.api.errors import api_error
-from codexpool_admin_api.api.routes import activity, agents, audit, pools, providers, tokens
+from codexpool_admin_api.api.routes import activity, agents, audit, oauth, pools, providers, tokens
 from codexpool_admin_api.audit import Auditor
 from codexpool_admin_api.auth import Authenticator, TokenStore
 from codexpool_admin_api.config import Settings
@@ -36,8 +36,17 @@ def _operation_id(route: APIRoute) -> str:
     return route.name
 
 
-def create_app(settings: Settings, *, publisher: Publisher | None = None) -> FastAPI:
-    """The admin API; ``publisher`` replaces the RabbitMQ publisher (tests pass a fake)."""
+def create_app(
+    settings: Settings,
+    *,
+    publisher: Publisher | None = None,
+    upstream_transport: httpx.AsyncBaseTransport | None = None,
+) -> FastAPI:
+    """The admin API.
+
+    Tests replace the RabbitMQ publisher with a fake, and may route the upstream and OAuth calls
+    to an in-process codex-sim through ``upstream_transport``.
+    """
     telemetry.configure("codexpool-admin-api")
     registry = CollectorRegistry()
     # Refuse to start without a usable key rather than fail on the first provider write.
@@ -50,7 +59,11 @@ def create_app(settings: Settings, *, publisher: Publisher | None = None) -> Fas
             redis = create_redis(settings)
             stack.push_async_callback(redis.aclose)
             keys = Keys(settings.namespace)
-            http = httpx.AsyncClient(timeout=settings.upstream_timeout_s, follow_redirects=False)
+            http = httpx.AsyncClient(
+                timeout=settings.upstream_timeout_s,
+                follow_redirects=False,
+                transport=upstream_transport,
+            )
             stack.push_async_callback(http.aclose)
             token_store = TokenStore(redis, keys)
             events = publisher or EventPublisher(
@@ -113,6 +126,6 @@ def create_app(settings: Settings, *, publisher: Publisher | None = None) -> Fas
         return {"redis": redis.ping}
 
     app.include_router(probe_router(registry, checks))
-    for module in (providers, agents, pools, activity, tokens, audit):
+    for module in (providers, oauth, agents, pools, activity, tokens, audit):
         app.include_router(module.router)
     return app

@@ -43,9 +43,10 @@ class DeviceFlow:
         return f"{self._issuer}/codex/device"
 
     async def start(self) -> DeviceStart:
-        body = await self._post_json(
-            "/api/accounts/deviceauth/usercode", {"client_id": CLIENT_ID}, ok=(200,)
+        response = await self._send(
+            "/api/accounts/deviceauth/usercode", json={"client_id": CLIENT_ID}
         )
+        body = _json(response, ok=(200,))
         user_code = body.get("user_code") or body.get("usercode")
         device_auth_id = body.get("device_auth_id")
         if not isinstance(user_code, str) or not isinstance(device_auth_id, str):
@@ -86,11 +87,6 @@ class DeviceFlow:
             access_token=access,
             refresh_token=refresh,
         )
-
-    async def _post_json(
-        self, path: str, payload: dict[str, Any], *, ok: tuple[int, ...]
-    ) -> dict[str, Any]:
-        return _json(await self._send(path, json=payload), ok=ok)
 
     async def _send(self, path: str, **kwargs: Any) -> httpx.Response:
         try:

@@ -1,0 +1,166 @@
+"""Re-linking a provider with the device-code login (admins only).
+
+Start gives a user code to enter at the issuer's device page; poll completes the login once it
+was approved, stores the new tokens (encrypted) and makes the provider active again. The pending
+login lives in Redis with the issuer's expiry, its device id encrypted, so any admin-api replica
+can complete it.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Literal
+
+from fastapi import APIRouter, status
+from pydantic import BaseModel
+
+from codexpool_admin_api.api.errors import RESPONSES
+from codexpool_admin_api.api.models import ProviderDetail, provider_detail
+from codexpool_admin_api.auth import text
+from codexpool_admin_api.deps import (
+    AdminDep,
+    AuditorDep,
+    HttpDep,
+    KeyringDep,
+    KeysDep,
+    PublisherDep,
+    RedisDep,
+    SettingsDep,
+)
+from codexpool_admin_api.oauth import DeviceFlow
+from codexpool_shared.errors import ApiError
+from codexpool_shared.events import ProviderStatusChangedV1
+from codexpool_shared.store.claims import account_claims
+from codexpool_shared.store.providers import get_provider, register_provider, set_provider_status
+
+router = APIRouter(prefix="/api/providers/{name}/oauth", tags=["oauth"], responses=RESPONSES)
+
+_DEVICE_FIELD = "device_auth_id"
+
+
+class DeviceLogin(BaseModel):
+    provider: str
+    user_code: str
+    """Enter this code at ``verification_uri`` and sign in to the account."""
+    verification_uri: str
+    interval_s: int
+    """Poll no more often than this."""
+    expires_at: datetime
+
+
+class DevicePoll(BaseModel):
+    status: Literal["pending", "linked"]
+    provider: ProviderDetail | None
+    """The re-linked provider, once ``linked``."""
+
+
+@router.post("/device", status_code=status.HTTP_201_CREATED)
+async def start_provider_device_login(
+    name: str,
+    admin: AdminDep,
+    redis: RedisDep,
+    keys: KeysDep,
+    keyring: KeyringDep,
+    http: HttpDep,
+    settings: SettingsDep,
+    audit: AuditorDep,
+) -> DeviceLogin:
+    """Start re-linking the account: returns the code to enter at the issuer's device page."""
+    await get_provider(redis, keys, name)
+    flow = DeviceFlow(http, str(settings.auth_base_url))
+    started = await flow.start()
+    expires_at = int(time.time()) + started.expires_in_s
+    key = keys.oauth_device(name)
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.delete(key)
+        pipe.hset(
+            key,
+            mapping={
+                _DEVICE_FIELD: keyring.encrypt(
+                    started.device_auth_id, record=name, field=_DEVICE_FIELD
+                ),
+                "user_code": started.user_code,
+            },
+        )
+        pipe.expire(key, started.expires_in_s)
+        await pipe.execute()
+    login = DeviceLogin(
+        provider=name,
+        user_code=started.user_code,
+        verification_uri=flow.verification_uri,
+        interval_s=started.interval_s,
+        expires_at=datetime.fromtimestamp(expires_at, UTC),
+    )
+    await audit.record(admin, "provider.oauth.start", name, after={"expires_at": expires_at})
+    return login
+
+
+@router.post("/device/poll")
+async def poll_provider_device_login(
+    name: str,
+    admin: AdminDep,
+    redis: RedisDep,
+    keys: KeysDep,
+    keyring: KeyringDep,
+    http: HttpDep,
+    settings: SettingsDep,
+    audit: AuditorDep,
+    publisher: PublisherDep,
+) -> DevicePoll:
+    """Complete the re-link once the code was approved: store the new tokens, status active."""
+    before = await get_provider(redis, keys, name)
+    pending = await redis.hgetall(keys.oauth_device(name))
+    fields = {text(k): text(v) for k, v in pending.items()}
+    if _DEVICE_FIELD not in fields:
+        raise ApiError(
+            404,
+            f"no device login is pending for {name!r} (or it expired): start a new one",
+            code="device_login_not_found",
+            param="name",
+        )
+    device_auth_id = keyring.decrypt(fields[_DEVICE_FIELD], record=name, field=_DEVICE_FIELD)
+    flow = DeviceFlow(http, str(settings.auth_base_url))
+    tokens = await flow.poll(device_auth_id, fields["user_code"])
+    if tokens is None:
+        return DevicePoll(status="pending", provider=None)
+    await redis.delete(keys.oauth_device(name))
+    linked = account_claims(tokens.id_token, tokens.access_token).account_id
+    if linked != before.account_id:
+        raise ApiError(
+            409,
+            f"the approved login is for another account than provider {name!r}; "
+            "register that account as a new provider instead",
+            code="account_mismatch",
+            param="name",
+        )
+    document = {
+        "tokens": {
+            "id_token": tokens.id_token,
+            "access_token": tokens.access_token,
+            "refresh_token": tokens.refresh_token,
+            "account_id": linked,
+        }
+    }
+    await register_provider(redis, keys, keyring, name, document, replace=True)
+    previous = await set_provider_status(redis, keys, name, "active")
+    if previous is not None and previous != "active":
+        publisher.publish(
+            ProviderStatusChangedV1(
+                provider=name,
+                dimension="account",
+                previous=previous,
+                current="active",
+                reason="relinked",
+                actor=admin.id,
+            )
+        )
+    after = provider_detail(await get_provider(redis, keys, name))
+    await audit.record(
+        admin,
+        "provider.oauth.relink",
+        name,
+        before=provider_detail(before).model_dump(mode="json"),
+        after=after.model_dump(mode="json"),
+    )
+    return DevicePoll(status="linked", provider=after)

@@ -1,0 +1,115 @@
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from codexpool_shared.events import ProviderStatusChangedV1
+from codexpool_sim.app import SimApp
+from tests.integration.admin_api.conftest import RecordingSink
+from tests.integration.admin_api.helpers import create_agent, error
+
+POOL = "/api/agents/my-agent/codex-pool"
+
+
+def _register_sim_accounts(api: TestClient, sim: SimApp) -> list[Any]:
+    accounts = sorted(sim.accounts, key=lambda a: a.index)
+    for account in accounts:
+        body = {"name": f"chatgpt-oauth-{account.name}", "auth_json": account.auth_json()}
+        assert api.post("/api/providers", json=body).status_code == 201
+    return accounts
+
+
+def test_refresh_live_state_returns_the_quota_the_sim_holds(
+    sim_api: TestClient, sim: SimApp, sim_admin: TestClient
+) -> None:
+    accounts = _register_sim_accounts(sim_api, sim)
+    names = [f"chatgpt-oauth-{a.name}" for a in accounts]
+    create_agent(sim_api)
+    sim_api.put(POOL, json={"strategy": "round-robin", "providers": names})
+    for account, (primary, secondary) in zip(accounts, [(42, 5), (77, 9)], strict=True):
+        patch = {"primary_used_percent": primary, "secondary_used_percent": secondary}
+        assert sim_admin.patch(f"/_sim/accounts/{account.account_id}", json=patch).is_success
+    refreshed = sim_api.post(f"{POOL}/refresh")
+    assert refreshed.status_code == 200, refreshed.text
+    rows = {r["provider"]: r for r in refreshed.json()["providers"]}
+    held = {a["account_id"]: a for a in sim_admin.get("/_sim/accounts").json()["accounts"]}
+    for account, name in zip(accounts, names, strict=True):
+        quota, sim_quota = rows[name]["quota"], held[account.account_id]["quota"]
+        assert rows[name]["refresh_error"] is None
+        for window in ("primary", "secondary"):
+            assert quota[window]["used_percent"] == round(sim_quota[window]["used_percent"])
+            assert quota[window]["resets_at"] == sim_quota[window]["reset_at"]
+            assert quota[window]["window_minutes"] == sim_quota[window]["window_minutes"]
+        assert quota["plan_type"] == account.plan_type
+    assert [rows[n]["quota"]["primary"]["used_percent"] for n in names] == [42, 77]
+    again = sim_api.get(f"{POOL}/activity").json()
+    assert again["providers"][0]["quota"]["primary"]["used_percent"] == 42
+
+
+def test_one_failing_member_does_not_fail_the_refresh(
+    sim_api: TestClient, sim: SimApp, sim_admin: TestClient
+) -> None:
+    accounts = _register_sim_accounts(sim_api, sim)
+    names = [f"chatgpt-oauth-{a.name}" for a in accounts]
+    create_agent(sim_api)
+    sim_api.put(POOL, json={"strategy": "round-robin", "providers": names})
+    revoke = {"revoke_access_token": True}
+    assert sim_admin.patch(f"/_sim/accounts/{accounts[1].account_id}", json=revoke).is_success
+    rows = sim_api.post(f"{POOL}/refresh").json()["providers"]
+    assert rows[0]["refresh_error"] is None and rows[0]["quota"] is not None
+    assert rows[1]["quota"] is None
+    assert "refused the token" in rows[1]["refresh_error"]
+    assert accounts[1].tokens.access_token not in str(rows)
+
+
+def _start(api: TestClient, name: str) -> dict[str, Any]:
+    started = api.post(f"/api/providers/{name}/oauth/device")
+    assert started.status_code == 201, started.text
+    body: dict[str, Any] = started.json()
+    return body
+
+
+def test_device_code_relink_stores_new_tokens_and_activates(
+    sim_api: TestClient, sim: SimApp, sim_admin: TestClient, sink: RecordingSink
+) -> None:
+    accounts = _register_sim_accounts(sim_api, sim)
+    name = "chatgpt-oauth-account-1"
+    sim_api.patch(f"/api/providers/{name}", json={"status": "disabled"})
+    version = sim_api.get(f"/api/providers/{name}").json()["credential_version"]
+    started = _start(sim_api, name)
+    assert started["verification_uri"] == "http://sim/codex/device"
+    poll = sim_api.post(f"/api/providers/{name}/oauth/device/poll")
+    assert poll.json() == {"status": "pending", "provider": None}
+    approve = {"account_id": accounts[0].account_id}
+    assert sim_admin.post(f"/_sim/device-codes/{started['user_code']}/approve", json=approve)
+    linked = sim_api.post(f"/api/providers/{name}/oauth/device/poll").json()
+    assert linked["status"] == "linked"
+    assert linked["provider"]["status"] == "active"
+    assert linked["provider"]["credential_version"] == version + 1
+    event = sink.events[-1]
+    assert isinstance(event, ProviderStatusChangedV1)
+    assert (event.previous, event.current, event.reason) == ("disabled", "active", "relinked")
+    assert "access_token" not in str(linked)
+    # The login is complete: a second poll has nothing to finish.
+    gone = sim_api.post(f"/api/providers/{name}/oauth/device/poll")
+    assert gone.status_code == 404 and error(gone)["code"] == "device_login_not_found"
+    assert [e["action"] for e in sim_api.get("/api/audit").json()["data"][:2]] == [
+        "provider.oauth.relink",
+        "provider.oauth.start",
+    ]
+
+
+def test_device_login_of_another_account_is_refused(
+    sim_api: TestClient, sim: SimApp, sim_admin: TestClient
+) -> None:
+    accounts = _register_sim_accounts(sim_api, sim)
+    name = "chatgpt-oauth-account-1"
+    before = sim_api.get(f"/api/providers/{name}").json()
+    started = _start(sim_api, name)
+    approve = {"account_id": accounts[1].account_id}
+    sim_admin.post(f"/_sim/device-codes/{started['user_code']}/approve", json=approve)
+    refused = sim_api.post(f"/api/providers/{name}/oauth/device/poll")
+    assert refused.status_code == 409 and error(refused)["code"] == "account_mismatch"
+    assert sim_api.get(f"/api/providers/{name}").json() == before
+    assert sim_api.post("/api/providers/ghost/oauth/device").status_code == 404
