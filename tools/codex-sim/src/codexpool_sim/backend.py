@@ -103,23 +103,24 @@ class ResponsesEndpoint:
             (b"openai-model", model.encode()),
             (b"x-models-etag", MODELS_ETAG),
         ]
-        answer = self._transcript(account, model, fault)
+        streaming = request.get("stream") is True
+        answer = self._transcript(account, model, fault, streaming)
         ids = (rid, str(int(now)).encode())
         latency = (account.ttfb_ms, account.event_delay_ms)
-        deliver = responder.stream if request.get("stream") is True else responder.unary
+        deliver = responder.stream if streaming else responder.unary
         await deliver(send, receive, headers, answer, ids, latency, fault)
 
     def _transcript(
-        self, account: Account, model: str, fault: FaultSpec | None
+        self, account: Account, model: str, fault: FaultSpec | None, streaming: bool
     ) -> transcript.Transcript:
         kind = fault.kind if fault is not None else None
         if fault is not None and kind is FaultKind.RESPONSE_FAILED:
             code = fault.code or "server_error"
             message = fault.message or "An error occurred while processing your request."
             return transcript.failed(model, code, message)
-        full = kind is not FaultKind.EMPTY_OUTPUT and not (
-            self.codex and account.style.codex_empty_output
-        )
+        # The backend quirk empties only the streamed ``response.completed``.
+        quirk = streaming and self.codex and account.style.codex_empty_output
+        full = kind is not FaultKind.EMPTY_OUTPUT and not quirk
         reason = (
             fault.reason if kind is FaultKind.RESPONSE_INCOMPLETE and fault is not None else None
         )

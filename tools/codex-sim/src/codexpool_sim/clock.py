@@ -9,12 +9,10 @@ class Clock:
     """Wall-clock time plus an offset that tests move, or a frozen instant."""
 
     def __init__(self, start: float | None = None, *, frozen: bool = False) -> None:
-        self._offset = 0.0
+        self._offset = 0.0 if start is None else start - time.time()
         self._frozen_at: float | None = None
-        if start is not None:
-            self.set(start)
         if frozen:
-            self.freeze()
+            self._frozen_at = time.time() if start is None else start
 
     def now(self) -> float:
         if self._frozen_at is not None:
