@@ -1,41 +1,138 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+from urllib.parse import quote
 
+import httpx
 from fastapi import FastAPI, Request
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
 from prometheus_client import CollectorRegistry
-from redis.asyncio import Redis
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
 
-from codexpool_shared.errors import install_error_handlers
-from codexpool_shared.keys import Keys
+from codexpool_shared.crypto import Keyring
 from codexpool_shared.probes import ReadinessCheck, probe_router
-from codexpool_shared.redis import create_redis
+from codexpool_ui.admin import AdminApiError, AdminClient
+from codexpool_ui.api.routes import agents, auth, pool
 from codexpool_ui.config import Settings
-from codexpool_ui.deps import State
+from codexpool_ui.deps import CsrfRefused, SignInRequired, State
+from codexpool_ui.pages import clear_session_cookie
+from codexpool_ui.session import SessionCodec
+
+_HERE = Path(__file__).parent
+_LIVE_PATH_SUFFIX = "/live"
+_SECURITY_HEADERS = {
+    # Every asset is served by the UI itself: nothing else may run, load or frame the page.
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+}
+
+log = logging.getLogger("codexpool_ui")
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: Settings, transport: httpx.AsyncBaseTransport | None = None) -> FastAPI:
+    """The UI; ``transport`` lets tests put a fake admin API behind the client."""
+    # Refuses to build without CODEXPOOL_SECRET_KEY: it keys the session cookies.
+    sessions = SessionCodec(Keyring.from_settings(settings), settings.session_max_age_s)
+    templates = Jinja2Templates(directory=_HERE / "templates")
     registry = CollectorRegistry()
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[State]:
         async with AsyncExitStack() as stack:
-            redis = create_redis(settings)
-            stack.push_async_callback(redis.aclose)
+            http = await stack.enter_async_context(
+                httpx.AsyncClient(
+                    base_url=settings.admin_api_url,
+                    timeout=settings.admin_api_timeout_s,
+                    transport=transport,
+                    follow_redirects=False,
+                )
+            )
             yield State(
                 settings=settings,
-                keys=Keys(settings.namespace),
-                redis=redis,
+                admin=AdminClient(http),
+                sessions=sessions,
+                templates=templates,
                 registry=registry,
             )
 
-    app = FastAPI(title="codexpool-ui", lifespan=lifespan)
-    install_error_handlers(app)
+    app = FastAPI(title="codexpool-ui", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.mount("/static", StaticFiles(directory=_HERE / "static"), name="static")
+
+    @app.middleware("http")
+    async def security_headers(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        response = await call_next(request)
+        for name, value in _SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        return response
+
+    def error_page(request: Request, status: int, title: str, message: str) -> Response:
+        response = templates.TemplateResponse(
+            request,
+            "error.html",
+            {"session": None, "title": title, "message": message, "notice": None},
+            status_code=status,
+        )
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    async def on_sign_in_required(request: Request, _: Exception) -> Response:
+        if request.url.path.endswith(_LIVE_PATH_SUFFIX):
+            return PlainTextResponse("sign in again", status_code=401)
+        return RedirectResponse(f"/login?next={quote(request.url.path)}", status_code=303)
+
+    async def on_csrf(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, CsrfRefused)
+        message = (
+            f"This form was refused: {exc.reason}. Nothing was changed. Go back, reload the "
+            "page and submit the form again."
+        )
+        return error_page(request, 403, "Form refused", message)
+
+    async def on_admin_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, AdminApiError)
+        if exc.status == 401:
+            response: Response = RedirectResponse("/login?notice=expired", status_code=303)
+            if request.url.path.endswith(_LIVE_PATH_SUFFIX):
+                response = PlainTextResponse("sign in again", status_code=401)
+            clear_session_cookie(response, settings)
+            return response
+        title = "Not found" if exc.status == 404 else "The admin API refused"
+        return error_page(request, exc.status, title, exc.message)
+
+    async def on_http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        return error_page(request, exc.status_code, "Not found", str(exc.detail))
+
+    async def on_unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error on %s", request.url.path)
+        return error_page(
+            request, 500, "Something went wrong", "The page could not be built; try again."
+        )
+
+    app.add_exception_handler(SignInRequired, on_sign_in_required)
+    app.add_exception_handler(CsrfRefused, on_csrf)
+    app.add_exception_handler(AdminApiError, on_admin_error)
+    app.add_exception_handler(StarletteHTTPException, on_http_error)
+    app.add_exception_handler(Exception, on_unexpected)
 
     def checks(request: Request) -> Mapping[str, ReadinessCheck]:
-        redis: Redis = request.state.redis
-        return {"redis": redis.ping}
+        admin: AdminClient = request.state.admin
+        return {"admin_api": admin.livez}
 
     app.include_router(probe_router(registry, checks))
+    app.include_router(auth.router)
+    app.include_router(agents.router)
+    app.include_router(pool.router)
     return app

@@ -1,22 +1,37 @@
 from __future__ import annotations
 
 from typing import Annotated, TypedDict, cast
+from urllib.parse import urlsplit
 
 from fastapi import Depends, Request
+from fastapi.templating import Jinja2Templates
 from prometheus_client import CollectorRegistry
-from redis.asyncio import Redis
 
-from codexpool_shared.keys import Keys
+from codexpool_ui.admin import AdminClient
 from codexpool_ui.config import Settings
+from codexpool_ui.session import COOKIE_NAME, CSRF_FIELD, Session, SessionCodec
 
 
 class State(TypedDict):
     """What the lifespan opens; routes reach it through the dependencies below."""
 
     settings: Settings
-    keys: Keys
-    redis: Redis
+    admin: AdminClient
+    sessions: SessionCodec
+    templates: Jinja2Templates
     registry: CollectorRegistry
+
+
+class SignInRequired(Exception):
+    """The request needs a signed-in session; the app answers with the sign-in page."""
+
+
+class CsrfRefused(Exception):
+    """A state-changing request without a valid CSRF token, or from another site."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 def _state(request: Request) -> State:
@@ -27,9 +42,65 @@ def _settings(request: Request) -> Settings:
     return _state(request)["settings"]
 
 
-def _redis(request: Request) -> Redis:
-    return _state(request)["redis"]
+def _admin(request: Request) -> AdminClient:
+    return _state(request)["admin"]
+
+
+def _sessions(request: Request) -> SessionCodec:
+    return _state(request)["sessions"]
+
+
+def _templates(request: Request) -> Jinja2Templates:
+    return _state(request)["templates"]
+
+
+def _session(request: Request) -> Session | None:
+    return _sessions(request).loads(request.cookies.get(COOKIE_NAME))
+
+
+def _signed_in(session: Annotated[Session | None, Depends(_session)]) -> Session:
+    if session is None or not session.signed_in:
+        raise SignInRequired
+    return session
+
+
+def _cross_site(request: Request) -> bool:
+    # Browsers send these on every POST; a mismatch means another site submitted the form.
+    if request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
+        return True
+    origin = request.headers.get("origin")
+    if origin is None:
+        return False
+    return origin == "null" or urlsplit(origin).netloc != request.headers.get("host")
+
+
+async def _csrf_checked(
+    request: Request, session: Annotated[Session | None, Depends(_session)]
+) -> Session:
+    if _cross_site(request):
+        raise CsrfRefused("the form was submitted from another site")
+    if session is None:
+        raise CsrfRefused("your browser did not send a session cookie with the form")
+    presented = (await request.form()).get(CSRF_FIELD)
+    if not session.csrf_matches(presented if isinstance(presented, str) else None):
+        raise CsrfRefused("the form did not carry a valid CSRF token")
+    return session
+
+
+def _signed_in_form(session: Annotated[Session, Depends(_csrf_checked)]) -> Session:
+    if not session.signed_in:
+        raise SignInRequired
+    return session
 
 
 SettingsDep = Annotated[Settings, Depends(_settings)]
-RedisDep = Annotated[Redis, Depends(_redis)]
+AdminDep = Annotated[AdminClient, Depends(_admin)]
+SessionsDep = Annotated[SessionCodec, Depends(_sessions)]
+TemplatesDep = Annotated[Jinja2Templates, Depends(_templates)]
+MaybeSessionDep = Annotated[Session | None, Depends(_session)]
+SessionDep = Annotated[Session, Depends(_signed_in)]
+"""A signed-in session, for pages."""
+CsrfSessionDep = Annotated[Session, Depends(_csrf_checked)]
+"""Any session whose form carried its CSRF token (signing in)."""
+FormSessionDep = Annotated[Session, Depends(_signed_in_form)]
+"""A signed-in session whose form carried its CSRF token (every change)."""

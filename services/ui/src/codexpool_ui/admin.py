@@ -1,0 +1,135 @@
+"""The admin API as the UI sees it: every call carries the signed-in user's bearer token.
+
+The UI holds no data of its own; each page is a few calls here. Errors come back as
+``AdminApiError`` carrying the admin API's own ``error.message``, which the pages show as is.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+JsonObject = dict[str, Any]
+
+
+class AdminApiError(Exception):
+    """The admin API refused a call, or did not answer (``status`` 502 then)."""
+
+    def __init__(
+        self, status: int, message: str, *, code: str | None = None, param: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.code = code
+        self.param = param
+
+
+def _refusal(response: httpx.Response) -> AdminApiError:
+    try:
+        error = response.json()["error"]
+        message = str(error["message"])
+    except (ValueError, KeyError, TypeError):
+        message = f"the admin API answered {response.status_code} {response.reason_phrase}"
+        return AdminApiError(response.status_code, message)
+    return AdminApiError(
+        response.status_code, message, code=error.get("code"), param=error.get("param")
+    )
+
+
+def _segment(value: str) -> str:
+    # Names come from URLs and forms: quote them so that '/' or '..' cannot reach another route.
+    return quote(value, safe="")
+
+
+class AdminClient:
+    """Typed calls to the admin API endpoints of SPEC.md section 8."""
+
+    def __init__(self, http: httpx.AsyncClient) -> None:
+        self._http = http
+
+    async def livez(self) -> None:
+        response = await self._http.get("/livez")
+        response.raise_for_status()
+
+    async def _call(
+        self, method: str, path: str, token: str, json: JsonObject | None = None
+    ) -> Any:
+        try:
+            response = await self._http.request(
+                method, path, json=json, headers={"Authorization": f"Bearer {token}"}
+            )
+        except httpx.HTTPError as exc:
+            raise AdminApiError(
+                502, f"the admin API did not answer ({type(exc).__name__}); try again shortly"
+            ) from None
+        if response.status_code >= 400:
+            raise _refusal(response)
+        if response.status_code == 204 or not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            raise AdminApiError(502, "the admin API answered something that is not JSON") from None
+
+    async def role_of(self, token: str) -> str:
+        """``admin`` or ``viewer``; raises ``AdminApiError`` (401) for a token it does not know.
+
+        The admin API has no "who am I" endpoint; listing its tokens is admin-only, so the
+        answer to that read tells the two roles apart without changing anything.
+        """
+        try:
+            await self._call("GET", "/api/tokens", token)
+        except AdminApiError as exc:
+            if exc.status == 403:
+                return "viewer"
+            raise
+        return "admin"
+
+    async def agents(self, token: str) -> list[JsonObject]:
+        return _items(await self._call("GET", "/api/agents", token))
+
+    async def agent(self, token: str, agent_id: str) -> JsonObject:
+        return _object(await self._call("GET", f"/api/agents/{_segment(agent_id)}", token))
+
+    async def providers(self, token: str) -> list[JsonObject]:
+        return _items(await self._call("GET", "/api/providers", token))
+
+    async def activity(self, token: str, agent_id: str) -> JsonObject:
+        path = f"/api/agents/{_segment(agent_id)}/codex-pool/activity"
+        return _object(await self._call("GET", path, token))
+
+    async def refresh(self, token: str, agent_id: str) -> JsonObject:
+        path = f"/api/agents/{_segment(agent_id)}/codex-pool/refresh"
+        return _object(await self._call("POST", path, token))
+
+    async def put_pool(
+        self, token: str, agent_id: str, strategy: str, providers: list[str]
+    ) -> JsonObject:
+        path = f"/api/agents/{_segment(agent_id)}/codex-pool"
+        body = {"strategy": strategy, "providers": providers}
+        return _object(await self._call("PUT", path, token, json=body))
+
+    async def remove_member(self, token: str, agent_id: str, provider: str) -> None:
+        path = f"/api/agents/{_segment(agent_id)}/codex-pool/providers/{_segment(provider)}"
+        await self._call("DELETE", path, token)
+
+    async def start_device_login(self, token: str, provider: str) -> JsonObject:
+        path = f"/api/providers/{_segment(provider)}/oauth/device"
+        return _object(await self._call("POST", path, token))
+
+
+def _object(payload: Any) -> JsonObject:
+    if not isinstance(payload, dict):
+        raise AdminApiError(502, "the admin API answered an unexpected shape")
+    return payload
+
+
+def _items(payload: Any) -> list[JsonObject]:
+    # A bare list, or the {"data": [...]} envelope the admin API uses for listings.
+    items = payload.get("data") if isinstance(payload, dict) else payload
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise AdminApiError(502, "the admin API answered an unexpected shape")
+    return items

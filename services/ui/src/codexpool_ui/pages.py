@@ -1,0 +1,66 @@
+"""Rendering helpers shared by the routes: templates, the session cookie, notices."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Request
+from fastapi.templating import Jinja2Templates
+from starlette.responses import Response
+
+from codexpool_ui.config import Settings
+from codexpool_ui.session import COOKIE_NAME, CSRF_FIELD, Session, SessionCodec
+
+NOTICES = {
+    "saved": "Routing configuration saved.",
+    "deleted": "Provider removed from the pool; new requests no longer go to it.",
+    "refreshed": "Live state refreshed from the upstream.",
+    "signed-out": "You are signed out.",
+    "expired": "Your session ended or your token was revoked: sign in again.",
+}
+"""The fixed texts a redirect can ask a page to show (never text taken from the URL)."""
+
+
+def render(
+    request: Request,
+    templates: Jinja2Templates,
+    name: str,
+    context: dict[str, Any],
+    *,
+    session: Session | None,
+    status_code: int = 200,
+) -> Response:
+    notice = NOTICES.get(request.query_params.get("notice", ""))
+    base = {"session": session, "csrf_field": CSRF_FIELD, "notice": notice}
+    response = templates.TemplateResponse(
+        request, name, {**base, **context}, status_code=status_code
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def set_session_cookie(
+    response: Response, sessions: SessionCodec, settings: Settings, session: Session
+) -> None:
+    response.set_cookie(
+        COOKIE_NAME,
+        sessions.dumps(session),
+        max_age=sessions.max_age_s,
+        path="/",
+        httponly=True,
+        samesite="lax",
+        secure=settings.cookie_secure,
+    )
+
+
+def clear_session_cookie(response: Response, settings: Settings) -> None:
+    response.delete_cookie(
+        COOKIE_NAME, path="/", httponly=True, samesite="lax", secure=settings.cookie_secure
+    )
+
+
+def safe_next(target: str | None) -> str:
+    """Where to go after signing in: a path on this site only, never another host."""
+    if target and target.startswith("/") and not target.startswith(("//", "/\\")):
+        return target
+    return "/agents"

@@ -1,0 +1,129 @@
+"""Loading and rendering the Codex Pool page: saved configuration, draft, activity, links."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from fastapi import Request
+from fastapi.templating import Jinja2Templates
+from starlette.responses import Response
+
+from codexpool_ui.admin import AdminApiError, AdminClient, JsonObject
+from codexpool_ui.config import Settings
+from codexpool_ui.pages import render
+from codexpool_ui.session import Session
+from codexpool_ui.view import STRATEGIES, LinkView, activity_rows, link_view
+
+
+@dataclass(frozen=True, slots=True)
+class Draft:
+    """A routing configuration being edited: carried in the form and the URL, never stored."""
+
+    strategy: str
+    providers: tuple[str, ...]
+
+    def query(self) -> str:
+        return urlencode({"strategy": self.strategy, "providers": list(self.providers)}, doseq=True)
+
+
+@dataclass(frozen=True, slots=True)
+class PoolData:
+    agent: JsonObject
+    saved: Draft
+    version: Any
+    activity: JsonObject
+    registered: list[JsonObject]
+    links: list[LinkView] = field(default_factory=list)
+
+
+def pool_path(agent_id: str) -> str:
+    return f"/agents/{quote(agent_id, safe='')}/codex-pool"
+
+
+def draft_from(strategy: str | None, providers: list[str], saved: Draft) -> Draft:
+    """The draft a form or URL describes; the saved configuration when it describes none."""
+    if strategy is None and not providers:
+        return saved
+    names = tuple(dict.fromkeys(p for p in providers if p))
+    return Draft(strategy=strategy or saved.strategy, providers=names)
+
+
+async def activity_or_empty(admin: AdminClient, token: str, agent_id: str) -> JsonObject:
+    """The pool's activity; an empty pool for an agent that has none yet (the admin API 404s)."""
+    try:
+        return await admin.activity(token, agent_id)
+    except AdminApiError as exc:
+        if exc.code == "pool_not_found":
+            return {"agent_id": agent_id, "strategy": STRATEGIES[0], "providers": []}
+        raise
+
+
+async def load(admin: AdminClient, session: Session, agent_id: str) -> PoolData:
+    token = session.bearer
+    agent = await admin.agent(token, agent_id)
+    activity, registered = await asyncio.gather(
+        activity_or_empty(admin, token, agent_id), admin.providers(token)
+    )
+    rows = [r for r in activity.get("providers") or [] if isinstance(r, Mapping)]
+    return PoolData(
+        agent=agent,
+        saved=Draft(
+            str(activity.get("strategy") or STRATEGIES[0]),
+            tuple(str(r.get("provider")) for r in rows),
+        ),
+        version=activity.get("version"),
+        activity=activity,
+        registered=registered,
+        # The admin API puts the OAuth link details in the rows for admins only.
+        links=[link_view(r["oauth"]) for r in rows if isinstance(r.get("oauth"), Mapping)],
+    )
+
+
+def activity_context(
+    agent_id: str, activity: Mapping[str, Any], settings: Settings
+) -> dict[str, Any]:
+    return {
+        "agent_id": agent_id,
+        "pool_path": pool_path(agent_id),
+        "updated_at": datetime.now(UTC).strftime("%H:%M:%S UTC"),
+        "rows": activity_rows(activity),
+        "live_url": f"{pool_path(agent_id)}/live",
+        "live_interval_ms": settings.live_interval_ms,
+    }
+
+
+def render_pool(
+    request: Request,
+    templates: Jinja2Templates,
+    settings: Settings,
+    session: Session,
+    agent_id: str,
+    data: PoolData,
+    *,
+    draft: Draft | None = None,
+    error: str | None = None,
+    device: JsonObject | None = None,
+    status_code: int = 200,
+) -> Response:
+    shown = draft or data.saved
+    addable = [p for p in data.registered if p.get("name") not in shown.providers]
+    context = {
+        **activity_context(agent_id, data.activity, settings),
+        "agent": data.agent,
+        "draft": shown,
+        "dirty": shown != data.saved,
+        "version": data.version,
+        "strategies": STRATEGIES,
+        "addable": addable,
+        "links": data.links,
+        "device": device,
+        "error": error,
+    }
+    return render(
+        request, templates, "pool.html", context, session=session, status_code=status_code
+    )

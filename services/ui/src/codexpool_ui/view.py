@@ -1,0 +1,174 @@
+"""The admin API's JSON shaped into what the templates render, tolerant of missing fields."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from markupsafe import Markup
+
+from codexpool_ui import formatting
+from codexpool_ui.charts import quota_bar_svg, timeline_svg
+
+STRATEGIES = ("round-robin", "primary-first", "quota-aware")
+
+STATUS_LABELS = {"active": "active", "needs_reauth": "needs re-auth", "disabled": "disabled"}
+
+_WINDOWS = (("primary", "Primary"), ("secondary", "Secondary"))
+
+# The health service's score is the product of these three (see its README); they lead the list.
+_FACTORS = ("success_rate", "latency_factor", "fallback_factor")
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaView:
+    window: str
+    label: str
+    used_text: str
+    resets_text: str
+    bar: Markup
+
+
+@dataclass(frozen=True, slots=True)
+class RowView:
+    name: str
+    status: str
+    status_label: str
+    requests: int
+    success_rate: str
+    health_score: str
+    health_band: str
+    health_summary: str
+    health_components: list[tuple[str, str]]
+    health_formula: str
+    fallback_count: int
+    timeline: Markup
+    quota: list[QuotaView] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class LinkView:
+    """A provider's OAuth link details (admins only)."""
+
+    name: str
+    account_id: str
+    email: str
+    plan: str
+    expires: str
+    last_refresh: str
+    status: str
+    status_label: str
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _label(key: str) -> str:
+    return key.replace("_", " ")
+
+
+def _components(raw: Any, prefix: str = "") -> Iterable[tuple[str, str]]:
+    if not isinstance(raw, Mapping):
+        return
+    ordered = sorted(
+        raw.items(),
+        key=lambda kv: (
+            kv[0] not in _FACTORS,
+            _FACTORS.index(kv[0]) if kv[0] in _FACTORS else 0,
+            kv[0],
+        ),
+    )
+    for key, value in ordered:
+        if isinstance(value, Mapping):
+            yield from _components(value, f"{prefix}{key} ")
+        else:
+            yield _label(f"{prefix}{key}"), formatting.number(value)
+
+
+def _quota(raw: Any, provider: str, now: datetime) -> list[QuotaView]:
+    if not isinstance(raw, Mapping):
+        return []
+    views = []
+    for window, title in _WINDOWS:
+        data = raw.get(window)
+        if not isinstance(data, Mapping) or not isinstance(data.get("used_percent"), int | float):
+            continue
+        used = float(data["used_percent"])
+        minutes = data.get("window_minutes")
+        span = f" ({formatting.span(minutes * 60)})" if isinstance(minutes, int) else ""
+        resets = formatting.until(data.get("resets_at", data.get("reset_at")), now)
+        label = f"{title} window{span}"
+        views.append(
+            QuotaView(
+                window=window,
+                label=label,
+                used_text=f"{used:.0f} % used",
+                resets_text=resets,
+                bar=quota_bar_svg(used, f"{provider}: {label} {used:.0f} % used, {resets}"),
+            )
+        )
+    return views
+
+
+def activity_rows(activity: Mapping[str, Any], now: datetime | None = None) -> list[RowView]:
+    """One row per provider of ``GET .../codex-pool/activity``, in pool order."""
+    moment = now or datetime.now(UTC)
+    rows = []
+    for raw in activity.get("providers") or []:
+        if not isinstance(raw, Mapping) or not isinstance(raw.get("provider"), str):
+            continue
+        name = raw["provider"]
+        status = str(raw.get("status") or "active")
+        score = raw.get("health_score")
+        components = list(_components(raw.get("health_components")))
+        score_text = f"{score:.0f}" if isinstance(score, int | float) else "-"
+        summary = "; ".join(f"{k}: {v}" for k, v in components) or "no components reported yet"
+        factors = raw.get("health_components")
+        formula = ""
+        if isinstance(factors, Mapping) and all(
+            isinstance(factors.get(f), int | float) for f in _FACTORS
+        ):
+            product = " × ".join(f"{factors[f]:.3f}" for f in _FACTORS)
+            formula = f"100 × {product} (success rate × latency factor × fallback factor)"
+        timeline = raw.get("timeline")
+        rows.append(
+            RowView(
+                name=name,
+                status=status,
+                status_label=STATUS_LABELS.get(status, status),
+                requests=_int(raw.get("requests")),
+                success_rate=formatting.percent(raw.get("success_rate")),
+                health_score=score_text,
+                health_band=str(raw.get("health_band") or "unknown"),
+                health_summary=f"Health score {score_text}: {summary}",
+                health_components=components,
+                health_formula=formula,
+                fallback_count=_int(raw.get("fallback_count")),
+                timeline=timeline_svg(timeline if isinstance(timeline, list) else [], name),
+                quota=_quota(raw.get("quota"), name, moment),
+            )
+        )
+    return rows
+
+
+def link_view(details: Mapping[str, Any]) -> LinkView:
+    """A provider's OAuth link details, as the admin API gives them to admins."""
+
+    def text(name: str) -> str:
+        value = details.get(name)
+        return "-" if value in (None, "") else str(value)
+
+    status = text("status")
+    return LinkView(
+        name=text("name"),
+        account_id=text("account_id"),
+        email=text("email"),
+        plan=text("plan_type"),
+        expires=formatting.timestamp(details.get("access_expires_at")),
+        last_refresh=formatting.timestamp(details.get("last_refresh")),
+        status=status,
+        status_label=STATUS_LABELS.get(status, status),
+    )

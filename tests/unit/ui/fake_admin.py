@@ -1,0 +1,199 @@
+"""An in-process fake of the admin API: the SPEC.md section 8 shapes the UI relies on."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from codexpool_shared.errors import ApiError, error_body, install_error_handlers
+
+ADMIN_TOKEN = "cpa_admin_fake_token"
+VIEWER_TOKEN = "cpa_viewer_fake_token"
+STRATEGIES = {"round-robin", "primary-first", "quota-aware"}
+
+
+def _row(name: str, requests: int = 0) -> dict[str, Any]:
+    return {
+        "provider": name,
+        "status": "active",
+        "requests": requests,
+        "successes": requests,
+        "success_rate": 1.0 if requests else None,
+        "health_score": 90.0 if requests else None,
+        "health_band": "healthy" if requests else None,
+        "health_components": {"success_rate": 1.0, "latency_ms_p95": 120.0, "samples": requests},
+        "fallback_count": 0,
+        "timeline": [
+            {"t": f"2026-01-01T00:{m:02d}:00Z", "requests": 0, "successes": 0, "failures": 0,
+             "fallbacks": 0}
+            for m in range(60)
+        ],
+        "quota": None,
+    }  # fmt: skip
+
+
+class FakeAdmin:
+    """State plus the ASGI app; tests read and poke the state directly."""
+
+    def __init__(self) -> None:
+        self.providers: dict[str, dict[str, Any]] = {
+            f"chatgpt-oauth-account-{i}": {
+                "name": f"chatgpt-oauth-account-{i}",
+                "account_id": f"acct-{i}",
+                "email": f"user{i}@example.com",
+                "plan_type": "plus",
+                "status": "active",
+            }
+            for i in (1, 2, 3)
+        }
+        self.agents: dict[str, dict[str, Any]] = {
+            "my-agent": {"id": "my-agent", "name": "My agent"}
+        }
+        self.pools: dict[str, dict[str, Any]] = {}
+        self.rows: dict[str, dict[str, Any]] = {}
+        self.calls: list[tuple[str, str, str | None]] = []
+        """(method, path, bearer token) of every call, to prove what the UI sent."""
+        self.refreshed = 0
+        self.revoked: set[str] = set()
+        self.app = self._build()
+
+    def row(self, name: str) -> dict[str, Any]:
+        return self.rows.setdefault(name, _row(name))
+
+    def oauth(self, name: str) -> dict[str, Any]:
+        return {
+            **self.providers[name],
+            "access_expires_at": "2030-01-01T00:00:00Z",
+            "last_refresh": None,
+            "credential_version": 1,
+        }
+
+    def _build(self) -> FastAPI:
+        app = FastAPI()
+        install_error_handlers(app)
+
+        def role(request: Request, *, write: bool = False) -> str:
+            auth = request.headers.get("authorization", "")
+            token = auth.removeprefix("Bearer ") if auth.startswith("Bearer ") else None
+            self.calls.append((request.method, request.url.path, token))
+            if token in self.revoked:
+                raise ApiError(401, "invalid bearer token", code="invalid_token")
+            if token == ADMIN_TOKEN:
+                return "admin"
+            if token == VIEWER_TOKEN:
+                if write:
+                    raise ApiError(403, "viewer tokens cannot change anything", code="forbidden")
+                return "viewer"
+            raise ApiError(401, "invalid bearer token", code="invalid_token")
+
+        def agent_of(agent_id: str) -> dict[str, Any]:
+            if agent_id not in self.agents:
+                raise ApiError(
+                    404,
+                    f"agent {agent_id!r} does not exist",
+                    code="agent_not_found",
+                    param="agent_id",
+                )
+            return self.agents[agent_id]
+
+        def pool_of(agent_id: str) -> dict[str, Any]:
+            agent_of(agent_id)
+            if agent_id not in self.pools:
+                raise ApiError(404, f"pool {agent_id!r} does not exist", code="pool_not_found")
+            return self.pools[agent_id]
+
+        def activity(agent_id: str, admin: bool) -> dict[str, Any]:
+            pool = pool_of(agent_id)
+            rows = [self.row(name) for name in pool["providers"]]
+            if admin:
+                rows = [{**r, "oauth": self.oauth(r["provider"])} for r in rows]
+            return {**pool, "agent_id": agent_id, "providers": rows}
+
+        @app.get("/livez")
+        async def livez() -> dict[str, str]:
+            return {"status": "ok"}
+
+        @app.get("/api/tokens")
+        async def tokens(request: Request) -> dict[str, Any]:
+            role(request, write=True)
+            return {"data": []}
+
+        @app.get("/api/agents")
+        async def agents(request: Request) -> dict[str, Any]:
+            role(request)
+            return {"data": list(self.agents.values())}
+
+        @app.get("/api/agents/{agent_id}")
+        async def agent(request: Request, agent_id: str) -> dict[str, Any]:
+            role(request)
+            return agent_of(agent_id)
+
+        @app.get("/api/providers")
+        async def providers(request: Request) -> dict[str, Any]:
+            role(request)
+            return {"data": list(self.providers.values())}
+
+        @app.put("/api/agents/{agent_id}/codex-pool")
+        async def put_pool(request: Request, agent_id: str) -> Any:
+            role(request, write=True)
+            body = await request.json()
+            agent_of(agent_id)
+            pool = self.pools.setdefault(agent_id, {"strategy": "", "providers": [], "version": 0})
+            if body.get("strategy") not in STRATEGIES:
+                raise ApiError(422, "strategy: unknown strategy", param="strategy")
+            names = body.get("providers") or []
+            if not names:
+                raise ApiError(
+                    422, "providers: a pool needs at least one provider", param="providers"
+                )
+            unknown = [n for n in names if n not in self.providers]
+            if unknown:
+                raise ApiError(
+                    422, f"providers: unknown provider {unknown[0]!r}", param="providers"
+                )
+            pool.update(strategy=body["strategy"], providers=names, version=pool["version"] + 1)
+            return pool
+
+        @app.delete("/api/agents/{agent_id}/codex-pool/providers/{name}", status_code=204)
+        async def remove(request: Request, agent_id: str, name: str) -> None:
+            role(request, write=True)
+            pool = pool_of(agent_id)
+            if name not in pool["providers"]:
+                raise ApiError(404, f"{name!r} is not in the pool", code="not_found", param="name")
+            pool["providers"].remove(name)
+            pool["version"] += 1
+
+        @app.get("/api/agents/{agent_id}/codex-pool/activity")
+        async def get_activity(request: Request, agent_id: str) -> dict[str, Any]:
+            return activity(agent_id, admin=role(request) == "admin")
+
+        @app.post("/api/agents/{agent_id}/codex-pool/refresh")
+        async def refresh(request: Request, agent_id: str) -> dict[str, Any]:
+            role(request, write=True)
+            self.refreshed += 1
+            for name in pool_of(agent_id)["providers"]:
+                resets = 4102444800
+                self.row(name)["quota"] = {
+                    "primary": {"used_percent": 42.0, "window_minutes": 300, "resets_at": resets},
+                    "secondary": {
+                        "used_percent": 7.0,
+                        "window_minutes": 10080,
+                        "resets_at": resets,
+                    },
+                }
+            return activity(agent_id, admin=True)
+
+        @app.post("/api/providers/{name}/oauth/device")
+        async def device(request: Request, name: str) -> Any:
+            role(request, write=True)
+            if name not in self.providers:
+                return JSONResponse(error_body("no such provider", type="not_found_error"), 404)
+            return {
+                "user_code": "ABCD-1234",
+                "verification_uri": "http://127.0.0.1:8090/codex/device",
+                "expires_in": 900,
+            }
+
+        return app

@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from codexpool_ui import formatting
+from codexpool_ui.charts import quota_bar_svg, timeline_svg
+from codexpool_ui.view import activity_rows
+
+
+def _point(minute: int, requests: int, failures: int = 0, fallbacks: int = 0) -> dict[str, object]:
+    return {
+        "t": f"2026-01-01T10:{minute:02d}:00Z",
+        "requests": requests,
+        "successes": requests - failures,
+        "failures": failures,
+        "fallbacks": fallbacks,
+    }
+
+
+def test_timeline_draws_stacked_bars_and_fallback_ticks() -> None:
+    svg = str(timeline_svg([_point(0, 0), _point(1, 4, failures=1, fallbacks=2)], "acct"))
+    assert svg.count('class="tl-ok"') == 1
+    assert svg.count('class="tl-fail"') == 1
+    assert svg.count('class="tl-fallback"') == 1
+    assert "<title>10:01 UTC 4 requests, 3 ok, 1 failed, 2 fallbacks in</title>" in svg
+    assert (
+        'aria-label="Timeline of acct, last 2 minutes: 4 requests, 1 failed, 2 fallbacks in"' in svg
+    )
+
+
+def test_timeline_escapes_provider_names() -> None:
+    svg = str(timeline_svg([], '"><script>'))
+    assert "<script>" not in svg and "&#34;&gt;&lt;script&gt;" in svg
+
+
+def test_quota_bar_levels() -> None:
+    assert 'class="qb-ok"' in str(quota_bar_svg(10, "x"))
+    assert 'class="qb-warn"' in str(quota_bar_svg(75, "x"))
+    assert 'class="qb-crit" x="0" y="0" width="100.0"' in str(quota_bar_svg(140, "x"))
+
+
+def test_durations_and_resets_read_naturally() -> None:
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    assert formatting.span(45) == "45 s"
+    assert formatting.span(3 * 3600 + 5 * 60) == "3 h 5 min"
+    assert formatting.span(2 * 86400) == "2 d"
+    assert formatting.until(now.timestamp() + 600, now) == "resets in 10 min"
+    assert formatting.until("2025-12-31T00:00:00Z", now) == "reset due"
+    assert formatting.until(None, now) == ""
+    assert formatting.percent(None) == "-"
+
+
+def test_rows_tolerate_missing_fields() -> None:
+    rows = activity_rows({"providers": [{"provider": "a"}, {"nonsense": 1}, "x"]})
+    assert [r.name for r in rows] == ["a"]
+    assert rows[0].requests == 0 and rows[0].success_rate == "-" and rows[0].quota == []
+    assert rows[0].status_label == "active"
+
+
+def test_needs_reauth_is_labelled() -> None:
+    rows = activity_rows({"providers": [{"provider": "a", "status": "needs_reauth"}]})
+    assert rows[0].status_label == "needs re-auth"
