@@ -100,6 +100,11 @@ class Keys:
         return self._k("hagg", scope, provider, "h", str(hour_start))
 
     @property
+    def health_aggregates_pattern(self) -> str:
+        """A SCAN pattern matching every health totals, minute and hour bucket of the namespace."""
+        return self._k("hagg", "*")
+
+    @property
     def health_providers(self) -> str:
         """Set of provider names the health service has seen outcomes for (rescored over time)."""
         return self._k("health-providers")

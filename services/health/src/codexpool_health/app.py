@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 
@@ -8,30 +11,109 @@ from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
 from codexpool_health.config import Settings
+from codexpool_health.consumers import OutcomeBatcher
 from codexpool_health.deps import State
+from codexpool_health.metrics import HealthMetrics
+from codexpool_health.scores import ScoreReporter, rescore_forever
+from codexpool_health.scoring import ScoreConfig
+from codexpool_health.store import HealthStore
+from codexpool_shared import telemetry
 from codexpool_shared.errors import install_error_handlers
 from codexpool_shared.keys import Keys
+from codexpool_shared.messaging import (
+    EventConsumer,
+    EventPublisher,
+    Publisher,
+    Topology,
+    declare_topology,
+)
 from codexpool_shared.probes import ReadinessCheck, probe_router
 from codexpool_shared.redis import create_redis
 
+log = logging.getLogger("codexpool_health")
 
-def create_app(settings: Settings) -> FastAPI:
+
+async def _start_when_reachable(consumer: EventConsumer) -> None:
+    # Readiness never depends on RabbitMQ, so the service starts without it and keeps trying.
+    delay = 0.5
+    while True:
+        try:
+            await consumer.start()
+            return
+        except Exception as exc:
+            log.warning("cannot consume from RabbitMQ yet: %r", exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def create_app(settings: Settings, *, publisher: Publisher | None = None) -> FastAPI:
+    """The health service; ``publisher`` replaces the RabbitMQ publisher (tests pass a fake)."""
+    telemetry.configure("codexpool-health")
     registry = CollectorRegistry()
+    metrics = HealthMetrics(registry)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[State]:
         async with AsyncExitStack() as stack:
             redis = create_redis(settings)
             stack.push_async_callback(redis.aclose)
-            yield State(
-                settings=settings,
-                keys=Keys(settings.namespace),
-                redis=redis,
-                registry=registry,
+            keys = Keys(settings.namespace)
+            store = HealthStore(
+                redis,
+                keys,
+                score=ScoreConfig.from_settings(settings),
+                seen_ttl_s=settings.dedupe_ttl_s,
+                log_maxlen=settings.outcome_log_maxlen,
             )
+            events = publisher or EventPublisher(
+                str(settings.amqp_url),
+                settings.namespace,
+                registry=registry,
+                name="codexpool-health",
+            )
+            await events.start()
+            stack.push_async_callback(events.close, 5.0)
+            report = ScoreReporter(metrics, events)
+            batcher = OutcomeBatcher(
+                store,
+                metrics,
+                report,
+                batch_size=settings.batch_size,
+                linger_s=settings.batch_linger_ms / 1000,
+                retry_max_s=settings.redis_retry_max_s,
+            )
+            await batcher.start()
+            stack.push_async_callback(batcher.close)
+            rescorer = asyncio.create_task(
+                rescore_forever(store, report, settings.rescore_interval_s)
+            )
+            stack.push_async_callback(_cancel, rescorer)
+            if settings.consume:
+                consumer = EventConsumer(
+                    str(settings.amqp_url),
+                    Topology(settings.namespace).health_queue,
+                    batcher.handle,
+                    registry=registry,
+                    name="codexpool-health",
+                    prefetch=settings.prefetch,
+                    setup=lambda channel: declare_topology(channel, settings.namespace),
+                )
+                metrics.count_malformed_with(lambda: consumer.stats.results["malformed"])
+                # Runs first on exit: stop taking deliveries and let the batches in flight land.
+                stack.push_async_callback(consumer.stop, 5.0)
+                starter = asyncio.create_task(_start_when_reachable(consumer))
+                stack.push_async_callback(_cancel, starter)
+            yield State(settings=settings, keys=keys, redis=redis, registry=registry, store=store)
 
     app = FastAPI(title="codexpool-health", lifespan=lifespan)
     install_error_handlers(app)
+    telemetry.instrument_app(app)
 
     def checks(request: Request) -> Mapping[str, ReadinessCheck]:
         redis: Redis = request.state.redis

@@ -18,7 +18,7 @@ class Settings(InfraSettings):
     consume: bool = Field(default=True, validation_alias="HEALTH_CONSUME")
     """Consume outcome events (off: only serve probes and rescore, e.g. while rebuilding)."""
 
-    prefetch: int = Field(default=200, validation_alias="HEALTH_PREFETCH", ge=1, le=1000)
+    prefetch: int = Field(default=200, validation_alias="HEALTH_PREFETCH", ge=100, le=300)
     """Unacked deliveries RabbitMQ may hand this process; also the most events in flight."""
 
     batch_size: int = Field(default=100, validation_alias="HEALTH_BATCH_SIZE", ge=1, le=500)

@@ -7,6 +7,7 @@ from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
 from codexpool_health.config import Settings
+from codexpool_health.store import HealthStore
 from codexpool_shared.keys import Keys
 
 
@@ -17,6 +18,7 @@ class State(TypedDict):
     keys: Keys
     redis: Redis
     registry: CollectorRegistry
+    store: HealthStore
 
 
 def _state(request: Request) -> State:
