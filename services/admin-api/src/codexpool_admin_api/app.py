@@ -9,11 +9,21 @@ from fastapi import FastAPI, Request
 from fastapi.routing import APIRoute
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.responses import JSONResponse
 
 from codexpool_admin_api.api.errors import api_error
-from codexpool_admin_api.api.routes import activity, agents, audit, oauth, pools, providers, tokens
+from codexpool_admin_api.api.routes import (
+    activity,
+    agents,
+    audit,
+    backup,
+    oauth,
+    pools,
+    providers,
+    tokens,
+)
 from codexpool_admin_api.audit import Auditor
 from codexpool_admin_api.auth import Authenticator, TokenStore
 from codexpool_admin_api.config import Settings
@@ -118,7 +128,8 @@ def create_app(
         return api_error(exc).response()
 
     app.add_exception_handler(StoreError, on_store_error)
-    app.add_exception_handler(RedisError, on_redis_error)
+    app.add_exception_handler(RedisConnectionError, on_redis_error)
+    app.add_exception_handler(RedisTimeoutError, on_redis_error)
     app.add_exception_handler(Exception, on_unexpected)
 
     def checks(request: Request) -> Mapping[str, ReadinessCheck]:
@@ -126,6 +137,6 @@ def create_app(
         return {"redis": redis.ping}
 
     app.include_router(probe_router(registry, checks))
-    for module in (providers, oauth, agents, pools, activity, tokens, audit):
+    for module in (providers, oauth, agents, pools, activity, backup, tokens, audit):
         app.include_router(module.router)
     return app

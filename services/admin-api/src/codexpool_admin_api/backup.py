@@ -1,0 +1,215 @@
+"""Export and import of the whole configuration: providers (tokens still encrypted), agents with
+their router key digests, and pools.
+
+The records are copied as stored, so an export restores exactly. An import is all or nothing:
+the whole document is validated first (every token envelope must decrypt with the configured
+keys under its provider's name, every pool member must be in the document), then the old
+configuration is replaced in one MULTI/EXEC, watched so that a concurrent change aborts it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from redis.asyncio import Redis
+from redis.exceptions import WatchError
+
+from codexpool_admin_api.auth import text
+from codexpool_shared.crypto import DecryptionError, Keyring
+from codexpool_shared.keys import Keys
+from codexpool_shared.store.agents import AgentKey
+from codexpool_shared.store.errors import Conflict, InvalidField
+from codexpool_shared.store.pools import STRATEGIES
+from codexpool_shared.store.providers import TOKEN_FIELDS, validate_name
+
+_STATUSES = ("active", "needs_reauth", "disabled")
+_DIGEST = re.compile(r"^[0-9a-f]{64}$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ExportedProvider(_Strict):
+    name: str
+    record: dict[str, str]
+    """The stored record; ``access_token``, ``refresh_token``, ``id_token`` are envelopes."""
+
+
+class ExportedAgent(_Strict):
+    id: str
+    record: dict[str, str]
+    key_digests: dict[str, str]
+    """SHA-256 of each router key -> its metadata; the keys themselves are never stored."""
+    pool: dict[str, str] | None
+
+
+class ConfigExport(_Strict):
+    format: Literal["codexpool-config"] = "codexpool-config"
+    version: Literal[1] = 1
+    exported_at: datetime
+    providers: list[ExportedProvider] = Field(max_length=10_000)
+    agents: list[ExportedAgent] = Field(max_length=10_000)
+
+
+def _hash(record: dict[str, str]) -> Mapping[Any, Any]:
+    # redis-py types hset's mapping with invariant keys, which a dict[str, str] never matches.
+    return record
+
+
+def _decode(raw: dict[bytes | str, bytes | str]) -> dict[str, str]:
+    return {text(k): text(v) for k, v in raw.items()}
+
+
+async def export_config(redis: Redis, keys: Keys) -> ConfigExport:
+    providers = sorted(text(n) for n in await redis.smembers(keys.providers))
+    agents = sorted(text(a) for a in await redis.smembers(keys.agents))
+    async with redis.pipeline(transaction=True) as pipe:
+        for name in providers:
+            pipe.hgetall(keys.provider(name))
+        for agent in agents:
+            pipe.hgetall(keys.agent(agent))
+            pipe.hgetall(keys.agent_keys(agent))
+            pipe.hgetall(keys.pool(agent))
+        replies = iter(await pipe.execute())
+    exported_providers = [
+        ExportedProvider(name=name, record=_decode(next(replies))) for name in providers
+    ]
+    exported_agents = []
+    for agent in agents:
+        record, digests, pool = (_decode(next(replies)) for _ in range(3))
+        exported_agents.append(
+            ExportedAgent(id=agent, record=record, key_digests=digests, pool=pool or None)
+        )
+    return ConfigExport(
+        exported_at=datetime.now(UTC),
+        providers=[p for p in exported_providers if p.record],
+        agents=[a for a in exported_agents if a.record],
+    )
+
+
+def validate_export(doc: ConfigExport, keyring: Keyring) -> None:
+    """Raise ``InvalidField`` naming the first thing wrong with ``doc``; write nothing."""
+    names: set[str] = set()
+    for i, provider in enumerate(doc.providers):
+        where = f"providers[{i}]"
+        validate_name(provider.name, f"{where}.name")
+        if provider.name in names:
+            raise InvalidField(f"{where}.name", f"{provider.name!r} is listed twice")
+        names.add(provider.name)
+        record = provider.record
+        if record.get("name") != provider.name:
+            raise InvalidField(f"{where}.record.name", "must equal the provider's name")
+        if record.get("status") not in _STATUSES:
+            raise InvalidField(f"{where}.record.status", f"must be one of {_STATUSES}")
+        if not record.get("account_id"):
+            raise InvalidField(f"{where}.record.account_id", "must be non-empty")
+        for field in TOKEN_FIELDS:
+            envelope = record.get(field, "")
+            if not envelope and field == "id_token":
+                continue
+            try:
+                keyring.decrypt(envelope, record=provider.name, field=field)
+            except DecryptionError:
+                raise InvalidField(
+                    f"{where}.record.{field}",
+                    "is not a token envelope this service's keys decrypt for this provider",
+                ) from None
+    digests: set[str] = set()
+    agent_ids: set[str] = set()
+    for i, agent in enumerate(doc.agents):
+        where = f"agents[{i}]"
+        validate_name(agent.id, f"{where}.id")
+        if agent.id in agent_ids:
+            raise InvalidField(f"{where}.id", f"{agent.id!r} is listed twice")
+        agent_ids.add(agent.id)
+        if not agent.record.get("name"):
+            raise InvalidField(f"{where}.record.name", "must be non-empty")
+        if not agent.record.get("created_at", "").isdigit():
+            raise InvalidField(f"{where}.record.created_at", "must be epoch seconds")
+        for digest, meta in agent.key_digests.items():
+            if not _DIGEST.match(digest) or digest in digests:
+                raise InvalidField(f"{where}.key_digests", "holds a malformed or repeated digest")
+            digests.add(digest)
+            try:
+                AgentKey.model_validate_json(meta)
+            except ValidationError:
+                raise InvalidField(f"{where}.key_digests", "holds malformed key metadata") from None
+        if agent.pool is not None:
+            _validate_pool(agent.pool, names, f"{where}.pool")
+
+
+def _validate_pool(pool: dict[str, str], providers: set[str], where: str) -> None:
+    if pool.get("strategy") not in STRATEGIES:
+        raise InvalidField(f"{where}.strategy", f"must be one of {STRATEGIES}")
+    if not pool.get("version", "").isdigit():
+        raise InvalidField(f"{where}.version", "must be a non-negative integer")
+    try:
+        members = orjson.loads(pool.get("providers", ""))
+    except orjson.JSONDecodeError:
+        raise InvalidField(f"{where}.providers", "must be a JSON list of names") from None
+    if not isinstance(members, list):
+        raise InvalidField(f"{where}.providers", "must be a JSON list of names")
+    for j, member in enumerate(members):
+        if member not in providers or member in members[:j]:
+            raise InvalidField(
+                f"{where}.providers[{j}]", "must be a provider of this export, listed once"
+            )
+
+
+async def import_config(redis: Redis, keys: Keys, doc: ConfigExport) -> dict[str, int]:
+    """Replace the configuration with ``doc`` (validated); returns each new pool's version.
+
+    Pool versions move forward past both the current and the exported version, so every
+    router replica sees each restored pool as a change.
+    """
+    async with redis.pipeline(transaction=True) as pipe:
+        try:
+            await pipe.watch(keys.providers, keys.agents)
+            old_providers = [text(n) for n in await pipe.smembers(keys.providers)]
+            old_agents = [text(a) for a in await pipe.smembers(keys.agents)]
+            per_agent = [k for a in old_agents for k in (keys.agent_keys(a), keys.pool(a))]
+            if per_agent:
+                await pipe.watch(*per_agent)
+            old_digests = [
+                text(d) for a in old_agents for d in await pipe.hkeys(keys.agent_keys(a))
+            ]
+            old_versions = {
+                a: int(await pipe.hget(keys.pool(a), "version") or 0) for a in old_agents
+            }
+            versions = {
+                agent.id: max(old_versions.get(agent.id, 0), int(agent.pool["version"])) + 1
+                for agent in doc.agents
+                if agent.pool is not None
+            }
+            pipe.multi()  # type: ignore[no-untyped-call]
+            pipe.delete(
+                keys.providers,
+                keys.agents,
+                *(keys.provider(n) for n in old_providers),
+                *(keys.agent(a) for a in old_agents),
+                *(keys.agent_keys(a) for a in old_agents),
+                *(keys.pool(a) for a in old_agents),
+                *(keys.api_key(d) for d in old_digests),
+            )
+            for provider in doc.providers:
+                pipe.hset(keys.provider(provider.name), mapping=_hash(provider.record))
+                pipe.sadd(keys.providers, provider.name)
+            for agent in doc.agents:
+                pipe.hset(keys.agent(agent.id), mapping=_hash(agent.record))
+                pipe.sadd(keys.agents, agent.id)
+                for digest, meta in agent.key_digests.items():
+                    pipe.hset(keys.agent_keys(agent.id), digest, meta)
+                    pipe.set(keys.api_key(digest), agent.id)
+                if agent.pool is not None:
+                    pool = dict(agent.pool, version=str(versions[agent.id]))
+                    pipe.hset(keys.pool(agent.id), mapping=_hash(pool))
+            await pipe.execute()
+        except WatchError:
+            raise Conflict("body", "the configuration changed during the import; retry") from None
+    return versions

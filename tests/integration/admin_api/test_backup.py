@@ -1,0 +1,141 @@
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+from fastapi.testclient import TestClient
+
+from codexpool_admin_api.app import create_app
+from codexpool_admin_api.config import Settings
+from codexpool_shared.events import PoolChangedV1
+from codexpool_shared.keys import Keys
+from codexpool_shared.store.agents import key_digest
+from codexpool_shared.testing.infra import unique_namespace
+from tests.integration.admin_api.conftest import ADMIN_TOKEN, RecordingSink
+from tests.integration.admin_api.helpers import create_agent, error, register
+from tests.integration.admin_api.tokens import auth_json
+
+POOL = "/api/agents/my-agent/codex-pool"
+
+
+def _seed(api: TestClient) -> dict[str, Any]:
+    register(api, "acct-1")
+    api.post("/api/providers", json={"name": "acct-2", "auth_json": auth_json("acct-2")})
+    agent = create_agent(api)
+    api.put(POOL, json={"strategy": "primary-first", "providers": ["acct-2", "acct-1"]})
+    api.patch("/api/providers/acct-1", json={"status": "disabled"})
+    return agent
+
+
+def _snapshot(client: redis.Redis, namespace: str) -> dict[bytes, Any]:
+    """Every key of the namespace with its value, to prove nothing changed."""
+    out: dict[bytes, Any] = {}
+    for key in client.scan_iter(match=f"{namespace}:*"):
+        kind = client.type(key)
+        if kind == b"hash":
+            out[key] = client.hgetall(key)
+        elif kind == b"set":
+            out[key] = client.smembers(key)
+        elif kind == b"string":
+            out[key] = client.get(key)
+    return out
+
+
+@pytest.fixture
+def other_api(settings: Settings, sync_redis: redis.Redis) -> Iterator[tuple[TestClient, Keys]]:
+    """A second, empty deployment sharing the secret key (a restore target)."""
+    namespace = unique_namespace()
+    other = settings.model_copy(update={"namespace": namespace})
+    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    with TestClient(create_app(other, publisher=RecordingSink()), headers=headers) as client:
+        yield client, Keys(namespace)
+    for key in sync_redis.scan_iter(match=f"{namespace}:*"):
+        sync_redis.delete(key)
+
+
+def test_export_then_import_restores_everything(
+    api: TestClient, other_api: tuple[TestClient, Keys], sync_redis: redis.Redis
+) -> None:
+    agent = _seed(api)
+    exported = api.get("/api/export")
+    assert exported.status_code == 200
+    doc = exported.json()
+    assert doc["format"] == "codexpool-config"
+    assert [p["name"] for p in doc["providers"]] == ["acct-1", "acct-2"]
+    assert doc["providers"][0]["record"]["access_token"].startswith("v1:")
+    target, keys = other_api
+    restored = target.post("/api/import", json=doc)
+    assert restored.status_code == 200, restored.text
+    assert restored.json() == {"providers": 2, "agents": 1, "pool_versions": {"my-agent": 2}}
+    pool = target.get(POOL).json()
+    assert (pool["strategy"], pool["providers"]) == ("primary-first", ["acct-2", "acct-1"])
+    assert target.get("/api/providers/acct-1").json()["status"] == "disabled"
+    assert sync_redis.get(keys.api_key(key_digest(agent["api_key"]))) == b"my-agent"
+    again = target.get("/api/export").json()
+    assert again["providers"] == doc["providers"]
+    assert again["agents"][0]["key_digests"] == doc["agents"][0]["key_digests"]
+
+
+def test_import_replaces_and_publishes_pool_changes(
+    api: TestClient, sink: RecordingSink, sync_redis: redis.Redis, keys: Keys
+) -> None:
+    _seed(api)
+    doc = api.get("/api/export").json()
+    create_agent(api, "extra-agent")
+    api.put(
+        "/api/agents/extra-agent/codex-pool",
+        json={"strategy": "round-robin", "providers": ["acct-2"]},
+    )
+    sink.events.clear()
+    assert api.post("/api/import", json=doc).status_code == 200
+    assert api.get("/api/agents/extra-agent").status_code == 404
+    changes = sorted((e.agent_id, e.change) for e in sink.events if isinstance(e, PoolChangedV1))
+    assert changes == [("extra-agent", "deleted"), ("my-agent", "updated")]
+    assert api.get(POOL).json()["version"] == 2
+    assert api.get("/api/audit").json()["data"][0]["action"] == "config.import"
+
+
+def _malformed(doc: dict[str, Any]) -> list[tuple[dict[str, Any], str]]:
+    cases: list[tuple[dict[str, Any], str]] = []
+
+    def variant(param: str) -> dict[str, Any]:
+        changed = copy.deepcopy(doc)
+        cases.append((changed, param))
+        return changed
+
+    variant("format")["format"] = "something-else"
+    envelope = variant("providers[0].record.access_token")["providers"][0]["record"]
+    envelope["access_token"] = envelope["access_token"][:-4] + "AAAA"
+    swapped = variant("providers[1].record.refresh_token")["providers"]
+    swapped[1]["record"]["refresh_token"] = swapped[0]["record"]["refresh_token"]
+    variant("providers[0].record.access_token")["providers"][0]["record"]["access_token"] = "eyJ"
+    pool = variant("agents[0].pool.providers[1]")["agents"][0]["pool"]
+    pool["providers"] = '["acct-2", "ghost"]'
+    variant("agents[0].pool.strategy")["agents"][0]["pool"]["strategy"] = "random"
+    variant("providers[1].name")["providers"][1]["name"] = "acct-1"
+    variant("agents[0].key_digests")["agents"][0]["key_digests"] = {"not-hex": "{}"}
+    del variant("providers.0.record")["providers"][0]["record"]
+    return cases
+
+
+def test_a_malformed_export_changes_nothing(
+    api: TestClient, sink: RecordingSink, sync_redis: redis.Redis, keys: Keys
+) -> None:
+    _seed(api)
+    doc = api.get("/api/export").json()
+    create_agent(api, "extra-agent")
+    before = _snapshot(sync_redis, keys.namespace)
+    published = len(sink.events)
+    for changed, param in _malformed(doc):
+        response = api.post("/api/import", json=changed)
+        assert response.status_code == 422, (param, response.text)
+        assert error(response)["param"] == param
+    audit_key = keys.audit.encode()
+    after = _snapshot(sync_redis, keys.namespace)
+    assert {k: v for k, v in after.items() if k != audit_key} == {
+        k: v for k, v in before.items() if k != audit_key
+    }
+    assert len(sink.events) == published
