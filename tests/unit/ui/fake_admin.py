@@ -57,6 +57,7 @@ class FakeAdmin:
         """(method, path, bearer token) of every call, to prove what the UI sent."""
         self.refreshed = 0
         self.revoked: set[str] = set()
+        self.device_polls: dict[str, int] = {}
         self.app = self._build()
 
     def row(self, name: str) -> dict[str, Any]:
@@ -190,10 +191,24 @@ class FakeAdmin:
             role(request, write=True)
             if name not in self.providers:
                 return JSONResponse(error_body("no such provider", type="not_found_error"), 404)
+            self.device_polls[name] = 0
             return {
+                "provider": name,
                 "user_code": "ABCD-1234",
                 "verification_uri": "http://127.0.0.1:8090/codex/device",
-                "expires_in": 900,
+                "interval_s": 5,
+                "expires_at": "2030-01-01T00:15:00Z",
             }
+
+        @app.post("/api/providers/{name}/oauth/device/poll")
+        async def device_poll(request: Request, name: str) -> Any:
+            role(request, write=True)
+            if name not in self.device_polls:
+                raise ApiError(404, "no device login is pending", code="device_login_not_found")
+            self.device_polls[name] += 1
+            if self.device_polls[name] < 2:
+                return {"status": "pending", "provider": None}
+            self.providers[name]["status"] = "active"
+            return {"status": "linked", "provider": self.oauth(name)}
 
         return app

@@ -60,3 +60,19 @@ def test_rows_tolerate_missing_fields() -> None:
 def test_needs_reauth_is_labelled() -> None:
     rows = activity_rows({"providers": [{"provider": "a", "status": "needs_reauth"}]})
     assert rows[0].status_label == "needs re-auth"
+
+
+def test_rows_say_why_the_router_skips_a_provider() -> None:
+    raw = {
+        "provider": "a",
+        "circuit": "open",
+        "circuit_open_until": "2030-01-01T00:01:00Z",
+        "cooldown_until": "2030-01-01T05:00:00Z",
+        "cooldown_reason": "usage_limit",
+        "refresh_error": "upstream answered 401",
+    }
+    assert activity_rows({"providers": [raw]})[0].notes == [
+        "circuit open until 2030-01-01 00:01 UTC",
+        "usage_limit: cooling down until 2030-01-01 05:00 UTC",
+        "refresh failed: upstream answered 401",
+    ]

@@ -190,7 +190,28 @@ def test_admins_see_oauth_link_details_and_can_relink(client: TestClient, fake: 
     response = client.post(f"{POOL}/providers/{ONE}/relink", data={"csrf_token": csrf})
     assert response.status_code == 200
     assert 'data-testid="device-code">ABCD-1234<' in response.text
-    assert "http://127.0.0.1:8090/codex/device" in response.text
+    assert 'href="http://127.0.0.1:8090/codex/device"' in response.text
+    assert "before 2030-01-01 00:15 UTC" in response.text
+    finish = {
+        "csrf_token": csrf,
+        "user_code": "ABCD-1234",
+        "verification_uri": "http://127.0.0.1:8090/codex/device",
+    }
+    pending = client.post(f"{POOL}/providers/{ONE}/relink/complete", data=finish)
+    assert pending.status_code == 202
+    assert "device-pending" in _testids(pending.text)
+    assert 'data-testid="device-code">ABCD-1234<' in pending.text
+    linked = client.post(f"{POOL}/providers/{ONE}/relink/complete", data=finish)
+    assert linked.headers["location"] == f"{POOL}?notice=relinked"
+
+
+def test_a_device_link_is_only_ever_a_web_address(client: TestClient, fake: FakeAdmin) -> None:
+    _with_pool(fake, ONE)
+    csrf = sign_in(client, ADMIN_TOKEN)
+    fake.device_polls[ONE] = 0
+    forged = {"csrf_token": csrf, "user_code": "X", "verification_uri": "javascript:alert(1)"}
+    page = client.post(f"{POOL}/providers/{ONE}/relink/complete", data=forged).text
+    assert "javascript:" not in page
 
 
 def test_a_post_without_csrf_token_is_refused(client: TestClient, fake: FakeAdmin) -> None:

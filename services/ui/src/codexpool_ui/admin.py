@@ -120,6 +120,11 @@ class AdminClient:
         path = f"/api/providers/{_segment(provider)}/oauth/device"
         return _object(await self._call("POST", path, token))
 
+    async def poll_device_login(self, token: str, provider: str) -> JsonObject:
+        """``{"status": "pending" | "linked", ...}``: completes the re-link once approved."""
+        path = f"/api/providers/{_segment(provider)}/oauth/device/poll"
+        return _object(await self._call("POST", path, token))
+
 
 def _object(payload: Any) -> JsonObject:
     if not isinstance(payload, dict):

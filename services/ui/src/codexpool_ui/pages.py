@@ -15,6 +15,7 @@ NOTICES = {
     "saved": "Routing configuration saved.",
     "deleted": "Provider removed from the pool; new requests no longer go to it.",
     "refreshed": "Live state refreshed from the upstream.",
+    "relinked": "Account re-linked: the provider is active again.",
     "signed-out": "You are signed out.",
     "expired": "Your session ended or your token was revoked: sign in again.",
 }

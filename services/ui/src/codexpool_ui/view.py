@@ -46,6 +46,8 @@ class RowView:
     fallback_count: int
     timeline: Markup
     quota: list[QuotaView] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    """Why the router may be skipping it right now: circuit, cooldown, a failed refresh."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +115,18 @@ def _quota(raw: Any, provider: str, now: datetime) -> list[QuotaView]:
     return views
 
 
+def _notes(raw: Mapping[str, Any]) -> list[str]:
+    notes = []
+    if raw.get("circuit") == "open":
+        notes.append(f"circuit open until {formatting.timestamp(raw.get('circuit_open_until'))}")
+    if raw.get("cooldown_until"):
+        reason = raw.get("cooldown_reason") or "cooldown"
+        notes.append(f"{reason}: cooling down until {formatting.timestamp(raw['cooldown_until'])}")
+    if raw.get("refresh_error"):
+        notes.append(f"refresh failed: {raw['refresh_error']}")
+    return notes
+
+
 def activity_rows(activity: Mapping[str, Any], now: datetime | None = None) -> list[RowView]:
     """One row per provider of ``GET .../codex-pool/activity``, in pool order."""
     moment = now or datetime.now(UTC)
@@ -149,6 +163,7 @@ def activity_rows(activity: Mapping[str, Any], now: datetime | None = None) -> l
                 fallback_count=_int(raw.get("fallback_count")),
                 timeline=timeline_svg(timeline if isinstance(timeline, list) else [], name),
                 quota=_quota(raw.get("quota"), name, moment),
+                notes=_notes(raw),
             )
         )
     return rows

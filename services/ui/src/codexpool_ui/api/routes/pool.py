@@ -8,8 +8,9 @@ from fastapi import APIRouter, Form, Query, Request
 from starlette.responses import RedirectResponse, Response
 
 from codexpool_ui import pool_page
-from codexpool_ui.admin import AdminApiError
+from codexpool_ui.admin import AdminApiError, JsonObject
 from codexpool_ui.deps import AdminDep, FormSessionDep, SessionDep, SettingsDep, TemplatesDep
+from codexpool_ui.formatting import timestamp
 from codexpool_ui.pages import render
 
 router = APIRouter(prefix="/agents/{agent_id}/codex-pool", tags=["pool"])
@@ -172,11 +173,50 @@ async def relink(
         return await _refused(request, agent_id, templates, settings, admin, session, exc)
     data = await pool_page.load(admin, session, agent_id)
     return pool_page.render_pool(
+        request, templates, settings, session, agent_id, data, device=_device(provider, device)
+    )
+
+
+@router.post("/providers/{provider}/relink/complete")
+async def complete_relink(
+    request: Request,
+    agent_id: str,
+    provider: str,
+    templates: TemplatesDep,
+    settings: SettingsDep,
+    admin: AdminDep,
+    session: FormSessionDep,
+    user_code: Annotated[str, Form()] = "",
+    verification_uri: Annotated[str, Form()] = "",
+) -> Response:
+    """Finish the re-link once the code was approved; until then show the code again."""
+    try:
+        result = await admin.poll_device_login(session.bearer, provider)
+    except AdminApiError as exc:
+        return await _refused(request, agent_id, templates, settings, admin, session, exc)
+    if result.get("status") == "linked":
+        path = pool_page.pool_path(agent_id)
+        return RedirectResponse(f"{path}?notice=relinked", status_code=303)
+    data = await pool_page.load(admin, session, agent_id)
+    device = {"user_code": user_code, "verification_uri": verification_uri}
+    return pool_page.render_pool(
         request,
         templates,
         settings,
         session,
         agent_id,
         data,
-        device={**device, "provider": provider},
+        device={**_device(provider, device), "pending": True},
+        status_code=202,
     )
+
+
+def _device(provider: str, device: JsonObject) -> JsonObject:
+    uri = str(device.get("verification_uri") or "")
+    # The link goes into an href: only web addresses, never javascript: or data: URLs.
+    return {
+        "provider": provider,
+        "user_code": str(device.get("user_code") or ""),
+        "verification_uri": uri if uri.startswith(("http://", "https://")) else "",
+        "expires_at": timestamp(device.get("expires_at")) if device.get("expires_at") else "",
+    }
