@@ -33,11 +33,11 @@ FAILURES = "failures"
 LAST_PROBE_AT = "last_probe_at_ms"
 
 _EXTEND_COOLDOWN = """
-local until = math.min(tonumber(ARGV[1]), tonumber(ARGV[3]) + tonumber(ARGV[4]))
+local deadline = math.min(tonumber(ARGV[1]), tonumber(ARGV[3]) + tonumber(ARGV[4]))
 local current = tonumber(redis.call('HGET', KEYS[1], 'cooldown_until_ms') or '0')
-if until > current then
-  redis.call('HSET', KEYS[1], 'cooldown_until_ms', until, 'cooldown_reason', ARGV[2])
-  return until
+if deadline > current then
+  redis.call('HSET', KEYS[1], 'cooldown_until_ms', deadline, 'cooldown_reason', ARGV[2])
+  return deadline
 end
 return current
 """
@@ -48,9 +48,9 @@ local failures = redis.call('HINCRBY', KEYS[1], 'failures', 1)
 if ARGV[5] ~= '1' and failures < tonumber(ARGV[2]) then return 0 end
 local opens = redis.call('HINCRBY', KEYS[1], 'circuit_opens', 1)
 local backoff = math.min(tonumber(ARGV[3]) * 2 ^ (opens - 1), tonumber(ARGV[4]))
-local until = tonumber(ARGV[1]) + backoff
-redis.call('HSET', KEYS[1], 'circuit_open_until_ms', until, 'failures', 0)
-return until
+local deadline = tonumber(ARGV[1]) + backoff
+redis.call('HSET', KEYS[1], 'circuit_open_until_ms', deadline, 'failures', 0)
+return deadline
 """
 
 

@@ -1,0 +1,156 @@
+"""The selection script against the real Redis: eligibility, strategies, affinity, probes."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+
+import pytest
+from redis.asyncio import Redis
+
+from codexpool_router.config import Settings
+from codexpool_router.selection import NoPool, Selector, Unauthorized
+from codexpool_shared.keys import Keys
+from codexpool_shared.store import (
+    create_agent,
+    extend_cooldown,
+    key_digest,
+    put_pool,
+    record_failure,
+    register_provider,
+    remove_member,
+    set_provider_status,
+)
+from tests.integration.router.helpers import auth_json, keyring
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Fixture:
+    def __init__(self, redis: Redis, keys: Keys, selector: Selector) -> None:
+        self.redis, self.keys, self.selector = redis, keys, selector
+        self.digest = ""
+
+    async def setup(self, strategy: str, n: int = 3) -> None:
+        ring = keyring()
+        for i in range(1, n + 1):
+            await register_provider(self.redis, self.keys, ring, f"p{i}", auth_json(f"acc-{i}"))
+        _, key = await create_agent(self.redis, self.keys, "agent")
+        self.digest = key_digest(key)
+        await put_pool(self.redis, self.keys, "agent", strategy, [f"p{i}" for i in range(1, n + 1)])
+
+    async def order(self, session: str = "") -> list[str]:
+        selection = await self.selector.select(self.digest, now_ms(), session)
+        return [c.name for c in selection.candidates]
+
+
+@pytest.fixture
+def pool(redis: Redis, namespace: str) -> Fixture:
+    keys = Keys(namespace)
+    settings = Settings(
+        CODEXPOOL_NAMESPACE=namespace, ROUTER_CIRCUIT_BASE_S=60, ROUTER_PROBE_LOCK_S=30
+    )
+    return Fixture(redis, keys, Selector(redis, keys, settings))
+
+
+async def test_unknown_key_and_missing_pool(pool: Fixture) -> None:
+    with pytest.raises(Unauthorized):
+        await pool.selector.select(key_digest("cpk_nope"), now_ms(), "")
+    _, key = await create_agent(pool.redis, pool.keys, "lonely")
+    with pytest.raises(NoPool):
+        await pool.selector.select(key_digest(key), now_ms(), "")
+
+
+async def test_round_robin_rotates_over_eligible_members(pool: Fixture) -> None:
+    await pool.setup("round-robin")
+    firsts = Counter([(await pool.order())[0] for _ in range(30)])
+    assert firsts == {"p1": 10, "p2": 10, "p3": 10}
+    await set_provider_status(pool.redis, pool.keys, "p2", "needs_reauth")
+    orders = [await pool.order() for _ in range(10)]
+    assert all(sorted(o) == ["p1", "p3"] for o in orders)
+    assert Counter(o[0] for o in orders) == {"p1": 5, "p3": 5}
+
+
+async def test_primary_first_and_cooldown(pool: Fixture) -> None:
+    await pool.setup("primary-first")
+    assert await pool.order() == ["p1", "p2", "p3"]
+    await extend_cooldown(
+        pool.redis, pool.keys, "p1", now_ms() + 60_000, "usage_limit", now_ms=now_ms()
+    )
+    assert await pool.order() == ["p2", "p3"]
+    for name in ("p2", "p3"):
+        await extend_cooldown(
+            pool.redis, pool.keys, name, now_ms() + 90_000, "usage_limit", now_ms=now_ms()
+        )
+    selection = await pool.selector.select(pool.digest, now_ms(), "")
+    assert selection.candidates == ()
+    assert 50_000 < selection.quota_wait_ms - now_ms() <= 60_000
+    assert selection.other_wait_ms == 0
+
+
+async def test_open_circuit_is_skipped_then_probed_by_one_caller(pool: Fixture) -> None:
+    await pool.setup("primary-first")
+    opened = await record_failure(
+        pool.redis,
+        pool.keys,
+        "p1",
+        now_ms=now_ms() - 120_000,
+        threshold=1,
+        base_ms=60_000,
+        max_ms=300_000,
+    )
+    assert opened
+    selection = await pool.selector.select(pool.digest, now_ms(), "")
+    assert [(c.name, c.probe) for c in selection.candidates] == [
+        ("p1", True),
+        ("p2", False),
+        ("p3", False),
+    ]
+    assert await pool.order() == ["p2", "p3"]
+    await pool.redis.hset(pool.keys.live("p1"), "circuit_open_until_ms", now_ms() + 60_000)
+    assert await pool.order() == ["p2", "p3"]
+
+
+async def test_low_health_score_opens_the_circuit(pool: Fixture) -> None:
+    await pool.setup("primary-first")
+    await pool.redis.hset(pool.keys.health("p1"), mapping={"score": "12.5", "band": "unhealthy"})
+    assert await pool.order() == ["p2", "p3"]
+    live = await pool.redis.hget(pool.keys.live("p1"), "circuit_open_until_ms")
+    assert int(live) > now_ms()
+
+
+async def test_quota_aware_prefers_most_remaining(pool: Fixture) -> None:
+    await pool.setup("quota-aware")
+    reset = int(time.time()) + 3 * 3600
+    for name, used in (("p1", 80), ("p2", 10), ("p3", 40)):
+        await pool.redis.hset(
+            pool.keys.live(name),
+            mapping={
+                "primary_used_percent": used,
+                "primary_window_minutes": 300,
+                "primary_resets_at": reset,
+            },
+        )
+    assert await pool.order() == ["p2", "p3", "p1"]
+
+
+async def test_session_affinity_sticks_and_is_released(pool: Fixture) -> None:
+    await pool.setup("round-robin")
+    first = (await pool.order("session-a"))[0]
+    for _ in range(5):
+        assert (await pool.order("session-a"))[0] == first
+    await extend_cooldown(
+        pool.redis, pool.keys, first, now_ms() + 60_000, "rate_limited", now_ms=now_ms()
+    )
+    moved = (await pool.order("session-a"))[0]
+    assert moved != first
+    assert (await pool.order("session-a"))[0] == moved
+
+
+async def test_removed_member_is_never_selected(pool: Fixture) -> None:
+    await pool.setup("round-robin")
+    await remove_member(pool.redis, pool.keys, "agent", "p2")
+    for _ in range(6):
+        assert "p2" not in await pool.order()
