@@ -57,6 +57,4 @@ bench: sync services
 	@for b in bench/*.py; do echo "== $$b"; $(UV) run python "$$b"; done
 
 demo: sync services
-	@echo "make demo arrives with the UI issue (issue 7): the router, health, admin API and UI"
-	@echo "are being built. Until then: make test."
-	@exit 1
+	$(UV) run python scripts/demo.py $(DEMO_ARGS)
