@@ -1,12 +1,17 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
+import threading
+import time
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
 import redis
+import uvicorn
 from fastapi.testclient import TestClient
 
 from codexpool_admin_api.app import create_app
@@ -103,3 +108,22 @@ def sim_api(
     app = create_app(settings, publisher=sink, upstream_transport=httpx.ASGITransport(app=sim))
     with TestClient(app, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}) as client:
         yield client
+
+
+@contextlib.contextmanager
+def serve_in_thread(app: Any) -> Iterator[str]:
+    """Serve ``app`` (lifespan included) with uvicorn on a free port; yields its base URL."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started:
+        assert time.monotonic() < deadline, "admin API did not start"
+        assert thread.is_alive(), "admin API failed to start"
+        time.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)

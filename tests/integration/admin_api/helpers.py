@@ -23,8 +23,9 @@ def create_agent(api: TestClient, agent_id: str = "my-agent") -> dict[str, Any]:
     return body
 
 
-def viewer_headers(api: TestClient) -> dict[str, str]:
-    created = api.post("/api/tokens", json={"name": "viewer", "role": "viewer"}).json()
+def viewer_headers(api: TestClient, admin: dict[str, str] | None = None) -> dict[str, str]:
+    body = {"name": "viewer", "role": "viewer"}
+    created = api.post("/api/tokens", json=body, headers=admin).json()
     return {"Authorization": f"Bearer {created['token']}"}
 
 

@@ -78,6 +78,8 @@ class Auditor:
 
     async def read(self, *, limit: int, before: str | None) -> list[AuditEntry]:
         """The newest ``limit`` entries, newest first, older than entry id ``before`` if given."""
+        if before is not None and set(before) <= {"0", "-"}:
+            return []  # nothing is older than 0-0, and Redis refuses "(0-0" as a range bound
         upper = "+" if before is None else f"({before}"
         rows = await self._redis.xrevrange(self._keys.audit, max=upper, min="-", count=limit)
         return [_entry(entry_id, fields) for entry_id, fields in rows or ()]

@@ -26,13 +26,15 @@ def _documented(description: str) -> dict[str, Any]:
 
 
 RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: _documented("The body is not parseable JSON"),
     401: _documented("Missing or invalid bearer token"),
     403: _documented("The token's role does not allow this"),
     404: _documented("Not found"),
     409: _documented("Conflicts with the current configuration"),
     422: _documented("Invalid input; `param` names the field"),
     429: _documented("Too many failed authentication attempts"),
-    503: _documented("A dependency (Redis, the upstream) is unavailable"),
+    502: _documented("The upstream or the OAuth issuer failed"),
+    503: _documented("The configuration store (Redis) is unavailable"),
 }
 """Error answers every authenticated route may give."""
 
