@@ -1,10 +1,10 @@
-"""The official ``openai`` SDK against the sim's plain ``/v1``."""
+"""The official ``openai`` SDK against the sim's plain ``/v1`` (in-process over its own httpx2)."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-import httpx
+import httpx2
 import openai
 import pytest
 
@@ -15,7 +15,7 @@ from codexpool_sim.server import RunningSim
 
 @pytest.fixture
 async def sdk(app: SimApp, account: Account) -> AsyncIterator[openai.AsyncOpenAI]:
-    http = httpx.AsyncClient(transport=httpx.ASGITransport(app))
+    http = httpx2.AsyncClient(transport=httpx2.ASGITransport(app))
     async with openai.AsyncOpenAI(
         api_key=account.tokens.access_token, base_url="http://sim/v1", http_client=http
     ) as client:
@@ -93,7 +93,7 @@ async def test_sdk_over_a_real_server(served: RunningSim, account: Account) -> N
 
 
 async def test_sdk_sees_an_unknown_key_as_authentication_error(app: SimApp) -> None:
-    http = httpx.AsyncClient(transport=httpx.ASGITransport(app))
+    http = httpx2.AsyncClient(transport=httpx2.ASGITransport(app))
     async with openai.AsyncOpenAI(
         api_key="sk-nope", base_url="http://sim/v1", http_client=http, max_retries=0
     ) as client:
