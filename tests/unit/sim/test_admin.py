@@ -155,9 +155,14 @@ async def test_request_ring_is_bounded_and_filterable() -> None:
         ] == []
 
 
-async def test_probes(client: httpx.AsyncClient) -> None:
+async def test_probes_and_metrics(client: httpx.AsyncClient, account: Account) -> None:
     assert (await client.get("/livez")).json() == {"status": "ok"}
     assert (await client.get("/readyz")).status_code == 200
+    await client.post(URL, headers=codex_headers(account), json=codex_body())
+    metrics = (await client.get("/metrics")).text
+    assert 'codexpool_sim_responses_total{account="account-1"} 1' in metrics
+    assert 'codexpool_sim_primary_used_percent{account="account-1"} 0.5' in metrics
+    assert 'codexpool_sim_refreshes_total{account="account-2"} 0' in metrics
 
 
 def test_auth_files_are_codex_auth_json(tmp_path: Path, app: SimApp) -> None:

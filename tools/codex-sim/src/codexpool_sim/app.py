@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from codexpool_sim.accounts import Account
@@ -13,13 +10,9 @@ from codexpool_sim.admin import admin_routes
 from codexpool_sim.backend import ResponsesEndpoint
 from codexpool_sim.backend_info import info_routes
 from codexpool_sim.config import SimConfig
-from codexpool_sim.jsonresp import OrjsonResponse
 from codexpool_sim.oauth import oauth_routes
+from codexpool_sim.probes import probe_routes
 from codexpool_sim.state import Sim
-
-
-async def _ok(request: Request) -> Response:
-    return OrjsonResponse({"status": "ok"})
 
 
 class SimApp:
@@ -31,10 +24,8 @@ class SimApp:
             "/backend-api/codex/responses": ResponsesEndpoint(sim, codex=True),
             "/v1/responses": ResponsesEndpoint(sim, codex=False),
         }
-        probes = [Route("/livez", _ok), Route("/readyz", _ok)]
-        self._rest = Starlette(
-            routes=[*oauth_routes(sim), *info_routes(sim), *admin_routes(sim), *probes]
-        )
+        routes = [*oauth_routes(sim), *info_routes(sim), *admin_routes(sim), *probe_routes(sim)]
+        self._rest = Starlette(routes=routes)
 
     @property
     def accounts(self) -> list[Account]:

@@ -59,4 +59,6 @@ class _DeliberateCut(logging.Filter):
 
 def quiet_deliberate_cuts() -> None:
     """A ``cut_stream`` fault ends the response early on purpose; uvicorn need not log it."""
-    logging.getLogger("uvicorn.error").addFilter(_DeliberateCut())
+    logger = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, _DeliberateCut) for f in logger.filters):
+        logger.addFilter(_DeliberateCut())

@@ -15,8 +15,7 @@ from codexpool_sim.state import Sim
 
 
 def uvicorn_config(app: SimApp, host: str, port: int, log_level: str = "warning") -> uvicorn.Config:
-    quiet_deliberate_cuts()
-    return uvicorn.Config(
+    config = uvicorn.Config(
         app,
         host=host,
         port=port,
@@ -28,6 +27,9 @@ def uvicorn_config(app: SimApp, host: str, port: int, log_level: str = "warning"
         access_log=False,
         timeout_graceful_shutdown=2,
     )
+    # After Config, which may reconfigure uvicorn's loggers.
+    quiet_deliberate_cuts()
+    return config
 
 
 @dataclass(frozen=True)
