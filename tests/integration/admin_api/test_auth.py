@@ -82,3 +82,14 @@ def test_changes_are_audited_without_secrets(api: TestClient) -> None:
     assert len(page["data"]) == 1
     older = api.get("/api/audit", params={"limit": 1, "before": page["next_before"]}).json()
     assert older["data"][0]["action"] == "token.create"
+
+
+def test_me_names_the_caller_and_role(api: TestClient) -> None:
+    assert api.get("/api/me").json() == {
+        "id": "bootstrap",
+        "name": "bootstrap admin token",
+        "role": "admin",
+    }
+    viewer = _create(api, "viewer", name="wallboard")
+    me = api.get("/api/me", headers={"Authorization": f"Bearer {viewer['token']}"}).json()
+    assert me == {"id": viewer["id"], "name": "wallboard", "role": "viewer"}

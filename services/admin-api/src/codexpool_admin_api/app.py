@@ -139,4 +139,5 @@ def create_app(
     app.include_router(probe_router(registry, checks))
     for module in (providers, oauth, agents, pools, activity, backup, tokens, audit):
         app.include_router(module.router)
+    app.include_router(tokens.me_router)
     return app

@@ -8,11 +8,12 @@ from fastapi import APIRouter, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from codexpool_admin_api.api.errors import RESPONSES
-from codexpool_admin_api.auth import Role, TokenRecord
-from codexpool_admin_api.deps import AdminDep, AuditorDep, TokenStoreDep
+from codexpool_admin_api.auth import Principal, Role, TokenRecord
+from codexpool_admin_api.deps import AdminDep, AuditorDep, TokenStoreDep, ViewerDep
 from codexpool_shared.errors import ApiError
 
 router = APIRouter(prefix="/api/tokens", tags=["tokens"], responses=RESPONSES)
+me_router = APIRouter(tags=["tokens"], responses=RESPONSES)
 
 
 class TokenCreate(BaseModel):
@@ -41,6 +42,12 @@ class TokenList(BaseModel):
 
 def _out(record: TokenRecord) -> TokenOut:
     return TokenOut.model_validate(record.model_dump())
+
+
+@me_router.get("/api/me")
+async def who_am_i(principal: ViewerDep) -> Principal:
+    """The calling token's id, name and role (lets a client tell admins from viewers)."""
+    return principal
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
