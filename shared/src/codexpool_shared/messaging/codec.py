@@ -1,0 +1,51 @@
+"""Events to AMQP bodies and back; the one place that decides what counts as malformed."""
+
+from __future__ import annotations
+
+from pydantic import ValidationError
+
+from codexpool_shared.events import BaseEvent, Event, EventAdapter
+
+CONTENT_TYPE = "application/json"
+
+
+class MalformedMessageError(ValueError):
+    """A message body that no event model accepts: bad JSON, unknown type or version, bad fields.
+
+    Retrying cannot help, so consumers dead-letter such a message at once.
+    """
+
+
+def encode(event: BaseEvent) -> bytes:
+    """The JSON body of ``event``.
+
+    Args:
+        event: Any event model.
+
+    Returns:
+        UTF-8 JSON, as ``EventAdapter.validate_json`` reads it back.
+    """
+    return event.model_dump_json().encode()
+
+
+def decode(body: bytes) -> Event:
+    """The event in a message body.
+
+    Args:
+        body: A message body.
+
+    Returns:
+        The event, as the model its ``type`` tag names.
+
+    Raises:
+        MalformedMessageError: The body is not a valid event of a known type and version. The
+            message says what was wrong, never what the body contained.
+    """
+    try:
+        return EventAdapter.validate_json(body)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, error['loc'])) or '<body>'}: {error['type']}"
+            for error in exc.errors(include_input=False)[:5]
+        )
+        raise MalformedMessageError(f"not a known event ({problems})") from None

@@ -1,0 +1,73 @@
+"""Opening named AMQP connections, and closing them without ever hanging."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import aio_pika
+from aio_pika.abc import AbstractConnection, FieldValue
+
+log = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT_S = 5.0
+"""TCP connect plus AMQP handshake; a blackholed broker costs this, not a hang."""
+
+CLOSE_TIMEOUT_S = 2.0
+"""How long a close waits for the broker's Close-Ok before giving up on it."""
+
+
+async def connect(
+    amqp_url: str,
+    *,
+    name: str,
+    robust: bool = False,
+    timeout_s: float = CONNECT_TIMEOUT_S,
+) -> AbstractConnection:
+    """Open a connection that RabbitMQ's management UI lists under ``name``.
+
+    Args:
+        amqp_url: ``amqp://user:password@host:port/vhost``; query parameters such as
+            ``heartbeat=10`` are passed on to aiormq.
+        name: The ``connection_name`` client property: which service or test holds it.
+        robust: A ``RobustConnection`` (reconnects and restores channels, queues and consumers)
+            instead of a plain one. Consumers want it; the publisher does not (see publisher.py).
+        timeout_s: Bound on the TCP connect plus the AMQP handshake.
+
+    Returns:
+        The open connection; close it with ``close_quietly``.
+    """
+    properties: dict[str, FieldValue] = {"connection_name": name}
+    opener = aio_pika.connect_robust if robust else aio_pika.connect
+    return await asyncio.wait_for(
+        opener(amqp_url, timeout=timeout_s, client_properties=properties), timeout_s
+    )
+
+
+async def close_quietly(
+    connection: AbstractConnection, *, timeout_s: float = CLOSE_TIMEOUT_S
+) -> None:
+    """Close ``connection`` within ``timeout_s``, whatever state the broker or network is in.
+
+    A broker that stopped answering never sends Close-Ok, so an unbounded close would hang for
+    the heartbeat grace period; errors from an already broken connection are uninteresting.
+    """
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(connection.close(), timeout_s)
+
+
+def server_version(connection: AbstractConnection) -> str:
+    """The RabbitMQ version the broker announced in its ``Connection.Start`` properties.
+
+    Args:
+        connection: An open connection.
+
+    Returns:
+        For example ``"3.10.8"``.
+    """
+    transport = connection.transport
+    if transport is None:
+        raise RuntimeError("the connection is closed: open it before asking for its version")
+    version = transport.connection.server_properties.get("version", b"")
+    return version.decode() if isinstance(version, bytes) else str(version)

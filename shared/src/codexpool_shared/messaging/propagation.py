@@ -1,0 +1,136 @@
+"""W3C trace context across RabbitMQ, and the messaging spans (OTel semantic conventions).
+
+The tracer is looked up at call time, not import time, so a tracer provider installed later (by
+``telemetry.configure()`` or a test) is the one that records these spans.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+
+from opentelemetry import propagate, trace
+from opentelemetry.context import Context
+from opentelemetry.trace import Link, Span, SpanKind
+from opentelemetry.util.types import AttributeValue
+
+TRACER_NAME = "codexpool_shared.messaging"
+
+Carrier = dict[str, str]
+"""W3C ``traceparent`` / ``tracestate`` (and baggage) headers as a plain dict."""
+
+
+def capture_context() -> Carrier:
+    """The caller's current trace context, serialised; empty when no span is active.
+
+    ``EventPublisher.publish`` calls this so the event's spans join the HTTP request that made
+    it, not the background task that later sends it.
+    """
+    carrier: Carrier = {}
+    propagate.inject(carrier)
+    return carrier
+
+
+def _attributes(
+    exchange: str, routing_key: str, message_id: str, operation: str
+) -> dict[str, AttributeValue]:
+    return {
+        "messaging.system": "rabbitmq",
+        "messaging.destination.name": exchange,
+        "messaging.rabbitmq.destination.routing_key": routing_key,
+        "messaging.operation.type": operation,
+        "messaging.operation.name": "publish" if operation == "send" else operation,
+        "messaging.message.id": message_id,
+    }
+
+
+def start_producer_span(
+    carrier: Carrier, *, exchange: str, routing_key: str, message_id: str, start_time_ns: int
+) -> tuple[Span, Carrier]:
+    """Start the PRODUCER span of one publish, as a child of the captured context.
+
+    Args:
+        carrier: What ``capture_context`` returned when the event was published.
+        exchange: The exchange the message goes to.
+        routing_key: Its routing key (the event type).
+        message_id: The AMQP ``message_id`` (the event id).
+        start_time_ns: When ``publish()`` was called, so the span covers the time in the buffer.
+
+    Returns:
+        The started span (the caller ends it once the broker confirms or the attempt fails)
+        and the headers that carry it to consumers.
+    """
+    parent = propagate.extract(carrier)
+    span = trace.get_tracer(TRACER_NAME).start_span(
+        f"publish {exchange}",
+        context=parent,
+        kind=SpanKind.PRODUCER,
+        attributes=_attributes(exchange, routing_key, message_id, "send"),
+        start_time=start_time_ns,
+    )
+    headers: Carrier = {}
+    propagate.inject(headers, context=trace.set_span_in_context(span, parent))
+    return span, headers
+
+
+def extract(headers: Mapping[str, object] | None) -> Context:
+    """The trace context in AMQP headers (values may arrive as ``str`` or ``bytes``)."""
+    carrier: Carrier = {}
+    for key, value in (headers or {}).items():
+        if isinstance(value, bytes):
+            carrier[key] = value.decode(errors="replace")
+        elif isinstance(value, str):
+            carrier[key] = value
+    return propagate.extract(carrier)
+
+
+@contextmanager
+def consumer_span(
+    headers: Mapping[str, object] | None,
+    *,
+    exchange: str,
+    routing_key: str,
+    message_id: str,
+    queue: str,
+) -> Iterator[Span]:
+    """A current CONSUMER span around handling one message, child of its producer span."""
+    with trace.get_tracer(TRACER_NAME).start_as_current_span(
+        f"process {queue}",
+        context=extract(headers),
+        kind=SpanKind.CONSUMER,
+        attributes=_attributes(exchange, routing_key, message_id, "process"),
+        record_exception=True,
+        set_status_on_exception=True,
+    ) as span:
+        yield span
+
+
+@contextmanager
+def batch_consumer_span(
+    headers: Sequence[Mapping[str, object] | None], *, queue: str
+) -> Iterator[Span]:
+    """A current CONSUMER span around handling a batch, linked to each message's producer.
+
+    Semantic conventions for batch processing: the batch has no single parent, so every
+    message's context becomes a link instead.
+    """
+    links = [
+        Link(span_context)
+        for span_context in (trace.get_current_span(extract(h)).get_span_context() for h in headers)
+        if span_context.is_valid
+    ]
+    with trace.get_tracer(TRACER_NAME).start_as_current_span(
+        f"process {queue}",
+        context=Context(),
+        kind=SpanKind.CONSUMER,
+        links=links,
+        attributes={
+            "messaging.system": "rabbitmq",
+            "messaging.operation.type": "process",
+            "messaging.operation.name": "process",
+            "messaging.batch.message_count": len(headers),
+        },
+        record_exception=True,
+        set_status_on_exception=True,
+    ) as span:
+        yield span
