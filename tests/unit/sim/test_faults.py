@@ -115,6 +115,21 @@ async def test_response_failed_with_any_code(client: httpx.AsyncClient, account:
     assert failure["id"] == events[0]["response"]["id"]
 
 
+async def test_error_event_ends_the_stream_without_completed(
+    client: httpx.AsyncClient, account: Account
+) -> None:
+    await inject(
+        client, account, kind="error_event", code="server_is_overloaded", message="at capacity"
+    )
+    events = sse_events((await call(client, account)).text)
+    assert [e["type"] for e in events] == ["response.created", "error"]
+    assert events[1]["error"] == {
+        "type": "server_error",
+        "code": "server_is_overloaded",
+        "message": "at capacity",
+    }
+
+
 async def test_response_failed_without_streaming(
     client: httpx.AsyncClient, account: Account
 ) -> None:

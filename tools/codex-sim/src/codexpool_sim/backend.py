@@ -114,10 +114,12 @@ class ResponsesEndpoint:
         self, account: Account, model: str, fault: FaultSpec | None, streaming: bool
     ) -> transcript.Transcript:
         kind = fault.kind if fault is not None else None
-        if fault is not None and kind is FaultKind.RESPONSE_FAILED:
+        if fault is not None and kind in (FaultKind.RESPONSE_FAILED, FaultKind.ERROR_EVENT):
             code = fault.code or "server_error"
             message = fault.message or "An error occurred while processing your request."
-            return transcript.failed(model, code, message)
+            return transcript.failed(
+                model, code, message, error_event=kind is FaultKind.ERROR_EVENT
+            )
         # The backend quirk empties only the streamed ``response.completed``.
         quirk = streaming and self.codex and account.style.codex_empty_output
         full = kind is not FaultKind.EMPTY_OUTPUT and not quirk

@@ -21,6 +21,7 @@ class FaultKind(StrEnum):
     STALL_STREAM = "stall_stream"
     CUT_STREAM = "cut_stream"
     RESPONSE_FAILED = "response_failed"
+    ERROR_EVENT = "error_event"
     RESPONSE_INCOMPLETE = "response_incomplete"
     EMPTY_OUTPUT = "empty_output"
     REFRESH_ERROR = "refresh_error"

@@ -161,13 +161,19 @@ def build(shape: Shape) -> Transcript:
     return Transcript(tuple(frame(e) for e in ev.events), body)
 
 
-def failed(model: str, code: str, message: str) -> Transcript:
-    """``response.created`` then ``response.failed`` (§10.2); nothing worth caching."""
+def failed(model: str, code: str, message: str, *, error_event: bool = False) -> Transcript:
+    """``response.created`` then ``response.failed`` (§10.2), or a bare ``error`` event (§4.4).
+
+    The JSON answer is the failed response either way. Nothing here is worth caching.
+    """
     ev = _Events()
     ev.emit("response.created", response=_response(model, "in_progress", [], None))
     final = _response(model, "failed", [], None)
     final["error"] = {"code": code, "message": message}
-    ev.emit("response.failed", response=final)
+    if error_event:
+        ev.emit("error", error={"type": "server_error", "code": code, "message": message})
+    else:
+        ev.emit("response.failed", response=final)
     return Transcript(tuple(frame(e) for e in ev.events), orjson.dumps(final))
 
 
