@@ -42,13 +42,15 @@ class RecordingSink:
 
 @pytest.fixture
 def settings(infra: InfraUrls, namespace: str) -> Settings:
-    return Settings(
-        REDIS_URL=infra.redis_url,
-        AMQP_URL=infra.amqp_url,
-        CODEXPOOL_NAMESPACE=namespace,
-        CODEXPOOL_SECRET_KEY=base64.b64encode(os.urandom(32)).decode(),
-        CODEXPOOL_ADMIN_TOKEN=ADMIN_TOKEN,
-        ADMIN_AUTH_FAILURES_PER_WINDOW=5,
+    return Settings.model_validate(
+        {
+            "REDIS_URL": infra.redis_url,
+            "AMQP_URL": infra.amqp_url,
+            "CODEXPOOL_NAMESPACE": namespace,
+            "CODEXPOOL_SECRET_KEY": base64.b64encode(os.urandom(32)).decode(),
+            "CODEXPOOL_ADMIN_TOKEN": ADMIN_TOKEN,
+            "ADMIN_AUTH_FAILURES_PER_WINDOW": 5,
+        }
     )
 
 
@@ -96,14 +98,16 @@ def sim_api(
     infra: InfraUrls, namespace: str, sink: RecordingSink, sim: SimApp, sync_redis: redis.Redis
 ) -> Iterator[TestClient]:
     """The admin API whose upstream and OAuth issuer are the in-process codex-sim."""
-    settings = Settings(
-        REDIS_URL=infra.redis_url,
-        AMQP_URL=infra.amqp_url,
-        CODEXPOOL_NAMESPACE=namespace,
-        CODEXPOOL_SECRET_KEY=base64.b64encode(os.urandom(32)).decode(),
-        CODEXPOOL_ADMIN_TOKEN=ADMIN_TOKEN,
-        CODEXPOOL_UPSTREAM_BASE_URL="http://sim/backend-api",
-        CODEXPOOL_AUTH_BASE_URL="http://sim",
+    settings = Settings.model_validate(
+        {
+            "REDIS_URL": infra.redis_url,
+            "AMQP_URL": infra.amqp_url,
+            "CODEXPOOL_NAMESPACE": namespace,
+            "CODEXPOOL_SECRET_KEY": base64.b64encode(os.urandom(32)).decode(),
+            "CODEXPOOL_ADMIN_TOKEN": ADMIN_TOKEN,
+            "CODEXPOOL_UPSTREAM_BASE_URL": "http://sim/backend-api",
+            "CODEXPOOL_AUTH_BASE_URL": "http://sim",
+        }
     )
     app = create_app(settings, publisher=sink, upstream_transport=httpx.ASGITransport(app=sim))
     with TestClient(app, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}) as client:

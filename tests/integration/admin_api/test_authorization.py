@@ -33,7 +33,7 @@ def client(app: FastAPI, sync_redis: redis.Redis) -> Iterator[TestClient]:
 
 def _api_routes(app: FastAPI) -> list[tuple[str, str]]:
     """Every documented operation under /api, path parameters filled in."""
-    routes = []
+    routes: list[tuple[str, str]] = []
     for path, operations in app.openapi()["paths"].items():
         if path.startswith("/api/"):
             concrete = re.sub(r"\{[^}]+\}", "x1", path)

@@ -22,7 +22,7 @@ from codexpool_admin_api.config import Settings
 from tests.integration.admin_api.conftest import ADMIN_TOKEN, RecordingSink, serve_in_thread
 
 # The document does not depend on the settings; any valid ones build it without connecting.
-_offline = Settings(CODEXPOOL_SECRET_KEY=base64.b64encode(bytes(32)).decode())
+_offline = Settings.model_validate({"CODEXPOOL_SECRET_KEY": base64.b64encode(bytes(32)).decode()})
 schema = schemathesis.openapi.from_dict(create_app(_offline).openapi())
 
 

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+from typing import cast
+
 import redis
 from fastapi.testclient import TestClient
 
-from codexpool_shared.events import ProviderStatusChangedV1
+from codexpool_shared.events import PoolChangedV1, ProviderStatusChangedV1
 from codexpool_shared.keys import Keys
 from tests.integration.admin_api.conftest import RecordingSink
 from tests.integration.admin_api.helpers import create_agent, error, register, viewer_headers
@@ -22,7 +24,7 @@ def test_register_reads_claims_and_stores_tokens_encrypted(
     assert body["plan_type"] == "pro"
     assert body["status"] == "active"
     assert body["access_expires_at"] is not None
-    stored = sync_redis.hgetall(keys.provider("acct-1"))
+    stored = cast(dict[bytes, bytes], sync_redis.hgetall(keys.provider("acct-1")))
     for field in ("access_token", "refresh_token", "id_token"):
         plaintext = doc["tokens"][field]
         assert plaintext not in response.text
@@ -124,6 +126,8 @@ def test_delete_in_pool_needs_force_and_force_removes_it_everywhere(
         pool = api.get(f"/api/agents/{agent}/codex-pool").json()
         assert pool["providers"] == ["acct-2"]
         assert pool["version"] == 2
-    removed = [e for e in sink.events if getattr(e, "change", None) == "member_removed"]
+    removed = [
+        e for e in sink.events if isinstance(e, PoolChangedV1) and e.change == "member_removed"
+    ]
     assert {e.agent_id for e in removed} == {"agent-a", "agent-b"}
     assert api.delete("/api/providers/acct-2", params={"force": "true"}).status_code == 204

@@ -17,7 +17,9 @@ TOKEN_FIELDS = {"access_token", "refresh_token", "id_token", "token", "api_key",
 
 @pytest.fixture(scope="module")
 def document() -> dict[str, Any]:
-    settings = Settings(CODEXPOOL_SECRET_KEY=base64.b64encode(bytes(32)).decode())
+    settings = Settings.model_validate(
+        {"CODEXPOOL_SECRET_KEY": base64.b64encode(bytes(32)).decode()}
+    )
     return create_app(settings).openapi()
 
 
@@ -68,4 +70,4 @@ def test_no_response_model_carries_a_token_field(document: dict[str, Any]) -> No
 
 def test_the_service_refuses_to_start_without_a_secret_key() -> None:
     with pytest.raises(ValueError, match="CODEXPOOL_SECRET_KEY"):
-        create_app(Settings(CODEXPOOL_SECRET_KEY=None))
+        create_app(Settings.model_validate({"CODEXPOOL_SECRET_KEY": None}))
