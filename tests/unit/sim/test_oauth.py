@@ -188,6 +188,8 @@ async def test_device_code_login_relinks_an_account(
         "client_id": CLIENT_ID,
         "code_verifier": code["code_verifier"],
     }
+    wrong_redirect = {**exchange, "redirect_uri": "http://localhost:1455/auth/callback"}
+    assert (await client.post("/oauth/token", data=wrong_redirect)).status_code == 400
     tokens = await client.post("/oauth/token", data=exchange)
     assert tokens.status_code == 200
     grant = tokens.json()

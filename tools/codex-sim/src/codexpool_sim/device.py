@@ -9,7 +9,9 @@ from typing import Any
 DEVICE_CODE_TTL_S = 900
 AUTH_CODE_TTL_S = 600
 POLL_INTERVAL_S = 5
-DEVICE_REDIRECT_URI = "https://auth.openai.com/deviceauth/callback"
+# The issuer's own callback (https://auth.openai.com/deviceauth/callback upstream); the sim
+# accepts it under whatever origin clients know the issuer by.
+DEVICE_CALLBACK_PATH = "/deviceauth/callback"
 
 
 @dataclass

@@ -14,6 +14,7 @@ from starlette.routing import Route
 
 from codexpool_sim import errors
 from codexpool_sim.accounts import Account
+from codexpool_sim.device import DEVICE_CALLBACK_PATH
 from codexpool_sim.faults import FaultKind, FaultSpec
 from codexpool_sim.jsonresp import OrjsonResponse
 from codexpool_sim.recording import Recorded
@@ -138,6 +139,9 @@ class Issuer:
         verifier = params.get("code_verifier")
         if verifier is not None and verifier != code.code_verifier:
             return _error(400, "invalid_grant", "code_verifier does not match.")
+        redirect_uri = str(params.get("redirect_uri", DEVICE_CALLBACK_PATH))
+        if not redirect_uri.endswith(DEVICE_CALLBACK_PATH):
+            return _error(400, "invalid_grant", "redirect_uri does not match the device login.")
         code.used = True
         account = sim.accounts[code.account_id]
         rec.account_id = account.account_id

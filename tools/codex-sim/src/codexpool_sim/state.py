@@ -10,7 +10,7 @@ from dataclasses import replace
 from codexpool_sim.accounts import Account, Style, new_identity
 from codexpool_sim.clock import Clock
 from codexpool_sim.config import SimConfig
-from codexpool_sim.device import DeviceCodes
+from codexpool_sim.device import POLL_INTERVAL_S, DeviceCodes
 from codexpool_sim.quota import Quota
 from codexpool_sim.recording import Recorder
 from codexpool_sim.tokens import TokenSet, TokenStore
@@ -32,7 +32,7 @@ class Sim:
         self.recorder = Recorder(config.record_limit)
         self.transcripts = TranscriptCache()
         self.devices = DeviceCodes()
-        self.device_interval_s = 5
+        self.device_interval_s = POLL_INTERVAL_S
         self.accounts: dict[str, Account] = {}
         self._rid_prefix = secrets.token_hex(4)
         self._rids = itertools.count(1)
