@@ -13,7 +13,7 @@ from pathlib import Path
 import aio_pika
 import httpx
 import pytest
-from aio_pika.abc import AbstractChannel
+from aio_pika.abc import AbstractChannel, HeadersType
 
 from codexpool_shared.events import BaseEvent
 from codexpool_shared.messaging import OUTCOME_ROUTING_KEY, Topology, declare_topology, encode
@@ -54,7 +54,7 @@ def publish(channel: AbstractChannel, namespace: str) -> Publish:
         exchange = await channel.get_exchange(Topology(namespace).exchange)
         for item in items:
             body = item if isinstance(item, bytes) else encode(item)
-            headers: dict[str, object] = {}
+            headers: HeadersType = {}
             if isinstance(item, BaseEvent) and item.traceparent:
                 headers["traceparent"] = item.traceparent
             await exchange.publish(
@@ -83,7 +83,7 @@ class HealthProcess:
     def __init__(self, infra: InfraUrls, namespace: str, log_dir: Path, **env: str) -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self._log = open(log_dir / f"health-{self.port}.log", "wb")  # noqa: SIM115
+        self._log = open(log_dir / f"health-{self.port}.log", "wb")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "codexpool_health", "--port", str(self.port)],
             env={

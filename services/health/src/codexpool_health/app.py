@@ -10,8 +10,9 @@ from fastapi import FastAPI, Request
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
+from codexpool_health.batcher import OutcomeBatcher
 from codexpool_health.config import Settings
-from codexpool_health.consumers import OutcomeBatcher
+from codexpool_health.consumers import OutcomeConsumer
 from codexpool_health.deps import State
 from codexpool_health.metrics import HealthMetrics
 from codexpool_health.scores import ScoreReporter, rescore_forever
@@ -20,20 +21,14 @@ from codexpool_health.store import HealthStore
 from codexpool_shared import telemetry
 from codexpool_shared.errors import install_error_handlers
 from codexpool_shared.keys import Keys
-from codexpool_shared.messaging import (
-    EventConsumer,
-    EventPublisher,
-    Publisher,
-    Topology,
-    declare_topology,
-)
+from codexpool_shared.messaging import EventPublisher, Publisher
 from codexpool_shared.probes import ReadinessCheck, probe_router
 from codexpool_shared.redis import create_redis
 
 log = logging.getLogger("codexpool_health")
 
 
-async def _start_when_reachable(consumer: EventConsumer) -> None:
+async def _start_when_reachable(consumer: OutcomeConsumer) -> None:
     # Readiness never depends on RabbitMQ, so the service starts without it and keeps trying.
     delay = 0.5
     while True:
@@ -95,16 +90,13 @@ def create_app(settings: Settings, *, publisher: Publisher | None = None) -> Fas
             )
             stack.push_async_callback(_cancel, rescorer)
             if settings.consume:
-                consumer = EventConsumer(
+                consumer = OutcomeConsumer(
                     str(settings.amqp_url),
-                    Topology(settings.namespace).health_queue,
-                    batcher.handle,
-                    registry=registry,
-                    name="codexpool-health",
+                    settings.namespace,
+                    batcher,
+                    metrics,
                     prefetch=settings.prefetch,
-                    setup=lambda channel: declare_topology(channel, settings.namespace),
                 )
-                metrics.count_malformed_with(lambda: consumer.stats.results["malformed"])
                 # Runs first on exit: stop taking deliveries and let the batches in flight land.
                 stack.push_async_callback(consumer.stop, 5.0)
                 starter = asyncio.create_task(_start_when_reachable(consumer))

@@ -8,7 +8,6 @@ plan small enough for thousands of events per second.
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass, field
 
 import orjson
@@ -25,26 +24,31 @@ from codexpool_shared.events import HEALTH_FAULTS, Attempt, RequestOutcomeV1
 from codexpool_shared.keys import Keys
 
 
-def attempt_counters(attempt: Attempt, index: int, count: int) -> Counter[str]:
-    """The counters one attempt (``index`` of ``count`` in its request) adds to its provider."""
-    counters: Counter[str] = Counter({Fields.REQUESTS: 1})
-    counters[Fields.SUCCESSES if attempt.outcome == "success" else Fields.FAILURES] += 1
+def attempt_fields(attempt: Attempt, index: int, count: int) -> list[str]:
+    """The counters (each +1) one attempt, ``index`` of ``count`` in its request, moves."""
+    fields = [
+        Fields.REQUESTS,
+        Fields.SUCCESSES if attempt.outcome == "success" else Fields.FAILURES,
+    ]
     if attempt.outcome in HEALTH_FAULTS:
-        counters[Fields.FAULTS] += 1
+        fields.append(Fields.FAULTS)
         if index < count - 1:
-            counters[Fields.FALLBACKS_AWAY] += 1
+            fields.append(Fields.FALLBACKS_AWAY)
     if attempt.fallback:
-        counters[Fields.FALLBACKS] += 1
-    return counters
+        fields.append(Fields.FALLBACKS)
+    return fields
 
 
-def latency_counters(attempt: Attempt) -> Counter[str]:
-    """The histogram buckets one attempt's TTFB and duration fall in."""
-    counters: Counter[str] = Counter()
+def latency_fields(attempt: Attempt) -> list[str]:
+    """The histogram buckets (each +1) one attempt's TTFB and duration fall in."""
+    fields = [f"{Fields.DURATION_PREFIX}{latency_bucket(attempt.duration_ms)}"]
     if attempt.ttfb_ms is not None:
-        counters[f"{Fields.TTFB_PREFIX}{latency_bucket(attempt.ttfb_ms)}"] += 1
-    counters[f"{Fields.DURATION_PREFIX}{latency_bucket(attempt.duration_ms)}"] += 1
-    return counters
+        fields.append(f"{Fields.TTFB_PREFIX}{latency_bucket(attempt.ttfb_ms)}")
+    return fields
+
+
+_BucketKeys = tuple[int, int | None, int | None]
+"""``KEYS`` indexes of a provider's totals, minute bucket and hour bucket (None: expired)."""
 
 
 @dataclass(slots=True)
@@ -65,6 +69,7 @@ class BatchPlan:
     _expire: dict[int, int] = field(default_factory=dict)
     _providers: set[str] = field(default_factory=set)
     _rescore: dict[str, list[object]] = field(default_factory=dict)
+    _bucket_keys: dict[tuple[str, str, int, int], _BucketKeys] = field(default_factory=dict)
 
     def key(self, name: str) -> int:
         """The 1-based ``KEYS`` index of ``name``."""
@@ -82,6 +87,20 @@ class BatchPlan:
         self._expire[index] = ttl
         return index
 
+    def _keys_of(self, scope: str, provider: str, minute: int, hour: int) -> _BucketKeys:
+        cache_key = (scope, provider, minute, hour)
+        found = self._bucket_keys.get(cache_key)
+        if found is None:
+            keys = self.keys
+            found = self._bucket_keys[cache_key] = (
+                self.key(keys.health_totals(scope, provider)),
+                self._bucket(
+                    keys.health_minute(scope, provider, minute), minute, MINUTE_RETENTION_S
+                ),
+                self._bucket(keys.health_hour(scope, provider, hour), hour, HOUR_RETENTION_S),
+            )
+        return found
+
     def add(self, event: RequestOutcomeV1, body: bytes) -> None:
         """Add one event: its dedupe key, its counter deltas, its maxima and its log body."""
         deltas: list[object] = []
@@ -92,27 +111,22 @@ class BatchPlan:
         for position, attempt in enumerate(event.attempts):
             provider = attempt.provider
             self._providers.add(provider)
-            counters = attempt_counters(attempt, position, count)
+            fields = attempt_fields(attempt, position, count)
+            outcome = f"{Fields.OUTCOME_PREFIX}{attempt.outcome}"
+            latency = latency_fields(attempt)
             for scope in (event.agent_id, ALL_POOLS):
-                totals = self.key(self.keys.health_totals(scope, provider))
-                outcome = f"{Fields.OUTCOME_PREFIX}{attempt.outcome}"
-                for name, value in (counters + Counter({outcome: 1})).items():
-                    deltas += (totals, name, value)
-                minute_key = self._bucket(
-                    self.keys.health_minute(scope, provider, minute), minute, MINUTE_RETENTION_S
-                )
+                totals, minute_key, hour_key = self._keys_of(scope, provider, minute, hour)
+                for name in (*fields, outcome):
+                    deltas += (totals, name, 1)
                 if minute_key is not None:
-                    for name, value in (counters + latency_counters(attempt)).items():
-                        deltas += (minute_key, name, value)
-                hour_key = self._bucket(
-                    self.keys.health_hour(scope, provider, hour), hour, HOUR_RETENTION_S
-                )
+                    for name in (*fields, *latency):
+                        deltas += (minute_key, name, 1)
                 if hour_key is not None:
-                    for name, value in counters.items():
-                        deltas += (hour_key, name, value)
+                    for name in fields:
+                        deltas += (hour_key, name, 1)
             if attempt.outcome in HEALTH_FAULTS:
-                maxima += (self.key(self.keys.health_totals(ALL_POOLS, provider)),)
-                maxima += (Fields.LAST_FAULT_AT, at)
+                totals = self._keys_of(ALL_POOLS, provider, minute, hour)[0]
+                maxima += (totals, Fields.LAST_FAULT_AT, at)
         signature = tuple(deltas)
         delta_id = self._delta_index.get(signature)
         if delta_id is None:

@@ -1,0 +1,200 @@
+"""Applies outcome events many per Lua script call, then acks their messages in one frame.
+
+The consumer runs one task per delivery (up to the prefetch), each inside its CONSUMER span;
+each hands its event to the batcher and waits. The batcher applies whatever is waiting, up to
+``batch_size`` events per script call, in arrival order, one batch at a time. Once a batch is in
+Redis it acks the batch's newest delivery with ``multiple=True``: every older delivery on that
+channel is then settled (applied in this or an earlier batch, or already rejected), and one
+frame replaces a hundred.
+
+Redis unavailable: the batch is retried with a capped backoff for as long as it takes and its
+messages stay unacked. Nacking instead would count against the queue's delivery limit, and five
+nacks would dead-letter good events during a long outage; holding them keeps the prefetch
+full, which pauses consumption. If the process stops meanwhile, the broker requeues them.
+Any other failure (a script error) nacks the batch at once, before any later batch can ack past
+it, and pauses; the delivery limit then bounds the retries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from aio_pika.abc import AbstractIncomingMessage
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import Link
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from codexpool_health.metrics import HealthMetrics
+from codexpool_health.store import BatchResult, HealthStore, Outcome, ProviderScore
+from codexpool_shared.events import RequestOutcomeV1
+from codexpool_shared.messaging import encode
+
+log = logging.getLogger("codexpool_health")
+
+
+class ShuttingDownError(RuntimeError):
+    """The batcher closed before the event was applied; the message goes back to the queue."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Waiting:
+    outcome: Outcome
+    message: AbstractIncomingMessage | None
+    future: asyncio.Future[bool]
+    context: otel_context.Context
+
+
+class OutcomeBatcher:
+    """Applies submitted outcome events in batches; ``handle`` is the consumer's handler."""
+
+    def __init__(
+        self,
+        store: HealthStore,
+        metrics: HealthMetrics,
+        on_scores: Callable[[Sequence[ProviderScore]], None],
+        *,
+        batch_size: int = 100,
+        linger_s: float = 0.002,
+        retry_max_s: float = 5.0,
+    ) -> None:
+        self._store = store
+        self._metrics = metrics
+        self._on_scores = on_scores
+        self._batch_size = batch_size
+        self._linger_s = linger_s
+        self._retry_max_s = retry_max_s
+        self._waiting: deque[_Waiting] = deque()
+        self._in_flight: list[_Waiting] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="health-batcher")
+
+    async def close(self) -> None:
+        """Stop applying; events still waiting fail, so their messages are redelivered."""
+        self._closed = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for waiting in [*self._in_flight, *self._waiting]:
+            if not waiting.future.done():
+                waiting.future.set_exception(ShuttingDownError("the health service is stopping"))
+        self._waiting.clear()
+
+    async def submit(
+        self, event: RequestOutcomeV1, message: AbstractIncomingMessage | None = None
+    ) -> bool:
+        """Apply ``event`` with the next batch, then ack ``message`` (whose body it came in).
+
+        Returns:
+            True if applied, False if it had been already (a redelivery).
+        """
+        if self._closed:
+            raise ShuttingDownError("the health service is stopping")
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._waiting.append(
+            _Waiting(
+                Outcome(event, message.body if message is not None else encode(event)),
+                message,
+                future,
+                otel_context.get_current(),
+            )
+        )
+        self._wake.set()
+        return await future
+
+    async def _run(self) -> None:
+        while True:
+            if not self._waiting:
+                self._wake.clear()
+                await self._wake.wait()
+            if len(self._waiting) < self._batch_size and self._linger_s:
+                await asyncio.sleep(self._linger_s)
+            count = min(self._batch_size, len(self._waiting))
+            batch = self._in_flight = [self._waiting.popleft() for _ in range(count)]
+            result = await self._apply(batch)
+            if result is None:
+                await self._nack(batch)
+            else:
+                await self._ack(batch)
+                self._settle(batch, result)
+            self._in_flight = []
+
+    async def _apply(self, batch: list[_Waiting]) -> BatchResult | None:
+        links = [
+            Link(context)
+            for context in (trace.get_current_span(w.context).get_span_context() for w in batch[1:])
+            if context.is_valid
+        ]
+        # The script call nests under the first event's consume span; the others are linked.
+        token = otel_context.attach(batch[0].context)
+        try:
+            with trace.get_tracer("codexpool_health").start_as_current_span(
+                "apply outcomes",
+                links=links,
+                attributes={"messaging.batch.message_count": len(batch)},
+            ):
+                return await self._apply_until_redis_answers(batch)
+        finally:
+            otel_context.detach(token)
+
+    async def _apply_until_redis_answers(self, batch: list[_Waiting]) -> BatchResult | None:
+        delay = 0.05
+        while True:
+            try:
+                return await self._store.apply([w.outcome for w in batch])
+            except (RedisConnectionError, RedisTimeoutError) as exc:
+                self._metrics.redis_errors.inc()
+                log.warning("Redis unavailable, holding %d events: %r", len(batch), exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._retry_max_s)
+            except Exception as exc:
+                # Not an outage (a script error, say): the consumer requeues these messages,
+                # and the delivery limit bounds how often.
+                log.exception("applying %d events failed", len(batch))
+                for waiting in batch:
+                    if not waiting.future.done():
+                        waiting.future.set_exception(exc)
+                return None
+
+    async def _ack(self, batch: list[_Waiting]) -> None:
+        newest: dict[int, AbstractIncomingMessage] = {}
+        for waiting in batch:
+            message = waiting.message
+            if message is not None and message.delivery_tag is not None:
+                newest[id(message.channel)] = message
+        for message in newest.values():
+            try:
+                await message.ack(multiple=True)
+            except Exception as exc:
+                # The channel is gone (a reconnect): RabbitMQ redelivers, and dedupe absorbs it.
+                log.info("could not ack a batch (it will be redelivered): %r", exc)
+
+    async def _nack(self, batch: list[_Waiting]) -> None:
+        for waiting in batch:
+            if waiting.message is not None:
+                with contextlib.suppress(Exception):
+                    await waiting.message.nack(requeue=True)
+        await asyncio.sleep(self._retry_max_s / 10)
+
+    def _settle(self, batch: list[_Waiting], result: BatchResult) -> None:
+        now = time.time()
+        for waiting, applied in zip(batch, result.applied, strict=True):
+            self._metrics.processed["applied" if applied else "duplicate"].inc()
+            if applied:
+                self._metrics.lag.observe(now - waiting.outcome.event.occurred_at.timestamp())
+            if not waiting.future.done():
+                waiting.future.set_result(applied)
+        self._metrics.batch_size.observe(len(batch))
+        self._on_scores(result.scores)
