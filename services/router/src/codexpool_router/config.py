@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from codexpool_shared.config import InfraSettings
+
+CODEX_CLIENT_ID = "app_EMoamEEZ73f0CkXaXp7hrann"
 
 
 class Settings(InfraSettings):
@@ -10,4 +13,61 @@ class Settings(InfraSettings):
 
     model_config = SettingsConfigDict(
         extra="ignore", env_ignore_empty=True, frozen=True, populate_by_name=True
+    )
+
+    upstream_base_url: str = Field(
+        default="https://chatgpt.com/backend-api", validation_alias="CODEXPOOL_UPSTREAM_BASE_URL"
+    )
+    auth_base_url: str = Field(
+        default="https://auth.openai.com", validation_alias="CODEXPOOL_AUTH_BASE_URL"
+    )
+    oauth_client_id: str = Field(default=CODEX_CLIENT_ID, validation_alias="ROUTER_OAUTH_CLIENT_ID")
+
+    connect_timeout_s: float = Field(default=5.0, gt=0, validation_alias="ROUTER_CONNECT_TIMEOUT_S")
+    """Per attempt: establishing the upstream connection."""
+    ttfb_timeout_s: float = Field(default=30.0, gt=0, validation_alias="ROUTER_TTFB_TIMEOUT_S")
+    """Per attempt: from sending the request to the upstream's first body chunk."""
+    idle_timeout_s: float = Field(default=300.0, gt=0, validation_alias="ROUTER_IDLE_TIMEOUT_S")
+    """Longest silence between two chunks of a stream (Codex's own stream idle timeout)."""
+    deadline_s: float = Field(default=60.0, gt=0, validation_alias="ROUTER_DEADLINE_S")
+    """Overall budget of a request before its answer starts (all attempts together)."""
+    max_attempts: int = Field(default=3, ge=1, le=10, validation_alias="ROUTER_MAX_ATTEMPTS")
+    max_body_bytes: int = Field(
+        default=16 * 1024 * 1024, gt=0, validation_alias="ROUTER_MAX_BODY_BYTES"
+    )
+
+    health_threshold: float = Field(default=50.0, ge=0, validation_alias="ROUTER_HEALTH_THRESHOLD")
+    """Health score under which a provider's circuit opens (0 disables)."""
+    circuit_failures: int = Field(default=5, ge=1, validation_alias="ROUTER_CIRCUIT_FAILURES")
+    """Consecutive health faults that open a circuit."""
+    circuit_base_s: float = Field(default=30.0, gt=0, validation_alias="ROUTER_CIRCUIT_BASE_S")
+    circuit_max_s: float = Field(default=300.0, gt=0, validation_alias="ROUTER_CIRCUIT_MAX_S")
+    circuit_grace_s: float = Field(default=120.0, ge=0, validation_alias="ROUTER_CIRCUIT_GRACE_S")
+    """After a successful probe, the health score is ignored this long (it lags)."""
+    probe_lock_s: float = Field(default=30.0, gt=0, validation_alias="ROUTER_PROBE_LOCK_S")
+
+    affinity_ttl_s: float = Field(default=3600.0, gt=0, validation_alias="ROUTER_AFFINITY_TTL_S")
+    rate_limit_cooldown_s: float = Field(
+        default=30.0, ge=0, validation_alias="ROUTER_RATE_LIMIT_COOLDOWN_S"
+    )
+    """Cooldown after a 429 that is not a usage limit and has no Retry-After."""
+    quota_fallback_cooldown_s: float = Field(
+        default=3600.0, gt=0, validation_alias="ROUTER_QUOTA_FALLBACK_COOLDOWN_S"
+    )
+    """Cooldown after a usage-limit 429 that names no reset."""
+
+    refresh_window_s: float = Field(default=300.0, ge=0, validation_alias="ROUTER_REFRESH_WINDOW_S")
+    """Access tokens expiring within this are refreshed ahead of time."""
+    refresh_lock_s: float = Field(default=15.0, gt=0, validation_alias="ROUTER_REFRESH_LOCK_S")
+    refresh_timeout_s: float = Field(
+        default=10.0, gt=0, validation_alias="ROUTER_REFRESH_TIMEOUT_S"
+    )
+
+    quota_flush_s: float = Field(default=0.2, gt=0, validation_alias="ROUTER_QUOTA_FLUSH_S")
+    """Quota snapshots from response headers are coalesced and written this often."""
+
+    originator: str = Field(default="codex_cli_rs", validation_alias="ROUTER_ORIGINATOR")
+    user_agent: str = Field(
+        default="codex_cli_rs/0.169.0 (codexpool) codexpool-router",
+        validation_alias="ROUTER_USER_AGENT",
     )

@@ -1,0 +1,112 @@
+"""Reading a client request on the hot path: key, body, model, stream flag, session key.
+
+Only what routing needs is parsed; the body is re-serialised only when a field the Codex
+backend insists on must change (``store: false``, ``stream: true``, no ``max_output_tokens``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from codexpool_shared.errors import ApiError
+from codexpool_shared.store import key_digest
+
+ASGIReceive = Any
+
+# Fields the Codex backend rejects or that only make sense with stored responses
+# (protocol section 3.3 and 11.4).
+_STRIP = ("max_output_tokens", "previous_response_id", "stream_options", "safety_identifier")
+
+
+def header(scope: dict[str, Any], name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def agent_key_digest(scope: dict[str, Any]) -> str:
+    value = header(scope, b"authorization")
+    if not value or not value[:7].lower() == "bearer " or not value[7:].strip():
+        raise ApiError(
+            401,
+            "Missing agent key: send 'Authorization: Bearer cpk_...'.",
+            code="missing_api_key",
+        )
+    return key_digest(value[7:].strip())
+
+
+async def read_body(scope: dict[str, Any], receive: ASGIReceive, limit: int) -> bytes:
+    declared = header(scope, b"content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ApiError(499, "client disconnected", code="client_closed_request")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks) if len(chunks) != 1 else chunks[0]
+
+
+def _too_large(limit: int) -> ApiError:
+    return ApiError(
+        413, f"Request body is larger than {limit} bytes.", code="request_too_large", param="body"
+    )
+
+
+@dataclass(slots=True)
+class Inbound:
+    body: bytes
+    """What goes upstream."""
+    model: str
+    stream: bool
+    """Whether the client asked for a stream (the upstream always streams)."""
+    session_digest: str
+
+
+def parse_body(raw: bytes, session_header: str | None) -> Inbound:
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ApiError(400, f"Request body is not valid JSON: {exc}", code="invalid_json") from None
+    if not isinstance(doc, dict):
+        raise ApiError(400, "Request body must be a JSON object.", code="invalid_json")
+    model = doc.get("model")
+    if not isinstance(model, str) or not model:
+        raise ApiError(
+            400,
+            "Missing required parameter: 'model'.",
+            code="missing_required_parameter",
+            param="model",
+        )
+    stream = doc.get("stream") is True
+    metadata = doc.get("client_metadata")
+    session = (
+        doc.get("prompt_cache_key")
+        or session_header
+        or (metadata.get("session_id") if isinstance(metadata, dict) else None)
+    )
+    changed = False
+    if not stream:
+        doc["stream"] = True
+        changed = True
+    if doc.get("store") is not False:
+        doc["store"] = False
+        changed = True
+    for name in _STRIP:
+        if name in doc:
+            del doc[name]
+            changed = True
+    digest = hashlib.sha256(str(session).encode()).hexdigest()[:32] if session else ""
+    return Inbound(orjson.dumps(doc) if changed else raw, model, stream, digest)

@@ -1,0 +1,137 @@
+"""Live-state writes that never sit on the client's path.
+
+Quota snapshots are coalesced per provider and flushed every ``quota_flush_s`` in one
+pipeline; cooldowns, circuit updates and affinity moves are fire-and-forget tasks (other
+replicas see them a round trip later). Failures are counted, never raised to a request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable
+from typing import Any
+
+from redis.asyncio import Redis
+
+from codexpool_router.config import Settings
+from codexpool_router.metrics import Metrics
+from codexpool_shared.keys import Keys
+from codexpool_shared.store import (
+    QuotaSnapshot,
+    extend_cooldown,
+    quota_fields,
+    record_failure,
+    record_success,
+)
+
+log = logging.getLogger(__name__)
+
+
+class LiveWriter:
+    def __init__(self, redis: Redis, keys: Keys, settings: Settings, metrics: Metrics) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._settings = settings
+        self._metrics = metrics
+        self._quota: dict[str, QuotaSnapshot] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._flusher: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._flusher = asyncio.create_task(self._flush_loop(), name="quota-flush")
+
+    async def close(self) -> None:
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+        await self._flush()
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=2.0)
+
+    def spawn(self, work: Awaitable[Any]) -> asyncio.Task[None]:
+        task = asyncio.create_task(self._guard(work))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _guard(self, work: Awaitable[Any]) -> None:
+        try:
+            await work
+        except Exception:
+            self._metrics.background_errors.inc()
+            log.warning("live-state write failed", exc_info=True)
+
+    def quota(self, provider: str, snapshot: QuotaSnapshot) -> None:
+        self._quota[provider] = snapshot
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._settings.quota_flush_s)
+            try:
+                await self._flush()
+            except Exception:
+                self._metrics.background_errors.inc()
+
+    async def _flush(self) -> None:
+        if not self._quota:
+            return
+        pending, self._quota = self._quota, {}
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for provider, snapshot in pending.items():
+                pipe.hset(self._keys.live(provider), mapping=quota_fields(snapshot))  # type: ignore[arg-type]
+            await pipe.execute()
+
+    def cooldown(self, provider: str, until_ms: int, reason: str) -> asyncio.Task[None]:
+        self._metrics.cooldowns.labels(reason).inc()
+        return self.spawn(
+            extend_cooldown(self._redis, self._keys, provider, until_ms, reason, now_ms=now_ms())
+        )
+
+    def failure(self, provider: str, probe: bool) -> None:
+        self.spawn(self._failure(provider, probe))
+
+    async def _failure(self, provider: str, probe: bool) -> None:
+        s = self._settings
+        opened = await record_failure(
+            self._redis,
+            self._keys,
+            provider,
+            now_ms=now_ms(),
+            threshold=s.circuit_failures,
+            base_ms=int(s.circuit_base_s * 1000),
+            max_ms=int(s.circuit_max_s * 1000),
+            probe=probe,
+        )
+        if probe:
+            await self._redis.delete(self._keys.probe_lock(provider))
+        if opened:
+            self._metrics.circuit.labels("opened").inc()
+
+    def success(self, provider: str, probe: bool) -> None:
+        self.spawn(self._success(provider, probe))
+
+    async def _success(self, provider: str, probe: bool) -> None:
+        await record_success(self._redis, self._keys, provider, now_ms=now_ms(), probe=probe)
+        if probe:
+            await self._redis.delete(self._keys.probe_lock(provider))
+            self._metrics.circuit.labels("closed").inc()
+
+    def release_probe(self, provider: str) -> None:
+        self.spawn(self._redis.delete(self._keys.probe_lock(provider)))
+
+    def affinity(self, agent_id: str, session_digest: str, provider: str) -> None:
+        self.spawn(
+            self._redis.set(
+                self._keys.affinity(agent_id, session_digest),
+                provider,
+                px=int(self._settings.affinity_ttl_s * 1000),
+            )
+        )
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000

@@ -1,0 +1,176 @@
+"""The ledger of one request: its attempts, their spans and metrics, and its one outcome event."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from opentelemetry import trace
+from opentelemetry.trace import Span, Status, StatusCode
+
+from codexpool_router.attempt import Result
+from codexpool_router.inbound import Inbound
+from codexpool_router.selection import Candidate, Selection
+from codexpool_shared.events import (
+    Attempt,
+    FinalOutcome,
+    OutcomeClass,
+    RequestOutcomeV1,
+    TokenUsage,
+)
+from codexpool_shared.telemetry import attributes as attr
+
+if TYPE_CHECKING:
+    from codexpool_router.core import Core
+
+
+@dataclass(slots=True)
+class _Record:
+    provider: str
+    outcome: OutcomeClass
+    status_code: int | None
+    ttfb_ms: float | None
+    started: float
+    duration_ms: float
+    fallback: bool
+    error_code: str | None
+    span: Span | None
+
+
+def traceparent() -> str | None:
+    ctx = trace.get_current_span().get_span_context()
+    if not ctx.is_valid:
+        return None
+    return f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{int(ctx.trace_flags):02x}"
+
+
+class Ledger:
+    def __init__(self, core: Core, route: str, request_id: str) -> None:
+        self.core = core
+        self.route = route
+        self.request_id = request_id
+        self.started = time.perf_counter()
+        self.attempts: list[_Record] = []
+        self.selection: Selection | None = None
+        self.inbound: Inbound | None = None
+        self.final_provider: str | None = None
+        self.final_outcome: FinalOutcome | None = None
+        self.usage: TokenUsage | None = None
+        self.finished = False
+        self.client_gone = False
+        self._traceparent = traceparent()
+        self._emitted = False
+        self.pending: list[asyncio.Task[None]] = []
+
+    def routed(self, selection: Selection, inbound: Inbound) -> None:
+        self.selection = selection
+        self.inbound = inbound
+        span = trace.get_current_span()
+        span.set_attribute(attr.AGENT_ID, selection.agent_id)
+        span.set_attribute(attr.STRATEGY, selection.strategy)
+        span.set_attribute(attr.REQUEST_ID, self.request_id)
+
+    def attempt(self, candidate: Candidate, result: Result, span: Span) -> None:
+        metrics = self.core.metrics
+        metrics.attempts.labels(result.outcome).inc()
+        if result.ttfb_s is not None:
+            metrics.ttfb.observe(result.ttfb_s)
+        record = _Record(
+            provider=candidate.name,
+            outcome=result.outcome,
+            status_code=result.status,
+            ttfb_ms=None if result.ttfb_s is None else result.ttfb_s * 1000,
+            started=result.started,
+            duration_ms=(time.perf_counter() - result.started) * 1000,
+            fallback=bool(self.attempts),
+            error_code=result.error_code,
+            span=span,
+        )
+        self.attempts.append(record)
+        if result.response is None:
+            self._end(record)
+
+    def skipped(self, candidate: Candidate, code: str) -> None:
+        self.attempts.append(
+            _Record(
+                candidate.name,
+                "auth_error",
+                None,
+                None,
+                time.perf_counter(),
+                0.0,
+                bool(self.attempts),
+                code,
+                None,
+            )
+        )
+
+    def _end(self, record: _Record) -> None:
+        self.core.metrics.duration.observe(record.duration_ms / 1000)
+        span = record.span
+        if span is None:
+            return
+        span.set_attribute(attr.OUTCOME, record.outcome)
+        if record.status_code is not None:
+            span.set_attribute("http.response.status_code", record.status_code)
+        if record.outcome != "success":
+            span.set_status(Status(StatusCode.ERROR, record.error_code or record.outcome))
+        span.end()
+        record.span = None
+
+    def finish(self, candidate: Candidate, outcome: OutcomeClass, usage: TokenUsage | None) -> None:
+        self.final_provider = candidate.name
+        self.final_outcome = outcome
+        self.usage = usage
+
+    def relayed(self, outcome: OutcomeClass, code: str | None, usage: TokenUsage | None) -> None:
+        record = self.attempts[-1]
+        record.outcome = outcome
+        record.error_code = code
+        record.duration_ms = (time.perf_counter() - record.started) * 1000
+        self._end(record)
+        self.final_provider = record.provider
+        self.final_outcome = outcome
+        self.usage = usage
+
+    def emit(self) -> None:
+        if self._emitted or self.selection is None or self.inbound is None:
+            return
+        self._emitted = True
+        for record in self.attempts:
+            if record.span is not None:
+                if self.client_gone:
+                    record.outcome = "cancelled"
+                record.duration_ms = (time.perf_counter() - record.started) * 1000
+                self._end(record)
+        final: FinalOutcome = self.final_outcome or "cancelled"
+        self.core.metrics.requests.labels(self.route, final).inc()
+        selection = self.selection
+        event = RequestOutcomeV1.model_construct(
+            request_id=self.request_id,
+            agent_id=selection.agent_id,
+            strategy=selection.strategy,  # type: ignore[arg-type]
+            pool_version=selection.pool_version,
+            model=self.inbound.model,
+            stream=self.inbound.stream,
+            attempts=tuple(
+                Attempt.model_construct(
+                    provider=r.provider,
+                    outcome=r.outcome,
+                    status_code=r.status_code,
+                    ttfb_ms=r.ttfb_ms,
+                    duration_ms=r.duration_ms,
+                    fallback=r.fallback,
+                    error_code=r.error_code,
+                )
+                for r in self.attempts
+            ),
+            final_provider=self.final_provider,
+            final_outcome=final,
+            client_latency_ms=(time.perf_counter() - self.started) * 1000,
+            usage=self.usage,
+            traceparent=self._traceparent,
+        )
+        self.core.publish(event)

@@ -1,0 +1,350 @@
+"""``POST /v1/responses`` and ``POST /backend-api/codex/responses``: a plain ASGI handler.
+
+It authenticates and selects in one Redis round trip, tries up to min(pool size, 3) providers
+inside one deadline, relays the first stream that opens, and emits one outcome event. Nothing
+fails over once a byte has reached the client: a later failure ends the stream with a
+``response.failed`` event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import aiohttp
+import orjson
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
+
+from codexpool_router.answers import (
+    Send,
+    quota_exhausted,
+    router_headers,
+    send_error,
+    send_json,
+    unavailable,
+)
+from codexpool_router.attempt import Result, run_attempt
+from codexpool_router.core import Core, tracer
+from codexpool_router.inbound import Inbound, agent_key_digest, header, parse_body, read_body
+from codexpool_router.livewriter import now_ms
+from codexpool_router.outcome import Ledger
+from codexpool_router.quota import exhausted_reset, snapshot_from_headers
+from codexpool_router.selection import Candidate, Selection
+from codexpool_router.sse import error_event
+from codexpool_router.upstream import PASS_BACK, client_headers, upstream_headers
+from codexpool_shared.errors import ApiError
+from codexpool_shared.events import HEALTH_FAULTS
+from codexpool_shared.telemetry import attributes as attr
+
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+
+
+async def _watch(receive: Receive, task: asyncio.Task[Any], ledger: Ledger) -> None:
+    message = await receive()
+    if message["type"] == "http.disconnect" and not ledger.finished:
+        ledger.client_gone = True
+        task.cancel()
+
+
+class ResponsesEndpoint:
+    def __init__(self, core: Callable[[], Core], route: str) -> None:
+        self._core = core
+        self._route = route
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        core = self._core()
+        ledger = Ledger(core, self._route, "req_" + secrets.token_hex(12))
+        try:
+            digest = agent_key_digest(scope)
+            raw = await read_body(scope, receive, core.settings.max_body_bytes)
+            session = header(scope, b"session-id") or header(scope, b"session_id")
+            inbound = parse_body(raw, session)
+            selection = await core.select(digest, inbound.session_digest)
+        except ApiError as error:
+            core.metrics.requests.labels(self._route, "rejected").inc()
+            await send_error(send, error, router_headers(ledger.request_id, None, 0))
+            return
+        ledger.routed(selection, inbound)
+        task = asyncio.current_task()
+        assert task is not None
+        watcher = asyncio.create_task(_watch(receive, task, ledger))
+        try:
+            await self._serve(core, scope, send, ledger, inbound, selection)
+        except asyncio.CancelledError:
+            if not ledger.client_gone:
+                raise
+            task.uncancel()
+            ledger.final_outcome = "cancelled"
+        finally:
+            ledger.finished = True
+            watcher.cancel()
+            ledger.emit()
+
+    async def _serve(
+        self,
+        core: Core,
+        scope: dict[str, Any],
+        send: Send,
+        ledger: Ledger,
+        inbound: Inbound,
+        selection: Selection,
+    ) -> None:
+        forwarded, originator, agent = client_headers(scope)
+        deadline = ledger.started + core.settings.deadline_s
+        quota_reset_ms = 0
+        for index, candidate in enumerate(selection.candidates):
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0:
+                break
+            if index:
+                core.metrics.failovers.labels(ledger.attempts[-1].outcome).inc()
+
+            def headers_for(token: str, c: Candidate = candidate) -> dict[str, str]:
+                return upstream_headers(
+                    forwarded,
+                    originator,
+                    agent,
+                    token=token,
+                    account_id=c.account_id,
+                    default_originator=core.settings.originator,
+                    default_user_agent=core.settings.user_agent,
+                    request_id=ledger.request_id,
+                )
+
+            result = await self._try_provider(
+                core, ledger, inbound, candidate, headers_for, deadline
+            )
+            if result is None:
+                continue
+            if result.outcome == "success":
+                await self._deliver(core, send, ledger, inbound, candidate, result)
+                return
+            if result.outcome == "client_error":
+                await self._client_error(send, ledger, candidate, result)
+                return
+            reset = self._penalize(core, ledger, candidate, result)
+            if reset:
+                quota_reset_ms = reset if not quota_reset_ms else min(quota_reset_ms, reset)
+        await self._exhausted(core, send, ledger, selection, quota_reset_ms)
+
+    async def _try_provider(
+        self,
+        core: Core,
+        ledger: Ledger,
+        inbound: Inbound,
+        candidate: Candidate,
+        headers_for: Callable[[str], dict[str, str]],
+        deadline: float,
+    ) -> Result | None:
+        token, refreshed = await self._token(core, candidate)
+        if token is None:
+            ledger.skipped(candidate, "token_unavailable")
+            return None
+        while True:
+            span = tracer.start_span(
+                "POST codex/responses",
+                kind=SpanKind.CLIENT,
+                attributes={
+                    attr.PROVIDER: candidate.name,
+                    attr.ATTEMPT: len(ledger.attempts) + 1,
+                    attr.FALLBACK: bool(ledger.attempts),
+                },
+            )
+            with trace.use_span(span, end_on_exit=False):
+                result = await run_attempt(
+                    core.session,
+                    core.responses_url,
+                    inbound.body,
+                    headers_for(token),
+                    budget_s=min(core.settings.ttfb_timeout_s, deadline - time.perf_counter()),
+                    client_timeout=core.client_timeout,
+                    stream=inbound.stream,
+                )
+            ledger.attempt(candidate, result, span)
+            snapshot = snapshot_from_headers(result.headers) if result.headers else None
+            if snapshot is not None:
+                core.writer.quota(candidate.name, snapshot)
+            if result.status != 401 or refreshed:
+                return result
+            refreshed = True
+            new_token = await core.refresher.refresh(candidate.name, candidate.credential_version)
+            if new_token is None:
+                return result
+            token = new_token
+
+    async def _token(self, core: Core, candidate: Candidate) -> tuple[str | None, bool]:
+        expires = candidate.access_expires_at
+        if expires is not None:
+            left = expires - time.time()
+            if left <= 5:
+                token = await core.refresher.refresh(candidate.name, candidate.credential_version)
+                return token, True
+            if left <= core.settings.refresh_window_s:
+                core.refresher.refresh_soon(candidate.name, candidate.credential_version)
+        return core.tokens.access_token(candidate.name, candidate.access_envelope), False
+
+    def _penalize(self, core: Core, ledger: Ledger, candidate: Candidate, result: Result) -> int:
+        """Record a failed attempt in live state; returns the quota reset (ms) of a usage limit."""
+        now = now_ms()
+        verdict = result.verdict
+        name = candidate.name
+        if result.outcome == "usage_limit":
+            reset_s = (verdict.resets_at if verdict else None) or exhausted_reset(
+                snapshot_from_headers(result.headers) if result.headers else None
+            )
+            until = (
+                reset_s * 1000
+                if reset_s
+                else now + int(core.settings.quota_fallback_cooldown_s * 1000)
+            )
+            ledger.pending.append(core.writer.cooldown(name, until, "usage_limit"))
+            if candidate.probe:
+                core.writer.release_probe(name)
+            return until
+        if result.outcome == "rate_limited":
+            wait = (
+                verdict.retry_after_s if verdict else None
+            ) or core.settings.rate_limit_cooldown_s
+            core.writer.cooldown(name, now + int(wait * 1000), "rate_limited")
+        if result.outcome in HEALTH_FAULTS:
+            core.writer.failure(name, candidate.probe)
+        elif candidate.probe:
+            core.writer.release_probe(name)
+        return 0
+
+    def _served(self, core: Core, ledger: Ledger, inbound: Inbound, candidate: Candidate) -> None:
+        selection = ledger.selection
+        assert selection is not None
+        if candidate.probe or candidate.failures:
+            core.writer.success(candidate.name, candidate.probe)
+        if inbound.session_digest and candidate.name != selection.candidates[0].name:
+            core.writer.affinity(selection.agent_id, inbound.session_digest, candidate.name)
+
+    async def _deliver(
+        self,
+        core: Core,
+        send: Send,
+        ledger: Ledger,
+        inbound: Inbound,
+        candidate: Candidate,
+        result: Result,
+    ) -> None:
+        headers = router_headers(ledger.request_id, candidate.name, len(ledger.attempts))
+        passed = [
+            (k.lower().encode(), v.encode())
+            for k, v in result.headers.items()
+            if k.lower() in PASS_BACK or k.lower().startswith("x-codex-")
+        ]
+        tap = result.tap
+        assert tap is not None
+        if not inbound.stream:
+            body = orjson.dumps(tap.final_response())
+            ledger.finish(candidate, "success", tap.usage())
+            self._served(core, ledger, inbound, candidate)
+            passed = [h for h in passed if h[0] != b"content-type"]
+            await send_json(send, 200, body, [*headers, *passed])
+            return
+        response = result.response
+        assert response is not None
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"text/event-stream"),
+                    (b"cache-control", b"no-cache"),
+                    *headers,
+                    *(h for h in passed if h[0] != b"content-type"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": result.first_chunk, "more_body": True})
+        try:
+            while chunk := await response.content.readany():
+                tap.feed(chunk)
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            response.release()
+        except (aiohttp.ClientError, TimeoutError):
+            response.close()
+        except BaseException:
+            response.close()
+            raise
+        outcome, code = tap.outcome()
+        if tap.terminal is None:
+            await send(
+                {
+                    "type": "http.response.body",
+                    "body": error_event(
+                        ledger.request_id,
+                        "upstream_stream_error",
+                        "The upstream stream ended before the response completed.",
+                    ),
+                    "more_body": True,
+                }
+            )
+        ledger.relayed(outcome, code, tap.usage())
+        if outcome == "success":
+            self._served(core, ledger, inbound, candidate)
+        elif outcome in HEALTH_FAULTS:
+            core.writer.failure(candidate.name, candidate.probe)
+        ledger.finished = True
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _client_error(
+        self, send: Send, ledger: Ledger, candidate: Candidate, result: Result
+    ) -> None:
+        ledger.finish(candidate, "client_error", None)
+        headers = [
+            *router_headers(ledger.request_id, candidate.name, len(ledger.attempts)),
+            (b"x-should-retry", b"false"),
+        ]
+        if result.status == 200 and result.tap is not None:
+            failure = result.tap.failure or {}
+            error = (failure.get("response") or {}).get("error") or failure.get("error") or {}
+            body = orjson.dumps(
+                {"error": {"type": "invalid_request_error", "param": None, **error}}
+            )
+            await send_json(send, 400, body, headers)
+            return
+        content_type = result.headers.get("content-type", "application/json").encode()
+        await send_json(send, result.status or 400, result.body, headers, content_type)
+
+    async def _exhausted(
+        self, core: Core, send: Send, ledger: Ledger, selection: Selection, quota_reset_ms: int
+    ) -> None:
+        if ledger.pending:
+            # Every replica must know about the exhausted accounts before the client comes
+            # back, so that the next request is answered without an upstream attempt.
+            await asyncio.wait(ledger.pending, timeout=0.25)
+        now = now_ms()
+        tried = {a.outcome for a in ledger.attempts}
+        headers = router_headers(ledger.request_id, None, len(ledger.attempts))
+        only_quota = tried <= {"usage_limit"} and not selection.other_wait_ms
+        resets = [t for t in (quota_reset_ms, selection.quota_wait_ms) if t]
+        if only_quota and resets:
+            error, body = quota_exhausted(min(resets), now)
+            ledger.final_outcome = "pool_exhausted"
+            extra = [(k.encode(), v.encode()) for k, v in error.headers.items()]
+            await send_json(send, 429, body, [*headers, *extra])
+            return
+        if not ledger.attempts:
+            ledger.final_outcome = "no_eligible_provider"
+            error = unavailable(
+                "No provider in this pool is available right now.",
+                "no_eligible_provider",
+                selection.other_wait_ms,
+                now,
+            )
+        else:
+            ledger.final_outcome = "pool_exhausted"
+            error = ApiError(
+                503,
+                "Every provider tried for this request failed.",
+                code="all_providers_failed",
+                type="service_unavailable_error",
+            )
+        await send_error(send, error, headers)

@@ -1,0 +1,143 @@
+-- Authentication + selection in one round trip (see selection.py for the contract).
+-- Key names are built here from templates that Keys produced (ARGV[11..]): fine for our one
+-- Redis, not for Redis Cluster (the keys are not declared in KEYS, nor in one hash slot).
+local now = tonumber(ARGV[2])
+local sdig = ARGV[3]
+local max_attempts = tonumber(ARGV[4])
+local threshold = tonumber(ARGV[5])
+local grace = tonumber(ARGV[6])
+local aff_ttl = tonumber(ARGV[7])
+local probe_ms = tonumber(ARGV[8])
+local base_ms = tonumber(ARGV[9])
+local max_ms = tonumber(ARGV[10])
+local function key(i, a) return ARGV[i] .. a .. ARGV[i + 1] end
+
+local agent = redis.call('GET', key(11, ARGV[1]))
+if not agent then return '{"e":"unauthorized"}' end
+local pool = redis.call('HMGET', key(13, agent), 'strategy', 'providers', 'version')
+if not pool[1] then return cjson.encode({e = 'no_pool', a = agent}) end
+local strategy = pool[1]
+local members = cjson.decode(pool[2])
+
+local eligible, half_open = {}, {}
+local quota_wait, other_wait, dead = 0, 0, 0
+local function earliest(current, t) if current == 0 or t < current then return t end return current end
+
+for i, name in ipairs(members) do
+  local p = redis.call('HMGET', key(17, name), 'status', 'account_id', 'access_token',
+    'access_expires_at', 'credential_version')
+  local live = key(19, name)
+  local l = redis.call('HMGET', live, 'cooldown_until_ms', 'cooldown_reason',
+    'circuit_open_until_ms', 'circuit_closed_at_ms', 'failures', 'primary_used_percent',
+    'primary_window_minutes', 'primary_resets_at', 'secondary_used_percent',
+    'secondary_window_minutes', 'secondary_resets_at')
+  local cand = {name, p[2] or '', p[3] or '', p[4] or '', p[5] or '0', 0,
+    tonumber(l[5] or '0') or 0, i, l}
+  if p[1] ~= 'active' then
+    dead = dead + 1
+  else
+    local cooldown = tonumber(l[1] or '0') or 0
+    local open_until = tonumber(l[3] or '0') or 0
+    local closed_at = tonumber(l[4] or '0') or 0
+    if cooldown > now then
+      if l[2] == 'usage_limit' then quota_wait = earliest(quota_wait, cooldown)
+      else other_wait = earliest(other_wait, cooldown) end
+    else
+      if open_until == 0 and threshold > 0 and now > closed_at + grace then
+        local score = tonumber(redis.call('HGET', key(21, name), 'score') or '')
+        if score and score < threshold then
+          local opens = redis.call('HINCRBY', live, 'circuit_opens', 1)
+          open_until = now + math.min(base_ms * 2 ^ (opens - 1), max_ms)
+          redis.call('HSET', live, 'circuit_open_until_ms', open_until)
+        end
+      end
+      if open_until > now then
+        other_wait = earliest(other_wait, open_until)
+      elseif open_until > 0 then
+        table.insert(half_open, cand)
+      else
+        table.insert(eligible, cand)
+      end
+    end
+  end
+end
+
+local sticky, aff_key = nil, nil
+if sdig ~= '' then
+  aff_key = ARGV[23] .. agent .. ARGV[24] .. sdig .. ARGV[25]
+  sticky = redis.call('GET', aff_key)
+end
+local order = {}
+local sticky_hit = false
+if sticky then
+  for _, c in ipairs(eligible) do
+    if c[1] == sticky then table.insert(order, c); sticky_hit = true end
+  end
+end
+if not sticky_hit then
+  -- Half-open members: the one replica that wins the probe lock sends this request there.
+  for _, c in ipairs(half_open) do
+    if redis.call('SET', key(26, c[1]), '1', 'NX', 'PX', probe_ms) then
+      c[6] = 1
+      redis.call('HSET', key(19, c[1]), 'last_probe_at_ms', now)
+      table.insert(order, c)
+    else
+      other_wait = earliest(other_wait, now + probe_ms)
+    end
+  end
+end
+
+local rest = {}
+for _, c in ipairs(eligible) do
+  if not (sticky_hit and c[1] == sticky) then table.insert(rest, c) end
+end
+local m = #rest
+if m > 0 and strategy ~= 'primary-first' and not sticky_hit then
+  local start = (redis.call('INCR', key(15, agent)) - 1) % m
+  local rotated = {}
+  for j = 0, m - 1 do
+    local c = rest[((start + j) % m) + 1]
+    c[10] = j
+    table.insert(rotated, c)
+  end
+  rest = rotated
+end
+if strategy == 'quota-aware' then
+  -- Lower is better: used percent, discounted by how soon the window resets.
+  local function pressure(l)
+    local worst = 0
+    for w = 0, 1 do
+      local used = tonumber(l[6 + 3 * w] or '')
+      if used then
+        local window = (tonumber(l[7 + 3 * w] or '') or 0) * 60000
+        local resets = (tonumber(l[8 + 3 * w] or '') or 0) * 1000
+        local share = 1
+        if window > 0 and resets > 0 then
+          share = math.max(0, math.min(1, (resets - now) / window))
+        end
+        worst = math.max(worst, used * share)
+      end
+    end
+    return worst
+  end
+  for _, c in ipairs(rest) do c[11] = pressure(c[9]) end
+  table.sort(rest, function(a, b)
+    if a[11] ~= b[11] then return a[11] < b[11] end
+    return (a[10] or a[8]) < (b[10] or b[8])
+  end)
+end
+for _, c in ipairs(rest) do table.insert(order, c) end
+
+local limit = math.min(#members, max_attempts)
+local out = {}
+for j = 1, math.min(#order, limit) do
+  local c = order[j]
+  table.insert(out, {c[1], c[2], c[3], c[4], c[5], c[6], c[7]})
+end
+if aff_key and #out > 0 and not sticky_hit then
+  redis.call('SET', aff_key, out[1][1], 'PX', aff_ttl)
+elseif aff_key and sticky_hit then
+  redis.call('PEXPIRE', aff_key, aff_ttl)
+end
+return cjson.encode({a = agent, s = strategy, v = tonumber(pool[3]), n = #members, c = out,
+  q = quota_wait, w = other_wait, d = dead})

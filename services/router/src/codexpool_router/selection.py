@@ -1,0 +1,134 @@
+"""Authentication and provider selection in one Redis round trip (``select.lua``).
+
+Contract of the script (EVALSHA, no KEYS; ARGV):
+  1 SHA-256 of the agent key, 2 now (epoch ms), 3 session digest or '', 4 max attempts,
+  5 health threshold (0 = ignore scores), 6 circuit grace ms, 7 affinity TTL ms,
+  8 probe lock ms, 9 circuit base ms, 10 circuit max ms, 11.. key templates (prefix, suffix)
+  for api key, pool, round-robin counter, provider, live, health, affinity (3 parts), probe lock.
+It resolves the agent, reads its pool, every member's record, live state and health score,
+applies eligibility (active; no cooldown; circuit closed, or half-open and this caller won the
+probe lock), orders by strategy with session affinity first, INCRs the round-robin counter
+(rotation over the *eligible* members), records the affinity, and returns JSON:
+``{"e": "unauthorized"}``, ``{"e": "no_pool", "a": agent}`` or
+``{"a", "s" strategy, "v" version, "n" pool size, "c" [[name, account_id, access token
+envelope, access_expires_at, credential_version, probe 0/1, failures]...] (at most
+min(pool size, max attempts)), "q" earliest quota-cooldown end ms (0 none), "w" earliest end of
+any other unavailability ms, "d" members not active}``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+from redis.typing import EncodableT
+
+from codexpool_router.config import Settings
+from codexpool_shared.keys import Keys
+
+_SCRIPT = resources.files("codexpool_router").joinpath("select.lua").read_text()
+
+
+class Unauthorized(Exception):
+    """The agent key is unknown."""
+
+
+class NoPool(Exception):
+    """The agent has no pool configured."""
+
+    def __init__(self, agent_id: str) -> None:
+        super().__init__(agent_id)
+        self.agent_id = agent_id
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    name: str
+    account_id: str
+    access_envelope: str
+    access_expires_at: int | None
+    credential_version: int
+    probe: bool
+    failures: int
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    agent_id: str
+    strategy: str
+    pool_version: int
+    pool_size: int
+    candidates: tuple[Candidate, ...]
+    quota_wait_ms: int
+    other_wait_ms: int
+    inactive: int
+
+
+def _templates(keys: Keys) -> list[str]:
+    out: list[str] = []
+    for template in (
+        keys.api_key("\0"),
+        keys.pool("\0"),
+        keys.rr_counter("\0"),
+        keys.provider("\0"),
+        keys.live("\0"),
+        keys.health("\0"),
+    ):
+        out += template.split("\0")
+    out += keys.affinity("\0", "\0").split("\0")
+    out += keys.probe_lock("\0").split("\0")
+    return out
+
+
+class Selector:
+    """Runs the selection script with the router's settings."""
+
+    def __init__(self, redis: Redis, keys: Keys, settings: Settings) -> None:
+        self._script = redis.register_script(_SCRIPT)
+        self._fixed: list[EncodableT] = [
+            settings.max_attempts,
+            settings.health_threshold,
+            int(settings.circuit_grace_s * 1000),
+            int(settings.affinity_ttl_s * 1000),
+            int(settings.probe_lock_s * 1000),
+            int(settings.circuit_base_s * 1000),
+            int(settings.circuit_max_s * 1000),
+            *_templates(keys),
+        ]
+
+    async def select(self, key_digest: str, now_ms: int, session_digest: str) -> Selection:
+        raw = await self._script(args=[key_digest, now_ms, session_digest, *self._fixed])
+        return parse_selection(orjson.loads(raw))
+
+
+def parse_selection(doc: dict[str, Any]) -> Selection:
+    error = doc.get("e")
+    if error == "unauthorized":
+        raise Unauthorized()
+    if error == "no_pool":
+        raise NoPool(str(doc["a"]))
+    rows = doc.get("c") or []
+    return Selection(
+        agent_id=str(doc["a"]),
+        strategy=str(doc["s"]),
+        pool_version=int(doc.get("v") or 0),
+        pool_size=int(doc.get("n") or 0),
+        candidates=tuple(
+            Candidate(
+                name=str(r[0]),
+                account_id=str(r[1]),
+                access_envelope=str(r[2]),
+                access_expires_at=int(float(r[3])) if r[3] not in ("", None) else None,
+                credential_version=int(r[4] or 0),
+                probe=bool(r[5]),
+                failures=int(r[6] or 0),
+            )
+            for r in rows
+        ),
+        quota_wait_ms=int(doc.get("q") or 0),
+        other_wait_ms=int(doc.get("w") or 0),
+        inactive=int(doc.get("d") or 0),
+    )

@@ -1,0 +1,156 @@
+"""Watching an SSE stream pass by: only terminal events (and, when asked, output items) are
+decoded; every other event is recognised by its ``event:`` line and left alone.
+
+Events are separated by a blank line (``\\n\\n``), the framing the Codex backend uses.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from codexpool_shared.events import OutcomeClass, TokenUsage
+
+_TERMINAL = frozenset({b"response.completed", b"response.failed", b"response.incomplete", b"error"})
+_ITEM_DONE = b"response.output_item.done"
+_CREATED = b"response.created"
+
+
+def _data(block: bytes) -> Any:
+    start = block.find(b"data:")
+    if start < 0:
+        return None
+    end = block.find(b"\n", start)
+    payload = block[start + 5 : end if end >= 0 else len(block)]
+    try:
+        return orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return None
+
+
+def _type(block: bytes) -> bytes:
+    if block.startswith(b"event:"):
+        end = block.find(b"\n")
+        return block[6 : end if end >= 0 else len(block)].strip()
+    # Without an event line, the type is inside the JSON; only parse what could be terminal.
+    head = block[:80]
+    if b"response.completed" in head or b"response.failed" in head or b'"error"' in head:
+        doc = _data(block)
+        if isinstance(doc, dict) and isinstance(doc.get("type"), str):
+            return str(doc["type"]).encode()
+    return b""
+
+
+class SseTap:
+    """Fed every chunk of an upstream stream; remembers how it ended."""
+
+    __slots__ = ("_buf", "_collect", "completed", "created", "failure", "items", "terminal")
+
+    def __init__(self, *, collect: bool = False) -> None:
+        self._buf = b""
+        self._collect = collect
+        self.terminal: bytes | None = None
+        self.completed: dict[str, Any] | None = None
+        self.created: dict[str, Any] | None = None
+        self.failure: dict[str, Any] | None = None
+        self.items: dict[int, Any] = {}
+
+    def feed(self, chunk: bytes) -> None:
+        buf = self._buf + chunk if self._buf else chunk
+        start = 0
+        while (end := buf.find(b"\n\n", start)) >= 0:
+            self._event(buf[start:end])
+            start = end + 2
+        self._buf = buf[start:]
+
+    def _event(self, block: bytes) -> None:
+        kind = _type(block.lstrip(b"\r\n"))
+        if kind in _TERMINAL:
+            self.terminal = kind
+            doc = _data(block)
+            response = doc.get("response") if isinstance(doc, dict) else None
+            if kind == b"response.completed" and isinstance(response, dict):
+                self.completed = response
+            elif isinstance(doc, dict):
+                self.failure = doc
+        elif self._collect:
+            if kind == _ITEM_DONE:
+                doc = _data(block)
+                if isinstance(doc, dict):
+                    self.items[int(doc.get("output_index", len(self.items)))] = doc.get("item")
+            elif kind == _CREATED:
+                doc = _data(block)
+                if isinstance(doc, dict) and isinstance(doc.get("response"), dict):
+                    self.created = doc["response"]
+
+    def outcome(self) -> tuple[OutcomeClass, str | None]:
+        """How the stream ended: success, or the class and code of its failure."""
+        if self.terminal == b"response.completed":
+            return "success", None
+        if self.terminal is None:
+            return "stream_error", "stream_closed_before_completed"
+        code = _failure_code(self.failure)
+        if code in ("rate_limit_exceeded", "usage_limit_reached"):
+            return "rate_limited", code
+        if code in ("context_length_exceeded", "invalid_prompt", "cyber_policy"):
+            return "client_error", code
+        return "stream_error", code or self.terminal.decode()
+
+    def usage(self) -> TokenUsage | None:
+        usage = (self.completed or {}).get("usage")
+        if not isinstance(usage, dict):
+            return None
+        try:
+            details = usage.get("input_tokens_details") or {}
+            out_details = usage.get("output_tokens_details") or {}
+            return TokenUsage(
+                input_tokens=int(usage.get("input_tokens") or 0),
+                output_tokens=int(usage.get("output_tokens") or 0),
+                total_tokens=int(usage.get("total_tokens") or 0),
+                cached_input_tokens=details.get("cached_tokens"),
+                reasoning_output_tokens=out_details.get("reasoning_tokens"),
+            )
+        except (TypeError, ValueError):
+            return None
+
+    def final_response(self) -> dict[str, Any]:
+        """The Response object of ``response.completed``, its empty ``output`` rebuilt from the
+        ``output_item.done`` events (a known backend quirk, protocol 4.2)."""
+        response = dict(self.completed or {})
+        if not response.get("output") and self.items:
+            response["output"] = [self.items[i] for i in sorted(self.items)]
+        for name, value in (self.created or {}).items():
+            response.setdefault(name, value)
+        response.setdefault("object", "response")
+        response.setdefault("output", [])
+        return response
+
+
+def _failure_code(doc: dict[str, Any] | None) -> str | None:
+    if not doc:
+        return None
+    response = doc.get("response")
+    error = response.get("error") if isinstance(response, dict) else None
+    error = error or doc.get("error")
+    if isinstance(error, dict):
+        code = error.get("code") or error.get("type")
+        return str(code) if code else None
+    code = doc.get("code")
+    return str(code) if code else None
+
+
+def error_event(request_id: str, code: str, message: str) -> bytes:
+    """A terminal ``response.failed`` event for a stream the router has to end itself."""
+    doc = {
+        "type": "response.failed",
+        "response": {
+            "id": f"resp_{request_id}",
+            "object": "response",
+            "status": "failed",
+            "error": {"code": code, "message": message},
+            "output": [],
+            "usage": None,
+        },
+    }
+    return b"event: response.failed\ndata: " + orjson.dumps(doc) + b"\n\n"

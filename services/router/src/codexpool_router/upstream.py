@@ -1,0 +1,84 @@
+"""Requests to the Codex backend: which client headers travel, which are replaced.
+
+Only an allowlist of client headers is forwarded (session and turn metadata Codex uses for
+routing and caching); the provider's token and account id are set here. The client's
+``Authorization``, ``Host``, cookies and anything else never reach the upstream.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_FORWARD = {
+    b"session_id": "session_id",
+    b"session-id": "session_id",
+    b"thread_id": "thread_id",
+    b"thread-id": "thread_id",
+    b"conversation_id": "conversation_id",
+    b"x-client-request-id": "x-client-request-id",
+    b"x-codex-turn-state": "x-codex-turn-state",
+    b"x-codex-turn-metadata": "x-codex-turn-metadata",
+    b"x-codex-window-id": "x-codex-window-id",
+    b"x-codex-beta-features": "x-codex-beta-features",
+    b"x-codex-installation-id": "x-codex-installation-id",
+    b"x-openai-subagent": "x-openai-subagent",
+    b"openai-beta": "OpenAI-Beta",
+    b"version": "version",
+}
+
+_CODEX_ORIGINATORS = ("codex_", "codex-", "Codex ")
+
+# Upstream answer headers the client may see; everything else (cookies, cf-*, the upstream's
+# own request id) stays with the router.
+PASS_BACK = frozenset(
+    {
+        "content-type",
+        "openai-model",
+        "x-models-etag",
+        "x-codex-turn-state",
+        "x-reasoning-included",
+        "retry-after",
+    }
+)
+
+
+def client_headers(scope: dict[str, Any]) -> tuple[dict[str, str], str | None, str | None]:
+    """The allowlisted client headers, plus the client's originator and user agent."""
+    out: dict[str, str] = {}
+    originator = agent = None
+    for key, value in scope["headers"]:
+        name = _FORWARD.get(key)
+        if name is not None:
+            out[name] = value.decode("latin-1")
+        elif key == b"originator":
+            originator = value.decode("latin-1")
+        elif key == b"user-agent":
+            agent = value.decode("latin-1")
+    return out, originator, agent
+
+
+def upstream_headers(
+    forwarded: dict[str, str],
+    originator: str | None,
+    user_agent: str | None,
+    *,
+    token: str,
+    account_id: str,
+    default_originator: str,
+    default_user_agent: str,
+    request_id: str,
+) -> dict[str, str]:
+    codex_client = originator is not None and originator.startswith(_CODEX_ORIGINATORS)
+    headers = {
+        **forwarded,
+        "Authorization": f"Bearer {token}",
+        "Content-Type": "application/json",
+        "Accept": "text/event-stream",
+        "originator": originator if codex_client and originator else default_originator,
+        "User-Agent": user_agent if codex_client and user_agent else default_user_agent,
+        "x-client-request-id": forwarded.get("x-client-request-id", request_id),
+    }
+    # codex-lb: synthetic ids (no real workspace) must not be sent as an account header.
+    if account_id and not account_id.startswith(("email_", "local_")):
+        headers["chatgpt-account-id"] = account_id
+    return headers
