@@ -169,6 +169,9 @@ class FaultProxy:
                 conn.upstream.close()
         finally:
             self._conns.discard(conn)
+            for side in (conn.client, conn.upstream):
+                if side is not None and not side.is_closing():
+                    side.close()
 
     @staticmethod
     async def _swallow(reader: asyncio.StreamReader) -> None:
