@@ -1,0 +1,77 @@
+"""The app in process: lifespan, and bad input answered before anything is forwarded."""
+
+from __future__ import annotations
+
+import base64
+import os
+
+import pytest
+from fastapi.testclient import TestClient
+
+from codexpool_router.app import create_app
+from codexpool_router.config import Settings
+from codexpool_shared.events import BaseEvent
+
+
+class FakePublisher:
+    def __init__(self) -> None:
+        self.events: list[BaseEvent] = []
+        self.started = self.closed = False
+
+    async def start(self) -> None:
+        self.started = True
+
+    def publish(self, event: BaseEvent) -> None:
+        self.events.append(event)
+
+    async def close(self, deadline_s: float = 5.0) -> None:
+        self.closed = True
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return Settings(
+        CODEXPOOL_SECRET_KEY=base64.b64encode(os.urandom(32)).decode(),
+        ROUTER_MAX_BODY_BYTES=1000,
+        REDIS_URL="redis://127.0.0.1:1/0",
+    )
+
+
+def test_refuses_to_start_without_a_secret_key() -> None:
+    with pytest.raises(ValueError, match="CODEXPOOL_SECRET_KEY"):
+        create_app(Settings())
+
+
+def test_lifespan_opens_and_closes_the_publisher(settings: Settings) -> None:
+    publisher = FakePublisher()
+    with TestClient(create_app(settings, publisher=publisher)) as client:
+        assert publisher.started
+        assert client.get("/livez").status_code == 200
+    assert publisher.closed
+
+
+@pytest.mark.parametrize(
+    ("headers", "body", "status", "code"),
+    [
+        ({}, b'{"model": "m"}', 401, "missing_api_key"),
+        ({"authorization": "Bearer cpk_x"}, b"{nope", 400, "invalid_json"),
+        ({"authorization": "Bearer cpk_x"}, b'{"input": "x"}', 400, "missing_required_parameter"),
+        (
+            {"authorization": "Bearer cpk_x"},
+            b'{"model": "' + b"m" * 2000 + b'"}',
+            413,
+            "request_too_large",
+        ),
+    ],
+)
+def test_bad_input_is_answered_in_openai_shape(
+    settings: Settings, headers: dict[str, str], body: bytes, status: int, code: str
+) -> None:
+    publisher = FakePublisher()
+    with TestClient(create_app(settings, publisher=publisher)) as client:
+        response = client.post("/v1/responses", content=body, headers=headers)
+    assert response.status_code == status
+    assert response.json()["error"]["code"] == code
+    assert response.headers["x-request-id"].startswith("req_")
+    assert response.headers["x-codexpool-attempts"] == "0"
+    assert publisher.events == []
