@@ -1,0 +1,124 @@
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any, cast
+
+import pytest
+from prometheus_client import CollectorRegistry
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+
+from codexpool_health.batcher import OutcomeBatcher, ShuttingDownError
+from codexpool_health.metrics import HealthMetrics
+from codexpool_health.store import BatchResult, HealthStore, Outcome, ProviderScore
+from tests.unit.health.factories import attempt, outcome_event
+
+
+class FakeStore:
+    def __init__(self, failures: Sequence[Exception] = ()) -> None:
+        self.failures = list(failures)
+        self.batches: list[list[Outcome]] = []
+        self.seen: set[str] = set()
+
+    async def apply(self, outcomes: Sequence[Outcome]) -> BatchResult:
+        if self.failures:
+            raise self.failures.pop(0)
+        self.batches.append(list(outcomes))
+        applied = []
+        for outcome in outcomes:
+            event_id = str(outcome.event.event_id)
+            applied.append(event_id not in self.seen)
+            self.seen.add(event_id)
+        return BatchResult(applied, [ProviderScore("p1", 90.0, "healthy", None)])
+
+
+class FakeChannel:
+    pass
+
+
+class FakeMessage:
+    def __init__(self, channel: FakeChannel, tag: int) -> None:
+        self.channel = channel
+        self.delivery_tag = tag
+        self.body = b"{}"
+        self.acks: list[bool] = []
+        self.nacks: list[bool] = []
+
+    async def ack(self, multiple: bool = False) -> None:
+        self.acks.append(multiple)
+
+    async def nack(self, requeue: bool = True) -> None:
+        self.nacks.append(requeue)
+
+
+def make(store: FakeStore, scores: list[ProviderScore] | None = None, **kw: Any):
+    registry = CollectorRegistry()
+    metrics = HealthMetrics(registry)
+    seen = scores if scores is not None else []
+    batcher = OutcomeBatcher(cast(HealthStore, store), metrics, seen.extend, **kw)
+    return batcher, registry
+
+
+def value(registry: CollectorRegistry, name: str, **labels: str) -> float:
+    return registry.get_sample_value(name, labels) or 0.0
+
+
+async def test_a_batch_is_applied_once_and_acked_with_one_multiple_ack() -> None:
+    store = FakeStore()
+    scores: list[ProviderScore] = []
+    batcher, registry = make(store, scores, linger_s=0.01)
+    await batcher.start()
+    channel = FakeChannel()
+    messages = [FakeMessage(channel, tag) for tag in range(1, 6)]
+    event = outcome_event(1.0, attempt("p1"))
+    results = await asyncio.gather(
+        *(
+            batcher.submit(event if i == 0 else outcome_event(1.0, attempt("p1")), m)
+            for i, m in enumerate(messages)
+        ),
+        batcher.submit(event),
+    )
+    await batcher.close()
+    assert sorted(results) == [False, True, True, True, True, True]
+    assert len(store.batches) == 1
+    assert [m.acks for m in messages] == [[], [], [], [], [True]]
+    assert value(registry, "codexpool_health_events_processed_total", result="applied") == 5
+    assert value(registry, "codexpool_health_events_processed_total", result="duplicate") == 1
+    assert scores == [ProviderScore("p1", 90.0, "healthy", None)]
+
+
+async def test_redis_errors_hold_the_batch_until_redis_answers() -> None:
+    store = FakeStore([RedisConnectionError("down"), RedisConnectionError("still down")])
+    batcher, registry = make(store, retry_max_s=0.01)
+    await batcher.start()
+    message = FakeMessage(FakeChannel(), 1)
+    applied = await batcher.submit(outcome_event(1.0, attempt("p1")), message)
+    await batcher.close()
+    assert applied
+    assert value(registry, "codexpool_health_redis_errors_total") == 2
+    assert (message.acks, message.nacks) == ([True], [])
+
+
+async def test_other_failures_nack_the_batch_for_redelivery() -> None:
+    store = FakeStore([ResponseError("script error")])
+    batcher, _ = make(store, retry_max_s=0.01)
+    await batcher.start()
+    message = FakeMessage(FakeChannel(), 1)
+    with pytest.raises(ResponseError):
+        await batcher.submit(outcome_event(1.0, attempt("p1")), message)
+    await batcher.close()
+    assert (message.acks, message.nacks) == ([], [True])
+
+
+async def test_closing_fails_what_is_still_waiting() -> None:
+    store = FakeStore([RedisConnectionError("down")] * 1000)
+    batcher, _ = make(store, retry_max_s=0.01)
+    await batcher.start()
+    waiting = asyncio.ensure_future(batcher.submit(outcome_event(1.0, attempt("p1"))))
+    await asyncio.sleep(0.05)
+    await batcher.close()
+    with pytest.raises(ShuttingDownError):
+        await waiting
+    with pytest.raises(ShuttingDownError):
+        await batcher.submit(outcome_event(1.0, attempt("p1")))

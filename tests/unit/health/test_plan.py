@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+import orjson
+
+from codexpool_health.plan import BatchPlan, attempt_fields, latency_fields
+from codexpool_health.scoring import ScoreConfig
+from codexpool_shared.activity import ALL_POOLS
+from codexpool_shared.keys import Keys
+from tests.unit.health.factories import attempt, outcome_event
+
+KEYS = Keys("ns")
+
+
+def test_a_fault_followed_by_another_attempt_is_a_fallback_away() -> None:
+    assert attempt_fields(attempt("p", "server_error"), 0, 2) == [
+        "requests",
+        "failures",
+        "faults",
+        "fallbacks_away",
+    ]
+    assert attempt_fields(attempt("p", "timeout"), 1, 2) == ["requests", "failures", "faults"]
+
+
+def test_quota_and_client_errors_are_failures_but_not_faults() -> None:
+    for outcome in ("usage_limit", "client_error", "auth_error", "cancelled"):
+        assert attempt_fields(attempt("p", outcome), 0, 2) == ["requests", "failures"]
+
+
+def test_an_attempt_after_a_failed_one_counts_as_a_fallback_to_its_provider() -> None:
+    assert attempt_fields(attempt("p", fallback=True), 1, 2) == [
+        "requests",
+        "successes",
+        "fallbacks",
+    ]
+
+
+def test_latency_buckets_cover_ttfb_only_when_a_first_byte_arrived() -> None:
+    assert latency_fields(attempt("p", ttfb_ms=120, duration_ms=900)) == ["dur:4", "ttfb:2"]
+    assert latency_fields(attempt("p", "timeout", duration_ms=70_000)) == ["dur:12"]
+
+
+def plan_at(now: float) -> BatchPlan:
+    return BatchPlan(KEYS, now, ScoreConfig(), seen_ttl_s=60, log_maxlen=10)
+
+
+def decoded(plan: BatchPlan) -> tuple[list[str], dict[str, object], list[bytes]]:
+    keys, args = plan.script_args()
+    return keys, orjson.loads(args[0]), args[1:]
+
+
+def test_events_of_the_same_shape_share_one_delta_list() -> None:
+    plan = plan_at(1_800_000_030.0)
+    for _ in range(3):
+        plan.add(outcome_event(1_800_000_001.0, attempt("p1")), b"{}")
+    plan.add(outcome_event(1_800_000_001.0, attempt("p2")), b"{}")
+    _, script_plan, bodies = decoded(plan)
+    events = script_plan["events"]
+    assert isinstance(events, list)
+    assert [e[1] for e in events] == [1, 1, 1, 2]
+    assert len({e[0] for e in events}) == 4  # one dedupe key each
+    assert bodies == [b"{}"] * 4
+
+
+def test_buckets_past_their_retention_are_not_written() -> None:
+    minute = 1_800_000_000
+    plan = plan_at(minute + 3 * 3600)
+    plan.add(outcome_event(minute + 1.0, attempt("p1")), b"{}")
+    keys, script_plan, _ = decoded(plan)
+    assert KEYS.health_minute(ALL_POOLS, "p1", minute) not in keys
+    hour = minute // 3600 * 3600
+    assert KEYS.health_hour(ALL_POOLS, "p1", hour) in keys
+    expire = script_plan["expire"]
+    assert isinstance(expire, list)
+    ttl_of = dict(zip(expire[::2], expire[1::2], strict=True))
+    hour_index = keys.index(KEYS.health_hour(ALL_POOLS, "p1", hour)) + 1
+    assert ttl_of[hour_index] == hour + 26 * 3600 - (minute + 3 * 3600)
+
+
+def test_rescoring_reads_the_window_of_minute_buckets_across_pools() -> None:
+    plan = BatchPlan(KEYS, 1_800_000_030.0, ScoreConfig(window_minutes=3), 60, 0)
+    plan.rescore("p1")
+    keys, script_plan, _ = decoded(plan)
+    rescore = script_plan["rescore"]
+    assert isinstance(rescore, list)
+    (provider, health, totals, minutes) = rescore[0]
+    assert (provider, keys[health - 1], keys[totals - 1]) == (
+        "p1",
+        KEYS.health("p1"),
+        KEYS.health_totals(ALL_POOLS, "p1"),
+    )
+    assert [keys[m - 1] for m in minutes] == [
+        KEYS.health_minute(ALL_POOLS, "p1", 1_800_000_000 - 60 * i) for i in range(3)
+    ]
+    assert script_plan["log"] == 0
