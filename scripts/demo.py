@@ -213,6 +213,10 @@ def _traffic(stack: Stack, stop: threading.Event, rate_per_s: float) -> None:
             stop.wait(random.expovariate(rate_per_s))
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> int:
     """Run the demo; the exit code is 0 after Ctrl-C, 1 when the stack could not start."""
     parser = argparse.ArgumentParser(prog="make demo", description=__doc__.splitlines()[0])
@@ -223,6 +227,10 @@ def main() -> int:
     parser.add_argument("--port-offset", type=int, default=0, help="add N to every port")
     parser.add_argument("--exit", action="store_true", help="stop once the stack is checked")
     args = parser.parse_args()
+    # Ctrl-C and SIGTERM both end in the clean stop below, even when the shell that started us
+    # ignores SIGINT (a background job does).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
     ports = {name: port + args.port_offset for name, port in PORTS.items()}
     redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")  # noqa: TID251
     amqp_url = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")  # noqa: TID251

@@ -103,13 +103,15 @@ def _quota(raw: Any, provider: str, now: datetime) -> list[QuotaView]:
         span = f" ({formatting.span(minutes * 60)})" if isinstance(minutes, int) else ""
         resets = formatting.until(data.get("resets_at", data.get("reset_at")), now)
         label = f"{title} window{span}"
+        # Small amounts keep a decimal: a fresh account at 0.4 % is not at 0 %.
+        used_text = f"{used:.1f} % used" if used < 10 else f"{used:.0f} % used"
         views.append(
             QuotaView(
                 window=window,
                 label=label,
-                used_text=f"{used:.0f} % used",
+                used_text=used_text,
                 resets_text=resets,
-                bar=quota_bar_svg(used, f"{provider}: {label} {used:.0f} % used, {resets}"),
+                bar=quota_bar_svg(used, f"{provider}: {label} {used_text}, {resets}"),
             )
         )
     return views
