@@ -1,6 +1,12 @@
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import pytest
+from aio_pika.abc import AbstractChannel
+
+from codexpool_shared.messaging import close_quietly, connect, declare_topology, delete_topology
+from codexpool_shared.testing.infra import InfraUrls
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -8,3 +14,20 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "tests/integration/" in str(item.path).replace("\\", "/"):
             item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture
+async def amqp_channel(
+    infra: InfraUrls, namespace: str, request: pytest.FixtureRequest
+) -> AsyncIterator[AbstractChannel]:
+    """A channel on the real broker (its connection named after the test), with the namespace's
+    topology declared; the topology is deleted afterwards, on a fresh channel in case the test
+    broke this one.
+    """
+    connection = await connect(infra.amqp_url, name=request.node.nodeid)
+    channel = await connection.channel()
+    await declare_topology(channel, namespace)
+    yield channel
+    cleanup = await connection.channel()
+    await delete_topology(cleanup, namespace)
+    await close_quietly(connection)

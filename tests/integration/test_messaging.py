@@ -1,0 +1,173 @@
+"""EventPublisher -> RabbitMQ -> EventConsumer on the real broker, healthy and under faults."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from urllib.parse import urlsplit
+
+import pytest
+
+from codexpool_shared.events import Event
+from codexpool_shared.messaging import EventConsumer, EventPublisher, MessageInfo, Topology
+from codexpool_shared.testing.faultproxy import FaultProxy
+from codexpool_shared.testing.infra import InfraUrls
+from codexpool_shared.testing.messaging import sample_outcome
+
+pytestmark = pytest.mark.timeout(60)
+
+
+async def eventually(check: Callable[[], bool], *, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+class Received:
+    """What a consumer handler saw, by event id."""
+
+    def __init__(self) -> None:
+        self.ids: Counter[str] = Counter()
+
+    async def handler(self, event: Event, info: MessageInfo) -> None:
+        self.ids[str(event.event_id)] += 1
+
+    @property
+    def duplicates(self) -> int:
+        return sum(n - 1 for n in self.ids.values())
+
+
+@pytest.fixture
+async def received(
+    infra: InfraUrls, namespace: str, amqp_channel: object, request: pytest.FixtureRequest
+) -> AsyncIterator[Received]:
+    """A consumer of the namespace's health queue, connected straight to the broker."""
+    seen = Received()
+    consumer = EventConsumer(
+        infra.amqp_url,
+        Topology(namespace).health_queue,
+        seen.handler,
+        name=f"{request.node.nodeid} consumer",
+    )
+    await consumer.start()
+    yield seen
+    await consumer.stop(timeout_s=5)
+
+
+@pytest.fixture
+async def proxy(infra: InfraUrls) -> AsyncIterator[FaultProxy]:
+    """A fault proxy in front of RabbitMQ."""
+    target = urlsplit(infra.amqp_url)
+    async with FaultProxy(target.hostname or "127.0.0.1", target.port or 5672) as proxy:
+        yield proxy
+
+
+PublisherFactory = Callable[..., Awaitable[EventPublisher]]
+
+
+@pytest.fixture
+async def make_publisher(
+    namespace: str, request: pytest.FixtureRequest
+) -> AsyncIterator[PublisherFactory]:
+    """Started publishers on a URL, closed after the test."""
+    publishers: list[EventPublisher] = []
+
+    async def make(url: str, **options: object) -> EventPublisher:
+        publisher = EventPublisher(
+            url,
+            namespace,
+            name=f"{request.node.nodeid} publisher",
+            **options,  # type: ignore[arg-type]
+        )
+        await publisher.start()
+        publishers.append(publisher)
+        return publisher
+
+    yield make
+    for publisher in publishers:
+        await publisher.close(deadline_s=2)
+
+
+async def test_ten_thousand_events_arrive_exactly_once(
+    infra: InfraUrls,
+    received: Received,
+    make_publisher: PublisherFactory,
+    record_property: Callable[[str, object], None],
+) -> None:
+    publisher = await make_publisher(infra.amqp_url, buffer_size=20_000)
+    events = [sample_outcome() for _ in range(10_000)]
+    started = time.monotonic()
+    for event in events:
+        publisher.publish(event)
+    await eventually(lambda: publisher.stats.published == 10_000, timeout_s=40, what="confirms")
+    record_property("published_per_s", round(10_000 / (time.monotonic() - started)))
+    await eventually(lambda: len(received.ids) == 10_000, timeout_s=40, what="consumption")
+
+    assert set(received.ids) == {str(e.event_id) for e in events}
+    assert received.duplicates == 0
+    assert publisher.stats.dropped == {}
+
+
+async def test_blackholed_broker_buffers_then_delivers_everything(
+    infra: InfraUrls, proxy: FaultProxy, received: Received, make_publisher: PublisherFactory
+) -> None:
+    buffer_size, overflow = 500, 37
+    publisher = await make_publisher(
+        proxy.url_for(infra.amqp_url),
+        buffer_size=buffer_size,
+        batch_size=100,
+        publish_timeout_s=1.0,
+        connect_timeout_s=1.0,
+        backoff_s=(0.05, 0.5),
+    )
+    warm_up = sample_outcome()
+    publisher.publish(warm_up)  # connected through the proxy before the fault
+    await eventually(lambda: publisher.stats.published == 1, timeout_s=10, what="warm-up")
+
+    proxy.blackhole()
+    events = [sample_outcome() for _ in range(buffer_size + overflow)]
+    durations = []
+    for event in events:
+        started = time.perf_counter()
+        publisher.publish(event)
+        durations.append(time.perf_counter() - started)
+    durations.sort()
+    assert durations[int(len(durations) * 0.99)] < 0.005
+    assert publisher.buffered == buffer_size
+    assert publisher.stats.dropped == {"buffer_full": overflow}  # the newest were dropped
+    await eventually(lambda: publisher.stats.failures > 0, timeout_s=10, what="a timed-out try")
+    assert publisher.stats.published == 1
+
+    proxy.pass_through()
+    expected = {str(e.event_id) for e in [warm_up, *events[:buffer_size]]}
+    await eventually(lambda: len(received.ids) == len(expected), timeout_s=30, what="delivery")
+    assert set(received.ids) == expected
+    assert received.duplicates == 0
+    assert publisher.stats.published == len(expected)
+    assert publisher.buffered == 0
+    assert publisher.stats.dropped == {"buffer_full": overflow}
+
+
+async def test_close_deadline_counts_unsent_events_as_shutdown(
+    infra: InfraUrls, proxy: FaultProxy, amqp_channel: object, make_publisher: PublisherFactory
+) -> None:
+    publisher = await make_publisher(
+        proxy.url_for(infra.amqp_url), publish_timeout_s=5.0, connect_timeout_s=5.0
+    )
+    publisher.publish(sample_outcome())
+    await eventually(lambda: publisher.stats.published == 1, timeout_s=10, what="warm-up")
+    proxy.blackhole()
+    for _ in range(100):
+        publisher.publish(sample_outcome())
+    await asyncio.sleep(0.1)  # not for correctness: lets the batch go in flight first
+
+    started = time.monotonic()
+    await publisher.close(deadline_s=0.5)
+    elapsed = time.monotonic() - started
+    assert 0.45 <= elapsed < 0.5 + 1.0
+    assert publisher.stats.dropped == {"shutdown": 100}
+    assert publisher.stats.published == 1
