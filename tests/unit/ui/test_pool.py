@@ -123,7 +123,7 @@ def test_refresh_live_state_shows_quota(client: TestClient, fake: FakeAdmin) -> 
     assert fake.refreshed == 1
     page = client.get(response.headers["location"]).text
     assert f'data-testid="quota-used-{ONE}-primary">42 % used<' in page
-    assert f'data-testid="quota-used-{ONE}-secondary">7 % used<' in page
+    assert f'data-testid="quota-used-{ONE}-secondary">7.0 % used<' in page
     assert "Primary window (5 h)" in page and "resets in" in page
 
 
