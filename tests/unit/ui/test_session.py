@@ -70,3 +70,12 @@ def test_pages_carry_security_headers_and_static_assets_are_served(client: TestC
     assert page.headers["cache-control"] == "no-store"
     assert client.get("/static/live.js").status_code == 200
     assert client.get("/static/app.css").status_code == 200
+
+
+def test_unknown_pages_and_methods_get_the_error_page(client: TestClient) -> None:
+    missing = client.get("/nowhere")
+    assert missing.status_code == 404
+    assert 'data-testid="error-page"' in missing.text and "Not found" in missing.text
+    wrong = client.put("/login")
+    assert wrong.status_code == 405
+    assert "Request refused" in wrong.text

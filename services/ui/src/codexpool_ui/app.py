@@ -113,7 +113,8 @@ def create_app(settings: Settings, transport: httpx.AsyncBaseTransport | None = 
 
     async def on_http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
-        return error_page(request, exc.status_code, "Not found", str(exc.detail))
+        title = "Not found" if exc.status_code == 404 else "Request refused"
+        return error_page(request, exc.status_code, title, str(exc.detail))
 
     async def on_unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error on %s", request.url.path)
