@@ -123,3 +123,12 @@ def test_activity_shows_members_and_oauth_details_only_to_admins(api: TestClient
     viewer = api.get(f"{POOL}/activity", headers=viewer_headers(api)).json()
     assert all(r["oauth"] is None for r in viewer["providers"])
     assert "example.com" not in str(viewer)
+
+
+def test_viewers_see_agents_without_key_details(api: TestClient) -> None:
+    created = create_agent(api)
+    assert created["keys"][0]["prefix"] == created["api_key"][:8]
+    viewer = viewer_headers(api)
+    one = api.get("/api/agents/my-agent", headers=viewer).json()
+    assert one["keys"] is None and "api_key" not in one
+    assert api.get("/api/agents", headers=viewer).json()["data"][0]["keys"] is None

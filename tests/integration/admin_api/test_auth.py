@@ -93,3 +93,11 @@ def test_me_names_the_caller_and_role(api: TestClient) -> None:
     viewer = _create(api, "viewer", name="wallboard")
     me = api.get("/api/me", headers={"Authorization": f"Bearer {viewer['token']}"}).json()
     assert me == {"id": viewer["id"], "name": "wallboard", "role": "viewer"}
+
+
+def test_answers_are_never_cached(api: TestClient) -> None:
+    created = api.post("/api/tokens", json={"name": "ci", "role": "viewer"})
+    assert created.headers["cache-control"] == "no-store"
+    assert api.get("/api/tokens", headers={"Authorization": ""}).headers["cache-control"] == (
+        "no-store"
+    )

@@ -11,7 +11,9 @@ from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from starlette.datastructures import MutableHeaders
 from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from codexpool_admin_api.api.errors import api_error
 from codexpool_admin_api.api.routes import (
@@ -38,6 +40,22 @@ from codexpool_shared.redis import create_redis
 from codexpool_shared.store.errors import StoreError
 
 log = logging.getLogger("codexpool_admin_api")
+
+
+class _NoStore:
+    """``Cache-Control: no-store`` on every answer: some carry a key shown once, none may be
+    kept by a proxy or browser cache."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_no_store(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                MutableHeaders(scope=message)["Cache-Control"] = "no-store"
+            await send(message)
+
+        await self._app(scope, receive, send_no_store if scope["type"] == "http" else send)
 
 
 def _operation_id(route: APIRoute) -> str:
@@ -111,6 +129,7 @@ def create_app(
         generate_unique_id_function=_operation_id,
     )
     install_error_handlers(app)
+    app.add_middleware(_NoStore)
     telemetry.instrument_app(app)
 
     async def on_redis_error(_: Request, exc: Exception) -> JSONResponse:

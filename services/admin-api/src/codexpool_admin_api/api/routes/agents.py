@@ -51,7 +51,8 @@ class AgentOut(BaseModel):
     id: str
     name: str
     created_at: datetime | None
-    keys: list[AgentKeyOut]
+    keys: list[AgentKeyOut] | None
+    """Router key ids and prefixes; ``null`` for viewers, who see no key details."""
     pool_version: int | None
     """Version of the agent's pool; ``null`` while it has none."""
 
@@ -76,7 +77,9 @@ def _key_out(key: AgentKey) -> AgentKeyOut:
     return AgentKeyOut(key_id=key.key_id, prefix=key.prefix, created_at=epoch(key.created_at))
 
 
-async def _agent_out(redis: RedisDep, keys: KeysDep, agent: Agent) -> AgentOut:
+async def _agent_out(
+    redis: RedisDep, keys: KeysDep, agent: Agent, *, admin: bool = True
+) -> AgentOut:
     try:
         version: int | None = (await get_pool(redis, keys, agent.id)).version
     except NotFound:
@@ -85,16 +88,19 @@ async def _agent_out(redis: RedisDep, keys: KeysDep, agent: Agent) -> AgentOut:
         id=agent.id,
         name=agent.name,
         created_at=epoch(agent.created_at),
-        keys=[_key_out(k) for k in await list_agent_keys(redis, keys, agent.id)],
+        keys=[_key_out(k) for k in await list_agent_keys(redis, keys, agent.id)] if admin else None,
         pool_version=version,
     )
 
 
 @router.get("")
-async def list_all_agents(_: ViewerDep, redis: RedisDep, keys: KeysDep) -> AgentList:
+async def list_all_agents(principal: ViewerDep, redis: RedisDep, keys: KeysDep) -> AgentList:
     """Every agent."""
     return AgentList(
-        data=[await _agent_out(redis, keys, a) for a in await list_agents(redis, keys)]
+        data=[
+            await _agent_out(redis, keys, a, admin=principal.role == "admin")
+            for a in await list_agents(redis, keys)
+        ]
     )
 
 
@@ -110,9 +116,12 @@ async def create_new_agent(
 
 
 @router.get("/{agent_id}")
-async def get_one_agent(agent_id: str, _: ViewerDep, redis: RedisDep, keys: KeysDep) -> AgentOut:
+async def get_one_agent(
+    agent_id: str, principal: ViewerDep, redis: RedisDep, keys: KeysDep
+) -> AgentOut:
     """One agent with its key ids (never the keys)."""
-    return await _agent_out(redis, keys, await get_agent(redis, keys, agent_id))
+    agent = await get_agent(redis, keys, agent_id)
+    return await _agent_out(redis, keys, agent, admin=principal.role == "admin")
 
 
 @router.delete("/{agent_id}", status_code=status.HTTP_204_NO_CONTENT)
