@@ -95,7 +95,7 @@ async def test_sigkill_mid_batch_then_restart_counts_every_event_once(
     health_processes: Callable[..., HealthProcess],
 ) -> None:
     keys = Keys(namespace)
-    events = scripted_events(6000, seed=1)
+    events = scripted_events(3000, seed=1)
     expected_attempts = await apply_reference(redis, reference, events)
     await publish_all(publish, events)
 
@@ -130,7 +130,7 @@ async def test_two_competing_processes_count_every_event_once(
     health_processes: Callable[..., HealthProcess],
 ) -> None:
     keys = Keys(namespace)
-    events = scripted_events(4000, seed=2)
+    events = scripted_events(2000, seed=2)
     expected_attempts = await apply_reference(redis, reference, events)
     processes = [health_processes(HEALTH_BATCH_SIZE="25"), health_processes()]
     await asyncio.gather(*(p.wait_ready() for p in processes))
