@@ -65,3 +65,6 @@ async def rescore_forever(store: HealthStore, report: ScoreReporter, interval_s:
             report(await store.rescore())
         except RedisError as exc:
             log.warning("rescoring failed, will retry: %r", exc)
+        except Exception:
+            # A background loop: an unexpected error must not end rescoring for good.
+            log.exception("rescoring failed, will retry")
