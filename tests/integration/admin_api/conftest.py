@@ -16,28 +16,14 @@ from fastapi.testclient import TestClient
 
 from codexpool_admin_api.app import create_app
 from codexpool_admin_api.config import Settings
-from codexpool_shared.events import BaseEvent
 from codexpool_shared.keys import Keys
 from codexpool_shared.testing.infra import InfraUrls
+from codexpool_shared.testing.messaging import InMemoryPublisher
 from codexpool_sim.app import SimApp
 from codexpool_sim.app import create_app as create_sim
 from codexpool_sim.config import SimConfig
 
 ADMIN_TOKEN = "integration-bootstrap-admin-token-" + base64.b32encode(os.urandom(10)).decode()
-
-
-class RecordingSink:
-    def __init__(self) -> None:
-        self.events: list[BaseEvent] = []
-
-    async def start(self) -> None:
-        pass
-
-    def publish(self, event: BaseEvent) -> None:
-        self.events.append(event)
-
-    async def close(self, deadline_s: float = 5.0) -> None:
-        pass
 
 
 @pytest.fixture
@@ -69,12 +55,15 @@ def sync_redis(infra: InfraUrls, namespace: str) -> Iterator[redis.Redis]:
 
 
 @pytest.fixture
-def sink() -> RecordingSink:
-    return RecordingSink()
+def sink(namespace: str) -> InMemoryPublisher:
+    """Stands in for RabbitMQ; the app's lifespan starts and closes it."""
+    return InMemoryPublisher(namespace)
 
 
 @pytest.fixture
-def api(settings: Settings, sink: RecordingSink, sync_redis: redis.Redis) -> Iterator[TestClient]:
+def api(
+    settings: Settings, sink: InMemoryPublisher, sync_redis: redis.Redis
+) -> Iterator[TestClient]:
     """The admin API on the real Redis, authenticated as the bootstrap admin."""
     app = create_app(settings, publisher=sink)
     with TestClient(app, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}) as client:
@@ -95,7 +84,7 @@ def sim_admin(sim: SimApp) -> Iterator[TestClient]:
 
 @pytest.fixture
 def sim_api(
-    infra: InfraUrls, namespace: str, sink: RecordingSink, sim: SimApp, sync_redis: redis.Redis
+    infra: InfraUrls, namespace: str, sink: InMemoryPublisher, sim: SimApp, sync_redis: redis.Redis
 ) -> Iterator[TestClient]:
     """The admin API whose upstream and OAuth issuer are the in-process codex-sim."""
     settings = Settings.model_validate(

@@ -6,7 +6,7 @@ from fastapi.testclient import TestClient
 from codexpool_shared.events import PoolChangedV1
 from codexpool_shared.keys import Keys
 from codexpool_shared.store.agents import key_digest
-from tests.integration.admin_api.conftest import RecordingSink
+from codexpool_shared.testing.messaging import InMemoryPublisher
 from tests.integration.admin_api.helpers import create_agent, error, register, viewer_headers
 
 POOL = "/api/agents/my-agent/codex-pool"
@@ -38,7 +38,9 @@ def test_agent_key_is_shown_once_and_rotation_revokes_the_old_one(
     assert error(api.get("/api/agents/my-agent"))["param"] == "agent_id"
 
 
-def test_pool_changes_bump_version_publish_and_audit(api: TestClient, sink: RecordingSink) -> None:
+def test_pool_changes_bump_version_publish_and_audit(
+    api: TestClient, sink: InMemoryPublisher
+) -> None:
     register(api, "acct-1")
     register(api, "acct-2")
     create_agent(api)
@@ -74,7 +76,7 @@ def test_pool_changes_bump_version_publish_and_audit(api: TestClient, sink: Reco
 
 
 def test_bad_pools_are_refused_naming_the_field_and_change_nothing(
-    api: TestClient, sink: RecordingSink
+    api: TestClient, sink: InMemoryPublisher
 ) -> None:
     register(api, "acct-1")
     create_agent(api)

@@ -12,7 +12,8 @@ from fastapi.testclient import TestClient
 
 from codexpool_admin_api.app import create_app
 from codexpool_admin_api.config import Settings
-from tests.integration.admin_api.conftest import ADMIN_TOKEN, RecordingSink
+from codexpool_shared.testing.messaging import InMemoryPublisher
+from tests.integration.admin_api.conftest import ADMIN_TOKEN
 from tests.integration.admin_api.helpers import viewer_headers
 
 ADMIN_ONLY_READS = {"/api/tokens", "/api/audit", "/api/export"}
@@ -22,7 +23,7 @@ ADMIN_ONLY_READS = {"/api/tokens", "/api/audit", "/api/export"}
 def app(settings: Settings) -> FastAPI:
     # Many deliberate failures in a row: lift the failed-authentication limit for this test.
     lenient = settings.model_copy(update={"auth_failures_per_window": 10_000})
-    return create_app(lenient, publisher=RecordingSink())
+    return create_app(lenient, publisher=InMemoryPublisher())
 
 
 @pytest.fixture

@@ -14,7 +14,8 @@ from codexpool_shared.events import PoolChangedV1
 from codexpool_shared.keys import Keys
 from codexpool_shared.store.agents import key_digest
 from codexpool_shared.testing.infra import unique_namespace
-from tests.integration.admin_api.conftest import ADMIN_TOKEN, RecordingSink
+from codexpool_shared.testing.messaging import InMemoryPublisher
+from tests.integration.admin_api.conftest import ADMIN_TOKEN
 from tests.integration.admin_api.helpers import create_agent, error, register
 from tests.integration.admin_api.tokens import auth_json
 
@@ -50,7 +51,7 @@ def other_api(settings: Settings, sync_redis: redis.Redis) -> Iterator[tuple[Tes
     namespace = unique_namespace()
     other = settings.model_copy(update={"namespace": namespace})
     headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-    with TestClient(create_app(other, publisher=RecordingSink()), headers=headers) as client:
+    with TestClient(create_app(other, publisher=InMemoryPublisher()), headers=headers) as client:
         yield client, Keys(namespace)
     for key in sync_redis.scan_iter(match=f"{namespace}:*"):
         sync_redis.delete(key)
@@ -80,7 +81,7 @@ def test_export_then_import_restores_everything(
 
 
 def test_import_replaces_and_publishes_pool_changes(
-    api: TestClient, sink: RecordingSink, sync_redis: redis.Redis, keys: Keys
+    api: TestClient, sink: InMemoryPublisher, sync_redis: redis.Redis, keys: Keys
 ) -> None:
     _seed(api)
     doc = api.get("/api/export").json()
@@ -89,7 +90,7 @@ def test_import_replaces_and_publishes_pool_changes(
         "/api/agents/extra-agent/codex-pool",
         json={"strategy": "round-robin", "providers": ["acct-2"]},
     )
-    sink.events.clear()
+    sink.published.clear()
     assert api.post("/api/import", json=doc).status_code == 200
     assert api.get("/api/agents/extra-agent").status_code == 404
     changes = sorted((e.agent_id, e.change) for e in sink.events if isinstance(e, PoolChangedV1))
@@ -122,7 +123,7 @@ def _malformed(doc: dict[str, Any]) -> list[tuple[dict[str, Any], str]]:
 
 
 def test_a_malformed_export_changes_nothing(
-    api: TestClient, sink: RecordingSink, sync_redis: redis.Redis, keys: Keys
+    api: TestClient, sink: InMemoryPublisher, sync_redis: redis.Redis, keys: Keys
 ) -> None:
     _seed(api)
     doc = api.get("/api/export").json()

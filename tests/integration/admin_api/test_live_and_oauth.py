@@ -5,8 +5,8 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from codexpool_shared.events import ProviderStatusChangedV1
+from codexpool_shared.testing.messaging import InMemoryPublisher
 from codexpool_sim.app import SimApp
-from tests.integration.admin_api.conftest import RecordingSink
 from tests.integration.admin_api.helpers import create_agent, error
 
 POOL = "/api/agents/my-agent/codex-pool"
@@ -71,7 +71,7 @@ def _start(api: TestClient, name: str) -> dict[str, Any]:
 
 
 def test_device_code_relink_stores_new_tokens_and_activates(
-    sim_api: TestClient, sim: SimApp, sim_admin: TestClient, sink: RecordingSink
+    sim_api: TestClient, sim: SimApp, sim_admin: TestClient, sink: InMemoryPublisher
 ) -> None:
     accounts = _register_sim_accounts(sim_api, sim)
     name = "chatgpt-oauth-account-1"

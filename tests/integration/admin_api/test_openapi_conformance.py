@@ -19,7 +19,8 @@ from schemathesis.checks import (
 
 from codexpool_admin_api.app import create_app
 from codexpool_admin_api.config import Settings
-from tests.integration.admin_api.conftest import ADMIN_TOKEN, RecordingSink, serve_in_thread
+from codexpool_shared.testing.messaging import InMemoryPublisher
+from tests.integration.admin_api.conftest import ADMIN_TOKEN, serve_in_thread
 
 # The document does not depend on the settings; any valid ones build it without connecting.
 _offline = Settings.model_validate({"CODEXPOOL_SECRET_KEY": base64.b64encode(bytes(32)).decode()})
@@ -35,7 +36,7 @@ def admin_url(settings: Settings, sync_redis: redis.Redis) -> Iterator[str]:
             "auth_base_url": "http://127.0.0.1:9",
         }
     )
-    with serve_in_thread(create_app(isolated, publisher=RecordingSink())) as url:
+    with serve_in_thread(create_app(isolated, publisher=InMemoryPublisher())) as url:
         yield url
 
 

@@ -7,7 +7,7 @@ from fastapi.testclient import TestClient
 
 from codexpool_shared.events import PoolChangedV1, ProviderStatusChangedV1
 from codexpool_shared.keys import Keys
-from tests.integration.admin_api.conftest import RecordingSink
+from codexpool_shared.testing.messaging import InMemoryPublisher
 from tests.integration.admin_api.helpers import create_agent, error, register, viewer_headers
 from tests.integration.admin_api.tokens import auth_json
 
@@ -85,7 +85,7 @@ def test_viewers_see_no_oauth_link_details(api: TestClient) -> None:
 
 
 def test_disable_publishes_status_change_and_blocks_pool_membership(
-    api: TestClient, sink: RecordingSink
+    api: TestClient, sink: InMemoryPublisher
 ) -> None:
     register(api, "acct-1")
     create_agent(api)
@@ -106,7 +106,7 @@ def test_disable_publishes_status_change_and_blocks_pool_membership(
 
 
 def test_delete_in_pool_needs_force_and_force_removes_it_everywhere(
-    api: TestClient, sink: RecordingSink
+    api: TestClient, sink: InMemoryPublisher
 ) -> None:
     register(api, "acct-1")
     register(api, "acct-2")
