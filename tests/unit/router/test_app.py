@@ -75,3 +75,14 @@ def test_bad_input_is_answered_in_openai_shape(
     assert response.headers["x-request-id"].startswith("req_")
     assert response.headers["x-codexpool-attempts"] == "0"
     assert publisher.events == []
+
+
+def test_unreachable_store_fails_fast_with_503(settings: Settings) -> None:
+    with TestClient(create_app(settings, publisher=FakePublisher())) as client:
+        response = client.post(
+            "/v1/responses", json={"model": "m"}, headers={"authorization": "Bearer cpk_x"}
+        )
+        metrics = client.get("/metrics").text
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "store_unavailable"
+    assert "codexpool_router_store_unavailable_total 1.0" in metrics

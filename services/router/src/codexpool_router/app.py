@@ -106,7 +106,8 @@ def create_app(settings: Settings, *, publisher: Publisher | None = None) -> Fas
     app.include_router(info_router(core))
     for path, route in (("/v1/responses", "v1"), ("/backend-api/codex/responses", "codex")):
         endpoint: Callable[..., Awaitable[None]] = ResponsesEndpoint(core, route)
-        app.router.routes.append(Route(path, endpoint, methods=["POST"]))
+        # First in the list: routing (and the tracing middleware's route lookup) stop here.
+        app.router.routes.insert(0, Route(path, endpoint, methods=["POST"]))
     app.add_middleware(RequestIdMiddleware)
     telemetry.configure("codexpool-router")
     telemetry.instrument_app(app)

@@ -148,7 +148,7 @@ class Ledger:
         final: FinalOutcome = self.final_outcome or "cancelled"
         self.core.metrics.requests.labels(self.route, final).inc()
         selection = self.selection
-        event = RequestOutcomeV1.model_construct(
+        event = RequestOutcomeV1(
             request_id=self.request_id,
             agent_id=selection.agent_id,
             strategy=selection.strategy,  # type: ignore[arg-type]
@@ -156,7 +156,7 @@ class Ledger:
             model=self.inbound.model,
             stream=self.inbound.stream,
             attempts=tuple(
-                Attempt.model_construct(
+                Attempt(
                     provider=r.provider,
                     outcome=r.outcome,
                     status_code=r.status_code,
