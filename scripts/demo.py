@@ -30,8 +30,7 @@ from urllib.parse import urlsplit
 import httpx
 from redis import Redis
 
-ROOT = Path(__file__).resolve().parent.parent
-STATE = ROOT / ".demo"
+STATE = Path(".demo")
 NAMESPACE = "codexpool-demo"
 AGENT = "demo-agent"
 MODEL = "gpt-5-codex"
@@ -98,10 +97,10 @@ def _check_infra(redis_url: str, amqp_url: str) -> None:
             raise DemoError(f"{label} does not answer at {url}: run `make services`") from None
 
 
-def _clear_namespace(redis_url: str) -> None:
+def _clear_namespace(redis_url: str, namespace: str) -> None:
     """A fresh start: the previous run's data was encrypted with a key that no longer exists."""
     with Redis.from_url(redis_url, socket_timeout=5) as redis:
-        keys = list(redis.scan_iter(match=f"{NAMESPACE}:*", count=1000))
+        keys = list(redis.scan_iter(match=f"{namespace}:*", count=1000))
         for start in range(0, len(keys), 500):
             redis.delete(*keys[start : start + 500])
 
@@ -123,16 +122,16 @@ def _wait_ready(name: str, url: str, process: subprocess.Popen[bytes], log: Path
 
 @contextmanager
 def _service(
-    name: str, port: int, env: dict[str, str], args: list[str] | None = None
+    name: str, port: int, env: dict[str, str], logs: Path, args: list[str] | None = None
 ) -> Iterator[str]:
-    log = STATE / "logs" / f"{name}.log"
+    log = logs / f"{name}.log"
     command = [sys.executable, "-m", MODULES[name], "--host", "127.0.0.1", "--port", str(port)]
     with log.open("wb") as out:
         process = subprocess.Popen([*command, *(args or [])], env=env, stdout=out, stderr=out)
         url = f"http://127.0.0.1:{port}"
         try:
             _wait_ready(name, url, process, log)
-            _say(f"  {name:<10} {url}  (log: {log.relative_to(ROOT)})")
+            _say(f"  {name:<10} {url}  (log: {log})")
             yield url
         finally:
             if process.poll() is None:
@@ -226,6 +225,10 @@ def main() -> int:
     )
     parser.add_argument("--port-offset", type=int, default=0, help="add N to every port")
     parser.add_argument("--exit", action="store_true", help="stop once the stack is checked")
+    parser.add_argument(
+        "--namespace", default=NAMESPACE, help="Redis and RabbitMQ namespace (wiped at start)"
+    )
+    parser.add_argument("--state-dir", type=Path, default=STATE, help="logs and auth.json files")
     args = parser.parse_args()
     # Ctrl-C and SIGTERM both end in the clean stop below, even when the shell that started us
     # ignores SIGINT (a background job does).
@@ -237,7 +240,7 @@ def main() -> int:
     try:
         _check_ports(ports)
         _check_infra(redis_url, amqp_url)
-        _clear_namespace(redis_url)
+        _clear_namespace(redis_url, args.namespace)
         return _run(args, ports, redis_url, amqp_url)
     except DemoError as exc:
         _say(f"make demo: {exc}")
@@ -247,15 +250,16 @@ def main() -> int:
 
 
 def _run(args: argparse.Namespace, ports: dict[str, int], redis_url: str, amqp_url: str) -> int:
-    (STATE / "logs").mkdir(parents=True, exist_ok=True)
-    auth_dir = STATE / "auth"
+    logs = args.state_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    auth_dir = args.state_dir / "auth"
     urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
     stack = Stack(urls=urls, admin_token="cpa_" + secrets.token_urlsafe(32))
     env = {
         **os.environ,  # noqa: TID251 - the services inherit PATH, OTEL_* and the like
         "REDIS_URL": redis_url,
         "AMQP_URL": amqp_url,
-        "CODEXPOOL_NAMESPACE": NAMESPACE,
+        "CODEXPOOL_NAMESPACE": args.namespace,
         "CODEXPOOL_SECRET_KEY": base64.b64encode(os.urandom(32)).decode(),
         "CODEXPOOL_ADMIN_TOKEN": stack.admin_token,
         "CODEXPOOL_UPSTREAM_BASE_URL": urls["codex-sim"] + "/backend-api",
@@ -267,9 +271,11 @@ def _run(args: argparse.Namespace, ports: dict[str, int], redis_url: str, amqp_u
     sim_args += ["--secondary-cost", "0.002", "--ttfb-ms", "120", "--event-delay-ms", "15"]
     _say("Starting Codex Pool (Ctrl-C stops everything):")
     with ExitStack() as stack_of_processes:
-        stack_of_processes.enter_context(_service("codex-sim", ports["codex-sim"], env, sim_args))
+        stack_of_processes.enter_context(
+            _service("codex-sim", ports["codex-sim"], env, logs, sim_args)
+        )
         for name in ("router", "health", "admin-api", "ui"):
-            stack_of_processes.enter_context(_service(name, ports[name], env))
+            stack_of_processes.enter_context(_service(name, ports[name], env, logs))
         _configure(stack, auth_dir)
         answer = _check_example(stack)
         _print_summary(stack, answer)
