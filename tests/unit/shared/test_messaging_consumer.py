@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import itertools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,24 +26,38 @@ from codexpool_shared.testing.messaging import sample_outcome
 pytestmark = pytest.mark.timeout(20)
 
 
+CHANNEL = object()
+_tags = itertools.count(1)
+
+
 @dataclass
 class FakeMessage:
+    """The parts of an aio-pika delivery that EventConsumer uses."""
+
     body: bytes
     headers: dict[str, Any] = field(default_factory=dict)
     message_id: str | None = "m-1"
     exchange: str = "unit.events"
     routing_key: str = "request.outcome.v1"
     redelivered: bool = False
+    channel: object = CHANNEL
+    delivery_tag: int = field(default_factory=lambda: next(_tags))
     settled: list[str] = field(default_factory=list)
 
-    async def ack(self) -> None:
-        self.settled.append("ack")
+    async def ack(self, multiple: bool = False) -> None:
+        self.settled.append("ack multiple" if multiple else "ack")
 
     async def nack(self, requeue: bool = True) -> None:
         self.settled.append(f"nack requeue={requeue}")
 
     async def reject(self, requeue: bool = False) -> None:
         self.settled.append(f"reject requeue={requeue}")
+
+
+async def eventually(check: Callable[[], bool]) -> None:
+    async with asyncio.timeout(5):
+        while not check():
+            await asyncio.sleep(0.002)
 
 
 def _consumer(**kw: Any) -> EventConsumer:
@@ -63,7 +78,7 @@ async def test_handled_event_is_acked_and_counted() -> None:
     message = FakeMessage(encode(event), headers={"x-delivery-count": 2}, redelivered=True)
     await consumer._on_message(message)  # type: ignore[arg-type]
 
-    assert message.settled == ["ack"]
+    await eventually(lambda: message.settled == ["ack multiple"])
     assert seen == [
         (event, MessageInfo("m-1", "unit.events", "request.outcome.v1", True, delivery_count=2))
     ]
@@ -111,7 +126,10 @@ async def test_batches_fill_up_or_time_out() -> None:
     assert [d.info.message_id for batch in batches for d in batch] == [
         m.message_id for m in messages
     ]
-    assert all(m.settled == ["ack"] for m in messages)
+    # One coalesced ack frame per batch, on its last delivery.
+    await eventually(
+        lambda: [m.settled for m in messages] == [[], [], ["ack multiple"], ["ack multiple"]]
+    )
 
 
 async def test_failed_batch_is_requeued_whole() -> None:

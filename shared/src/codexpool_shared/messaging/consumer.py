@@ -3,7 +3,8 @@
 Per delivery: a body that does not decode is rejected without requeue (dead-lettered at once,
 never a requeue loop); a handler that raises is nacked with requeue after a short delay that
 grows with the delivery count, so a transient outage (Redis down) neither spins nor burns the
-delivery limit in milliseconds; otherwise the message is acked after the handler returns.
+delivery limit in milliseconds; otherwise the message is acked after the handler returns, in
+coalesced ``multiple=True`` frames (acks.py).
 
 The connection is robust (``connect_robust``): a consumer only receives, so the publish hang of
 aio-pika#636 does not apply, and aio-pika restores the channel, QoS and consumer after a
@@ -26,6 +27,7 @@ from prometheus_client import CollectorRegistry
 
 from codexpool_shared.events import Event
 from codexpool_shared.messaging import codec
+from codexpool_shared.messaging.acks import AckWindow
 from codexpool_shared.messaging.connection import close_quietly, connect
 from codexpool_shared.messaging.metrics import ConsumeResult, ConsumerMetrics
 from codexpool_shared.messaging.propagation import batch_consumer_span, consumer_span
@@ -142,6 +144,7 @@ class EventConsumer:
         self._batch: list[tuple[AbstractIncomingMessage, Delivery]] = []
         self._flush_timer: asyncio.TimerHandle | None = None
         self._running: tuple[AbstractConnection, AbstractQueue, str] | None = None
+        self._acks = AckWindow(max_pending=max(1, prefetch // 2))
         self.stats = ConsumerStats()
         """Counters readable by tests."""
 
@@ -193,6 +196,7 @@ class EventConsumer:
         self._flush()
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=timeout_s)
+        await self._acks.drain()
         await close_quietly(connection)
         self._state = ConsumerState.STOPPED
 
@@ -216,6 +220,7 @@ class EventConsumer:
         self._metrics.consumed[result].inc(n)
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        self._acks.track(message)
         self._track()
         try:
             event = codec.decode(message.body)
@@ -223,6 +228,7 @@ class EventConsumer:
             # The reason only: bodies are never logged.
             log.warning("dead-lettering message %s: %s", message.message_id, exc)
             await self._settle(message.reject(requeue=False))
+            self._acks.settled(message)
             self._count("malformed")
             return
         delivery = Delivery(event, _info(message))
@@ -247,7 +253,7 @@ class EventConsumer:
             except Exception:
                 await self._requeue([message], delivery.info.delivery_count)
                 return
-            await self._settle(message.ack())
+        self._acks.ack(message)
         self._count("applied")
 
     def _flush(self) -> None:
@@ -269,8 +275,8 @@ class EventConsumer:
             except Exception:
                 await self._requeue(messages, max(d.info.delivery_count for _, d in batch))
                 return
-            for message in messages:
-                await self._settle(message.ack())
+        for message in messages:
+            self._acks.ack(message)
         self._count("applied", len(batch))
 
     async def _requeue(self, messages: list[AbstractIncomingMessage], delivery_count: int) -> None:
@@ -284,6 +290,7 @@ class EventConsumer:
         await asyncio.sleep(min(largest, first * 2 ** min(delivery_count, 30)))
         for message in messages:
             await self._settle(message.nack(requeue=True))
+            self._acks.settled(message)
         self._count("failed", len(messages))
 
     @staticmethod
