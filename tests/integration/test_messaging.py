@@ -12,7 +12,7 @@ import aio_pika
 import pytest
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
-from codexpool_shared.events import Event
+from codexpool_shared.events import Event, PoolChangedV1
 from codexpool_shared.messaging import (
     DELIVERY_LIMIT,
     OUTCOME_ROUTING_KEY,
@@ -268,3 +268,20 @@ async def test_a_handler_that_always_fails_is_bounded_by_the_delivery_limit(
     assert DELIVERY_LIMIT <= tries <= DELIVERY_LIMIT + 1
     assert attempts[str(healthy.event_id)] == 1
     assert consumer.stats.results == {"applied": 1, "failed": tries}
+
+
+async def test_unroutable_events_are_counted_not_retried(
+    infra: InfraUrls, amqp_channel: AbstractChannel, make_publisher: PublisherFactory
+) -> None:
+    # No queue is bound to pool.changed.v1 in the declared topology: RabbitMQ returns it.
+    publisher = await make_publisher(infra.amqp_url)
+    publisher.publish(
+        PoolChangedV1(
+            agent_id="a", change="updated", version=2, strategy=None, providers=(), actor="t"
+        )
+    )
+    publisher.publish(sample_outcome())
+    await eventually(lambda: publisher.buffered == 0, timeout_s=10, what="settlement")
+    assert publisher.stats.dropped == {"unroutable": 1}
+    assert publisher.stats.published == 1
+    assert publisher.stats.failures == 0
