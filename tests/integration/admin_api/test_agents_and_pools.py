@@ -134,3 +134,16 @@ def test_viewers_see_agents_without_key_details(api: TestClient) -> None:
     one = api.get("/api/agents/my-agent", headers=viewer).json()
     assert one["keys"] is None and "api_key" not in one
     assert api.get("/api/agents", headers=viewer).json()["data"][0]["keys"] is None
+
+
+def test_deleting_an_agent_deletes_its_pool_and_says_so(
+    api: TestClient, sink: InMemoryPublisher
+) -> None:
+    register(api, "acct-1")
+    create_agent(api)
+    api.put(POOL, json={"strategy": "quota-aware", "providers": ["acct-1"]})
+    assert api.delete("/api/agents/my-agent").status_code == 204
+    event = sink.events[-1]
+    assert isinstance(event, PoolChangedV1)
+    assert (event.change, event.strategy, event.providers) == ("deleted", None, ())
+    assert api.get(POOL).status_code == 404

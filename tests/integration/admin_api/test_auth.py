@@ -67,6 +67,9 @@ def test_failed_authentication_is_rate_limited_per_client(api: TestClient) -> No
     assert 1 <= int(limited.headers["retry-after"]) <= 60
     # Past the limit even the right token waits: guessing cannot continue at full speed.
     assert api.get("/api/tokens").status_code == 429
+    metrics = api.get("/metrics").text
+    assert 'codexpool_admin_auth_failures_total{reason="invalid_token"} 5.0' in metrics
+    assert 'codexpool_admin_auth_failures_total{reason="rate_limited"} 2.0' in metrics
 
 
 def test_changes_are_audited_without_secrets(api: TestClient) -> None:
@@ -82,6 +85,7 @@ def test_changes_are_audited_without_secrets(api: TestClient) -> None:
     assert len(page["data"]) == 1
     older = api.get("/api/audit", params={"limit": 1, "before": page["next_before"]}).json()
     assert older["data"][0]["action"] == "token.create"
+    assert 'codexpool_admin_changes_total{action="token.create"} 1.0' in api.get("/metrics").text
 
 
 def test_me_names_the_caller_and_role(api: TestClient) -> None:

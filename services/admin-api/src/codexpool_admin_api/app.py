@@ -30,6 +30,7 @@ from codexpool_admin_api.audit import Auditor
 from codexpool_admin_api.auth import Authenticator, TokenStore
 from codexpool_admin_api.config import Settings
 from codexpool_admin_api.deps import State
+from codexpool_admin_api.metrics import Metrics
 from codexpool_shared import telemetry
 from codexpool_shared.crypto import Keyring
 from codexpool_shared.errors import ApiError, install_error_handlers
@@ -77,6 +78,7 @@ def create_app(
     """
     telemetry.configure("codexpool-admin-api")
     registry = CollectorRegistry()
+    metrics = Metrics(registry)
     # Refuse to start without a usable key rather than fail on the first provider write.
     keyring = Keyring.from_settings(settings)
     bootstrap = settings.admin_token.get_secret_value() if settings.admin_token else None
@@ -117,8 +119,12 @@ def create_app(
                     bootstrap,
                     max_failures=settings.auth_failures_per_window,
                     window_s=settings.auth_failure_window_s,
+                    metrics=metrics,
                 ),
-                auditor=Auditor(redis, keys, max_entries=settings.audit_max_entries),
+                auditor=Auditor(
+                    redis, keys, max_entries=settings.audit_max_entries, metrics=metrics
+                ),
+                metrics=metrics,
                 publisher=events,
             )
 

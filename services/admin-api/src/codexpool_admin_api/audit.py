@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from redis.asyncio import Redis
 
 from codexpool_admin_api.auth import Principal, text
+from codexpool_admin_api.metrics import Metrics
 from codexpool_shared.keys import Keys
 
 _SECRET_KEY = re.compile(r"token|secret|password|api_key|authorization|cookie", re.IGNORECASE)
@@ -45,8 +46,9 @@ class AuditEntry(BaseModel):
 
 
 class Auditor:
-    def __init__(self, redis: Redis, keys: Keys, *, max_entries: int) -> None:
+    def __init__(self, redis: Redis, keys: Keys, *, max_entries: int, metrics: Metrics) -> None:
         self._redis = redis
+        self._metrics = metrics
         self._keys = keys
         self._max_entries = max_entries
 
@@ -75,6 +77,7 @@ class Auditor:
             maxlen=self._max_entries,
             approximate=True,
         )
+        self._metrics.changes.labels(action).inc()
 
     async def read(self, *, limit: int, before: str | None) -> list[AuditEntry]:
         """The newest ``limit`` entries, newest first, older than entry id ``before`` if given."""

@@ -17,6 +17,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 from redis.asyncio import Redis
 
+from codexpool_admin_api.metrics import Metrics
 from codexpool_shared.errors import ApiError
 from codexpool_shared.keys import Keys
 
@@ -122,6 +123,7 @@ class Authenticator:
         *,
         max_failures: int,
         window_s: int,
+        metrics: Metrics,
     ) -> None:
         self._redis = redis
         self._keys = keys
@@ -129,11 +131,13 @@ class Authenticator:
         self._bootstrap_sha = None if not bootstrap else token_sha256(bootstrap).encode()
         self._max_failures = max_failures
         self._window_s = window_s
+        self._metrics = metrics
 
     async def authenticate(self, token: str | None, client: str) -> Principal:
         counter = self._keys.auth_failures(client)
         failures = await self._redis.get(counter)
         if failures is not None and int(failures) >= self._max_failures:
+            self._metrics.auth_failures.labels("rate_limited").inc()
             retry_after = max(1, await self._redis.ttl(counter))
             raise ApiError(
                 429,
@@ -142,9 +146,11 @@ class Authenticator:
                 headers={"Retry-After": str(retry_after)},
             )
         if not token:
+            self._metrics.auth_failures.labels("missing_token").inc()
             raise _unauthorized("missing bearer token", code="missing_token")
         principal = await self._principal(token)
         if principal is None:
+            self._metrics.auth_failures.labels("invalid_token").inc()
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.incr(counter)
                 pipe.expire(counter, self._window_s, nx=True)

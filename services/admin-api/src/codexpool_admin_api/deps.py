@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 from codexpool_admin_api.audit import Auditor
 from codexpool_admin_api.auth import Authenticator, Principal, TokenStore
 from codexpool_admin_api.config import Settings
+from codexpool_admin_api.metrics import Metrics
 from codexpool_shared.crypto import Keyring
 from codexpool_shared.errors import ApiError
 from codexpool_shared.keys import Keys
@@ -30,6 +31,7 @@ class State(TypedDict):
     authenticator: Authenticator
     auditor: Auditor
     publisher: Publisher
+    metrics: Metrics
 
 
 def _state(request: Request) -> State:
@@ -68,6 +70,10 @@ def _publisher(request: Request) -> Publisher:
     return _state(request)["publisher"]
 
 
+def _metrics(request: Request) -> Metrics:
+    return _state(request)["metrics"]
+
+
 SettingsDep = Annotated[Settings, Depends(_settings)]
 RedisDep = Annotated[Redis, Depends(_redis)]
 KeysDep = Annotated[Keys, Depends(_keys)]
@@ -76,6 +82,7 @@ HttpDep = Annotated[httpx.AsyncClient, Depends(_http)]
 TokenStoreDep = Annotated[TokenStore, Depends(_tokens)]
 AuditorDep = Annotated[Auditor, Depends(_auditor)]
 PublisherDep = Annotated[Publisher, Depends(_publisher)]
+MetricsDep = Annotated[Metrics, Depends(_metrics)]
 
 # auto_error=False: a missing token must go through the same path as a wrong one, so that
 # it answers 401 in the shared error shape instead of FastAPI's own 403 body.

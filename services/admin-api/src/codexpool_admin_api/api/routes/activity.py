@@ -11,6 +11,7 @@ from codexpool_admin_api.deps import (
     HttpDep,
     KeyringDep,
     KeysDep,
+    MetricsDep,
     RedisDep,
     SettingsDep,
     ViewerDep,
@@ -44,6 +45,7 @@ async def refresh_codex_pool_live_state(
     http: HttpDep,
     settings: SettingsDep,
     audit: AuditorDep,
+    metrics: MetricsDep,
 ) -> ActivityOut:
     """Refresh Live State: fetch each member's quota from the usage endpoint now, then return
     the activity (``refresh_error`` says why a member could not be read)."""
@@ -58,5 +60,7 @@ async def refresh_codex_pool_live_state(
         timeout_s=settings.upstream_timeout_s,
     )
     errors = await refresher.refresh_all(pool.providers)
+    metrics.usage_refreshes.labels("error").inc(len(errors))
+    metrics.usage_refreshes.labels("ok").inc(len(pool.providers) - len(errors))
     await audit.record(admin, "pool.refresh", agent_id, after={"errors": errors})
     return await pool_activity(redis, keys, pool, admin=True, refresh_errors=errors)

@@ -9,7 +9,15 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from codexpool_admin_api.api.errors import RESPONSES
 from codexpool_admin_api.api.models import epoch
-from codexpool_admin_api.deps import AdminDep, AuditorDep, KeysDep, RedisDep, ViewerDep
+from codexpool_admin_api.deps import (
+    AdminDep,
+    AuditorDep,
+    KeysDep,
+    PublisherDep,
+    RedisDep,
+    ViewerDep,
+)
+from codexpool_shared.events import PoolChangedV1
 from codexpool_shared.store.agents import (
     Agent,
     AgentKey,
@@ -126,12 +134,28 @@ async def get_one_agent(
 
 @router.delete("/{agent_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_one_agent(
-    agent_id: str, admin: AdminDep, redis: RedisDep, keys: KeysDep, audit: AuditorDep
+    agent_id: str,
+    admin: AdminDep,
+    redis: RedisDep,
+    keys: KeysDep,
+    audit: AuditorDep,
+    publisher: PublisherDep,
 ) -> None:
     """Delete an agent, its keys and its pool; its keys stop working at once."""
     before = await _agent_out(redis, keys, await get_agent(redis, keys, agent_id))
     await delete_agent(redis, keys, agent_id)
     await audit.record(admin, "agent.delete", agent_id, before=before.model_dump(mode="json"))
+    if before.pool_version is not None:
+        publisher.publish(
+            PoolChangedV1(
+                agent_id=agent_id,
+                change="deleted",
+                version=before.pool_version,
+                strategy=None,
+                providers=(),
+                actor=admin.id,
+            )
+        )
 
 
 @router.post("/{agent_id}/keys", status_code=status.HTTP_201_CREATED)
