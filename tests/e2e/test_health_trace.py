@@ -1,0 +1,141 @@
+# ruff: noqa: F811 - the router e2e fixtures are imported by name and requested as parameters
+"""One client request makes one trace across processes: the router's server span, its upstream
+attempt, the publish to RabbitMQ and the health service's consume span, exported over OTLP."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
+
+from codexpool_shared.testing.infra import InfraUrls
+from codexpool_shared.testing.processes import run_service
+from tests.e2e.router.conftest import (  # noqa: F401 - fixtures used by name
+    Pool,
+    Sim,
+    poll,
+    pool,
+    router_env,
+    routers,
+    secret_key,
+    sim,
+)
+
+
+@dataclass(frozen=True)
+class Exported:
+    service: str
+    span: Span
+
+
+@dataclass
+class OtlpSink:
+    """A minimal OTLP/HTTP trace receiver: every span posted to ``/v1/traces``."""
+
+    spans: list[Exported] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def receive(self, body: bytes) -> None:
+        request = ExportTraceServiceRequest.FromString(body)
+        with self.lock:
+            for resource_spans in request.resource_spans:
+                service = next(
+                    (
+                        a.value.string_value
+                        for a in resource_spans.resource.attributes
+                        if a.key == "service.name"
+                    ),
+                    "",
+                )
+                for scope_spans in resource_spans.scope_spans:
+                    self.spans.extend(Exported(service, s) for s in scope_spans.spans)
+
+
+@pytest.fixture
+def otlp() -> Iterator[tuple[OtlpSink, str]]:
+    sink = OtlpSink()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("content-length", 0)))
+            if self.path == "/v1/traces":
+                sink.receive(body)
+            self.send_response(200)
+            self.send_header("content-type", "application/x-protobuf")
+            self.end_headers()
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield sink, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def exporting(endpoint: str) -> dict[str, str]:
+    return {
+        "OTEL_TRACES_EXPORTER": "otlp",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+        "OTEL_BSP_SCHEDULE_DELAY": "100",
+    }
+
+
+async def test_one_trace_from_the_router_to_the_health_consumer(
+    sim: Sim,
+    pool: Pool,
+    routers,
+    otlp: tuple[OtlpSink, str],
+    infra: InfraUrls,
+    namespace: str,
+    tmp_path: Path,
+) -> None:
+    sink, endpoint = otlp
+    await pool.setup(sim, [1, 2], strategy="round-robin")
+    env = {
+        "REDIS_URL": infra.redis_url,
+        "AMQP_URL": infra.amqp_url,
+        "CODEXPOOL_NAMESPACE": namespace,
+        "OTEL_METRICS_EXPORTER": "none",
+        **exporting(endpoint),
+    }
+    with run_service("codexpool_health", env=env, log_dir=tmp_path / "logs", name="health"):
+        [router] = routers(1, **exporting(endpoint))
+        headers = {"Authorization": f"Bearer {pool.api_key}"}
+        async with httpx.AsyncClient(base_url=router.url, headers=headers, timeout=30) as c:
+            response = await c.post("/v1/responses", json={"model": "gpt-5-codex", "input": "hi"})
+        assert response.status_code == 200
+
+        async def consumed() -> list[Exported] | None:
+            with sink.lock:
+                consumers = [
+                    e
+                    for e in sink.spans
+                    if e.service == "codexpool-health" and e.span.kind == Span.SPAN_KIND_CONSUMER
+                ]
+            return consumers or None
+
+        [consume] = await poll(consumed, timeout_s=30)
+    trace_id = consume.span.trace_id
+    with sink.lock:
+        in_trace = [e for e in sink.spans if e.span.trace_id == trace_id]
+    by_id = {e.span.span_id: e for e in in_trace}
+    server = [e for e in in_trace if e.span.kind == Span.SPAN_KIND_SERVER]
+    assert [e.service for e in server] == ["codexpool-router"]
+    assert any(
+        e.span.kind == Span.SPAN_KIND_CLIENT and e.service == "codexpool-router" for e in in_trace
+    ), "the upstream attempt"
+    producer = by_id[consume.span.parent_span_id]
+    assert (producer.service, producer.span.kind) == ("codexpool-router", Span.SPAN_KIND_PRODUCER)
+    applied = [e for e in in_trace if e.span.parent_span_id == consume.span.span_id]
+    assert [e.span.name for e in applied] == ["apply outcomes"]
