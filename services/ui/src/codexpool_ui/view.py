@@ -75,15 +75,11 @@ def _label(key: str) -> str:
 def _components(raw: Any, prefix: str = "") -> Iterable[tuple[str, str]]:
     if not isinstance(raw, Mapping):
         return
-    ordered = sorted(
-        raw.items(),
-        key=lambda kv: (
-            kv[0] not in _FACTORS,
-            _FACTORS.index(kv[0]) if kv[0] in _FACTORS else 0,
-            kv[0],
-        ),
-    )
-    for key, value in ordered:
+
+    def rank(key: str) -> tuple[int, str]:
+        return (_FACTORS.index(key) if key in _FACTORS else len(_FACTORS), key)
+
+    for key, value in sorted(raw.items(), key=lambda item: rank(item[0])):
         if isinstance(value, Mapping):
             yield from _components(value, f"{prefix}{key} ")
         else:
@@ -101,7 +97,7 @@ def _quota(raw: Any, provider: str, now: datetime) -> list[QuotaView]:
         used = float(data["used_percent"])
         minutes = data.get("window_minutes")
         span = f" ({formatting.span(minutes * 60)})" if isinstance(minutes, int) else ""
-        resets = formatting.until(data.get("resets_at", data.get("reset_at")), now)
+        resets = formatting.until(data.get("resets_at"), now)
         label = f"{title} window{span}"
         # Small amounts keep a decimal: a fresh account at 0.4 % is not at 0 %.
         used_text = f"{used:.1f} % used" if used < 10 else f"{used:.0f} % used"
