@@ -74,15 +74,6 @@ class Fields:
     DURATION_PREFIX: Final = "dur:"
 
 
-def band_of(score: float) -> HealthBand:
-    """The health band of a score, by the documented thresholds."""
-    if score >= HEALTHY_MIN:
-        return "healthy"
-    if score >= DEGRADED_MIN:
-        return "degraded"
-    return "unhealthy"
-
-
 def score_opens_circuit(
     score: float | None,
     last_fault_at: float | None,

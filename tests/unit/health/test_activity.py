@@ -6,7 +6,6 @@ import pytest
 
 from codexpool_shared.activity import (
     LATENCY_BOUNDS_MS,
-    band_of,
     latency_bucket,
     quantile,
     score_opens_circuit,
@@ -30,20 +29,6 @@ def test_quantiles_interpolate_inside_the_bucket() -> None:
     assert quantile(0.95, counts) == pytest.approx(2900)
     counts[-1] = 10
     assert quantile(0.99, counts) == LATENCY_BOUNDS_MS[-1]
-
-
-@pytest.mark.parametrize(
-    ("score", "band"),
-    [
-        (100, "healthy"),
-        (80, "healthy"),
-        (79.99, "degraded"),
-        (50, "degraded"),
-        (49.99, "unhealthy"),
-    ],
-)
-def test_bands(score: float, band: str) -> None:
-    assert band_of(score) == band
 
 
 def test_a_lagging_score_does_not_reopen_a_circuit_a_probe_closed() -> None:
