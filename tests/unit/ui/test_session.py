@@ -11,6 +11,7 @@ from codexpool_shared.crypto import Keyring
 from codexpool_ui.app import create_app
 from codexpool_ui.config import Settings
 from codexpool_ui.session import Session, SessionCodec
+from tests.unit.ui.conftest import sign_in
 from tests.unit.ui.fake_admin import ADMIN_TOKEN, FakeAdmin
 
 OLD = base64.b64encode(b"o" * 32).decode()
@@ -70,6 +71,13 @@ def test_pages_carry_security_headers_and_static_assets_are_served(client: TestC
     assert page.headers["cache-control"] == "no-store"
     assert client.get("/static/live.js").status_code == 200
     assert client.get("/static/app.css").status_code == 200
+
+
+def test_admin_api_calls_are_counted(client: TestClient) -> None:
+    client.get("/login")
+    sign_in(client, ADMIN_TOKEN)
+    metrics = client.get("/metrics").text
+    assert 'codexpool_ui_admin_api_calls_total{answer="2xx"}' in metrics
 
 
 def test_unknown_pages_and_methods_get_the_error_page(client: TestClient) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
+from prometheus_client import CollectorRegistry, Counter
 
 JsonObject = dict[str, Any]
 
@@ -47,8 +48,14 @@ def _segment(value: str) -> str:
 class AdminClient:
     """Typed calls to the admin API endpoints of SPEC.md section 8."""
 
-    def __init__(self, http: httpx.AsyncClient) -> None:
+    def __init__(self, http: httpx.AsyncClient, registry: CollectorRegistry) -> None:
         self._http = http
+        self._calls = Counter(
+            "codexpool_ui_admin_api_calls",
+            "Calls from the UI to the admin API, by answer (2xx, 4xx, 5xx, or no answer)",
+            ["answer"],
+            registry=registry,
+        )
 
     async def livez(self) -> None:
         response = await self._http.get("/livez")
@@ -62,9 +69,11 @@ class AdminClient:
                 method, path, json=json, headers={"Authorization": f"Bearer {token}"}
             )
         except httpx.HTTPError as exc:
+            self._calls.labels("none").inc()
             raise AdminApiError(
                 502, f"the admin API did not answer ({type(exc).__name__}); try again shortly"
             ) from None
+        self._calls.labels(f"{response.status_code // 100}xx").inc()
         if response.status_code >= 400:
             raise _refusal(response)
         if response.status_code == 204 or not response.content:

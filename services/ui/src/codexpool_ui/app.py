@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 
+from codexpool_shared import telemetry
 from codexpool_shared.crypto import Keyring
 from codexpool_shared.probes import ReadinessCheck, probe_router
 from codexpool_ui.admin import AdminApiError, AdminClient
@@ -41,6 +42,7 @@ log = logging.getLogger("codexpool_ui")
 
 def create_app(settings: Settings, transport: httpx.AsyncBaseTransport | None = None) -> FastAPI:
     """The UI; ``transport`` lets tests put a fake admin API behind the client."""
+    telemetry.configure("codexpool-ui")
     # Refuses to build without CODEXPOOL_SECRET_KEY: it keys the session cookies.
     sessions = SessionCodec(Keyring.from_settings(settings), settings.session_max_age_s)
     templates = Jinja2Templates(directory=_HERE / "templates")
@@ -59,7 +61,7 @@ def create_app(settings: Settings, transport: httpx.AsyncBaseTransport | None = 
             )
             yield State(
                 settings=settings,
-                admin=AdminClient(http),
+                admin=AdminClient(http, registry),
                 sessions=sessions,
                 templates=templates,
                 registry=registry,
@@ -67,6 +69,7 @@ def create_app(settings: Settings, transport: httpx.AsyncBaseTransport | None = 
 
     app = FastAPI(title="codexpool-ui", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.mount("/static", StaticFiles(directory=_HERE / "static"), name="static")
+    telemetry.instrument_app(app)
 
     @app.middleware("http")
     async def security_headers(
