@@ -140,3 +140,24 @@ def test_a_malformed_export_changes_nothing(
         k: v for k, v in before.items() if k != audit_key
     }
     assert len(sink.events) == published
+
+
+def test_oversized_bodies_are_refused(settings: Settings, sync_redis: redis.Redis) -> None:
+    small = settings.model_copy(update={"max_body_bytes": 2048})
+    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    with TestClient(create_app(small, publisher=InMemoryPublisher()), headers=headers) as client:
+        doc = {"format": "codexpool-config", "padding": "x" * 4096}
+        declared = client.post("/api/import", json=doc)
+        assert declared.status_code == 413
+        assert error(declared)["code"] == "body_too_large"
+
+        def chunks() -> Iterator[bytes]:
+            yield b'{"format": "codexpool-config", "padding": "'
+            yield b"x" * 4096
+            yield b'"}'
+
+        streamed = client.post(
+            "/api/import", content=chunks(), headers={"Content-Type": "application/json"}
+        )
+        assert streamed.status_code == 413
+        assert "request body over 2048 bytes" in error(streamed)["message"]

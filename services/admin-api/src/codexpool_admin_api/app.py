@@ -11,9 +11,7 @@ from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from starlette.datastructures import MutableHeaders
 from starlette.responses import JSONResponse
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from codexpool_admin_api.api.errors import api_error
 from codexpool_admin_api.api.routes import (
@@ -31,6 +29,7 @@ from codexpool_admin_api.auth import Authenticator, TokenStore
 from codexpool_admin_api.config import Settings
 from codexpool_admin_api.deps import State
 from codexpool_admin_api.metrics import Metrics
+from codexpool_admin_api.middleware import BodyLimit, NoStore
 from codexpool_shared import telemetry
 from codexpool_shared.crypto import Keyring
 from codexpool_shared.errors import ApiError, install_error_handlers
@@ -41,22 +40,6 @@ from codexpool_shared.redis import create_redis
 from codexpool_shared.store.errors import StoreError
 
 log = logging.getLogger("codexpool_admin_api")
-
-
-class _NoStore:
-    """``Cache-Control: no-store`` on every answer: some carry a key shown once, none may be
-    kept by a proxy or browser cache."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self._app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        async def send_no_store(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                MutableHeaders(scope=message)["Cache-Control"] = "no-store"
-            await send(message)
-
-        await self._app(scope, receive, send_no_store if scope["type"] == "http" else send)
 
 
 def _operation_id(route: APIRoute) -> str:
@@ -135,7 +118,8 @@ def create_app(
         generate_unique_id_function=_operation_id,
     )
     install_error_handlers(app)
-    app.add_middleware(_NoStore)
+    app.add_middleware(NoStore)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     telemetry.instrument_app(app)
 
     async def on_redis_error(_: Request, exc: Exception) -> JSONResponse:

@@ -42,6 +42,11 @@ class Settings(InfraSettings):
     )
     """Deadline of each upstream call (usage fetch, token refresh, device-code step)."""
 
+    max_body_bytes: int = Field(
+        default=16 * 1024 * 1024, validation_alias="ADMIN_MAX_BODY_BYTES", ge=1024
+    )
+    """Largest request body accepted (an import of every provider is the big one)."""
+
     audit_max_entries: int = Field(
         default=10_000, validation_alias="ADMIN_AUDIT_MAX_ENTRIES", ge=100
     )

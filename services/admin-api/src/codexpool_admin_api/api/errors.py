@@ -32,6 +32,7 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
     404: _documented("Not found"),
     409: _documented("Conflicts with the current configuration"),
     422: _documented("Invalid input; `param` names the field"),
+    413: _documented("The request body is too large"),
     429: _documented("Too many failed authentication attempts"),
     502: _documented("The upstream or the OAuth issuer failed"),
     503: _documented("The configuration store (Redis) is unavailable"),
