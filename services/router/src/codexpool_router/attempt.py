@@ -29,6 +29,7 @@ class Result:
     verdict: Verdict | None = None
     body: bytes = b""
     headers: Mapping[str, str] = field(default_factory=dict)
+    raw_headers: tuple[tuple[bytes, bytes], ...] = ()
     response: aiohttp.ClientResponse | None = None
     """An open 200 stream (streaming clients), to be relayed and released by the caller."""
     first_chunk: bytes = b""
@@ -86,6 +87,7 @@ async def run_attempt(
                 started,
                 ttfb,
                 headers=resp.headers,
+                raw_headers=resp.raw_headers,
                 response=resp,
                 first_chunk=first,
                 tap=tap,
@@ -94,7 +96,16 @@ async def run_attempt(
             tap.feed(chunk)
         resp.release()
         outcome, code = tap.outcome()
-        return Result(outcome, 200, started, ttfb, code, headers=resp.headers, tap=tap)
+        return Result(
+            outcome,
+            200,
+            started,
+            ttfb,
+            code,
+            headers=resp.headers,
+            raw_headers=resp.raw_headers,
+            tap=tap,
+        )
     except (TimeoutError, aiohttp.ClientError) as exc:
         if resp is not None:
             resp.close()

@@ -235,9 +235,9 @@ class ResponsesEndpoint:
     ) -> None:
         headers = router_headers(ledger.request_id, candidate.name, len(ledger.attempts))
         passed = [
-            (k.lower().encode(), v.encode())
-            for k, v in result.headers.items()
-            if k.lower() in PASS_BACK or k.lower().startswith("x-codex-")
+            (name, value)
+            for key, value in result.raw_headers
+            if (name := key.lower()) in PASS_BACK or name.startswith(b"x-codex-")
         ]
         tap = result.tap
         assert tap is not None
@@ -245,7 +245,6 @@ class ResponsesEndpoint:
             body = orjson.dumps(tap.final_response())
             ledger.finish(candidate, "success", tap.usage())
             self._served(core, ledger, inbound, candidate)
-            passed = [h for h in passed if h[0] != b"content-type"]
             await send_json(send, 200, body, [*headers, *passed])
             return
         response = result.response
@@ -258,7 +257,7 @@ class ResponsesEndpoint:
                     (b"content-type", b"text/event-stream"),
                     (b"cache-control", b"no-cache"),
                     *headers,
-                    *(h for h in passed if h[0] != b"content-type"),
+                    *passed,
                 ],
             }
         )

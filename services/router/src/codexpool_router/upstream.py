@@ -28,18 +28,9 @@ _FORWARD = {
 
 _CODEX_ORIGINATORS = ("codex_", "codex-", "Codex ")
 
-# Upstream answer headers the client may see; everything else (cookies, cf-*, the upstream's
-# own request id) stays with the router.
-PASS_BACK = frozenset(
-    {
-        "content-type",
-        "openai-model",
-        "x-models-etag",
-        "x-codex-turn-state",
-        "x-reasoning-included",
-        "retry-after",
-    }
-)
+# Upstream answer headers the client may see besides ``x-codex-*``; everything else (cookies,
+# cf-*, the upstream's own request id, its content type and length) stays with the router.
+PASS_BACK = frozenset({b"openai-model", b"x-models-etag", b"x-reasoning-included", b"retry-after"})
 
 
 def client_headers(scope: dict[str, Any]) -> tuple[dict[str, str], str | None, str | None]:
