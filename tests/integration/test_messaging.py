@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -26,6 +27,7 @@ from codexpool_shared.testing.infra import InfraUrls
 from codexpool_shared.testing.messaging import sample_outcome
 
 pytestmark = pytest.mark.timeout(60)
+log = logging.getLogger(__name__)
 
 
 async def eventually(check: Callable[[], bool], *, timeout_s: float, what: str) -> None:
@@ -105,7 +107,6 @@ async def test_ten_thousand_events_arrive_exactly_once(
     infra: InfraUrls,
     received: Received,
     make_publisher: PublisherFactory,
-    record_property: Callable[[str, object], None],
 ) -> None:
     publisher = await make_publisher(infra.amqp_url, buffer_size=20_000)
     events = [sample_outcome() for _ in range(10_000)]
@@ -113,7 +114,8 @@ async def test_ten_thousand_events_arrive_exactly_once(
     for event in events:
         publisher.publish(event)
     await eventually(lambda: publisher.stats.published == 10_000, timeout_s=40, what="confirms")
-    record_property("published_per_s", round(10_000 / (time.monotonic() - started)))
+    # Logged, not asserted: CI machines are shared (see it with --log-cli-level=INFO).
+    log.info("published and confirmed %d events/s", 10_000 / (time.monotonic() - started))
     await eventually(lambda: len(received.ids) == 10_000, timeout_s=40, what="consumption")
 
     assert set(received.ids) == {str(e.event_id) for e in events}
@@ -285,3 +287,23 @@ async def test_unroutable_events_are_counted_not_retried(
     assert publisher.stats.dropped == {"unroutable": 1}
     assert publisher.stats.published == 1
     assert publisher.stats.failures == 0
+
+
+async def test_publisher_cpu_cost(
+    infra: InfraUrls, amqp_channel: AbstractChannel, make_publisher: PublisherFactory
+) -> None:
+    """Process CPU time, not wall time, so that busy neighbours on a shared machine skew it less.
+
+    Measured on the 2-core build machine: about 6,000 events per CPU-second with no tracer
+    provider, about 4,000 when the OTel SDK records a span per event. The floor is set well
+    below to catch regressions of kind (one confirm awaited per event costs ~10x), not noise.
+    """
+    publisher = await make_publisher(infra.amqp_url, buffer_size=20_000)
+    events = [sample_outcome() for _ in range(10_000)]
+    cpu, wall = time.process_time(), time.monotonic()
+    for event in events:
+        publisher.publish(event)
+    await eventually(lambda: publisher.stats.published == 10_000, timeout_s=40, what="confirms")
+    cpu, wall = time.process_time() - cpu, time.monotonic() - wall
+    log.info("10,000 events: %.2f s CPU, %.2f s wall (%.0f/s)", cpu, wall, 10_000 / wall)
+    assert 10_000 / cpu >= 2_500
