@@ -86,8 +86,17 @@ def start_sim(
 
 
 @pytest.fixture
-def sim(tmp_path: Path) -> Iterator[Sim]:
-    with start_sim(tmp_path) as service, httpx.Client(base_url=service.url, timeout=10) as c:
+def sim_args() -> list[str]:
+    """Extra codex-sim flags; a test overrides it with ``@pytest.mark.parametrize``."""
+    return []
+
+
+@pytest.fixture
+def sim(tmp_path: Path, sim_args: list[str]) -> Iterator[Sim]:
+    with (
+        start_sim(tmp_path, 3, *sim_args) as service,
+        httpx.Client(base_url=service.url, timeout=10) as c,
+    ):
         yield Sim(service, tmp_path / "auth", c)
 
 

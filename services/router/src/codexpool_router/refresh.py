@@ -102,6 +102,7 @@ class Refresher:
         self._publish = publish
         self._release = redis.register_script(_RELEASE)
         self._inflight: dict[str, asyncio.Task[str | None]] = {}
+        self._proactive: dict[str, float] = {}
         self._url = settings.auth_base_url.rstrip("/") + "/oauth/token"
 
     async def refresh(self, provider: str, seen_version: int) -> str | None:
@@ -114,11 +115,19 @@ class Refresher:
         return await asyncio.shield(task)
 
     def refresh_soon(self, provider: str, seen_version: int) -> None:
-        """Refresh ahead of expiry in the background (the current token still works)."""
-        if provider not in self._inflight:
-            task = asyncio.create_task(self._refresh(provider, seen_version))
-            self._inflight[provider] = task
-            task.add_done_callback(lambda _: self._inflight.pop(provider, None))
+        """Refresh ahead of expiry in the background (the current token still works).
+
+        At most once a minute per provider and process: when the issuer's tokens live shorter
+        than the refresh window, refreshing on every request would only burn refresh tokens.
+        """
+        now = time.monotonic()
+        last = self._proactive.get(provider)
+        if provider in self._inflight or (last is not None and now - last < 60.0):
+            return
+        self._proactive[provider] = now
+        task = asyncio.create_task(self._refresh(provider, seen_version))
+        self._inflight[provider] = task
+        task.add_done_callback(lambda _: self._inflight.pop(provider, None))
 
     async def _adopt(self, provider: str, seen_version: int) -> tuple[bool, str | None]:
         creds = await read_credentials(self._redis, self._keys, provider)
