@@ -116,10 +116,10 @@ class FakeAdmin:
         async def livez() -> dict[str, str]:
             return {"status": "ok"}
 
-        @app.get("/api/tokens")
-        async def tokens(request: Request) -> dict[str, Any]:
-            role(request, write=True)
-            return {"data": []}
+        @app.get("/api/me")
+        async def me(request: Request) -> dict[str, str]:
+            r = role(request)
+            return {"id": f"tok_{r}", "name": f"{r} person", "role": r}
 
         @app.get("/api/agents")
         async def agents(request: Request) -> dict[str, Any]:

@@ -83,19 +83,9 @@ class AdminClient:
         except ValueError:
             raise AdminApiError(502, "the admin API answered something that is not JSON") from None
 
-    async def role_of(self, token: str) -> str:
-        """``admin`` or ``viewer``; raises ``AdminApiError`` (401) for a token it does not know.
-
-        The admin API has no "who am I" endpoint; listing its tokens is admin-only, so the
-        answer to that read tells the two roles apart without changing anything.
-        """
-        try:
-            await self._call("GET", "/api/tokens", token)
-        except AdminApiError as exc:
-            if exc.status == 403:
-                return "viewer"
-            raise
-        return "admin"
+    async def me(self, token: str) -> JsonObject:
+        """The token's principal: ``{"id", "name", "role"}``; 401 for a token it does not know."""
+        return _object(await self._call("GET", "/api/me", token))
 
     async def agents(self, token: str) -> list[JsonObject]:
         return _items(await self._call("GET", "/api/agents", token))

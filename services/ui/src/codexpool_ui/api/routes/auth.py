@@ -81,7 +81,7 @@ async def login(
             request, templates, session, safe_next(next), "Paste an admin or viewer token.", 422
         )
     try:
-        role = await admin.role_of(token)
+        principal = await admin.me(token)
     except AdminApiError as exc:
         message = "The admin API did not accept this token." if exc.status == 401 else exc.message
         return _login_page(request, templates, session, safe_next(next), message, exc.status)
@@ -89,8 +89,8 @@ async def login(
     signed_in = Session(
         csrf=new_session().csrf,
         token=token,
-        name=f"{role} token",
-        role=role,
+        name=str(principal.get("name") or principal.get("id") or ""),
+        role=str(principal.get("role") or "viewer"),
     )
     response = RedirectResponse(safe_next(next), status_code=303)
     set_session_cookie(response, sessions, settings, signed_in)
