@@ -71,3 +71,16 @@ def test_no_response_model_carries_a_token_field(document: dict[str, Any]) -> No
 def test_the_service_refuses_to_start_without_a_secret_key() -> None:
     with pytest.raises(ValueError, match="CODEXPOOL_SECRET_KEY"):
         create_app(Settings.model_validate({"CODEXPOOL_SECRET_KEY": None}))
+
+
+def test_a_short_bootstrap_token_is_refused_without_being_shown() -> None:
+    short = "tiny-admin-token"
+    settings = Settings.model_validate(
+        {
+            "CODEXPOOL_SECRET_KEY": base64.b64encode(bytes(32)).decode(),
+            "CODEXPOOL_ADMIN_TOKEN": short,
+        }
+    )
+    with pytest.raises(ValueError, match="CODEXPOOL_ADMIN_TOKEN") as raised:
+        create_app(settings)
+    assert short not in str(raised.value)

@@ -42,6 +42,23 @@ from codexpool_shared.store.errors import StoreError
 log = logging.getLogger("codexpool_admin_api")
 
 
+MIN_ADMIN_TOKEN_LENGTH = 24
+
+
+def _bootstrap_token(settings: Settings) -> str | None:
+    # Checked here, not in a settings validator: pydantic's error would print the token.
+    if settings.admin_token is None:
+        return None
+    token = settings.admin_token.get_secret_value()
+    if len(token) < MIN_ADMIN_TOKEN_LENGTH:
+        raise ValueError(
+            f"CODEXPOOL_ADMIN_TOKEN must be at least {MIN_ADMIN_TOKEN_LENGTH} characters, or a "
+            "short one could be guessed (make one: python -c 'import secrets; "
+            "print(secrets.token_urlsafe(32))')"
+        )
+    return token
+
+
 def _operation_id(route: APIRoute) -> str:
     # The function name: stable across releases and unique (checked at startup by FastAPI's
     # duplicate-operation warning, which the test suite turns into an error).
@@ -64,7 +81,7 @@ def create_app(
     metrics = Metrics(registry)
     # Refuse to start without a usable key rather than fail on the first provider write.
     keyring = Keyring.from_settings(settings)
-    bootstrap = settings.admin_token.get_secret_value() if settings.admin_token else None
+    bootstrap = _bootstrap_token(settings)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[State]:
