@@ -3,8 +3,12 @@ from __future__ import annotations
 import redis
 from fastapi.testclient import TestClient
 
+from codexpool_admin_api.app import create_app
 from codexpool_admin_api.auth import token_sha256
+from codexpool_admin_api.config import Settings
 from codexpool_shared.keys import Keys
+from codexpool_shared.testing.messaging import InMemoryPublisher
+from tests.integration.admin_api.conftest import ADMIN_TOKEN
 
 
 def _create(api: TestClient, role: str, name: str = "ci") -> dict[str, str]:
@@ -105,3 +109,14 @@ def test_answers_are_never_cached(api: TestClient) -> None:
     assert api.get("/api/tokens", headers={"Authorization": ""}).headers["cache-control"] == (
         "no-store"
     )
+
+
+def test_redis_down_fails_closed_with_503(settings: Settings) -> None:
+    unreachable = settings.model_copy(update={"redis_url": "redis://127.0.0.1:1/0"})
+    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    app = create_app(unreachable, publisher=InMemoryPublisher())
+    with TestClient(app, headers=headers) as client:
+        for method, path in (("GET", "/api/providers"), ("POST", "/api/agents")):
+            response = client.request(method, path, json={"id": "a"})
+            assert response.status_code == 503, response.text
+            assert response.json()["error"]["code"] == "store_unavailable"
