@@ -122,6 +122,23 @@ def test_sse_tap_sees_completion_across_chunk_boundaries() -> None:
     assert final["output"] == [{"type": "message", "id": "i"}] and final["model"] == "m"
 
 
+def test_relay_fills_an_empty_completed_output_even_when_split() -> None:
+    item = {"type": "message", "id": "i", "content": [{"type": "output_text", "text": "hi"}]}
+    stream = event("response.output_item.done", output_index=0, item=item) + event(
+        "response.completed", response={"id": "r1", "output": []}
+    )
+    for cut in (len(stream) - 10, len(stream) - 60, 5):
+        tap = SseTap(collect=True)
+        relayed = tap.relay(stream[:cut]) + tap.relay(stream[cut:]) + tap.flush()
+        completed = relayed.split(b"\n\n")[-2]
+        assert orjson.loads(completed.split(b"data: ", 1)[1])["response"]["output"] == [item]
+        assert tap.outcome() == ("success", None)
+    plain = SseTap(collect=True)
+    assert plain.relay(event("response.output_text.delta", delta="x")) == event(
+        "response.output_text.delta", delta="x"
+    )
+
+
 def test_sse_tap_classifies_failures() -> None:
     cut = SseTap()
     cut.feed(event("response.created", response={"id": "r"}))

@@ -78,8 +78,7 @@ async def run_attempt(
         if not first:
             resp.close()
             return Result("stream_error", 200, started, ttfb, "empty_stream")
-        tap = SseTap(collect=not stream)
-        tap.feed(first)
+        tap = SseTap(collect=True)
         if stream:
             return Result(
                 "success",
@@ -92,6 +91,7 @@ async def run_attempt(
                 first_chunk=first,
                 tap=tap,
             )
+        tap.feed(first)
         while chunk := await resp.content.readany():
             tap.feed(chunk)
         resp.release()

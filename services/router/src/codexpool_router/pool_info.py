@@ -71,7 +71,7 @@ def _window(lives: list[LiveState], which: str, now: float) -> dict[str, Any] | 
         if window is None and not cooling:
             used.append(0.0)
             continue
-        used.append(100.0 if cooling else min(100.0, window.used_percent if window else 0.0))
+        used.append(min(100.0, window.used_percent) if window else 100.0)
         if window is not None and window.resets_at:
             resets.append(window.resets_at)
         if window is not None and window.window_minutes:

@@ -261,17 +261,20 @@ class ResponsesEndpoint:
                 ],
             }
         )
-        await send({"type": "http.response.body", "body": result.first_chunk, "more_body": True})
+        if first := tap.relay(result.first_chunk):
+            await send({"type": "http.response.body", "body": first, "more_body": True})
         try:
             while chunk := await response.content.readany():
-                tap.feed(chunk)
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                if out := tap.relay(chunk):
+                    await send({"type": "http.response.body", "body": out, "more_body": True})
             response.release()
         except (aiohttp.ClientError, TimeoutError):
             response.close()
         except BaseException:
             response.close()
             raise
+        if held := tap.flush():
+            await send({"type": "http.response.body", "body": held, "more_body": True})
         outcome, code = tap.outcome()
         if tap.terminal is None:
             await send(

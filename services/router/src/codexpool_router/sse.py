@@ -15,6 +15,7 @@ from codexpool_shared.events import OutcomeClass, TokenUsage
 _TERMINAL = frozenset({b"response.completed", b"response.failed", b"response.incomplete", b"error"})
 _ITEM_DONE = b"response.output_item.done"
 _CREATED = b"response.created"
+_COMPLETED_LINE = b"event: response.completed"
 
 
 def _data(block: bytes) -> Any:
@@ -45,10 +46,20 @@ def _type(block: bytes) -> bytes:
 class SseTap:
     """Fed every chunk of an upstream stream; remembers how it ended."""
 
-    __slots__ = ("_buf", "_collect", "completed", "created", "failure", "items", "terminal")
+    __slots__ = (
+        "_buf",
+        "_collect",
+        "_held",
+        "completed",
+        "created",
+        "failure",
+        "items",
+        "terminal",
+    )
 
     def __init__(self, *, collect: bool = False) -> None:
         self._buf = b""
+        self._held = b""
         self._collect = collect
         self.terminal: bytes | None = None
         self.completed: dict[str, Any] | None = None
@@ -63,6 +74,44 @@ class SseTap:
             self._event(buf[start:end])
             start = end + 2
         self._buf = buf[start:]
+
+    def relay(self, chunk: bytes) -> bytes:
+        """Watch ``chunk`` and return what to forward: ``chunk`` itself, except that a
+        ``response.completed`` with an empty ``output`` gets the streamed items filled in (so
+        SDK helpers that read the final response see them). A completed event split over chunks
+        is held back until it is whole.
+        """
+        if self._held:
+            chunk, self._held = self._held + chunk, b""
+            start = 0
+        else:
+            start = chunk.find(_COMPLETED_LINE)
+            if start < 0:
+                self.feed(chunk)
+                return chunk
+        head, tail = chunk[:start], chunk[start:]
+        self.feed(head)
+        end = tail.find(b"\n\n")
+        if end < 0:
+            self._held = tail
+            return head
+        block, rest = tail[: end + 2], tail[end + 2 :]
+        self.feed(block + rest)
+        return head + self._patched(block) + rest
+
+    def flush(self) -> bytes:
+        """Whatever ``relay`` still holds when the stream ends."""
+        held, self._held = self._held, b""
+        return held
+
+    def _patched(self, block: bytes) -> bytes:
+        if self.completed is None or self.completed.get("output") or not self.items:
+            return block
+        doc = _data(block)
+        if not isinstance(doc, dict) or not isinstance(doc.get("response"), dict):
+            return block
+        doc["response"]["output"] = [self.items[i] for i in sorted(self.items)]
+        return _COMPLETED_LINE + b"\ndata: " + orjson.dumps(doc) + b"\n\n"
 
     def _event(self, block: bytes) -> None:
         kind = _type(block.lstrip(b"\r\n"))

@@ -1,0 +1,54 @@
+"""The official openai SDK, and the pool's usage and models documents."""
+
+from __future__ import annotations
+
+import httpx
+import openai
+
+from tests.e2e.router.conftest import Pool, Sim, poll
+
+
+async def test_openai_sdk_streaming_and_not(sim: Sim, pool: Pool, routers) -> None:
+    await pool.setup(sim, [1, 2])
+    [router] = routers(1)
+    sdk = openai.AsyncOpenAI(base_url=router.url + "/v1", api_key=pool.api_key)
+    response = await sdk.responses.create(model="gpt-5-codex", input="hi")
+    assert response.status == "completed"
+    assert response.output_text == "Hello world"
+    assert response.usage is not None and response.usage.total_tokens > 0
+    async with sdk.responses.stream(model="gpt-5-codex", input="hi") as stream:
+        deltas = [e.delta async for e in stream if e.type == "response.output_text.delta"]
+        final = await stream.get_final_response()
+    assert "".join(deltas) == "Hello world"
+    assert final.output_text == "Hello world"
+    raw = await sdk.responses.with_raw_response.create(model="gpt-5-codex", input="hi")
+    assert raw.headers["x-codexpool-provider"] in ("account-1", "account-2")
+    assert raw.headers["x-request-id"].startswith("req_")
+    await sdk.close()
+
+
+async def test_usage_and_models_describe_the_pool(sim: Sim, pool: Pool, routers) -> None:
+    await pool.setup(sim, [1, 2, 3])
+    [router] = routers(1)
+    sim.patch(1, primary_used_percent=100, primary_reset_after_seconds=600)
+    sim.patch(2, primary_used_percent=30)
+    headers = {"Authorization": f"Bearer {pool.api_key}"}
+    async with httpx.AsyncClient(base_url=router.url, headers=headers, timeout=30) as c:
+        for _ in range(3):
+            assert (await c.post("/v1/responses", json={"model": "m"})).status_code == 200
+
+        async def all_reported():
+            doc = (await c.get("/backend-api/wham/usage")).json()
+            return doc if all(p["quota"] for p in doc["providers"]) else None
+
+        usage = await poll(all_reported)
+        assert (await c.get("/v1/usage")).json()["providers"] == usage["providers"]
+        models = (await c.get("/v1/models")).json()
+        unauthorized = await c.get("/v1/usage", headers={"Authorization": "Bearer cpk_nope"})
+    limits = usage["rate_limit"]
+    assert limits["allowed"] is True and limits["limit_reached"] is False
+    assert 40 <= limits["primary_window"]["used_percent"] <= 50
+    assert [p["provider"] for p in usage["providers"]] == ["account-1", "account-2", "account-3"]
+    assert usage["providers"][0]["cooldown_reason"] == "usage_limit"
+    assert models["object"] == "list" and models["data"]
+    assert unauthorized.status_code == 401
