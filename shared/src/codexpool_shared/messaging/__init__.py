@@ -14,18 +14,22 @@ A service wires them in its lifespan::
     stack.push_async_callback(consumer.stop)
 """
 
-from codexpool_shared.messaging.codec import MalformedMessageError, decode, encode
-from codexpool_shared.messaging.connection import close_quietly, connect, server_version
-from codexpool_shared.messaging.consumer import (
+from codexpool_shared.messaging.api import (
     BatchHandler,
     ConsumerState,
     ConsumerStateError,
     ConsumerStats,
     Delivery,
-    EventConsumer,
     Handler,
     MessageInfo,
+    Publisher,
+    PublisherState,
+    PublisherStateError,
+    PublisherStats,
 )
+from codexpool_shared.messaging.codec import MalformedMessageError, decode, encode
+from codexpool_shared.messaging.connection import close_quietly, connect, server_version
+from codexpool_shared.messaging.consumer import EventConsumer
 from codexpool_shared.messaging.metrics import (
     CONSUME_RESULTS,
     DROP_REASONS,
@@ -33,13 +37,7 @@ from codexpool_shared.messaging.metrics import (
     DropReason,
 )
 from codexpool_shared.messaging.propagation import capture_context
-from codexpool_shared.messaging.publisher import (
-    EventPublisher,
-    Publisher,
-    PublisherState,
-    PublisherStateError,
-    PublisherStats,
-)
+from codexpool_shared.messaging.publisher import EventPublisher
 from codexpool_shared.messaging.topology import (
     DELIVERY_LIMIT,
     OUTCOME_ROUTING_KEY,

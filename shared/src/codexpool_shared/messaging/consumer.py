@@ -16,76 +16,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import logging
-from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable
 
-from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage, AbstractQueue
+from aio_pika.abc import AbstractConnection, AbstractIncomingMessage, AbstractQueue
 from prometheus_client import CollectorRegistry
 
-from codexpool_shared.events import Event
 from codexpool_shared.messaging import codec
 from codexpool_shared.messaging.acks import AckWindow
+from codexpool_shared.messaging.api import (
+    BatchHandler,
+    ConsumerState,
+    ConsumerStateError,
+    ConsumerStats,
+    Delivery,
+    Handler,
+    MessageInfo,
+    Setup,
+)
 from codexpool_shared.messaging.connection import close_quietly, connect
 from codexpool_shared.messaging.metrics import ConsumeResult, ConsumerMetrics
 from codexpool_shared.messaging.propagation import batch_consumer_span, consumer_span
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class MessageInfo:
-    """The AMQP facts about a delivery that a handler may care about."""
-
-    message_id: str | None
-    """The AMQP ``message_id``: the event id for events from ``EventPublisher``."""
-
-    exchange: str
-    routing_key: str
-    redelivered: bool
-    """RabbitMQ delivered it before (another consumer may have handled it: be idempotent)."""
-
-    delivery_count: int
-    """Earlier failed deliveries (quorum queue ``x-delivery-count``); 0 on the first."""
-
-
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """A decoded event and its delivery facts, as a batch handler receives them."""
-
-    event: Event
-    info: MessageInfo
-
-
-Handler = Callable[[Event, MessageInfo], Awaitable[None]]
-"""Handles one event; raising means "transient failure, deliver it again later"."""
-
-BatchHandler = Callable[[Sequence[Delivery]], Awaitable[None]]
-"""Handles a batch; raising requeues the whole batch, so it must be idempotent per event."""
-
-Setup = Callable[[AbstractChannel], Awaitable[object]]
-
-
-class ConsumerState(enum.Enum):
-    """Lifecycle of an ``EventConsumer``: NEW -> RUNNING -> STOPPING -> STOPPED."""
-
-    NEW = "new"
-    RUNNING = "running"
-    STOPPING = "stopping"
-    STOPPED = "stopped"
-
-
-class ConsumerStateError(RuntimeError):
-    """The consumer was started twice, or after it stopped."""
-
-
-@dataclass(slots=True)
-class ConsumerStats:
-    """Plain counters mirroring ``codexpool_events_consumed_total``, for tests and logs."""
-
-    results: Counter[ConsumeResult] = field(default_factory=Counter)
 
 
 class EventConsumer:

@@ -16,13 +16,12 @@ only owns an exchange declaration, which it repeats on every connect.
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
 import random
 import time
-from collections import Counter, deque
-from dataclasses import dataclass, field
-from typing import Protocol, cast
+from collections import deque
+from dataclasses import dataclass
+from typing import cast
 
 import aio_pika
 from aio_pika.abc import AbstractConnection
@@ -34,6 +33,7 @@ from prometheus_client import CollectorRegistry
 
 from codexpool_shared.events import BaseEvent
 from codexpool_shared.messaging import codec
+from codexpool_shared.messaging.api import PublisherState, PublisherStateError, PublisherStats
 from codexpool_shared.messaging.connection import close_quietly, connect
 from codexpool_shared.messaging.metrics import DropReason, PublisherMetrics
 from codexpool_shared.messaging.propagation import Carrier, capture_context, start_producer_span
@@ -42,41 +42,6 @@ from codexpool_shared.messaging.topology import Topology, declare_topology
 log = logging.getLogger(__name__)
 
 PERSISTENT = int(aio_pika.DeliveryMode.PERSISTENT)
-
-
-class Publisher(Protocol):
-    """What services depend on; ``EventPublisher`` and ``testing.InMemoryPublisher`` provide it."""
-
-    async def start(self) -> None:
-        """Begin sending in the background; never waits for the broker."""
-
-    def publish(self, event: BaseEvent) -> None:
-        """Accept ``event`` for sending without waiting for the broker."""
-
-    async def close(self, deadline_s: float = 5.0) -> None:
-        """Send what is buffered within ``deadline_s``, then release everything."""
-
-
-class PublisherState(enum.Enum):
-    """Lifecycle of an ``EventPublisher``: NEW -> RUNNING -> CLOSING -> CLOSED, never back."""
-
-    NEW = "new"
-    RUNNING = "running"
-    CLOSING = "closing"
-    CLOSED = "closed"
-
-
-class PublisherStateError(RuntimeError):
-    """The publisher was used before ``start()`` or after ``close()``."""
-
-
-@dataclass(slots=True)
-class PublisherStats:
-    """Plain counters mirroring the Prometheus metrics, for tests and logs."""
-
-    published: int = 0
-    failures: int = 0
-    dropped: Counter[DropReason] = field(default_factory=Counter)
 
 
 @dataclass(slots=True, frozen=True)
@@ -93,6 +58,12 @@ class _Link:
     connection: AbstractConnection
     channel: RawChannel
     exchange: str
+
+
+def _report_crash(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        # Only a bug gets here; events then pile up in the buffer and are dropped when full.
+        log.error("the event sender crashed", exc_info=task.exception())
 
 
 class EventPublisher:
@@ -169,6 +140,7 @@ class EventPublisher:
             raise PublisherStateError(f"start() on a {self._state.value} publisher")
         self._state = PublisherState.RUNNING
         self._task = asyncio.create_task(self._run(), name=f"{self._name}-sender")
+        self._task.add_done_callback(_report_crash)
 
     def publish(self, event: BaseEvent) -> None:
         """Buffer ``event`` for sending; returns at once and never raises for broker trouble.
@@ -181,12 +153,12 @@ class EventPublisher:
         """
         if self._state is not PublisherState.RUNNING:
             if self._state is PublisherState.CLOSING:
+                # A request finishing during shutdown: never fail it for the event's sake.
                 self._drop("shutdown", 1)
                 return
-            verb = "start() the publisher first" if self._state is PublisherState.NEW else ""
-            raise PublisherStateError(
-                verb or "the publisher is closed: publish() after close() is a bug"
-            )
+            if self._state is PublisherState.NEW:
+                raise PublisherStateError("start() the publisher first")
+            raise PublisherStateError("the publisher is closed: publish() after close() is a bug")
         if self.buffered >= self._buffer_size:
             self._drop("buffer_full", 1)
             return
@@ -218,8 +190,6 @@ class EventPublisher:
                 task.cancel()
                 # The task only closes its connection (bounded) once cancelled.
                 await asyncio.wait({task}, timeout=1.0)
-            if task.done() and not task.cancelled() and task.exception() is not None:
-                log.error("the event sender had crashed", exc_info=task.exception())
         self._drop("shutdown", self.buffered)
         self._pending.clear()
         self._in_flight = 0
@@ -254,7 +224,10 @@ class EventPublisher:
                     self._wake.clear()
                     await self._wake.wait()
                     continue
-                if link is None or link.channel.is_closed:
+                if link is not None and link.channel.is_closed:  # the broker closed it
+                    await close_quietly(link.connection, timeout_s=0.5)
+                    link = None
+                if link is None:
                     try:
                         link = await self._connect()
                     except Exception as exc:

@@ -19,13 +19,14 @@ from dataclasses import dataclass
 
 from codexpool_shared.events import Attempt, BaseEvent, Event, RequestOutcomeV1
 from codexpool_shared.messaging import codec
-from codexpool_shared.messaging.consumer import Handler, MessageInfo
-from codexpool_shared.messaging.propagation import Carrier, capture_context
-from codexpool_shared.messaging.publisher import (
+from codexpool_shared.messaging.api import (
+    Handler,
+    MessageInfo,
     PublisherState,
     PublisherStateError,
     PublisherStats,
 )
+from codexpool_shared.messaging.propagation import Carrier, capture_context
 from codexpool_shared.messaging.topology import Topology
 
 
