@@ -2,9 +2,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import redis
 from fastapi.testclient import TestClient
 
 from codexpool_shared.events import ProviderStatusChangedV1
+from codexpool_shared.keys import Keys
 from codexpool_shared.testing.messaging import InMemoryPublisher
 from codexpool_sim.app import SimApp
 from tests.integration.admin_api.helpers import create_agent, error
@@ -70,11 +72,31 @@ def _start(api: TestClient, name: str) -> dict[str, Any]:
     return body
 
 
+def _everything_stored(client: redis.Redis, namespace: str) -> str:
+    """Every hash, string and stream of the namespace, as one text to search."""
+    out: list[object] = []
+    for key in client.scan_iter(match=f"{namespace}:*"):
+        kind = client.type(key)
+        if kind == b"hash":
+            out.append(client.hgetall(key))
+        elif kind == b"string":
+            out.append(client.get(key))
+        elif kind == b"stream":
+            out.append(client.xrange(key))
+    return repr(out)
+
+
 def test_device_code_relink_stores_new_tokens_and_activates(
-    sim_api: TestClient, sim: SimApp, sim_admin: TestClient, sink: InMemoryPublisher
+    sim_api: TestClient,
+    sim: SimApp,
+    sim_admin: TestClient,
+    sink: InMemoryPublisher,
+    sync_redis: redis.Redis,
+    keys: Keys,
 ) -> None:
     accounts = _register_sim_accounts(sim_api, sim)
     name = "chatgpt-oauth-account-1"
+    registered_access = accounts[0].tokens.access_token
     sim_api.patch(f"/api/providers/{name}", json={"status": "disabled"})
     version = sim_api.get(f"/api/providers/{name}").json()["credential_version"]
     started = _start(sim_api, name)
@@ -91,6 +113,14 @@ def test_device_code_relink_stores_new_tokens_and_activates(
     assert isinstance(event, ProviderStatusChangedV1)
     assert (event.previous, event.current, event.reason) == ("disabled", "active", "relinked")
     assert "access_token" not in str(linked)
+    # The new tokens are stored, encrypted: no plaintext anywhere in Redis or in the answer.
+    fresh = accounts[0].tokens
+    assert fresh.access_token != registered_access
+    stored = _everything_stored(sync_redis, keys.namespace)
+    assert "credential_version" in stored and "provider.oauth.relink" in stored
+    for secret in (fresh.access_token, fresh.refresh_token, fresh.id_token):
+        assert secret not in stored
+        assert secret not in str(linked)
     # The login is complete: a second poll has nothing to finish.
     gone = sim_api.post(f"/api/providers/{name}/oauth/device/poll")
     assert gone.status_code == 404 and error(gone)["code"] == "device_login_not_found"
