@@ -177,3 +177,30 @@ def test_constructor_refuses_bad_settings() -> None:
     with pytest.raises(ValueError, match="prefetch"):
         EventConsumer("amqp://unused/", "q", handler, prefetch=1000)
     assert EventConsumer("amqp://unused/", "q", handler).state is ConsumerState.NEW
+
+
+async def test_batch_spans_keep_each_message_in_its_producers_trace() -> None:
+    telemetry.configure("codexpool-unit")
+
+    async def batch_handler(deliveries: Sequence[Delivery]) -> None:
+        raise ConnectionError("redis is down")
+
+    consumer = _consumer(batch_handler=batch_handler, prefetch=100, batch_size=2)
+    with telemetry.capture_spans() as spans:
+        producers = []
+        for index in range(2):
+            producer, headers = start_producer_span(
+                {}, exchange="e", routing_key="r", message_id=f"m-{index}", start_time_ns=1
+            )
+            producer.end()
+            producers.append(producer)
+            message = FakeMessage(encode(sample_outcome()), headers=dict(headers))
+            await consumer._on_message(message)  # type: ignore[arg-type]
+        await eventually(lambda: consumer.stats.results["failed"] == 2)
+    finished = spans.get_finished_spans()
+    [batch] = [s for s in finished if s.name == "process unit.health.outcomes batch"]
+    per_message = [s for s in finished if s.name == "process unit.health.outcomes"]
+    producer_ids = [p.get_span_context().span_id for p in producers]
+    assert [link.context.span_id for link in batch.links] == producer_ids
+    assert sorted(s.parent.span_id for s in per_message if s.parent) == sorted(producer_ids)
+    assert all(not s.status.is_ok for s in [batch, *per_message])

@@ -194,18 +194,18 @@ class EventConsumer:
                 self._flush_timer = loop.call_later(self._batch_window_s, self._flush)
             return
         assert self._handler is not None  # exactly one handler, checked in __init__
-        with consumer_span(
-            message.headers,
-            exchange=message.exchange or "",
-            routing_key=message.routing_key or "",
-            message_id=message.message_id or "",
-            queue=self._queue_name,
-        ):
-            try:
+        try:
+            with consumer_span(
+                message.headers,
+                exchange=message.exchange or "",
+                routing_key=message.routing_key or "",
+                message_id=message.message_id or "",
+                queue=self._queue_name,
+            ):
                 await self._handler(event, delivery.info)
-            except Exception:
-                await self._requeue([message], delivery.info.delivery_count)
-                return
+        except Exception:  # recorded on the span; requeued after it ends
+            await self._requeue([message], delivery.info.delivery_count)
+            return
         self._acks.ack(message)
         self._count("applied")
 
@@ -222,12 +222,12 @@ class EventConsumer:
     async def _handle_batch(self, batch: list[tuple[AbstractIncomingMessage, Delivery]]) -> None:
         assert self._batch_handler is not None  # only batch mode builds batches
         messages = [message for message, _ in batch]
-        with batch_consumer_span([m.headers for m in messages], queue=self._queue_name):
-            try:
+        try:
+            with batch_consumer_span(messages, queue=self._queue_name):
                 await self._batch_handler([delivery for _, delivery in batch])
-            except Exception:
-                await self._requeue(messages, max(d.info.delivery_count for _, d in batch))
-                return
+        except Exception:  # recorded on the spans; requeued after they end
+            await self._requeue(messages, max(d.info.delivery_count for _, d in batch))
+            return
         for message in messages:
             self._acks.ack(message)
         self._count("applied", len(batch))
