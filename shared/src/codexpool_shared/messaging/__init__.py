@@ -8,10 +8,14 @@ A service wires them in its lifespan::
 
     consumer = EventConsumer(
         str(settings.amqp_url), Topology(settings.namespace).health_queue, handler,
-        registry=registry, name="health",
+        registry=registry, name="codexpool-health",
+        setup=lambda channel: declare_topology(channel, settings.namespace),
     )
-    await consumer.start()  # declares the topology, then consumes
+    await consumer.start()  # connects (fails if RabbitMQ is down), declares, consumes
     stack.push_async_callback(consumer.stop)
+
+``handler(event, info)`` is awaited per event; pass ``batch_handler=`` instead to receive up to
+``batch_size`` deliveries at once. Unit tests use ``testing.messaging.InMemoryPublisher``.
 """
 
 from codexpool_shared.messaging.api import (
