@@ -286,6 +286,8 @@ def _run(args: argparse.Namespace, ports: dict[str, int], redis_url: str, amqp_u
             worker = threading.Thread(target=_traffic, args=(stack, stop, args.rate), daemon=True)
             worker.start()
             _say("Synthetic traffic is flowing (--traffic).")
+        else:
+            _say("For a live page, run `make demo DEMO_ARGS=--traffic` (steady synthetic traffic).")
         try:
             while True:
                 time.sleep(3600)
