@@ -8,25 +8,13 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import httpx
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
-from codexpool_shared.testing.infra import InfraUrls
-from codexpool_shared.testing.processes import run_service
-from tests.e2e.router.conftest import (  # noqa: F401 - fixtures used by name
-    Pool,
-    Sim,
-    poll,
-    pool,
-    router_env,
-    routers,
-    secret_key,
-    sim,
-)
+from tests.e2e.test_health_fixtures import Stack, poll, stack  # noqa: F401
 
 
 @dataclass(frozen=True)
@@ -92,40 +80,27 @@ def exporting(endpoint: str) -> dict[str, str]:
 
 
 async def test_one_trace_from_the_router_to_the_health_consumer(
-    sim: Sim,
-    pool: Pool,
-    routers,
-    otlp: tuple[OtlpSink, str],
-    infra: InfraUrls,
-    namespace: str,
-    tmp_path: Path,
+    stack: Stack, otlp: tuple[OtlpSink, str]
 ) -> None:
     sink, endpoint = otlp
-    await pool.setup(sim, [1, 2], strategy="round-robin")
-    env = {
-        "REDIS_URL": infra.redis_url,
-        "AMQP_URL": infra.amqp_url,
-        "CODEXPOOL_NAMESPACE": namespace,
-        "OTEL_METRICS_EXPORTER": "none",
-        **exporting(endpoint),
-    }
-    with run_service("codexpool_health", env=env, log_dir=tmp_path / "logs", name="health"):
-        [router] = routers(1, **exporting(endpoint))
-        headers = {"Authorization": f"Bearer {pool.api_key}"}
-        async with httpx.AsyncClient(base_url=router.url, headers=headers, timeout=30) as c:
-            response = await c.post("/v1/responses", json={"model": "gpt-5-codex", "input": "hi"})
-        assert response.status_code == 200
+    await stack.pool([1, 2])
+    stack.start("codexpool_health", **exporting(endpoint))
+    router = stack.start("codexpool_router", **exporting(endpoint))
+    headers = {"Authorization": f"Bearer {stack.api_key}"}
+    async with httpx.AsyncClient(base_url=router.url, headers=headers, timeout=30) as c:
+        response = await c.post("/v1/responses", json={"model": "gpt-5-codex", "input": "hi"})
+    assert response.status_code == 200
 
-        async def consumed() -> list[Exported] | None:
-            with sink.lock:
-                consumers = [
-                    e
-                    for e in sink.spans
-                    if e.service == "codexpool-health" and e.span.kind == Span.SPAN_KIND_CONSUMER
-                ]
-            return consumers or None
+    async def consumed() -> list[Exported] | None:
+        with sink.lock:
+            consumers = [
+                e
+                for e in sink.spans
+                if e.service == "codexpool-health" and e.span.kind == Span.SPAN_KIND_CONSUMER
+            ]
+        return consumers or None
 
-        [consume] = await poll(consumed, timeout_s=30)
+    [consume] = await poll(consumed, timeout_s=30)
     trace_id = consume.span.trace_id
     with sink.lock:
         in_trace = [e for e in sink.spans if e.span.trace_id == trace_id]

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 
@@ -24,21 +23,6 @@ from codexpool_shared.keys import Keys
 from codexpool_shared.messaging import EventPublisher, Publisher
 from codexpool_shared.probes import ReadinessCheck, probe_router
 from codexpool_shared.redis import create_redis
-
-log = logging.getLogger("codexpool_health")
-
-
-async def _start_when_reachable(consumer: OutcomeConsumer) -> None:
-    # Readiness never depends on RabbitMQ, so the service starts without it and keeps trying.
-    delay = 0.5
-    while True:
-        try:
-            await consumer.start()
-            return
-        except Exception as exc:
-            log.warning("cannot consume from RabbitMQ yet: %r", exc)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:
@@ -97,10 +81,10 @@ def create_app(settings: Settings, *, publisher: Publisher | None = None) -> Fas
                     metrics,
                     prefetch=settings.prefetch,
                 )
+                # Readiness never depends on RabbitMQ: this returns at once and keeps trying.
+                await consumer.start()
                 # Runs first on exit: stop taking deliveries and let the batches in flight land.
                 stack.push_async_callback(consumer.stop, 5.0)
-                starter = asyncio.create_task(_start_when_reachable(consumer))
-                stack.push_async_callback(_cancel, starter)
             yield State(settings=settings, keys=keys, redis=redis, registry=registry, store=store)
 
     app = FastAPI(title="codexpool-health", lifespan=lifespan)

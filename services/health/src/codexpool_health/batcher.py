@@ -25,7 +25,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from aio_pika.abc import AbstractIncomingMessage
+from aiormq.abc import AbstractChannel
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Link
@@ -40,6 +40,24 @@ from codexpool_shared.messaging import encode
 log = logging.getLogger("codexpool_health")
 
 
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One AMQP delivery, settled once its event is in Redis."""
+
+    body: bytes
+    channel: AbstractChannel
+    delivery_tag: int
+
+    async def ack(self, *, multiple: bool = False) -> None:
+        await self.channel.basic_ack(self.delivery_tag, multiple=multiple)
+
+    async def nack(self) -> None:
+        await self.channel.basic_nack(self.delivery_tag, requeue=True)
+
+    async def reject(self) -> None:
+        await self.channel.basic_reject(self.delivery_tag, requeue=False)
+
+
 class ShuttingDownError(RuntimeError):
     """The batcher closed before the event was applied; the message goes back to the queue."""
 
@@ -47,7 +65,7 @@ class ShuttingDownError(RuntimeError):
 @dataclass(frozen=True, slots=True)
 class _Waiting:
     outcome: Outcome
-    message: AbstractIncomingMessage | None
+    message: Delivery | None
     future: asyncio.Future[bool]
     context: otel_context.Context
 
@@ -92,9 +110,7 @@ class OutcomeBatcher:
                 waiting.future.set_exception(ShuttingDownError("the health service is stopping"))
         self._waiting.clear()
 
-    async def submit(
-        self, event: RequestOutcomeV1, message: AbstractIncomingMessage | None = None
-    ) -> bool:
+    async def submit(self, event: RequestOutcomeV1, message: Delivery | None = None) -> bool:
         """Apply ``event`` with the next batch, then ack ``message`` (whose body it came in).
 
         Returns:
@@ -169,11 +185,10 @@ class OutcomeBatcher:
                 return None
 
     async def _ack(self, batch: list[_Waiting]) -> None:
-        newest: dict[int, AbstractIncomingMessage] = {}
+        newest: dict[int, Delivery] = {}
         for waiting in batch:
-            message = waiting.message
-            if message is not None and message.delivery_tag is not None:
-                newest[id(message.channel)] = message
+            if waiting.message is not None:
+                newest[id(waiting.message.channel)] = waiting.message
         for message in newest.values():
             try:
                 await message.ack(multiple=True)
@@ -185,7 +200,7 @@ class OutcomeBatcher:
         for waiting in batch:
             if waiting.message is not None:
                 with contextlib.suppress(Exception):
-                    await waiting.message.nack(requeue=True)
+                    await waiting.message.nack()
         await asyncio.sleep(self._retry_max_s / 10)
 
     def _settle(self, batch: list[_Waiting], result: BatchResult) -> None:
