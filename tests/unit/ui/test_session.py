@@ -87,3 +87,18 @@ def test_unknown_pages_and_methods_get_the_error_page(client: TestClient) -> Non
     wrong = client.put("/login")
     assert wrong.status_code == 405
     assert "Request refused" in wrong.text
+
+
+def test_an_unexpected_error_is_a_page_without_a_traceback(fake: FakeAdmin) -> None:
+    settings = Settings.model_validate({"CODEXPOOL_SECRET_KEY": NEW})
+    app = create_app(settings, transport=httpx.ASGITransport(app=fake.app))
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise RuntimeError("secret detail")
+
+    with TestClient(app, raise_server_exceptions=False) as client:
+        response = client.get("/boom")
+    assert response.status_code == 500
+    assert "Something went wrong" in response.text
+    assert "secret detail" not in response.text and "Traceback" not in response.text

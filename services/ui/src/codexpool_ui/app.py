@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -36,8 +35,6 @@ _SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "same-origin",
 }
-
-log = logging.getLogger("codexpool_ui")
 
 
 def create_app(settings: Settings, transport: httpx.AsyncBaseTransport | None = None) -> FastAPI:
@@ -119,8 +116,8 @@ def create_app(settings: Settings, transport: httpx.AsyncBaseTransport | None = 
         title = "Not found" if exc.status_code == 404 else "Request refused"
         return error_page(request, exc.status_code, title, str(exc.detail))
 
-    async def on_unexpected(request: Request, exc: Exception) -> Response:
-        log.exception("unhandled error on %s", request.url.path)
+    async def on_unexpected(request: Request, _: Exception) -> Response:
+        # Starlette re-raises after this answer, so the server logs the traceback once.
         return error_page(
             request, 500, "Something went wrong", "The page could not be built; try again."
         )
