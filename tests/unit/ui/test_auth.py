@@ -67,6 +67,20 @@ def test_a_cross_site_post_is_refused_even_with_the_token(client: TestClient) ->
     assert "submitted from another site" in response.text
 
 
+def test_a_post_a_browser_marks_cross_site_is_refused(client: TestClient) -> None:
+    csrf = sign_in(client, ADMIN_TOKEN)
+    response = client.post(
+        "/agents/my-agent/codex-pool/refresh",
+        data={"csrf_token": csrf},
+        headers={"Sec-Fetch-Site": "cross-site"},
+    )
+    assert response.status_code == 403
+    same_origin = client.post(
+        "/logout", data={"csrf_token": csrf}, headers={"Sec-Fetch-Site": "same-origin"}
+    )
+    assert same_origin.status_code == 303
+
+
 def test_sign_out_clears_the_session(client: TestClient) -> None:
     csrf = sign_in(client, VIEWER_TOKEN)
     response = client.post("/logout", data={"csrf_token": csrf})
