@@ -348,3 +348,37 @@ async def test_publisher_reconnects_after_connection_resets(
     await eventually(lambda: set(received.ids) == expected, timeout_s=15, what="delivery")
     # At-least-once: a confirm lost in the reset may bring a duplicate; consumers dedupe.
     assert publisher.stats.dropped == {}
+
+
+async def test_consumer_recovers_after_its_connection_is_reset(
+    infra: InfraUrls,
+    namespace: str,
+    amqp_channel: AbstractChannel,
+    proxy: FaultProxy,
+    make_publisher: PublisherFactory,
+) -> None:
+    seen = Received()
+    consumer = EventConsumer(
+        # A robust connection reads reconnect_interval from the URL (aio-pika's default is 5 s).
+        proxy.url_for(infra.amqp_url) + "?reconnect_interval=0.2",
+        Topology(namespace).health_queue,
+        seen.handler,
+    )
+    await consumer.start()
+    try:
+        publisher = await make_publisher(infra.amqp_url)
+        first = [sample_outcome() for _ in range(100)]
+        for event in first:
+            publisher.publish(event)
+        await eventually(lambda: len(seen.ids) == 100, timeout_s=15, what="first events")
+
+        proxy.reset()
+        second = [sample_outcome() for _ in range(100)]
+        for event in second:
+            publisher.publish(event)
+        await eventually(lambda: proxy.accepted >= 2, timeout_s=10, what="a reconnect attempt")
+        proxy.pass_through()
+        expected = {str(e.event_id) for e in first + second}
+        await eventually(lambda: set(seen.ids) == expected, timeout_s=20, what="recovery")
+    finally:
+        await consumer.stop(timeout_s=5)
