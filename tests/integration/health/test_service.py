@@ -152,6 +152,33 @@ async def test_a_redis_outage_holds_events_without_dead_lettering_them(
     assert totals[b"requests"] == b"30"
 
 
+async def test_the_consumer_reconnects_after_losing_rabbitmq(
+    infra: InfraUrls, namespace: str, redis: Redis, channel: AbstractChannel, publish: Publish
+) -> None:
+    target = urlsplit(infra.amqp_url)
+    async with FaultProxy(target.hostname or "127.0.0.1", target.port or 5672) as proxy:
+        publisher = InMemoryPublisher(namespace)
+        async with running(
+            infra, namespace, publisher, AMQP_URL=proxy.url_for(infra.amqp_url)
+        ) as state:
+            total = "codexpool_health_events_processed_total"
+
+            def applied(count: int) -> Callable[[], Any]:
+                async def probe() -> bool:
+                    return sample(state["registry"], total, result="applied") == count
+
+                return probe
+
+            await publish([outcome_event(time.time(), attempt("p1")) for _ in range(10)])
+            await poll_until(applied(10), what="the first events")
+            proxy.reset()
+            proxy.pass_through()
+            await publish([outcome_event(time.time(), attempt("p1")) for _ in range(10)])
+            await poll_until(applied(20), what="events after the reconnect")
+    totals = await redis.hgetall(Keys(namespace).health_totals(ALL_POOLS, "p1"))
+    assert totals[b"requests"] == b"20"
+
+
 async def test_the_consume_span_continues_the_routers_trace(
     infra: InfraUrls, namespace: str, publish: Publish
 ) -> None:
