@@ -12,11 +12,7 @@ from codexpool_shared.store.live import QuotaSnapshot, QuotaWindow
 
 
 class UsageError(Exception):
-    """The usage endpoint could not be read; ``unauthorized`` means the token was refused."""
-
-    def __init__(self, message: str, *, unauthorized: bool = False) -> None:
-        super().__init__(message)
-        self.unauthorized = unauthorized
+    """The usage endpoint could not be read; the message is safe to show (no token in it)."""
 
 
 def _window(raw: object) -> QuotaWindow | None:
@@ -65,9 +61,7 @@ async def fetch_usage(
     except httpx.HTTPError as exc:
         raise UsageError(f"usage endpoint unreachable ({type(exc).__name__})") from None
     if response.status_code in (401, 403):
-        raise UsageError(
-            f"usage endpoint refused the token ({response.status_code})", unauthorized=True
-        )
+        raise UsageError(f"usage endpoint refused the token ({response.status_code})")
     if response.status_code != 200:
         raise UsageError(f"usage endpoint answered {response.status_code}")
     try:
