@@ -31,7 +31,7 @@ from aiormq import spec
 from opentelemetry.trace import Status, StatusCode
 from prometheus_client import CollectorRegistry
 
-from codexpool_shared.events import BaseEvent
+from codexpool_shared.events import BaseEvent, event_type
 from codexpool_shared.messaging import codec
 from codexpool_shared.messaging.api import PublisherState, PublisherStateError, PublisherStats
 from codexpool_shared.messaging.connection import close_quietly, connect
@@ -207,7 +207,7 @@ class EventPublisher:
     def _routing_key(self, model: type[BaseEvent]) -> str:
         key = self._routing_keys.get(model)
         if key is None:
-            key = self._routing_keys[model] = str(model.model_fields["type"].default)
+            key = self._routing_keys[model] = event_type(model)
         return key
 
     def _drop(self, reason: DropReason, count: int) -> None:

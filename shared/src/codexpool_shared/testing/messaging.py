@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from codexpool_shared.events import Attempt, BaseEvent, Event, RequestOutcomeV1
+from codexpool_shared.events import Attempt, BaseEvent, Event, RequestOutcomeV1, event_type
 from codexpool_shared.messaging import codec
 from codexpool_shared.messaging.api import (
     Handler,
@@ -94,7 +94,7 @@ class InMemoryPublisher:
         seen: list[Event] = []
         for published in self.published:
             event = codec.decode(codec.encode(published.event))
-            routing_key = str(type(published.event).model_fields["type"].default)
+            routing_key = event_type(type(published.event))
             info = MessageInfo(
                 message_id=str(published.event.event_id),
                 exchange=self._exchange,
