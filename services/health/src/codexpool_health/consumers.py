@@ -62,8 +62,6 @@ class OutcomeConsumer:
         self._supervisor: asyncio.Task[None] | None = None
         self._consuming: tuple[AbstractChannel, str] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self.connected = asyncio.Event()
-        """Set while deliveries are flowing (tests wait on it)."""
 
     async def start(self) -> None:
         """Start consuming in the background; returns at once, RabbitMQ may well be down."""
@@ -104,7 +102,6 @@ class OutcomeConsumer:
                     log.warning("lost the RabbitMQ consumer, reconnecting: %r", exc)
                 finally:
                     self._consuming = None
-                    self.connected.clear()
                     await close_quietly(connection)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
@@ -120,8 +117,15 @@ class OutcomeConsumer:
         await channel.basic_qos(prefetch_count=self._prefetch)
         ok = await channel.basic_consume(self._queue, self._on_message, no_ack=False)
         self._consuming = (channel, ok.consumer_tag or "")
-        self.connected.set()
-        await asyncio.wait({raw.closing, channel.closing}, return_when=asyncio.FIRST_COMPLETED)
+        closings = {raw.closing, channel.closing}
+        try:
+            await asyncio.wait(closings, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for closing in closings:
+                if closing.done() and not closing.cancelled():
+                    closing.exception()  # retrieved: the reconnect loop logs the cause
+                else:
+                    closing.cancel()
 
     async def _on_message(self, message: DeliveredMessage) -> None:
         task = asyncio.current_task()
