@@ -97,6 +97,7 @@ class OutcomeConsumer:
             else:
                 try:
                     await self._consume_until_closed(connection)
+                    log.warning("the RabbitMQ connection closed, reconnecting")
                     delay = 0.5
                 except Exception as exc:
                     log.warning("lost the RabbitMQ consumer, reconnecting: %r", exc)
@@ -123,7 +124,7 @@ class OutcomeConsumer:
         finally:
             for closing in closings:
                 if closing.done() and not closing.cancelled():
-                    closing.exception()  # retrieved: the reconnect loop logs the cause
+                    closing.exception()  # retrieved, so asyncio does not report it as lost
                 else:
                     closing.cancel()
 
