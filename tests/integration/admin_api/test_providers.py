@@ -1,12 +1,16 @@
 from __future__ import annotations
 
+import asyncio
 from typing import cast
 
 import redis
 from fastapi.testclient import TestClient
+from redis.asyncio import Redis
 
 from codexpool_shared.events import PoolChangedV1, ProviderStatusChangedV1
 from codexpool_shared.keys import Keys
+from codexpool_shared.store.providers import set_provider_status
+from codexpool_shared.testing.infra import InfraUrls
 from codexpool_shared.testing.messaging import InMemoryPublisher
 from tests.integration.admin_api.helpers import create_agent, error, register, viewer_headers
 from tests.integration.admin_api.tokens import auth_json
@@ -131,3 +135,23 @@ def test_delete_in_pool_needs_force_and_force_removes_it_everywhere(
     ]
     assert {e.agent_id for e in removed} == {"agent-a", "agent-b"}
     assert api.delete("/api/providers/acct-2", params={"force": "true"}).status_code == 204
+
+
+def test_needs_reauth_is_left_by_relinking_not_by_patching(
+    api: TestClient, infra: InfraUrls, keys: Keys
+) -> None:
+    register(api, "acct-1")
+
+    async def mark() -> None:
+        client = Redis.from_url(infra.redis_url)
+        try:
+            await set_provider_status(client, keys, "acct-1", "needs_reauth")
+        finally:
+            await client.aclose()
+
+    asyncio.run(mark())
+    refused = api.patch("/api/providers/acct-1", json={"status": "active"})
+    assert refused.status_code == 409
+    assert error(refused)["code"] == "needs_reauth"
+    assert "/oauth/device" in error(refused)["message"]
+    assert api.patch("/api/providers/acct-1", json={"status": "disabled"}).status_code == 200
