@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -152,3 +153,15 @@ def test_dockerfiles_build_one_package_and_run_unprivileged(directory: str, scri
     assert "USER 10001" in dockerfile
     pyproject = (REPO_ROOT / directory / "pyproject.toml").read_text()
     assert f"{script} = " in pyproject
+
+
+def test_grafana_dashboard_queries_metrics_the_services_export() -> None:
+    dashboard = json.loads((REPO_ROOT / "deploy/grafana/dashboards/codexpool.json").read_text())
+    sources = "\n".join(
+        path.read_text() for path in REPO_ROOT.glob("*/**/src/**/*.py") if ".venv" not in path.parts
+    )
+    for panel in dashboard["panels"]:
+        for target in panel["targets"]:
+            for metric in re.findall(r"codexpool_[a-z_]+", target["expr"]):
+                base = re.sub(r"_(bucket|sum|count)$", "", metric)
+                assert f'"{base}"' in sources, f"{panel['title']}: {base} is exported by nothing"
