@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
+from redis import Redis
 
 from codexpool_shared.testing.infra import InfraUrls, unique_namespace
 from codexpool_shared.testing.processes import free_port, run_service
@@ -86,10 +87,11 @@ def stack(infra: InfraUrls, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     admin_token = "cpa_" + secrets.token_urlsafe(32)
     sim_port, admin_port = free_port(), free_port()
     sim = f"http://127.0.0.1:{sim_port}"
+    namespace = unique_namespace()
     env = {
         "REDIS_URL": infra.redis_url,
         "AMQP_URL": infra.amqp_url,
-        "CODEXPOOL_NAMESPACE": unique_namespace(),
+        "CODEXPOOL_NAMESPACE": namespace,
         "CODEXPOOL_SECRET_KEY": base64.b64encode(os.urandom(32)).decode(),
         "CODEXPOOL_ADMIN_TOKEN": admin_token,
         "CODEXPOOL_UPSTREAM_BASE_URL": sim + "/backend-api",
@@ -120,6 +122,9 @@ def stack(infra: InfraUrls, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             )
             response.raise_for_status()
         yield Stack(sim, router, admin_api, ui, admin_token, response.json()["token"], logs)
+    with Redis.from_url(infra.redis_url, socket_timeout=5) as redis:
+        for key in redis.scan_iter(match=f"{namespace}:*", count=500):
+            redis.delete(key)
 
 
 @pytest.fixture(scope="session")

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from playwright.sync_api import Page, expect
+from redis import Redis
 
 from codexpool_shared.testing.infra import InfraUrls, unique_namespace
 from tests.conftest import REPO_ROOT
@@ -80,7 +81,8 @@ def test_make_demo_runs_the_stack_and_its_example(
 ) -> None:
     offset = _free_offset()
     command = [sys.executable, "scripts/demo.py", "--port-offset", str(offset)]
-    command += ["--namespace", unique_namespace(), "--state-dir", str(tmp_path)]
+    namespace = unique_namespace()
+    command += ["--namespace", namespace, "--state-dir", str(tmp_path)]
     env = {**os.environ, "REDIS_URL": infra.redis_url, "AMQP_URL": infra.amqp_url}
     process = subprocess.Popen(
         command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
@@ -121,3 +123,6 @@ def test_make_demo_runs_the_stack_and_its_example(
                 process.kill()
                 process.wait(10)
         output.close(process)
+        with Redis.from_url(infra.redis_url, socket_timeout=5) as redis:
+            for key in redis.scan_iter(match=f"{namespace}:*", count=500):
+                redis.delete(key)
