@@ -58,6 +58,8 @@ class FakeAdmin:
         self.refreshed = 0
         self.revoked: set[str] = set()
         self.device_polls: dict[str, int] = {}
+        self.outage: ApiError | None = None
+        """Raised by every /api call while set, as the real admin API does when Redis is down."""
         self.app = self._build()
 
     def row(self, name: str) -> dict[str, Any]:
@@ -79,6 +81,8 @@ class FakeAdmin:
             auth = request.headers.get("authorization", "")
             token = auth.removeprefix("Bearer ") if auth.startswith("Bearer ") else None
             self.calls.append((request.method, request.url.path, token))
+            if self.outage is not None:
+                raise self.outage
             if token in self.revoked:
                 raise ApiError(401, "invalid bearer token", code="invalid_token")
             if token == ADMIN_TOKEN:

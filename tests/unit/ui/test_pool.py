@@ -5,6 +5,7 @@ import re
 import httpx
 from fastapi.testclient import TestClient
 
+from codexpool_shared.errors import ApiError
 from codexpool_ui.app import create_app
 from tests.unit.ui.conftest import make_settings, sign_in
 from tests.unit.ui.fake_admin import ADMIN_TOKEN, VIEWER_TOKEN, FakeAdmin
@@ -244,3 +245,12 @@ def test_an_unreachable_admin_api_is_a_clear_page() -> None:
         response = client.post("/login", data={"token": ADMIN_TOKEN, "csrf_token": csrf[1]})
         assert response.status_code == 502
         assert "the admin API did not answer (ConnectError)" in response.text
+
+
+def test_an_admin_api_outage_is_named_on_the_page(client: TestClient, fake: FakeAdmin) -> None:
+    sign_in(client, VIEWER_TOKEN)
+    fake.outage = ApiError(503, "the configuration store is unavailable", code="store_unavailable")
+    page = client.get("/agents")
+    assert page.status_code == 503
+    assert "The admin API is unavailable" in page.text
+    assert "the configuration store is unavailable" in page.text

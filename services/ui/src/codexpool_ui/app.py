@@ -108,7 +108,9 @@ def create_app(settings: Settings, transport: httpx.AsyncBaseTransport | None = 
                 response = PlainTextResponse("sign in again", status_code=401)
             clear_session_cookie(response, settings)
             return response
-        title = "Not found" if exc.status == 404 else "The admin API refused"
+        title = {404: "Not found"}.get(exc.status, "The admin API refused")
+        if exc.status >= 500:
+            title = "The admin API is unavailable"
         return error_page(request, exc.status, title, exc.message)
 
     async def on_http_error(request: Request, exc: Exception) -> Response:
