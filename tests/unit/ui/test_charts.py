@@ -57,9 +57,10 @@ def test_rows_tolerate_missing_fields() -> None:
     assert rows[0].status_label == "active"
 
 
-def test_needs_reauth_is_labelled() -> None:
-    rows = activity_rows({"providers": [{"provider": "a", "status": "needs_reauth"}]})
-    assert rows[0].status_label == "needs re-auth"
+def test_statuses_are_labelled() -> None:
+    raw = [{"provider": "a", "status": "needs_reauth"}, {"provider": "b", "status": "unregistered"}]
+    rows = activity_rows({"providers": raw})
+    assert [r.status_label for r in rows] == ["needs re-auth", "not registered"]
 
 
 def test_rows_say_why_the_router_skips_a_provider() -> None:

@@ -14,7 +14,12 @@ from codexpool_ui.charts import quota_bar_svg, timeline_svg
 
 STRATEGIES = ("round-robin", "primary-first", "quota-aware")
 
-STATUS_LABELS = {"active": "active", "needs_reauth": "needs re-auth", "disabled": "disabled"}
+STATUS_LABELS = {
+    "active": "active",
+    "needs_reauth": "needs re-auth",
+    "disabled": "disabled",
+    "unregistered": "not registered",
+}
 
 _WINDOWS = (("primary", "Primary"), ("secondary", "Secondary"))
 
