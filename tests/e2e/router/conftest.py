@@ -24,7 +24,7 @@ from codexpool_shared.keys import Keys
 from codexpool_shared.messaging import Topology, delete_topology
 from codexpool_shared.store import create_agent, put_pool, register_provider
 from codexpool_shared.testing.infra import InfraUrls
-from codexpool_shared.testing.processes import Service, run_service
+from codexpool_shared.testing.processes import Service, ServiceSpec, run_service, run_services
 
 
 @pytest.fixture
@@ -136,6 +136,8 @@ def router_env(infra: InfraUrls, namespace: str, secret_key: str, sim: Sim) -> d
         "CODEXPOOL_UPSTREAM_BASE_URL": sim.url + "/backend-api",
         "CODEXPOOL_AUTH_BASE_URL": sim.url,
         "OTEL_TRACES_EXPORTER": "none",
+        # Spans cost CPU even unexported; tests that look at spans turn sampling back on.
+        "OTEL_TRACES_SAMPLER": "always_off",
         "OTEL_METRICS_EXPORTER": "none",
         "ROUTER_TTFB_TIMEOUT_S": "5",
         "ROUTER_QUOTA_FLUSH_S": "0.05",
@@ -148,17 +150,11 @@ def routers(tmp_path: Path, router_env: dict[str, str]) -> Iterator[Any]:
     with contextlib.ExitStack() as stack:
 
         def start(n: int = 1, **env: str) -> list[Service]:
-            return [
-                stack.enter_context(
-                    run_service(
-                        "codexpool_router",
-                        env={**router_env, **env},
-                        log_dir=tmp_path / "logs",
-                        name=f"router-{i}",
-                    )
-                )
+            specs = [
+                ServiceSpec("codexpool_router", {**router_env, **env}, name=f"router-{i}")
                 for i in range(n)
             ]
+            return stack.enter_context(run_services(specs, log_dir=tmp_path / "logs"))
 
         yield start
 
@@ -187,7 +183,7 @@ class EventTap:
 @pytest.fixture
 async def events(infra: InfraUrls, namespace: str) -> AsyncIterator[EventTap]:
     tap = EventTap()
-    connection = await aio_pika.connect(infra.amqp_url)
+    connection = await aio_pika.connect(infra.amqp_url, timeout=15)
     channel = await connection.channel()
     exchange = await channel.declare_exchange(
         Topology(namespace).exchange, aio_pika.ExchangeType.TOPIC, durable=True

@@ -23,7 +23,7 @@ def tokens_of(sim: Sim) -> set[str]:
 
 async def test_tokens_appear_in_no_sink(sim: Sim, pool: Pool, routers, events: EventTap) -> None:
     await pool.setup(sim, [1, 2, 3], strategy="primary-first")
-    [router] = routers(1, OTEL_TRACES_EXPORTER="console")
+    [router] = routers(1, OTEL_TRACES_EXPORTER="console", OTEL_TRACES_SAMPLER="always_on")
     sim.patch(1, expire_access_token=True)
     sim.fault(2, kind="http_error", status=500, count=2)
     sim.fault(3, kind="usage_limit", count=1)
