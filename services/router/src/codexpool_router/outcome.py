@@ -84,7 +84,8 @@ class Ledger:
             ttfb_ms=None if result.ttfb_s is None else result.ttfb_s * 1000,
             started=result.started,
             duration_ms=(time.perf_counter() - result.started) * 1000,
-            fallback=bool(self.attempts),
+            # A retry on the same provider (after a token refresh) is not a switch to it.
+            fallback=bool(self.attempts) and self.attempts[-1].provider != candidate.name,
             error_code=result.error_code,
             span=span,
         )

@@ -140,6 +140,8 @@ class ResponsesEndpoint:
         headers_for: Callable[[str], dict[str, str]],
         deadline: float,
     ) -> Result | None:
+        if candidate.probe:
+            core.metrics.circuit.labels("probe").inc()
         token, refreshed = await self._token(core, candidate)
         if token is None:
             ledger.skipped(candidate, "token_unavailable")
