@@ -143,6 +143,8 @@ async def main() -> None:
             "CODEXPOOL_UPSTREAM_BASE_URL": sim.url + "/backend-api",
             "CODEXPOOL_AUTH_BASE_URL": sim.url,
             "OTEL_TRACES_EXPORTER": "none",
+            # Spans are still made and sampled unless OTEL_TRACES_SAMPLER says otherwise.
+            "OTEL_TRACES_SAMPLER": os.environ.get("OTEL_TRACES_SAMPLER", "parentbased_always_on"),
             "OTEL_METRICS_EXPORTER": "none",
         }
         with run_service("codexpool_router", env=env, log_dir=tmp, name="router") as router:
