@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import secrets
+import time
 from collections.abc import Iterator
-from contextlib import ExitStack
 from dataclasses import dataclass
 from itertools import count
 from pathlib import Path
@@ -23,7 +24,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, expect
 from redis import Redis
 
 from codexpool_shared.testing.infra import InfraUrls, unique_namespace
-from codexpool_shared.testing.processes import free_port, run_service
+from codexpool_shared.testing.processes import ServiceSpec, free_port, run_services
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 CHROMIUM_ARGS = [
@@ -79,6 +80,29 @@ class Stack:
         headers = {"Authorization": f"Bearer {self.admin_token}"}
         return httpx.Client(base_url=self.admin_api, headers=headers, timeout=20)
 
+    def published(self) -> float:
+        """Outcome events the router has published to RabbitMQ so far."""
+        metrics = httpx.get(f"{self.router}/metrics", timeout=5).text
+        found = re.search(r"^codexpool_events_published_total (\S+)$", metrics, re.M)
+        return float(found.group(1)) if found else 0.0
+
+    def wait_for_events(self, minimum: float, timeout_s: float = 20.0) -> None:
+        """Until the router has published ``minimum`` outcome events in all.
+
+        The page's numbers come from those events; without them a test would only say "0".
+        """
+        deadline = time.monotonic() + timeout_s
+        published = self.published()
+        while published < minimum and time.monotonic() < deadline:
+            time.sleep(0.2)
+            published = self.published()
+        if published >= minimum:
+            return
+        raise AssertionError(
+            f"the router has published {published:.0f} outcome events, not the {minimum:.0f} "
+            f"expected within {timeout_s} s: does RabbitMQ answer AMQP? (logs in {self.logs})"
+        )
+
 
 @pytest.fixture(scope="session")
 def stack(infra: InfraUrls, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
@@ -102,26 +126,31 @@ def stack(infra: InfraUrls, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         "UI_LIVE_INTERVAL_MS": "1000",
         "HEALTH_RESCORE_INTERVAL_S": "1",
     }
-    sim_args = ["--accounts", "1", "--write-auth", str(base / "auth")]
-    with ExitStack() as processes:
-
-        def start(module: str, port: int | None = None, args: tuple[str, ...] = ()) -> str:
-            service = run_service(module, env=env, log_dir=logs, port=port, args=args)
-            return processes.enter_context(service).url
-
-        start("codexpool_sim", sim_port, tuple(sim_args))
-        start("codexpool_health")
-        router = start("codexpool_router")
-        admin_api = start("codexpool_admin_api", admin_port)
-        ui = start("codexpool_ui")
-        with httpx.Client(base_url=admin_api, timeout=20) as client:
+    sim_args = ("--accounts", "1", "--write-auth", str(base / "auth"))
+    specs = [
+        ServiceSpec("codexpool_sim", env, sim_args, port=sim_port, name="sim"),
+        ServiceSpec("codexpool_health", env, name="health"),
+        ServiceSpec("codexpool_router", env, name="router"),
+        ServiceSpec("codexpool_admin_api", env, port=admin_port, name="admin-api"),
+        ServiceSpec("codexpool_ui", env, name="ui"),
+    ]
+    with run_services(specs, log_dir=logs) as [sim_service, _, router, admin_api, ui]:
+        with httpx.Client(base_url=admin_api.url, timeout=20) as client:
             response = client.post(
                 "/api/tokens",
                 json={"name": "browser viewer", "role": "viewer"},
                 headers={"Authorization": f"Bearer {admin_token}"},
             )
             response.raise_for_status()
-        yield Stack(sim, router, admin_api, ui, admin_token, response.json()["token"], logs)
+        yield Stack(
+            sim_service.url,
+            router.url,
+            admin_api.url,
+            ui.url,
+            admin_token,
+            response.json()["token"],
+            logs,
+        )
     with Redis.from_url(infra.redis_url, socket_timeout=5) as redis:
         for key in redis.scan_iter(match=f"{namespace}:*", count=500):
             redis.delete(key)

@@ -75,7 +75,9 @@ def test_traffic_shows_up_live_without_a_reload(
     admin_page.goto(pool.page_path)
     expect(admin_page.get_by_test_id(f"requests-{a}")).to_have_text("0")
     _mark(admin_page)
+    published = pool.stack.published()
     pool.send(6)
+    pool.stack.wait_for_events(published + 6)
     for name in (a, b):
         recorded = len(pool.sim_requests(name))
         assert recorded == 3
@@ -93,7 +95,9 @@ def test_a_failing_account_loses_health_and_the_other_takes_the_fallbacks(
     pool.save("round-robin", [a, b])
     admin_page.goto(pool.page_path)
     _mark(admin_page)
+    published = pool.stack.published()
     pool.send(4)
+    pool.stack.wait_for_events(published + 4)
     expect(admin_page.get_by_test_id(f"requests-{a}")).to_have_text("2")
     _wait_for(lambda: _number(admin_page, f"health-score-{a}") is not None, "a first score")
     before = _number(admin_page, f"health-score-{a}")
