@@ -1,48 +1,162 @@
-"""The admin API as a real process next to real codex-sim, router and health processes.
-
-The sim, router and event-tap fixtures are the router suite's (imported, not copied).
-"""
+"""The admin API as a real process, next to real codex-sim, router and health processes."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
+import json
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import aio_pika
+import aio_pika.abc
 import httpx
 import pytest
 
+from codexpool_shared.messaging import Topology, delete_topology
+from codexpool_shared.testing.infra import InfraUrls
 from codexpool_shared.testing.processes import Service, run_service
-from tests.e2e.router.conftest import (  # noqa: F401 - fixtures, registered by import
-    events,
-    router_env,
-    routers,
-    secret_key,
-    sim,
-)
 
 ADMIN_TOKEN = "e2e-bootstrap-admin-" + base64.b32encode(os.urandom(15)).decode()
 
 
-@pytest.fixture
-def health(tmp_path: Path, router_env: dict[str, str]) -> Iterator[Service]:  # noqa: F811
-    env = {**router_env, "HEALTH_BATCH_LINGER_MS": "1"}
-    with run_service("codexpool_health", env=env, log_dir=tmp_path / "logs", name="health") as svc:
-        yield svc
+@dataclass
+class Sim:
+    """A codex-sim process and the auth.json files it wrote (``--write-auth``)."""
+
+    service: Service
+    auth_dir: Path
+    client: httpx.Client
+
+    def auth_json(self, n: int) -> dict[str, Any]:
+        document: dict[str, Any] = json.loads(
+            (self.auth_dir / f"account-{n}.auth.json").read_text()
+        )
+        return document
+
+    def account_id(self, n: int) -> str:
+        return str(self.auth_json(n)["tokens"]["account_id"])
+
+    def patch(self, n: int, **fields: Any) -> None:
+        self.client.patch(f"/_sim/accounts/{self.account_id(n)}", json=fields).raise_for_status()
+
+    def quota(self, n: int) -> dict[str, Any]:
+        accounts = self.client.get("/_sim/accounts").json()["accounts"]
+        quota: dict[str, Any] = next(
+            a["quota"] for a in accounts if a["account_id"] == self.account_id(n)
+        )
+        return quota
+
+    def requests(self, path: str) -> list[dict[str, Any]]:
+        response = self.client.get("/_sim/requests", params={"path": path})
+        return list(response.json()["requests"])
 
 
 @pytest.fixture
-def admin_api(tmp_path: Path, router_env: dict[str, str]) -> Iterator[Service]:  # noqa: F811
-    env = {**router_env, "CODEXPOOL_ADMIN_TOKEN": ADMIN_TOKEN}
-    with run_service(
-        "codexpool_admin_api", env=env, log_dir=tmp_path / "logs", name="admin-api"
-    ) as service:
-        yield service
+def env(infra: InfraUrls, namespace: str) -> dict[str, str]:
+    """What every service process of the test shares (the sim's URLs are added per fixture)."""
+    return {
+        "REDIS_URL": infra.redis_url,
+        "AMQP_URL": infra.amqp_url,
+        "CODEXPOOL_NAMESPACE": namespace,
+        "CODEXPOOL_SECRET_KEY": base64.b64encode(os.urandom(32)).decode(),
+        "OTEL_TRACES_EXPORTER": "none",
+        "OTEL_METRICS_EXPORTER": "none",
+    }
+
+
+@pytest.fixture
+def sim(tmp_path: Path) -> Iterator[Sim]:
+    auth_dir = tmp_path / "auth"
+    with (
+        run_service(
+            "codexpool_sim",
+            env={},
+            log_dir=tmp_path / "logs",
+            args=["--accounts", "2", "--write-auth", str(auth_dir)],
+            name="sim",
+        ) as service,
+        httpx.Client(base_url=service.url, timeout=10) as client,
+    ):
+        yield Sim(service, auth_dir, client)
+
+
+@pytest.fixture
+def services(tmp_path: Path, env: dict[str, str], sim: Sim) -> Iterator[Callable[[str], Service]]:
+    """``services(module)`` starts a service wired to the sim; all stop at the end."""
+    wired = {
+        **env,
+        "CODEXPOOL_UPSTREAM_BASE_URL": sim.service.url + "/backend-api",
+        "CODEXPOOL_AUTH_BASE_URL": sim.service.url,
+        "CODEXPOOL_ADMIN_TOKEN": ADMIN_TOKEN,
+        "HEALTH_BATCH_LINGER_MS": "1",
+    }
+    with contextlib.ExitStack() as stack:
+
+        def start(module: str) -> Service:
+            return stack.enter_context(
+                run_service(module, env=wired, log_dir=tmp_path / "logs", name=module)
+            )
+
+        yield start
+
+
+@dataclass
+class EventTap:
+    """Every event published to the namespace's exchange during the test."""
+
+    messages: list[tuple[dict[str, Any], dict[str, Any]]] = field(default_factory=list)
+
+    def of_type(self, kind: str) -> list[dict[str, Any]]:
+        return [body for body, _ in self.messages if body.get("type") == kind]
+
+
+@pytest.fixture
+async def events(infra: InfraUrls, namespace: str) -> AsyncIterator[EventTap]:
+    tap = EventTap()
+    connection = await aio_pika.connect(infra.amqp_url)
+    channel = await connection.channel()
+    exchange = await channel.declare_exchange(
+        Topology(namespace).exchange, aio_pika.ExchangeType.TOPIC, durable=True
+    )
+    queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+    await queue.bind(exchange, routing_key="#")
+
+    async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+        tap.messages.append((json.loads(message.body), dict(message.headers or {})))
+        await message.ack()
+
+    await queue.consume(on_message)
+    yield tap
+    await delete_topology(channel, namespace)
+    await connection.close()
+
+
+async def poll(check: Callable[[], Awaitable[Any]], timeout_s: float = 20.0) -> Any:
+    """Await ``check()`` until it returns something truthy, or fail at the deadline."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = await check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout_s} s (last: {value!r})")
+        await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+def admin_api(services: Callable[[str], Service]) -> Service:
+    return services("codexpool_admin_api")
 
 
 @pytest.fixture
 def admin(admin_api: Service) -> Iterator[httpx.Client]:
+    """An admin API client holding the bootstrap admin token."""
     headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     with httpx.Client(base_url=admin_api.url, headers=headers, timeout=20) as client:
         yield client
