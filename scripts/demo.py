@@ -14,6 +14,7 @@ import base64
 import json
 import os
 import random
+import re
 import secrets
 import signal
 import socket
@@ -183,6 +184,20 @@ def _check_example(stack: Stack) -> str:
     return response.output_text
 
 
+def _check_events(stack: Stack) -> None:
+    """The page's numbers come from the router's outcome events: say so if none get through."""
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        metrics = httpx.get(stack.urls["router"] + "/metrics", timeout=5).text
+        if re.search(r"^codexpool_events_published_total [1-9]", metrics, re.M):
+            return
+        time.sleep(0.5)
+    _say(
+        "warning: the router has published no outcome events to RabbitMQ yet, so the page's "
+        "numbers stay at 0; check that RabbitMQ answers (router log in the state directory)"
+    )
+
+
 def _traffic(stack: Stack, stop: threading.Event, rate_per_s: float) -> None:
     """Steady requests through the router, and now and then a short fault in one account."""
     sim = stack.urls["codex-sim"]
@@ -279,6 +294,7 @@ def _run(args: argparse.Namespace, ports: dict[str, int], redis_url: str, amqp_u
         _configure(stack, auth_dir)
         answer = _check_example(stack)
         _print_summary(stack, answer)
+        _check_events(stack)
         if args.exit:
             return 0
         stop = threading.Event()
