@@ -14,28 +14,20 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-import aiohttp
-import orjson
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
-from codexpool_router.answers import (
-    Send,
-    quota_exhausted,
-    router_headers,
-    send_error,
-    send_json,
-    unavailable,
-)
+from codexpool_router.answers import Send, router_headers, send_error
 from codexpool_router.attempt import Result, run_attempt
 from codexpool_router.core import Core, tracer
+from codexpool_router.endings import client_error, exhausted
 from codexpool_router.inbound import Inbound, agent_key_digest, header, parse_body, read_body
 from codexpool_router.livewriter import now_ms
 from codexpool_router.outcome import Ledger
 from codexpool_router.quota import exhausted_reset, snapshot_from_headers
+from codexpool_router.relay import deliver
 from codexpool_router.selection import Candidate, Selection
-from codexpool_router.sse import error_event
-from codexpool_router.upstream import PASS_BACK, client_headers, upstream_headers
+from codexpool_router.upstream import client_headers, upstream_headers
 from codexpool_shared.errors import ApiError
 from codexpool_shared.events import HEALTH_FAULTS
 from codexpool_shared.telemetry import attributes as attr
@@ -121,15 +113,15 @@ class ResponsesEndpoint:
             if result is None:
                 continue
             if result.outcome == "success":
-                await self._deliver(core, send, ledger, inbound, candidate, result)
+                await deliver(core, send, ledger, inbound, candidate, result)
                 return
             if result.outcome == "client_error":
-                await self._client_error(send, ledger, candidate, result)
+                await client_error(send, ledger, candidate, result)
                 return
             reset = self._penalize(core, ledger, candidate, result)
             if reset:
                 quota_reset_ms = reset if not quota_reset_ms else min(quota_reset_ms, reset)
-        await self._exhausted(core, send, ledger, selection, quota_reset_ms)
+        await exhausted(send, ledger, selection, quota_reset_ms)
 
     async def _try_provider(
         self,
@@ -217,138 +209,3 @@ class ResponsesEndpoint:
         elif candidate.probe:
             core.writer.release_probe(name)
         return 0
-
-    def _served(self, core: Core, ledger: Ledger, inbound: Inbound, candidate: Candidate) -> None:
-        selection = ledger.selection
-        assert selection is not None
-        if candidate.probe or candidate.failures:
-            core.writer.success(candidate.name, candidate.probe)
-        if inbound.session_digest and candidate.name != selection.candidates[0].name:
-            core.writer.affinity(selection.agent_id, inbound.session_digest, candidate.name)
-
-    async def _deliver(
-        self,
-        core: Core,
-        send: Send,
-        ledger: Ledger,
-        inbound: Inbound,
-        candidate: Candidate,
-        result: Result,
-    ) -> None:
-        headers = router_headers(ledger.request_id, candidate.name, len(ledger.attempts))
-        passed = [
-            (name, value)
-            for key, value in result.raw_headers
-            if (name := key.lower()) in PASS_BACK or name.startswith(b"x-codex-")
-        ]
-        tap = result.tap
-        assert tap is not None
-        if not inbound.stream:
-            body = orjson.dumps(tap.final_response())
-            ledger.finish(candidate, "success", tap.usage())
-            self._served(core, ledger, inbound, candidate)
-            await send_json(send, 200, body, [*headers, *passed])
-            return
-        response = result.response
-        assert response is not None
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [
-                    (b"content-type", b"text/event-stream"),
-                    (b"cache-control", b"no-cache"),
-                    *headers,
-                    *passed,
-                ],
-            }
-        )
-        if first := tap.relay(result.first_chunk):
-            await send({"type": "http.response.body", "body": first, "more_body": True})
-        try:
-            while chunk := await response.content.readany():
-                if out := tap.relay(chunk):
-                    await send({"type": "http.response.body", "body": out, "more_body": True})
-            response.release()
-        except (aiohttp.ClientError, TimeoutError):
-            response.close()
-        except BaseException:
-            response.close()
-            raise
-        if held := tap.flush():
-            await send({"type": "http.response.body", "body": held, "more_body": True})
-        outcome, code = tap.outcome()
-        if tap.terminal is None:
-            await send(
-                {
-                    "type": "http.response.body",
-                    "body": error_event(
-                        ledger.request_id,
-                        "upstream_stream_error",
-                        "The upstream stream ended before the response completed.",
-                    ),
-                    "more_body": True,
-                }
-            )
-        ledger.relayed(outcome, code, tap.usage())
-        if outcome == "success":
-            self._served(core, ledger, inbound, candidate)
-        elif outcome in HEALTH_FAULTS:
-            core.writer.failure(candidate.name, candidate.probe)
-        ledger.finished = True
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
-
-    async def _client_error(
-        self, send: Send, ledger: Ledger, candidate: Candidate, result: Result
-    ) -> None:
-        ledger.finish(candidate, "client_error", None)
-        headers = [
-            *router_headers(ledger.request_id, candidate.name, len(ledger.attempts)),
-            (b"x-should-retry", b"false"),
-        ]
-        if result.status == 200 and result.tap is not None:
-            failure = result.tap.failure or {}
-            error = (failure.get("response") or {}).get("error") or failure.get("error") or {}
-            body = orjson.dumps(
-                {"error": {"type": "invalid_request_error", "param": None, **error}}
-            )
-            await send_json(send, 400, body, headers)
-            return
-        content_type = result.headers.get("content-type", "application/json").encode()
-        await send_json(send, result.status or 400, result.body, headers, content_type)
-
-    async def _exhausted(
-        self, core: Core, send: Send, ledger: Ledger, selection: Selection, quota_reset_ms: int
-    ) -> None:
-        if ledger.pending:
-            # Every replica must know about the exhausted accounts before the client comes
-            # back, so that the next request is answered without an upstream attempt.
-            await asyncio.wait(ledger.pending, timeout=0.25)
-        now = now_ms()
-        tried = {a.outcome for a in ledger.attempts}
-        headers = router_headers(ledger.request_id, None, len(ledger.attempts))
-        only_quota = tried <= {"usage_limit"} and not selection.other_wait_ms
-        resets = [t for t in (quota_reset_ms, selection.quota_wait_ms) if t]
-        if only_quota and resets:
-            error, body = quota_exhausted(min(resets), now)
-            ledger.final_outcome = "pool_exhausted"
-            extra = [(k.encode(), v.encode()) for k, v in error.headers.items()]
-            await send_json(send, 429, body, [*headers, *extra])
-            return
-        if not ledger.attempts:
-            ledger.final_outcome = "no_eligible_provider"
-            error = unavailable(
-                "No provider in this pool is available right now.",
-                "no_eligible_provider",
-                selection.other_wait_ms,
-                now,
-            )
-        else:
-            ledger.final_outcome = "pool_exhausted"
-            error = ApiError(
-                503,
-                "Every provider tried for this request failed.",
-                code="all_providers_failed",
-                type="service_unavailable_error",
-            )
-        await send_error(send, error, headers)

@@ -1,0 +1,100 @@
+"""Relaying an upstream answer that opened: the whole stream, or the assembled response.
+
+From here on nothing fails over: a failure ends the stream with a ``response.failed`` event.
+"""
+
+from __future__ import annotations
+
+import aiohttp
+import orjson
+
+from codexpool_router.answers import Send, router_headers, send_json
+from codexpool_router.attempt import Result
+from codexpool_router.core import Core
+from codexpool_router.inbound import Inbound
+from codexpool_router.outcome import Ledger
+from codexpool_router.selection import Candidate
+from codexpool_router.sse import error_event
+from codexpool_router.upstream import PASS_BACK
+from codexpool_shared.events import HEALTH_FAULTS
+
+
+def served(core: Core, ledger: Ledger, inbound: Inbound, candidate: Candidate) -> None:
+    selection = ledger.selection
+    assert selection is not None
+    if candidate.probe or candidate.failures:
+        core.writer.success(candidate.name, candidate.probe)
+    if inbound.session_digest and candidate.name != selection.candidates[0].name:
+        core.writer.affinity(selection.agent_id, inbound.session_digest, candidate.name)
+
+
+async def deliver(
+    core: Core,
+    send: Send,
+    ledger: Ledger,
+    inbound: Inbound,
+    candidate: Candidate,
+    result: Result,
+) -> None:
+    headers = router_headers(ledger.request_id, candidate.name, len(ledger.attempts))
+    passed = [
+        (name, value)
+        for key, value in result.raw_headers
+        if (name := key.lower()) in PASS_BACK or name.startswith(b"x-codex-")
+    ]
+    tap = result.tap
+    assert tap is not None
+    if not inbound.stream:
+        body = orjson.dumps(tap.final_response())
+        ledger.finish(candidate, "success", tap.usage())
+        served(core, ledger, inbound, candidate)
+        await send_json(send, 200, body, [*headers, *passed])
+        return
+    response = result.response
+    assert response is not None
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [
+                (b"content-type", b"text/event-stream"),
+                (b"cache-control", b"no-cache"),
+                *headers,
+                *passed,
+            ],
+        }
+    )
+    if first := tap.relay(result.first_chunk):
+        await send({"type": "http.response.body", "body": first, "more_body": True})
+    try:
+        while chunk := await response.content.readany():
+            if out := tap.relay(chunk):
+                await send({"type": "http.response.body", "body": out, "more_body": True})
+        response.release()
+    except (aiohttp.ClientError, TimeoutError):
+        response.close()
+    except BaseException:
+        response.close()
+        raise
+    if held := tap.flush():
+        await send({"type": "http.response.body", "body": held, "more_body": True})
+    outcome, code = tap.outcome()
+    if tap.terminal is None:
+        await send(
+            {
+                "type": "http.response.body",
+                "body": error_event(
+                    ledger.request_id,
+                    "upstream_stream_error",
+                    "The upstream stream ended before the response completed.",
+                ),
+                "more_body": True,
+            }
+        )
+    ledger.relayed(outcome, code, tap.usage())
+    if outcome == "success":
+        served(core, ledger, inbound, candidate)
+    elif outcome in HEALTH_FAULTS:
+        core.writer.failure(candidate.name, candidate.probe)
+    ledger.finished = True
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
