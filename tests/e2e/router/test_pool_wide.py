@@ -11,6 +11,7 @@ import aiohttp
 import httpx
 import openai
 import pytest
+from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
 
 from codexpool_shared.store import remove_member
 from tests.e2e.router.conftest import Pool, Sim
@@ -52,6 +53,9 @@ async def test_round_robin_is_exact_across_three_routers(sim: Sim, pool: Pool, r
     served: Counter[str] = Counter()
     # aiohttp: the client must not be the bottleneck of 3,000 requests on a 2-core machine.
     async with aiohttp.ClientSession(headers=headers) as session:
+        # Another test may have configured telemetry in this process, instrumenting aiohttp
+        # globally; its url_filter currently fails on yarl URLs, and spans are not wanted here.
+        AioHttpClientInstrumentor.uninstrument_session(session)
 
         async def worker(first: int) -> None:
             for i in range(first, 3000, 30):
