@@ -26,7 +26,13 @@ import aio_pika
 import httpx
 
 from codexpool_shared.events import Attempt, OutcomeClass, RequestOutcomeV1
-from codexpool_shared.messaging import OUTCOME_ROUTING_KEY, Topology, declare_topology, encode
+from codexpool_shared.messaging import (
+    OUTCOME_ROUTING_KEY,
+    Topology,
+    connect,
+    declare_topology,
+    encode,
+)
 from codexpool_shared.messaging.topology import delete_topology
 from codexpool_shared.testing.infra import InfraUrls, infrastructure, unique_namespace
 
@@ -215,7 +221,8 @@ async def main() -> None:
     parser.add_argument("--seconds", type=int, default=30)
     args = parser.parse_args()
     with infrastructure() as infra:
-        connection = await aio_pika.connect(infra.amqp_url)
+        # Bounded: a broker that accepts TCP but never answers fails the bench, not hangs it.
+        connection = await connect(infra.amqp_url, name="health-bench")
         channel = await connection.channel(publisher_confirms=True)
         try:
             await throughput(infra, channel, args.events)
