@@ -43,7 +43,7 @@ class Sim:
         return self.service.url
 
     def auth_json(self, n: int) -> dict[str, Any]:
-        return json.loads((self.auth_dir / f"account-{n}.auth.json").read_text())
+        return dict(json.loads((self.auth_dir / f"account-{n}.auth.json").read_text()))
 
     def account_id(self, n: int) -> str:
         return str(self.auth_json(n)["tokens"]["account_id"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import httpx
 
@@ -10,6 +11,10 @@ from codexpool_shared.testing.processes import stop
 from tests.e2e.router.conftest import EventTap, Pool, Sim
 
 STREAM = {"model": "gpt-5-codex", "input": "hi", "stream": True}
+
+
+def text(value: Any) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
 
 
 def tokens_of(sim: Sim) -> set[str]:
@@ -45,14 +50,14 @@ async def test_tokens_appear_in_no_sink(sim: Sim, pool: Pool, routers, events: E
     seen += [json.dumps(body) + json.dumps(hdrs, default=str) for body, hdrs in events.messages]
     stored: list[str] = []
     async for key in pool.redis.scan_iter(match=f"{pool.keys.namespace}:*"):
-        kind = (await pool.redis.type(key)).decode()
+        kind = text(await pool.redis.type(key))
         if kind == "hash":
             for field, value in (await pool.redis.hgetall(key)).items():
-                if field.decode().endswith("_token") and value:
-                    assert value.decode().startswith("v1:"), (key, field)
-                stored.append(value.decode(errors="replace"))
+                if text(field).endswith("_token") and value:
+                    assert text(value).startswith("v1:"), (key, field)
+                stored.append(text(value))
         elif kind == "string":
-            stored.append((await pool.redis.get(key)).decode(errors="replace"))
+            stored.append(text(await pool.redis.get(key)))
     stop(router.process)  # flushes the span exporter into the captured output
     log = router.log()
     assert "POST codex/responses" in log  # spans were exported into the captured output

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import httpx
 import pytest
@@ -78,7 +79,7 @@ async def test_server_errors_fail_over_and_open_the_circuit(sim: Sim, pool: Pool
     ],
 )
 async def test_other_failures_fail_over(
-    sim: Sim, pool: Pool, routers, fault: dict, reason: str | None
+    sim: Sim, pool: Pool, routers, fault: dict[str, Any], reason: str | None
 ) -> None:
     await pool.setup(sim, [1, 2], strategy="primary-first")
     [router] = routers(1)

@@ -46,8 +46,8 @@ async def test_primary_first_returns_only_after_a_successful_probe(
 async def test_quota_aware_drains_accounts_evenly(sim: Sim, pool: Pool, routers) -> None:
     await pool.setup(sim, [1, 2, 3], strategy="quota-aware")
     [router] = routers(1)
-    for n, used in ((1, 60), (2, 20), (3, 40)):
-        sim.patch(n, primary_used_percent=used, primary_cost_percent=1, secondary_cost_percent=0)
+    for n, start in ((1, 60), (2, 20), (3, 40)):
+        sim.patch(n, primary_used_percent=start, primary_cost_percent=1, secondary_cost_percent=0)
     headers = {"Authorization": f"Bearer {pool.api_key}"}
     async with httpx.AsyncClient(base_url=router.url, headers=headers, timeout=30) as c:
         for _ in range(90):

@@ -7,6 +7,7 @@ import os
 
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import RedisDsn, SecretStr
 
 from codexpool_router.app import create_app
 from codexpool_router.config import Settings
@@ -31,9 +32,9 @@ class FakePublisher:
 @pytest.fixture
 def settings() -> Settings:
     return Settings(
-        CODEXPOOL_SECRET_KEY=base64.b64encode(os.urandom(32)).decode(),
-        ROUTER_MAX_BODY_BYTES=1000,
-        REDIS_URL="redis://127.0.0.1:1/0",
+        secret_key=SecretStr(base64.b64encode(os.urandom(32)).decode()),
+        max_body_bytes=1000,
+        redis_url=RedisDsn("redis://127.0.0.1:1/0"),
     )
 
 

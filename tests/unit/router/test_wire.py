@@ -117,7 +117,8 @@ def test_sse_tap_sees_completion_across_chunk_boundaries() -> None:
     for i in range(0, len(stream), 7):
         tap.feed(stream[i : i + 7])
     assert tap.outcome() == ("success", None)
-    assert tap.usage() is not None and tap.usage().total_tokens == 5
+    usage = tap.usage()
+    assert usage is not None and usage.total_tokens == 5
     final = tap.final_response()
     assert final["output"] == [{"type": "message", "id": "i"}] and final["model"] == "m"
 
