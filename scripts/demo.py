@@ -285,32 +285,30 @@ def _run(args: argparse.Namespace, ports: dict[str, int], redis_url: str, amqp_u
     sim_args = ["--accounts", "3", "--write-auth", str(auth_dir), "--primary-cost", "0.02"]
     sim_args += ["--secondary-cost", "0.002", "--ttfb-ms", "120", "--event-delay-ms", "15"]
     _say("Starting Codex Pool (Ctrl-C stops everything):")
-    with ExitStack() as stack_of_processes:
-        stack_of_processes.enter_context(
-            _service("codex-sim", ports["codex-sim"], env, logs, sim_args)
-        )
-        for name in ("router", "health", "admin-api", "ui"):
-            stack_of_processes.enter_context(_service(name, ports[name], env, logs))
-        _configure(stack, auth_dir)
-        answer = _check_example(stack)
-        _print_summary(stack, answer)
-        _check_events(stack)
-        if args.exit:
-            return 0
-        stop = threading.Event()
-        if args.traffic:
-            worker = threading.Thread(target=_traffic, args=(stack, stop, args.rate), daemon=True)
-            worker.start()
-            _say("Synthetic traffic is flowing (--traffic).")
-        else:
-            _say("For a live page, run `make demo DEMO_ARGS=--traffic` (steady synthetic traffic).")
-        try:
+    stop = threading.Event()
+    try:
+        with ExitStack() as processes:
+            processes.enter_context(_service("codex-sim", ports["codex-sim"], env, logs, sim_args))
+            for name in ("router", "health", "admin-api", "ui"):
+                processes.enter_context(_service(name, ports[name], env, logs))
+            _configure(stack, auth_dir)
+            _print_summary(stack, _check_example(stack))
+            _check_events(stack)
+            if args.exit:
+                return 0
+            if args.traffic:
+                threading.Thread(
+                    target=_traffic, args=(stack, stop, args.rate), daemon=True
+                ).start()
+                _say("Synthetic traffic is flowing (--traffic).")
+            else:
+                _say("For a live page, run `make demo DEMO_ARGS=--traffic` (synthetic traffic).")
             while True:
                 time.sleep(3600)
-        except KeyboardInterrupt:
-            _say("\nStopping...")
-            stop.set()
-    _say("Stopped everything the demo started.")
+    except KeyboardInterrupt:
+        # Whenever Ctrl-C comes, leaving the ExitStack above has stopped every process.
+        stop.set()
+    _say("\nStopped everything the demo started.")
     return 0
 
 

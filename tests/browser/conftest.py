@@ -7,22 +7,27 @@ and their own freshly created sim accounts, registered under names of their own.
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import os
 import re
 import secrets
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import count
 from pathlib import Path
 from typing import Any
 
+import aio_pika
 import httpx
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 from redis import Redis
 
+from codexpool_shared.messaging.topology import delete_topology
 from codexpool_shared.testing.infra import InfraUrls, unique_namespace
 from codexpool_shared.testing.processes import ServiceSpec, free_port, run_services
 
@@ -151,9 +156,24 @@ def stack(infra: InfraUrls, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             response.json()["token"],
             logs,
         )
+    delete_namespace(infra, namespace)
+
+
+def delete_namespace(infra: InfraUrls, namespace: str) -> None:
+    """Remove a namespace's Redis keys and RabbitMQ queues and exchanges."""
     with Redis.from_url(infra.redis_url, socket_timeout=5) as redis:
         for key in redis.scan_iter(match=f"{namespace}:*", count=500):
             redis.delete(key)
+    # On a thread of its own: Playwright's sync API keeps an event loop on this one.
+    with ThreadPoolExecutor(1) as thread:
+        thread.submit(asyncio.run, _delete_topology(infra.amqp_url, namespace)).result(60)
+
+
+async def _delete_topology(amqp_url: str, namespace: str) -> None:
+    # Best effort: a broker that does not answer must not turn a passing session into an error.
+    with contextlib.suppress(TimeoutError, aio_pika.exceptions.AMQPError, OSError):
+        async with await aio_pika.connect(amqp_url, timeout=10) as connection:
+            await delete_topology(await connection.channel(), namespace)
 
 
 @pytest.fixture(scope="session")

@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 from playwright.sync_api import Page, expect
-from redis import Redis
 
 from codexpool_shared.testing.infra import InfraUrls, unique_namespace
+from tests.browser.conftest import delete_namespace
 from tests.conftest import REPO_ROOT
 
 DEMO_PORTS = (8080, 8081, 8082, 8083, 8090)
@@ -123,6 +123,4 @@ def test_make_demo_runs_the_stack_and_its_example(
                 process.kill()
                 process.wait(10)
         output.close(process)
-        with Redis.from_url(infra.redis_url, socket_timeout=5) as redis:
-            for key in redis.scan_iter(match=f"{namespace}:*", count=500):
-                redis.delete(key)
+        delete_namespace(infra, namespace)
