@@ -71,7 +71,7 @@ class _Waiting:
 
 
 class OutcomeBatcher:
-    """Applies submitted outcome events in batches; ``handle`` is the consumer's handler."""
+    """Applies the outcome events the consumer submits, in batches, and settles their deliveries."""
 
     def __init__(
         self,
@@ -212,4 +212,8 @@ class OutcomeBatcher:
             if not waiting.future.done():
                 waiting.future.set_result(applied)
         self._metrics.batch_size.observe(len(batch))
-        self._on_scores(result.scores)
+        try:
+            self._on_scores(result.scores)
+        except Exception:
+            # Reporting must never stop the batcher: the scores are in Redis already.
+            log.exception("reporting new scores failed")
