@@ -11,16 +11,16 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 from typing import Any
 
 from redis.asyncio import Redis
 
 from codexpool_router.config import Settings
 from codexpool_router.metrics import Metrics
+from codexpool_router.quota import snapshot_from_headers
 from codexpool_shared.keys import Keys
 from codexpool_shared.store import (
-    QuotaSnapshot,
     extend_cooldown,
     quota_fields,
     record_failure,
@@ -36,7 +36,7 @@ class LiveWriter:
         self._keys = keys
         self._settings = settings
         self._metrics = metrics
-        self._quota: dict[str, QuotaSnapshot] = {}
+        self._quota: dict[str, tuple[Mapping[str, str], float]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._flusher: asyncio.Task[None] | None = None
 
@@ -65,8 +65,10 @@ class LiveWriter:
             self._metrics.background_errors.inc()
             log.warning("live-state write failed", exc_info=True)
 
-    def quota(self, provider: str, snapshot: QuotaSnapshot) -> None:
-        self._quota[provider] = snapshot
+    def quota(self, provider: str, headers: Mapping[str, str]) -> None:
+        """Remember the provider's latest answer headers; only the last one per flush is
+        parsed, so a busy provider costs one snapshot per interval, not one per request."""
+        self._quota[provider] = (headers, time.time())
 
     async def _flush_loop(self) -> None:
         while True:
@@ -81,8 +83,11 @@ class LiveWriter:
             return
         pending, self._quota = self._quota, {}
         async with self._redis.pipeline(transaction=False) as pipe:
-            for provider, snapshot in pending.items():
-                pipe.hset(self._keys.live(provider), mapping=quota_fields(snapshot))  # type: ignore[arg-type]
+            for provider, (headers, received) in pending.items():
+                snapshot = snapshot_from_headers(headers, received)
+                if snapshot is not None:
+                    fields = quota_fields(snapshot)
+                    pipe.hset(self._keys.live(provider), mapping=fields)  # type: ignore[arg-type]
             await pipe.execute()
 
     def cooldown(self, provider: str, until_ms: int, reason: str) -> asyncio.Task[None]:

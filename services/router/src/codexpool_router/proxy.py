@@ -159,9 +159,8 @@ class ResponsesEndpoint:
                     stream=inbound.stream,
                 )
             ledger.attempt(candidate, result, span)
-            snapshot = snapshot_from_headers(result.headers) if result.headers else None
-            if snapshot is not None:
-                core.writer.quota(candidate.name, snapshot)
+            if result.headers:
+                core.writer.quota(candidate.name, result.headers)
             if result.status != 401 or refreshed:
                 return result
             refreshed = True

@@ -44,11 +44,13 @@ def _flag(headers: Mapping[str, str], name: str) -> bool | None:
     return None if value is None else value.strip().lower() in _TRUE
 
 
-def snapshot_from_headers(headers: Mapping[str, str]) -> QuotaSnapshot | None:
-    """The snapshot in ``headers`` (lower-case names), or ``None`` when they carry none."""
+def snapshot_from_headers(
+    headers: Mapping[str, str], now: float | None = None
+) -> QuotaSnapshot | None:
+    """The snapshot in ``headers`` (received at ``now``), or ``None`` when they carry none."""
     if "x-codex-primary-used-percent" not in headers:
         return None
-    now = time.time()
+    now = time.time() if now is None else now
     return QuotaSnapshot(
         primary=_window(headers, "primary", now),
         secondary=_window(headers, "secondary", now),
