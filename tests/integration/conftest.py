@@ -24,7 +24,8 @@ async def amqp_channel(
     topology declared; the topology is deleted afterwards, on a fresh channel in case the test
     broke this one.
     """
-    connection = await connect(infra.amqp_url, name=request.node.nodeid)
+    # Generous: a broker busy with parallel test runs has been seen to stall for seconds.
+    connection = await connect(infra.amqp_url, name=request.node.nodeid, timeout_s=30)
     channel = await connection.channel()
     await declare_topology(channel, namespace)
     yield channel

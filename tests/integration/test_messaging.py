@@ -27,8 +27,12 @@ from codexpool_shared.testing.faultproxy import FaultProxy
 from codexpool_shared.testing.infra import InfraUrls
 from codexpool_shared.testing.messaging import sample_outcome
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = pytest.mark.timeout(90)
 log = logging.getLogger(__name__)
+
+# A broker busy with parallel test runs has been seen to stall for seconds: connections made by
+# the tests themselves wait longer than the services' defaults.
+SLOW_BROKER_S = 20.0
 
 
 async def eventually(check: Callable[[], bool], *, timeout_s: float, what: str) -> None:
@@ -68,6 +72,7 @@ async def received(
         Topology(namespace).health_queue,
         seen.handler,
         name=f"{request.node.nodeid} consumer",
+        connect_timeout_s=SLOW_BROKER_S,
     )
     await consumer.start()
     yield seen
@@ -93,6 +98,7 @@ async def make_publisher(
     publishers: list[EventPublisher] = []
 
     async def make(url: str, **options: object) -> EventPublisher:
+        options.setdefault("connect_timeout_s", SLOW_BROKER_S)
         publisher = EventPublisher(
             url,
             namespace,
@@ -117,7 +123,10 @@ async def test_ten_thousand_events_arrive_exactly_once(
     received = Received()
     # Batch mode, as the health service consumes: the per-event mode is covered below.
     consumer = EventConsumer(
-        infra.amqp_url, Topology(namespace).health_queue, batch_handler=received.batch_handler
+        infra.amqp_url,
+        Topology(namespace).health_queue,
+        batch_handler=received.batch_handler,
+        connect_timeout_s=SLOW_BROKER_S,
     )
     await consumer.start()
     try:
@@ -152,7 +161,9 @@ async def test_blackholed_broker_buffers_then_delivers_everything(
     )
     warm_up = sample_outcome()
     publisher.publish(warm_up)  # connected through the proxy before the fault
-    await eventually(lambda: publisher.stats.published == 1, timeout_s=10, what="warm-up")
+    await eventually(
+        lambda: publisher.stats.published == 1, timeout_s=SLOW_BROKER_S, what="warm-up"
+    )
 
     proxy.blackhole()
     events = [sample_outcome() for _ in range(buffer_size + overflow)]
@@ -185,7 +196,9 @@ async def test_close_deadline_counts_unsent_events_as_shutdown(
         proxy.url_for(infra.amqp_url), publish_timeout_s=5.0, connect_timeout_s=5.0
     )
     publisher.publish(sample_outcome())
-    await eventually(lambda: publisher.stats.published == 1, timeout_s=10, what="warm-up")
+    await eventually(
+        lambda: publisher.stats.published == 1, timeout_s=SLOW_BROKER_S, what="warm-up"
+    )
     proxy.blackhole()
     for _ in range(100):
         publisher.publish(sample_outcome())
@@ -267,7 +280,11 @@ async def test_a_handler_that_always_fails_is_bounded_by_the_delivery_limit(
             raise RuntimeError("this event always fails")
 
     consumer = EventConsumer(
-        infra.amqp_url, topology.health_queue, handler, retry_delay_s=(0.01, 0.05)
+        infra.amqp_url,
+        topology.health_queue,
+        handler,
+        retry_delay_s=(0.01, 0.05),
+        connect_timeout_s=SLOW_BROKER_S,
     )
     await consumer.start()
     try:
@@ -333,7 +350,9 @@ async def test_publisher_reconnects_after_connection_resets(
     before = [sample_outcome() for _ in range(50)]
     for event in before:
         publisher.publish(event)
-    await eventually(lambda: publisher.stats.published == 50, timeout_s=10, what="first batch")
+    await eventually(
+        lambda: publisher.stats.published == 50, timeout_s=SLOW_BROKER_S, what="first batch"
+    )
 
     proxy.reset()  # RST on the live connection and on every reconnect attempt
     during = [sample_outcome() for _ in range(50)]
@@ -363,6 +382,7 @@ async def test_consumer_recovers_after_its_connection_is_reset(
         proxy.url_for(infra.amqp_url) + "?reconnect_interval=0.2",
         Topology(namespace).health_queue,
         seen.handler,
+        connect_timeout_s=SLOW_BROKER_S,
     )
     await consumer.start()
     try:
@@ -370,7 +390,7 @@ async def test_consumer_recovers_after_its_connection_is_reset(
         first = [sample_outcome() for _ in range(100)]
         for event in first:
             publisher.publish(event)
-        await eventually(lambda: len(seen.ids) == 100, timeout_s=15, what="first events")
+        await eventually(lambda: len(seen.ids) == 100, timeout_s=SLOW_BROKER_S, what="first events")
 
         proxy.reset()
         second = [sample_outcome() for _ in range(100)]

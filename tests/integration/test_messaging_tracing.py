@@ -30,8 +30,12 @@ async def test_consumer_span_continues_the_request_trace(
         handler_trace_ids.append(trace.get_current_span().get_span_context().trace_id)
         handled.set()
 
-    consumer = EventConsumer(infra.amqp_url, Topology(namespace).health_queue, handler)
-    publisher = EventPublisher(infra.amqp_url, namespace, name="trace test publisher")
+    consumer = EventConsumer(
+        infra.amqp_url, Topology(namespace).health_queue, handler, connect_timeout_s=20
+    )
+    publisher = EventPublisher(
+        infra.amqp_url, namespace, name="trace test publisher", connect_timeout_s=20
+    )
     await consumer.start()
     await publisher.start()
     try:

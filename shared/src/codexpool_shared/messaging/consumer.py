@@ -34,7 +34,7 @@ from codexpool_shared.messaging.api import (
     MessageInfo,
     Setup,
 )
-from codexpool_shared.messaging.connection import close_quietly, connect
+from codexpool_shared.messaging.connection import CONNECT_TIMEOUT_S, close_quietly, connect
 from codexpool_shared.messaging.metrics import ConsumeResult, ConsumerMetrics
 from codexpool_shared.messaging.propagation import batch_consumer_span, consumer_span
 
@@ -58,6 +58,7 @@ class EventConsumer:
         batch_window_s: float = 0.005,
         retry_delay_s: tuple[float, float] = (0.1, 2.0),
         setup: Setup | None = None,
+        connect_timeout_s: float = CONNECT_TIMEOUT_S,
     ) -> None:
         """Build a consumer; nothing connects until ``start()``.
 
@@ -74,6 +75,8 @@ class EventConsumer:
             batch_window_s: How long a batch waits for more messages after its first.
             retry_delay_s: Delay before a failed delivery is requeued, first and largest.
             setup: Awaited with the channel before consuming, e.g. to declare the topology.
+            connect_timeout_s: Bound on the first connection (later ones are the robust
+                connection's business).
         """
         if (handler is None) == (batch_handler is None):
             raise ValueError("give exactly one of handler and batch_handler")
@@ -91,6 +94,7 @@ class EventConsumer:
         self._batch_window_s = batch_window_s
         self._retry_delay_s = retry_delay_s
         self._setup = setup
+        self._connect_timeout_s = connect_timeout_s
         self._metrics = ConsumerMetrics(registry or CollectorRegistry(), queue)
         self._state = ConsumerState.NEW
         self._tasks: set[asyncio.Task[None]] = set()
@@ -115,7 +119,9 @@ class EventConsumer:
         """
         if self._state is not ConsumerState.NEW:
             raise ConsumerStateError(f"start() on a {self._state.value} consumer")
-        connection = await connect(self._url, name=self._name, robust=True)
+        connection = await connect(
+            self._url, name=self._name, robust=True, timeout_s=self._connect_timeout_s
+        )
         try:
             if self._setup is not None:
                 # Its own channel: a declaration that disagrees with the broker closes it.
