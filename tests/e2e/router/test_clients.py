@@ -52,3 +52,28 @@ async def test_usage_and_models_describe_the_pool(sim: Sim, pool: Pool, routers)
     assert usage["providers"][0]["cooldown_reason"] == "usage_limit"
     assert models["object"] == "list" and models["data"]
     assert unauthorized.status_code == 401
+
+
+async def test_sessions_stick_to_one_provider(sim: Sim, pool: Pool, routers) -> None:
+    await pool.setup(sim, [1, 2, 3])
+    [router] = routers(1)
+    headers = {"Authorization": f"Bearer {pool.api_key}"}
+    async with httpx.AsyncClient(base_url=router.url, headers=headers, timeout=30) as c:
+
+        async def provider(body: dict[str, object], **extra: str) -> str:
+            response = await c.post("/v1/responses", json=body, headers=extra)
+            assert response.status_code == 200
+            return response.headers["x-codexpool-provider"]
+
+        by_header = {await provider({"model": "m"}, **{"session-id": "s-1"}) for _ in range(4)}
+        by_key = {await provider({"model": "m", "prompt_cache_key": "k-1"}) for _ in range(4)}
+        by_metadata = {
+            await provider({"model": "m", "client_metadata": {"session_id": "s-2"}})
+            for _ in range(4)
+        }
+        unrelated = {await provider({"model": "m"}) for _ in range(3)}
+    assert len(by_header) == len(by_key) == len(by_metadata) == 1
+    assert len(unrelated) == 3
+    affinity = [k async for k in pool.redis.scan_iter(match=pool.keys.affinity("*", "*"))]
+    assert len(affinity) == 3  # digests of the three sessions, never the session keys
+    assert not any(raw in str(affinity) for raw in ("s-1", "s-2", "k-1"))
