@@ -17,6 +17,21 @@ wait_for() {
   done
 }
 
+# A broker can accept TCP and still never answer the AMQP handshake (seen when a node stalls):
+# send the protocol header and expect Connection.Start (a method frame, type 1) back.
+amqp_answers() {
+  timeout 10 bash -c 'exec 3<>/dev/tcp/127.0.0.1/5672; printf "AMQP\x00\x00\x09\x01" >&3;
+    [[ $(head -c 1 <&3 | od -An -tx1 | tr -d " ") == 01 ]]' 2>/dev/null
+}
+
+restart_local_rabbitmq() {
+  echo "warning: RabbitMQ accepts connections but does not answer AMQP: restarting the local node" >&2
+  pkill -9 -u rabbitmq beam.smp 2>/dev/null || true
+  sleep 2
+  rabbitmq-server -detached
+  wait_for 5672 RabbitMQ 90
+}
+
 apt_updated=0
 install_pkg() {
   if [[ $(id -u) -ne 0 ]]; then
@@ -40,5 +55,15 @@ if [[ -z "${AMQP_URL:-}" ]] && ! answers 5672; then
   echo "starting rabbitmq-server"
   rabbitmq-server -detached
   wait_for 5672 RabbitMQ 90
+fi
+
+if [[ -z "${AMQP_URL:-}" ]] && ! amqp_answers; then
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "error: RabbitMQ on 127.0.0.1:5672 does not answer the AMQP handshake; restart it" >&2
+    exit 1
+  fi
+  restart_local_rabbitmq
+  for _ in $(seq 1 30); do amqp_answers && break; sleep 2; done
+  amqp_answers || { echo "error: RabbitMQ still does not answer AMQP" >&2; exit 1; }
 fi
 echo "redis and rabbitmq answer"

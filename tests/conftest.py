@@ -1,14 +1,45 @@
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
 
-from codexpool_shared.testing.infra import InfraUrls, infrastructure, unique_namespace
+from codexpool_shared.testing.cleanup import delete_namespaces, delete_topologies, run_blocking
+from codexpool_shared.testing.infra import (
+    InfraUrls,
+    infrastructure,
+    namespace_registry,
+    unique_namespace,
+)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+_RUN_VARIABLE = "CODEXPOOL_TEST_RUN"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # The controller names the run before xdist starts its workers, which inherit the variable:
+    # every namespace a worker hands out is then recorded under the same run.
+    if not hasattr(config, "workerinput"):
+        os.environ.setdefault(_RUN_VARIABLE, f"run-{uuid.uuid4().hex[:12]}")
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if hasattr(session.config, "workerinput"):
+        return
+    registry = namespace_registry(os.environ[_RUN_VARIABLE])
+    if not registry.exists():
+        return
+    namespaces = set(registry.read_text().split())
+    try:
+        with infrastructure() as urls:
+            run_blocking(delete_namespaces(urls.redis_url, urls.amqp_url, namespaces))
+    except Exception as exc:  # cleanup must not hide the run's own result
+        print(f"warning: could not sweep {len(namespaces)} test namespaces: {exc!r}")  # noqa: T201
+    registry.unlink(missing_ok=True)
 
 
 @pytest.fixture(scope="session")
@@ -22,8 +53,16 @@ def infra() -> Iterator[InfraUrls]:
 
 
 @pytest.fixture
-def namespace() -> str:
-    return unique_namespace()
+def namespace(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A namespace of the test's own; a test on the real broker has its topology deleted after.
+
+    Its Redis keys go with the ``redis`` fixture, or in the sweep at the end of the run.
+    """
+    name = unique_namespace()
+    yield name
+    if "infra" in request.fixturenames:
+        urls: InfraUrls = request.getfixturevalue("infra")
+        run_blocking(delete_topologies(urls.amqp_url, [name]))
 
 
 @pytest.fixture

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from pydantic import AmqpDsn, Field, RedisDsn
@@ -34,6 +36,7 @@ class _InfraEnv(BaseSettings):
 
     redis_url: RedisDsn | None = Field(default=None, validation_alias="REDIS_URL")
     amqp_url: AmqpDsn | None = Field(default=None, validation_alias="AMQP_URL")
+    test_run: str | None = Field(default=None, validation_alias="CODEXPOOL_TEST_RUN")
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +110,23 @@ def infrastructure() -> Iterator[InfraUrls]:
     yield urls
 
 
+def namespace_registry(run: str) -> Path:
+    """The file listing every namespace handed out during test run ``run``."""
+    return Path(tempfile.gettempdir()) / "codexpool-test-runs" / f"{run}.namespaces"
+
+
 def unique_namespace(prefix: str = "t") -> str:
-    """A namespace no other test uses: every key and AMQP name of the test lives under it."""
-    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+    """A namespace no other test uses: every key and AMQP name of the test lives under it.
+
+    Within a test run (``CODEXPOOL_TEST_RUN`` set by the root conftest) the namespace is also
+    recorded, so that whatever a test leaves behind is swept when the run ends: one leaked quorum
+    queue per test is a Raft group each, and a few hundred of them stall a single-node broker.
+    """
+    namespace = f"{prefix}-{uuid.uuid4().hex[:12]}"
+    run = _InfraEnv().test_run
+    if run:
+        registry = namespace_registry(run)
+        registry.parent.mkdir(parents=True, exist_ok=True)
+        with registry.open("a") as lines:
+            lines.write(namespace + "\n")
+    return namespace
