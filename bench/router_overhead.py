@@ -26,6 +26,7 @@ from redis.asyncio import Redis
 from codexpool_shared.crypto import Keyring
 from codexpool_shared.keys import Keys
 from codexpool_shared.store import create_agent, put_pool, register_provider
+from codexpool_shared.testing.cleanup import delete_namespaces
 from codexpool_shared.testing.processes import run_service
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -176,9 +177,9 @@ async def main() -> None:
                 fo50, fo99 = await failover_cost(
                     session, sim.url, direct, routed_fo, redis, keys, 200
                 )
-    async for k in redis.scan_iter(match=f"{namespace}:*"):
-        await redis.delete(k)
     await redis.aclose()
+    # The router's publisher declared the namespace's quorum queues: leave nothing behind.
+    await delete_namespaces(REDIS_URL, AMQP_URL, [namespace])
     print(f"added TTFB at 1 concurrent:   p50 {p50_1:.2f} ms, p99 {p99_1:.2f} ms")
     print(f"added TTFB at {args.concurrency} concurrent: p50 {p50_n:.2f} ms, p99 {p99_n:.2f} ms")
     print(f"streamed responses/s through one worker (c={args.concurrency}): {rate:.0f}")
