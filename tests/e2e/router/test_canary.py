@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 
 from codexpool_shared.testing.processes import stop
-from tests.e2e.router.conftest import EventTap, Pool, Sim
+from tests.e2e.router.conftest import EventTap, Pool, Sim, poll
 
 STREAM = {"model": "gpt-5-codex", "input": "hi", "stream": True}
 
@@ -28,7 +28,12 @@ def tokens_of(sim: Sim) -> set[str]:
 
 async def test_tokens_appear_in_no_sink(sim: Sim, pool: Pool, routers, events: EventTap) -> None:
     await pool.setup(sim, [1, 2, 3], strategy="primary-first")
-    [router] = routers(1, OTEL_TRACES_EXPORTER="console", OTEL_TRACES_SAMPLER="always_on")
+    [router] = routers(
+        1,
+        OTEL_TRACES_EXPORTER="console",
+        OTEL_TRACES_SAMPLER="always_on",
+        OTEL_BSP_SCHEDULE_DELAY="100",  # export spans as they end, not only at exit
+    )
     sim.patch(1, expire_access_token=True)
     sim.fault(2, kind="http_error", status=500, count=2)
     sim.fault(3, kind="usage_limit", count=1)
@@ -58,9 +63,13 @@ async def test_tokens_appear_in_no_sink(sim: Sim, pool: Pool, routers, events: E
                 stored.append(text(value))
         elif kind == "string":
             stored.append(text(await pool.redis.get(key)))
-    stop(router.process)  # flushes the span exporter into the captured output
+
+    async def spans_exported() -> bool:
+        return "POST codex/responses" in router.log()
+
+    await poll(spans_exported)
+    stop(router.process)
     log = router.log()
-    assert "POST codex/responses" in log  # spans were exported into the captured output
     canaries = tokens_of(sim)
     assert len(canaries) >= 7
     for canary in canaries:
