@@ -91,19 +91,28 @@ async def test_one_trace_from_the_router_to_the_health_consumer(
         response = await c.post("/v1/responses", json={"model": "gpt-5-codex", "input": "hi"})
     assert response.status_code == 200
 
-    async def consumed() -> list[Exported] | None:
+    async def whole_trace() -> tuple[Exported, list[Exported]] | None:
+        # Each process exports in its own batches: wait until every expected span has arrived.
         with sink.lock:
-            consumers = [
-                e
-                for e in sink.spans
-                if e.service == "codexpool-health" and e.span.kind == Span.SPAN_KIND_CONSUMER
-            ]
-        return consumers or None
+            spans = list(sink.spans)
+        consumers = [
+            e
+            for e in spans
+            if e.service == "codexpool-health" and e.span.kind == Span.SPAN_KIND_CONSUMER
+        ]
+        if len(consumers) != 1:
+            return None
+        in_trace = [e for e in spans if e.span.trace_id == consumers[0].span.trace_id]
+        kinds = {(e.service, e.span.kind) for e in in_trace}
+        expected = {
+            ("codexpool-router", Span.SPAN_KIND_SERVER),
+            ("codexpool-router", Span.SPAN_KIND_CLIENT),
+            ("codexpool-router", Span.SPAN_KIND_PRODUCER),
+        }
+        applied = any(e.span.name == "apply outcomes" for e in in_trace)
+        return (consumers[0], in_trace) if expected <= kinds and applied else None
 
-    [consume] = await poll(consumed, timeout_s=30)
-    trace_id = consume.span.trace_id
-    with sink.lock:
-        in_trace = [e for e in sink.spans if e.span.trace_id == trace_id]
+    consume, in_trace = await poll(whole_trace, timeout_s=30)
     by_id = {e.span.span_id: e for e in in_trace}
     server = [e for e in in_trace if e.span.kind == Span.SPAN_KIND_SERVER]
     assert [e.service for e in server] == ["codexpool-router"]
