@@ -38,8 +38,13 @@ format: sync
 schemas: sync
 	$(UV) run python -m codexpool_shared.events.schemas shared/schemas
 
+# The browser tier runs in a pytest process of its own: Playwright's sync API keeps an event loop
+# running in the worker's main thread, which pytest-asyncio's async tests cannot share.
 test: sync services chromium check
-	$(UV) run pytest -m '' -n $(PYTEST_WORKERS) -p no:cacheprovider
+	rc=0; \
+	$(UV) run pytest -m 'not browser' -n $(PYTEST_WORKERS) -p no:cacheprovider || rc=$$?; \
+	$(UV) run pytest -m browser -n $(PYTEST_WORKERS) -p no:cacheprovider || rc=$$?; \
+	exit $$rc
 
 test-unit: sync
 	$(UV) run pytest tests/unit tests/contract -p no:cacheprovider

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 from codexpool_shared.config import InfraSettings
 
@@ -13,14 +13,17 @@ def create_redis(settings: InfraSettings, *, max_connections: int = 64) -> Redis
     Its connections are named after the namespace (``CLIENT LIST`` shows who holds them).
 
     redis-py long defaulted to ``socket_timeout=None`` (redis/redis-py#2243): a read from a
-    blackholed peer then never returns. Every wait here has a deadline.
+    blackholed peer then never returns. Every wait here has a deadline, including the wait for a
+    free connection: a burst larger than the pool queues for at most the timeout instead of
+    failing at once with "Too many connections".
     """
-    return Redis.from_url(
+    pool = BlockingConnectionPool.from_url(
         str(settings.redis_url),
+        max_connections=max_connections,
+        timeout=settings.redis_timeout_s,
         socket_connect_timeout=settings.redis_timeout_s,
         socket_timeout=settings.redis_timeout_s,
         health_check_interval=15,
-        max_connections=max_connections,
-        decode_responses=False,
         client_name=settings.namespace,
     )
+    return Redis.from_pool(pool)  # the client owns the pool: aclose() disconnects it

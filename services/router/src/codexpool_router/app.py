@@ -9,7 +9,7 @@ import aiohttp
 from fastapi import FastAPI, Request
 from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
 from prometheus_client import CollectorRegistry
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import Redis
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -25,6 +25,7 @@ from codexpool_shared.errors import ApiError, install_error_handlers
 from codexpool_shared.keys import Keys
 from codexpool_shared.messaging import EventPublisher, Publisher
 from codexpool_shared.probes import ReadinessCheck, probe_router
+from codexpool_shared.redis import create_redis
 
 _HOT = frozenset({"/v1/responses", "/backend-api/codex/responses"})
 
@@ -54,21 +55,6 @@ class RequestIdMiddleware:
         await self.app(scope, receive, stamped)
 
 
-def _redis(settings: Settings) -> Redis:
-    # Like codexpool_shared.redis.create_redis, but a burst of more concurrent requests than
-    # connections waits (bounded by the Redis timeout) for a free connection instead of
-    # failing at once with "Too many connections".
-    pool = BlockingConnectionPool.from_url(
-        str(settings.redis_url),
-        max_connections=512,
-        timeout=settings.redis_timeout_s,
-        socket_connect_timeout=settings.redis_timeout_s,
-        socket_timeout=settings.redis_timeout_s,
-        health_check_interval=15,
-    )
-    return Redis.from_pool(pool)  # the client owns the pool: aclose() disconnects it
-
-
 def create_app(settings: Settings, *, publisher: Publisher | None = None) -> FastAPI:
     keyring = Keyring.from_settings(settings)
     registry = CollectorRegistry()
@@ -83,7 +69,7 @@ def create_app(settings: Settings, *, publisher: Publisher | None = None) -> Fas
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[State]:
         async with AsyncExitStack() as stack:
-            redis = _redis(settings)
+            redis = create_redis(settings, max_connections=512)
             stack.push_async_callback(redis.aclose)
             session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=30),

@@ -37,6 +37,11 @@ async def _scrub_urls_async(span: trace.Span, *_: object) -> None:
     _scrub_urls(span)
 
 
+def _redact_url(url: object) -> str:
+    # aiohttp's instrumentor hands the filter a yarl.URL, not a str.
+    return redact_text(str(url))
+
+
 def instrument_libraries(tracer_provider: TracerProvider, meter_provider: MeterProvider) -> None:
     """Instrument the redis, aiohttp and httpx clients process-wide, once.
 
@@ -52,7 +57,7 @@ def instrument_libraries(tracer_provider: TracerProvider, meter_provider: MeterP
     # and the HTTP clients' hooks only redact credential shapes from the recorded URL.
     instrumentors: tuple[tuple[BaseInstrumentor, dict[str, object]], ...] = (
         (RedisInstrumentor(), {}),
-        (AioHttpClientInstrumentor(), {"url_filter": redact_text}),
+        (AioHttpClientInstrumentor(), {"url_filter": _redact_url}),
         (
             HTTPXClientInstrumentor(),
             {"request_hook": _scrub_urls, "async_request_hook": _scrub_urls_async},
