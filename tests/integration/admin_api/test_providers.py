@@ -155,3 +155,52 @@ def test_needs_reauth_is_left_by_relinking_not_by_patching(
     assert error(refused)["code"] == "needs_reauth"
     assert "/oauth/device" in error(refused)["message"]
     assert api.patch("/api/providers/acct-1", json={"status": "disabled"}).status_code == 200
+
+
+def test_forced_delete_is_one_change_per_pool_published_and_audited(
+    api: TestClient, sink: InMemoryPublisher
+) -> None:
+    register(api, "acct-1")
+    register(api, "acct-2")
+    for agent, members in (
+        ("agent-a", ["acct-1", "acct-2"]),
+        ("agent-b", ["acct-2", "acct-1"]),
+        ("agent-c", ["acct-2"]),
+    ):
+        create_agent(api, agent)
+        api.put(
+            f"/api/agents/{agent}/codex-pool",
+            json={"strategy": "round-robin", "providers": members},
+        )
+    refused = api.delete("/api/providers/acct-1")
+    assert (refused.status_code, error(refused)["code"]) == (409, "provider_in_use")
+    assert "agent-a, agent-b" in error(refused)["message"]
+    assert not [e for e in sink.events if isinstance(e, PoolChangedV1) and e.change != "created"]
+
+    assert api.delete("/api/providers/acct-1", params={"force": "true"}).status_code == 204
+    assert api.get("/api/providers/acct-1").status_code == 404
+    assert api.delete("/api/providers/acct-1", params={"force": "true"}).status_code == 404
+    removed = [
+        e for e in sink.events if isinstance(e, PoolChangedV1) and e.change == "member_removed"
+    ]
+    assert sorted((e.agent_id, e.version, e.providers) for e in removed) == [
+        ("agent-a", 2, ("acct-2",)),
+        ("agent-b", 2, ("acct-2",)),
+    ]
+    assert api.get("/api/agents/agent-c/codex-pool").json()["version"] == 1
+    audit = api.get("/api/audit").json()["data"]
+    actions = [(e["action"], e["target"]) for e in audit[:3]]
+    assert sorted(actions) == [
+        ("pool.member_removed", "agent-a"),
+        ("pool.member_removed", "agent-b"),
+        ("provider.delete", "acct-1"),
+    ]
+    assert audit[0]["action"] == "provider.delete" and audit[0]["before"]["name"] == "acct-1"
+    pool_entries = {e["target"]: e for e in audit[1:3]}
+    assert pool_entries["agent-b"]["before"]["providers"] == ["acct-2", "acct-1"]
+    assert pool_entries["agent-b"]["after"] == {
+        "agent_id": "agent-b",
+        "strategy": "round-robin",
+        "providers": ["acct-2"],
+        "version": 2,
+    }

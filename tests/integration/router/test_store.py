@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
@@ -29,6 +30,9 @@ from codexpool_shared.store import (
     set_provider_status,
     write_tokens,
 )
+from codexpool_shared.store import providers as providers_store
+from codexpool_shared.store.pools import Pool
+from codexpool_shared.store.providers import ProviderInUse, delete_provider_from_pools
 from tests.integration.router.helpers import auth_json, keyring
 
 
@@ -141,3 +145,127 @@ async def test_token_writes_compare_and_set_on_version(redis: Redis, keys: Keys)
         "active"
     )
     assert (await get_provider(redis, keys, "p")).status == "needs_reauth"
+
+
+async def _provider_gone_everywhere(redis: Redis, keys: Keys, name: str) -> None:
+    with pytest.raises(NotFound):
+        await get_provider(redis, keys, name)
+    assert not await redis.sismember(keys.providers, name)
+    assert not await redis.exists(keys.live(name), keys.health(name))
+    for agent_id in await redis.smembers(keys.agents):
+        pool = await get_pool(
+            redis, keys, agent_id.decode() if isinstance(agent_id, bytes) else agent_id
+        )
+        assert name not in pool.providers
+
+
+async def _two_pools_and_a_bystander(redis: Redis, keys: Keys) -> None:
+    ring = keyring()
+    for n in (1, 2):
+        await register_provider(redis, keys, ring, f"p{n}", auth_json(f"acc-{n}"))
+    for agent_id, members in (("a", ["p1", "p2"]), ("b", ["p2", "p1"]), ("c", ["p2"])):
+        await create_agent(redis, keys, agent_id)
+        await put_pool(redis, keys, agent_id, "round-robin", members)
+    await redis.hset(keys.live("p1"), "failures", 1)
+
+
+async def test_forced_provider_delete_leaves_every_pool_in_one_step(
+    redis: Redis, keys: Keys
+) -> None:
+    await _two_pools_and_a_bystander(redis, keys)
+    with pytest.raises(NotFound):
+        await delete_provider_from_pools(redis, keys, "ghost", force=True)
+    with pytest.raises(ProviderInUse) as in_use:
+        await delete_provider_from_pools(redis, keys, "p1", force=False)
+    assert in_use.value.agent_ids == ["a", "b"] and isinstance(in_use.value, Conflict)
+    assert (await get_provider(redis, keys, "p1")).name == "p1"
+    assert [(await get_pool(redis, keys, a)).version for a in "abc"] == [1, 1, 1]
+
+    deleted = await delete_provider_from_pools(redis, keys, "p1", force=True)
+    assert deleted.provider.name == "p1"
+    assert [(c.before.agent_id, c.before.version) for c in deleted.pools] == [("a", 1), ("b", 1)]
+    assert [(c.after.providers, c.after.version) for c in deleted.pools] == [
+        (("p2",), 2),
+        (("p2",), 2),
+    ]
+    for change in deleted.pools:
+        assert await get_pool(redis, keys, change.after.agent_id) == change.after
+    assert (await get_pool(redis, keys, "c")).version == 1  # a pool without it is untouched
+    await _provider_gone_everywhere(redis, keys, "p1")
+
+    # The last member goes too, leaving empty pools (as removing a member one by one does).
+    emptied = await delete_provider_from_pools(redis, keys, "p2", force=True)
+    assert [(c.after.agent_id, c.after.providers) for c in emptied.pools] == [
+        ("a", ()),
+        ("b", ()),
+        ("c", ()),
+    ]
+    await _provider_gone_everywhere(redis, keys, "p2")
+    # Without pools holding it, no force is needed.
+    await register_provider(redis, keys, keyring(), "p3", auth_json("acc-3"))
+    assert (await delete_provider_from_pools(redis, keys, "p3", force=False)).pools == ()
+
+
+async def test_provider_delete_reads_again_when_pools_change_before_its_write(
+    redis: Redis, keys: Keys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between the read and the write another client adds the provider to a pool, then creates
+    an agent whose pool holds it: each time the transaction writes nothing and starts over, so
+    the provider leaves those pools too rather than being left in them unregistered."""
+    await _two_pools_and_a_bystander(redis, keys)
+    read = providers_store._pools_holding
+    concurrent = [
+        lambda: add_member(redis, keys, "c", "p1"),
+        lambda: _agent_with_pool(redis, keys, "d", ["p1"]),
+    ]
+    reads = 0
+
+    async def read_then_change(*args: Any) -> list[Pool]:
+        nonlocal reads
+        reads += 1
+        pools = await read(*args)
+        if concurrent:
+            await concurrent.pop(0)()
+        return pools
+
+    monkeypatch.setattr(providers_store, "_pools_holding", read_then_change)
+    deleted = await delete_provider_from_pools(redis, keys, "p1", force=True)
+    assert reads == 3
+    assert [(c.after.agent_id, c.after.providers, c.after.version) for c in deleted.pools] == [
+        ("a", ("p2",), 2),
+        ("b", ("p2",), 2),
+        ("c", ("p2",), 3),
+        ("d", (), 2),
+    ]
+    await _provider_gone_everywhere(redis, keys, "p1")
+
+
+async def test_provider_delete_that_keeps_conflicting_writes_nothing(
+    redis: Redis, keys: Keys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pool edited between every read and write: after its attempts the deletion gives up
+    with a Conflict and nothing of it is applied (no pool lost the provider, it is registered)."""
+    await _two_pools_and_a_bystander(redis, keys)
+    read = providers_store._pools_holding
+
+    async def read_then_change(*args: Any) -> list[Pool]:
+        pools = await read(*args)
+        await put_pool(redis, keys, "c", "round-robin", ["p2"])
+        return pools
+
+    monkeypatch.setattr(providers_store, "_pools_holding", read_then_change)
+    with pytest.raises(Conflict, match="kept changing"):
+        await delete_provider_from_pools(redis, keys, "p1", force=True, attempts=3)
+    assert (await get_provider(redis, keys, "p1")).name == "p1"
+    assert await redis.sismember(keys.providers, "p1")
+    assert await redis.exists(keys.live("p1"))
+    assert [(await get_pool(redis, keys, a)).providers for a in "ab"] == [
+        ("p1", "p2"),
+        ("p2", "p1"),
+    ]
+    assert [(await get_pool(redis, keys, a)).version for a in "abc"] == [1, 1, 4]
+
+
+async def _agent_with_pool(redis: Redis, keys: Keys, agent_id: str, members: list[str]) -> Pool:
+    await create_agent(redis, keys, agent_id)
+    return await put_pool(redis, keys, agent_id, "round-robin", members)

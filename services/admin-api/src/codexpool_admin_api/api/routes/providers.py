@@ -27,11 +27,10 @@ from codexpool_admin_api.deps import (
 )
 from codexpool_shared.errors import ApiError
 from codexpool_shared.events import ProviderStatusChangedV1
-from codexpool_shared.store.agents import list_agents
-from codexpool_shared.store.errors import InvalidField, NotFound
-from codexpool_shared.store.pools import Pool, get_pool, remove_member
+from codexpool_shared.store.errors import InvalidField
 from codexpool_shared.store.providers import (
-    delete_provider,
+    ProviderInUse,
+    delete_provider_from_pools,
     get_provider,
     list_providers,
     register_provider,
@@ -171,18 +170,6 @@ async def update_provider_status(
     return out
 
 
-async def _pools_using(redis: RedisDep, keys: KeysDep, name: str) -> list[Pool]:
-    pools = []
-    for agent in await list_agents(redis, keys):
-        try:
-            pool = await get_pool(redis, keys, agent.id)
-        except NotFound:
-            continue
-        if name in pool.providers:
-            pools.append(pool)
-    return pools
-
-
 @router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_registered_provider(
     name: str,
@@ -194,22 +181,23 @@ async def delete_registered_provider(
     force: Annotated[bool, Query(description="Also remove it from every pool")] = False,
 ) -> None:
     """Delete a provider; refused with 409 naming the pools that use it, unless ``force=true``,
-    which first removes it from each of them."""
-    before = await get_provider(redis, keys, name)
-    using = await _pools_using(redis, keys, name)
-    if using and not force:
-        agents = ", ".join(p.agent_id for p in using)
+    which removes it from each of them and deletes it in one atomic step."""
+    try:
+        deleted = await delete_provider_from_pools(redis, keys, name, force=force)
+    except ProviderInUse as exc:
+        agents = ", ".join(exc.agent_ids)
         raise ApiError(
             409,
             f"provider {name!r} is in the pools of: {agents}; remove it from them first "
             "or delete with force=true",
             code="provider_in_use",
             param="name",
-        )
-    for pool in using:
-        after = await remove_member(redis, keys, pool.agent_id, name)
-        await pool_changed(admin, audit, publisher, "member_removed", pool, after)
-    await delete_provider(redis, keys, name)
+        ) from None
+    for change in deleted.pools:
+        await pool_changed(admin, audit, publisher, "member_removed", change.before, change.after)
     await audit.record(
-        admin, "provider.delete", name, before=provider_detail(before).model_dump(mode="json")
+        admin,
+        "provider.delete",
+        name,
+        before=provider_detail(deleted.provider).model_dump(mode="json"),
     )
