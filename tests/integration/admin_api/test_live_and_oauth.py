@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import time
+from datetime import datetime
 from typing import Any
 
 import redis
@@ -56,13 +58,78 @@ def test_one_failing_member_does_not_fail_the_refresh(
     names = [f"chatgpt-oauth-{a.name}" for a in accounts]
     create_agent(sim_api)
     sim_api.put(POOL, json={"strategy": "round-robin", "providers": names})
-    revoke = {"revoke_access_token": True}
+    # Revoked access token and refresh token: the one refresh attempt is refused too.
+    revoke = {"revoke_access_token": True, "refresh_token_state": "invalidated"}
     assert sim_admin.patch(f"/_sim/accounts/{accounts[1].account_id}", json=revoke).is_success
     rows = sim_api.post(f"{POOL}/refresh").json()["providers"]
     assert rows[0]["refresh_error"] is None and rows[0]["quota"] is not None
     assert rows[1]["quota"] is None
     assert "refused the token" in rows[1]["refresh_error"]
+    assert "refresh failed" in rows[1]["refresh_error"]
     assert accounts[1].tokens.access_token not in str(rows)
+    assert sim_api.get(f"/api/providers/{names[1]}").json()["status"] == "needs_reauth"
+
+
+def _refreshes(sim_admin: TestClient, account_id: str) -> dict[str, Any]:
+    counts: dict[str, Any] = sim_admin.get("/_sim/refreshes").json()["accounts"][account_id]
+    return counts
+
+
+def test_an_expired_token_is_refreshed_once_then_the_quota_read(
+    sim_api: TestClient,
+    sim: SimApp,
+    sim_admin: TestClient,
+    sink: InMemoryPublisher,
+) -> None:
+    accounts = _register_sim_accounts(sim_api, sim)
+    names = [f"chatgpt-oauth-{a.name}" for a in accounts]
+    create_agent(sim_api)
+    sim_api.put(POOL, json={"strategy": "round-robin", "providers": names})
+    expired = accounts[0]
+    patch = {"expire_access_token": True, "primary_used_percent": 33}
+    assert sim_admin.patch(f"/_sim/accounts/{expired.account_id}", json=patch).is_success
+    before = sim_api.get(f"/api/providers/{names[0]}").json()
+    # The usage endpoint answers 401; the member's token is refreshed once and the read retried.
+    refreshed = sim_api.post(f"{POOL}/refresh")
+    assert refreshed.status_code == 200, refreshed.text
+    rows = {r["provider"]: r for r in refreshed.json()["providers"]}
+    assert rows[names[0]]["refresh_error"] is None
+    assert rows[names[0]]["quota"]["primary"]["used_percent"] == 33
+    counts = _refreshes(sim_admin, expired.account_id)
+    assert (counts["refreshes"], counts["reused"], counts["rejected"]) == (1, 0, 0)
+    assert _refreshes(sim_admin, accounts[1].account_id)["refreshes"] == 0
+    after = sim_api.get(f"/api/providers/{names[0]}").json()
+    assert after["credential_version"] == before["credential_version"] + 1
+    assert after["status"] == "active"
+    assert not any(isinstance(e, ProviderStatusChangedV1) for e in sink.events)
+    # The stored tokens are the rotated ones: the next read needs no refresh.
+    again = sim_api.post(f"{POOL}/refresh").json()["providers"]
+    assert all(row["refresh_error"] is None for row in again)
+    assert _refreshes(sim_admin, expired.account_id)["refreshes"] == 1
+    assert (
+        sim_api.get(f"/api/providers/{names[0]}").json()["credential_version"]
+        == (after["credential_version"])
+    )
+
+
+def test_a_token_about_to_expire_is_refreshed_before_the_read(
+    sim_api: TestClient, sim: SimApp, sim_admin: TestClient, sync_redis: redis.Redis, keys: Keys
+) -> None:
+    accounts = _register_sim_accounts(sim_api, sim)
+    names = [f"chatgpt-oauth-{a.name}" for a in accounts]
+    create_agent(sim_api)
+    sim_api.put(POOL, json={"strategy": "round-robin", "providers": names})
+    # The stored expiry says the token expires in 10 s (within the refresh-ahead window).
+    sync_redis.hset(keys.provider(names[1]), "access_expires_at", int(time.time()) + 10)
+    version = sim_api.get(f"/api/providers/{names[1]}").json()["credential_version"]
+    rows = sim_api.post(f"{POOL}/refresh").json()["providers"]
+    assert all(row["refresh_error"] is None for row in rows)
+    assert _refreshes(sim_admin, accounts[1].account_id)["refreshes"] == 1
+    assert _refreshes(sim_admin, accounts[0].account_id)["refreshes"] == 0
+    provider = sim_api.get(f"/api/providers/{names[1]}").json()
+    assert provider["credential_version"] == version + 1
+    expires = datetime.fromisoformat(provider["access_expires_at"]).timestamp()
+    assert expires > time.time() + 60
 
 
 def _start(api: TestClient, name: str) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from codexpool_admin_api.audit import Auditor
 from codexpool_admin_api.auth import Authenticator, TokenStore
 from codexpool_admin_api.config import Settings
 from codexpool_admin_api.deps import State
+from codexpool_admin_api.live_refresh import token_refresher
 from codexpool_admin_api.metrics import Metrics
 from codexpool_admin_api.middleware import BodyLimit, NoStore
 from codexpool_shared import telemetry
@@ -126,6 +127,16 @@ def create_app(
                 ),
                 metrics=metrics,
                 publisher=events,
+                token_refresher=token_refresher(
+                    redis,
+                    keys,
+                    keyring,
+                    http,
+                    auth_base_url=str(settings.auth_base_url),
+                    timeout_s=settings.upstream_timeout_s,
+                    outcome=lambda label: metrics.token_refreshes.labels(label).inc(),
+                    publish=events.publish,
+                ),
             )
 
     app = FastAPI(

@@ -16,6 +16,7 @@ from codexpool_shared.crypto import Keyring
 from codexpool_shared.errors import ApiError
 from codexpool_shared.keys import Keys
 from codexpool_shared.messaging import Publisher
+from codexpool_shared.store import TokenRefresher
 
 
 class State(TypedDict):
@@ -32,6 +33,7 @@ class State(TypedDict):
     auditor: Auditor
     publisher: Publisher
     metrics: Metrics
+    token_refresher: TokenRefresher
 
 
 def _state(request: Request) -> State:
@@ -74,6 +76,10 @@ def _metrics(request: Request) -> Metrics:
     return _state(request)["metrics"]
 
 
+def _token_refresher(request: Request) -> TokenRefresher:
+    return _state(request)["token_refresher"]
+
+
 SettingsDep = Annotated[Settings, Depends(_settings)]
 RedisDep = Annotated[Redis, Depends(_redis)]
 KeysDep = Annotated[Keys, Depends(_keys)]
@@ -83,6 +89,7 @@ TokenStoreDep = Annotated[TokenStore, Depends(_tokens)]
 AuditorDep = Annotated[Auditor, Depends(_auditor)]
 PublisherDep = Annotated[Publisher, Depends(_publisher)]
 MetricsDep = Annotated[Metrics, Depends(_metrics)]
+TokenRefresherDep = Annotated[TokenRefresher, Depends(_token_refresher)]
 
 # auto_error=False: a missing token must go through the same path as a wrong one, so that
 # it answers 401 in the shared error shape instead of FastAPI's own 403 body.

@@ -25,3 +25,10 @@ class Metrics:
             ["result"],
             registry=registry,
         )
+        self.token_refreshes = Counter(
+            "codexpool_admin_token_refreshes_total",
+            "Access-token refreshes of Refresh Live State, by outcome "
+            "(refreshed, adopted, refused, failed, timeout)",
+            ["outcome"],
+            registry=registry,
+        )

@@ -15,6 +15,10 @@ class UsageError(Exception):
     """The usage endpoint could not be read; the message is safe to show (no token in it)."""
 
 
+class TokenRejected(UsageError):
+    """The usage endpoint answered 401: the access token is expired or revoked."""
+
+
 def _window(raw: object) -> QuotaWindow | None:
     if not isinstance(raw, dict) or not isinstance(raw.get("used_percent"), int | float):
         return None
@@ -60,7 +64,9 @@ async def fetch_usage(
         response = await http.get(f"{base_url.rstrip('/')}/wham/usage", headers=headers)
     except httpx.HTTPError as exc:
         raise UsageError(f"usage endpoint unreachable ({type(exc).__name__})") from None
-    if response.status_code in (401, 403):
+    if response.status_code == 401:
+        raise TokenRejected("usage endpoint refused the token (401)")
+    if response.status_code == 403:
         raise UsageError(f"usage endpoint refused the token ({response.status_code})")
     if response.status_code != 200:
         raise UsageError(f"usage endpoint answered {response.status_code}")

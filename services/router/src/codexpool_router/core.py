@@ -14,13 +14,14 @@ from codexpool_router.answers import unavailable
 from codexpool_router.config import Settings
 from codexpool_router.livewriter import LiveWriter, now_ms
 from codexpool_router.metrics import Metrics
-from codexpool_router.refresh import Refresher, Tokens
+from codexpool_router.refresh import Tokens, build_refresher
 from codexpool_router.selection import NoPool, Selection, Selector, Unauthorized
 from codexpool_shared.crypto import Keyring
 from codexpool_shared.errors import ApiError
 from codexpool_shared.events import BaseEvent
 from codexpool_shared.keys import Keys
 from codexpool_shared.messaging import Publisher
+from codexpool_shared.store import TokenRefresher
 
 tracer = trace.get_tracer("codexpool.router")
 
@@ -33,7 +34,7 @@ class Core:
     session: aiohttp.ClientSession
     selector: Selector
     tokens: Tokens
-    refresher: Refresher
+    refresher: TokenRefresher
     writer: LiveWriter
     publisher: Publisher
     metrics: Metrics
@@ -80,7 +81,7 @@ def build_core(
     metrics: Metrics,
 ) -> Core:
     writer = LiveWriter(redis, keys, settings, metrics)
-    refresher = Refresher(redis, keys, keyring, session, settings, metrics, publisher.publish)
+    refresher = build_refresher(redis, keys, keyring, session, settings, metrics, publisher.publish)
     return Core(
         settings=settings,
         keys=keys,

@@ -52,15 +52,18 @@ from codexpool_shared.store.providers import (
     set_provider_status,
     write_tokens,
 )
+from codexpool_shared.store.refresh import PERMANENT, Exchange, TokenRefresher, error_code
 
 __all__ = [
     "MAX_COOLDOWN_MS",
+    "PERMANENT",
     "STRATEGIES",
     "TOKEN_FIELDS",
     "AccountClaims",
     "Agent",
     "AgentKey",
     "Conflict",
+    "Exchange",
     "InvalidField",
     "LiveState",
     "NotFound",
@@ -70,12 +73,14 @@ __all__ = [
     "QuotaWindow",
     "StoreError",
     "StoredCredentials",
+    "TokenRefresher",
     "account_claims",
     "add_agent_key",
     "add_member",
     "create_agent",
     "delete_agent",
     "delete_provider",
+    "error_code",
     "extend_cooldown",
     "get_agent",
     "get_live",

@@ -14,6 +14,7 @@ from codexpool_admin_api.deps import (
     MetricsDep,
     RedisDep,
     SettingsDep,
+    TokenRefresherDep,
     ViewerDep,
 )
 from codexpool_admin_api.live_refresh import Refresher
@@ -46,9 +47,11 @@ async def refresh_codex_pool_live_state(
     settings: SettingsDep,
     audit: AuditorDep,
     metrics: MetricsDep,
+    token_refresher: TokenRefresherDep,
 ) -> ActivityOut:
     """Refresh Live State: fetch each member's quota from the usage endpoint now, then return
-    the activity (``refresh_error`` says why a member could not be read)."""
+    the activity (``refresh_error`` says why a member could not be read). An expired access
+    token is refreshed first, single-flight with the routers."""
     await get_agent(redis, keys, agent_id)
     pool = await get_pool(redis, keys, agent_id)
     refresher = Refresher(
@@ -56,6 +59,7 @@ async def refresh_codex_pool_live_state(
         keys,
         keyring,
         http,
+        token_refresher,
         upstream_base_url=str(settings.upstream_base_url),
         timeout_s=settings.upstream_timeout_s,
     )
