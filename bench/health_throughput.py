@@ -33,7 +33,7 @@ from codexpool_shared.messaging import (
     declare_topology,
     encode,
 )
-from codexpool_shared.messaging.topology import delete_topology
+from codexpool_shared.testing.cleanup import delete_namespaces
 from codexpool_shared.testing.infra import InfraUrls, infrastructure, unique_namespace
 
 PROVIDERS = ["acct-1", "acct-2", "acct-3"]
@@ -177,7 +177,7 @@ async def throughput(infra: InfraUrls, channel: aio_pika.abc.AbstractChannel, co
         )
     finally:
         await health.close()
-        await delete_topology(channel, namespace)
+        await delete_namespaces(infra.redis_url, infra.amqp_url, [namespace])
 
 
 async def lag(
@@ -217,7 +217,7 @@ async def lag(
         )
     finally:
         await health.close()
-        await delete_topology(channel, namespace)
+        await delete_namespaces(infra.redis_url, infra.amqp_url, [namespace])
 
 
 async def main() -> None:
