@@ -9,7 +9,11 @@ import os
 import pytest
 import redis
 from fastapi.testclient import TestClient
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
 
+from codexpool_shared import telemetry
 from codexpool_shared.testing.infra import InfraUrls
 
 SERVICES = ["codexpool_router", "codexpool_health", "codexpool_admin_api"]
@@ -62,3 +66,24 @@ def test_readiness_fails_when_redis_is_unreachable(package: str, namespace: str)
             assert ready.json()["checks"]["redis"] == "failing"
     except Exception as exc:  # a service may refuse to start without its broker
         pytest.fail(f"{package} failed to start without Redis: {exc!r}")
+
+
+@pytest.mark.parametrize("package", SERVICES)
+def test_lifespan_exit_exports_buffered_spans(
+    package: str, infra: InfraUrls, namespace: str
+) -> None:
+    app_module = importlib.import_module(f"{package}.app")
+    app = app_module.create_app(_settings(package, infra, namespace))
+    exporter = InMemorySpanExporter()
+    # A batch processor that would hold spans for a minute: only the lifespan's flush exports
+    # them before the process could exit.
+    processor = BatchSpanProcessor(exporter, schedule_delay_millis=60_000)
+    telemetry.add_span_processor(processor)
+    try:
+        with TestClient(app) as client:
+            client.get("/no-such-page")
+            assert not exporter.get_finished_spans()
+        assert any(span.kind is SpanKind.SERVER for span in exporter.get_finished_spans())
+    finally:
+        telemetry.configure("codexpool-test").remove_span_processor(processor)
+        processor.shutdown()  # type: ignore[no-untyped-call]

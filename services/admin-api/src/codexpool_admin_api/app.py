@@ -87,6 +87,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[State]:
         async with AsyncExitStack() as stack:
+            stack.callback(telemetry.flush)
             redis = create_redis(settings)
             stack.push_async_callback(redis.aclose)
             keys = Keys(settings.namespace)

@@ -69,6 +69,7 @@ def create_app(settings: Settings, *, publisher: Publisher | None = None) -> Fas
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[State]:
         async with AsyncExitStack() as stack:
+            stack.callback(telemetry.flush)
             redis = create_redis(settings, max_connections=512)
             stack.push_async_callback(redis.aclose)
             session = aiohttp.ClientSession(

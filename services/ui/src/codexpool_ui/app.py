@@ -48,6 +48,7 @@ def create_app(settings: Settings, transport: httpx.AsyncBaseTransport | None = 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[State]:
         async with AsyncExitStack() as stack:
+            stack.callback(telemetry.flush)
             http = await stack.enter_async_context(
                 httpx.AsyncClient(
                     base_url=settings.admin_api_url,

@@ -5,6 +5,7 @@ An app factory calls::
     telemetry.configure("codexpool-router")   # once per process; later calls are no-ops
     telemetry.instrument_app(app)
 
+with ``telemetry.flush`` as the first callback of its lifespan's exit stack (so it runs last),
 and ``main()`` calls ``telemetry.configure_logging()`` for JSON logs on stderr. Tests collect
 spans with ``telemetry.capture_spans()`` (or ``add_span_processor``), whatever ran before.
 Custom span attributes are named in ``codexpool_shared.telemetry.attributes``; ``redact`` scrubs
@@ -20,6 +21,7 @@ from codexpool_shared.telemetry.tracing import (
     capture_spans,
     configure,
     configured_service_name,
+    flush,
     instrument_app,
 )
 
@@ -34,6 +36,7 @@ __all__ = [
     "configure",
     "configure_logging",
     "configured_service_name",
+    "flush",
     "instrument_app",
     "is_sensitive_key",
     "redact",

@@ -217,6 +217,21 @@ def _build_meter_provider(resource: Resource, exporters: frozenset[str]) -> Mete
     return MeterProvider(resource=resource, metric_readers=readers)
 
 
+def flush(timeout_millis: int = 5000) -> bool:
+    """Export the spans and metrics still buffered, if ``configure()`` ran.
+
+    Services call it last on the way out of their lifespan: uvicorn re-raises SIGTERM after its
+    graceful shutdown, so nothing after ``uvicorn.run`` gets a chance to.
+
+    Args:
+        timeout_millis: How long to wait for each provider.
+
+    Returns:
+        True when everything was exported in time, or there was nothing configured.
+    """
+    return _configured is None or _configured.force_flush(timeout_millis)
+
+
 def _require() -> Telemetry:
     if _configured is None:
         raise RuntimeError("call codexpool_shared.telemetry.configure() first")
