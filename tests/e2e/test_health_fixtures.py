@@ -5,12 +5,10 @@ Own fixtures rather than the router suite's, whose signatures follow that suite'
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import os
-import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,15 +120,3 @@ def stack(infra: InfraUrls, namespace: str, redis: Redis, tmp_path: Path) -> Ite
         upstream = Upstream(sim, tmp_path / "auth", client)
         secret = base64.b64encode(os.urandom(32)).decode()
         yield Stack(infra, namespace, redis, upstream, secret, tmp_path / "logs", exits)
-
-
-async def poll(check: Callable[[], Awaitable[Any]], timeout_s: float = 10.0) -> Any:
-    """Await ``check()`` until it returns something truthy, or fail at the deadline."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = await check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout_s} s (last: {value!r})")
-        await asyncio.sleep(0.05)

@@ -72,6 +72,21 @@ def key_id(key: bytes) -> str:
     return hashlib.sha256(_KEY_ID_DOMAIN + key).hexdigest()[:8]
 
 
+def secret_digest(secret: str) -> str:
+    """SHA-256 (hex) of a high-entropy bearer secret: how router keys and admin tokens are stored.
+
+    The secrets are random (256 bits), so a plain hash is enough to store them: nothing short
+    of the secret itself finds a match, and lookups stay one Redis GET.
+
+    Args:
+        secret: The plaintext key or token.
+
+    Returns:
+        64 hex digits.
+    """
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
 def _associated_data(key_id: str, record: str, field: str) -> bytes:
     # Length-prefixed parts, so that ("ab", "c") and ("a", "bc") bind different data.
     out = bytearray()

@@ -10,7 +10,8 @@ import httpx
 from redis.asyncio import Redis
 
 from codexpool_shared.testing.processes import Service
-from tests.e2e.admin_api.conftest import ADMIN_TOKEN, EventTap, Sim, poll
+from tests.e2e.admin_api.conftest import ADMIN_TOKEN, Sim
+from tests.e2e.conftest import EventTap, poll
 
 BODY = {"model": "gpt-5-codex", "input": "hi", "stream": True}
 ONE = "chatgpt-oauth-account-1"

@@ -2,26 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
 import json
 import os
-import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import aio_pika
-import aio_pika.abc
 import httpx
 import pytest
 from redis.asyncio import Redis
 
 from codexpool_shared.crypto import Keyring
 from codexpool_shared.keys import Keys
-from codexpool_shared.messaging import Topology, delete_topology
 from codexpool_shared.store import create_agent, put_pool, register_provider
 from codexpool_shared.testing.infra import InfraUrls
 from codexpool_shared.testing.processes import Service, ServiceSpec, run_service, run_services
@@ -157,57 +152,3 @@ def routers(tmp_path: Path, router_env: dict[str, str]) -> Iterator[Any]:
             return stack.enter_context(run_services(specs, log_dir=tmp_path / "logs"))
 
         yield start
-
-
-@dataclass
-class EventTap:
-    """Every event published to the namespace's exchange during the test."""
-
-    messages: list[tuple[dict[str, Any], dict[str, Any]]] = field(default_factory=list)
-
-    def of_type(self, kind: str) -> list[dict[str, Any]]:
-        return [body for body, _ in self.messages if body.get("type") == kind]
-
-    async def wait_for(
-        self, kind: str, count: int, timeout_s: float = 20.0
-    ) -> list[dict[str, Any]]:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            found = self.of_type(kind)
-            if len(found) >= count:
-                return found
-            await asyncio.sleep(0.05)
-        raise AssertionError(f"{len(self.of_type(kind))} {kind} events after {timeout_s} s")
-
-
-@pytest.fixture
-async def events(infra: InfraUrls, namespace: str) -> AsyncIterator[EventTap]:
-    tap = EventTap()
-    connection = await aio_pika.connect(infra.amqp_url, timeout=15)
-    channel = await connection.channel()
-    exchange = await channel.declare_exchange(
-        Topology(namespace).exchange, aio_pika.ExchangeType.TOPIC, durable=True
-    )
-    queue = await channel.declare_queue(exclusive=True, auto_delete=True)
-    await queue.bind(exchange, routing_key="#")
-
-    async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
-        tap.messages.append((json.loads(message.body), dict(message.headers or {})))
-        await message.ack()
-
-    await queue.consume(on_message)
-    yield tap
-    await delete_topology(channel, namespace)
-    await connection.close()
-
-
-async def poll(check: Any, timeout_s: float = 10.0) -> Any:
-    """Await ``check()`` until it returns something truthy, or fail at the deadline."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = await check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout_s} s (last: {value!r})")
-        await asyncio.sleep(0.05)

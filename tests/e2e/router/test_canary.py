@@ -8,7 +8,8 @@ from typing import Any
 import httpx
 
 from codexpool_shared.testing.processes import stop
-from tests.e2e.router.conftest import EventTap, Pool, Sim, poll
+from tests.e2e.conftest import EventTap, poll
+from tests.e2e.router.conftest import Pool, Sim
 
 STREAM = {"model": "gpt-5-codex", "input": "hi", "stream": True}
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import httpx
 import openai
 
-from tests.e2e.router.conftest import Pool, Sim, poll
+from tests.e2e.conftest import poll
+from tests.e2e.router.conftest import Pool, Sim
 
 
 async def test_openai_sdk_streaming_and_not(sim: Sim, pool: Pool, routers) -> None:

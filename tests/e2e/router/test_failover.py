@@ -9,7 +9,8 @@ import httpx
 import pytest
 
 from codexpool_shared.store import get_live, get_provider, read_credentials
-from tests.e2e.router.conftest import EventTap, Pool, Sim, poll
+from tests.e2e.conftest import EventTap, poll
+from tests.e2e.router.conftest import Pool, Sim
 
 STREAM = {"model": "gpt-5-codex", "input": "hi", "stream": True}
 

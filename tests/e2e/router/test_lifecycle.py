@@ -7,7 +7,8 @@ import time
 import httpx
 import pytest
 
-from tests.e2e.router.conftest import EventTap, Pool, Sim, poll
+from tests.e2e.conftest import EventTap, poll
+from tests.e2e.router.conftest import Pool, Sim
 
 STREAM = {"model": "gpt-5-codex", "input": "hi", "stream": True}
 

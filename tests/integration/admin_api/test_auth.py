@@ -4,8 +4,8 @@ import redis
 from fastapi.testclient import TestClient
 
 from codexpool_admin_api.app import create_app
-from codexpool_admin_api.auth import token_sha256
 from codexpool_admin_api.config import Settings
+from codexpool_shared.crypto import secret_digest
 from codexpool_shared.keys import Keys
 from codexpool_shared.testing.messaging import InMemoryPublisher
 from tests.integration.admin_api.conftest import ADMIN_TOKEN
@@ -27,7 +27,7 @@ def test_created_token_is_shown_once_and_stored_hashed(
     listed = api.get("/api/tokens").json()["data"]
     assert [t["id"] for t in listed] == [created["id"]]
     assert "token" not in listed[0]
-    assert sync_redis.exists(keys.admin_token(token_sha256(token)))
+    assert sync_redis.exists(keys.admin_token(secret_digest(token)))
     for key in sync_redis.scan_iter(match=f"{keys.namespace}:*"):
         if sync_redis.type(key) == b"string":
             assert token.encode() not in (sync_redis.get(key) or b"")

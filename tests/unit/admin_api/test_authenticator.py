@@ -8,8 +8,9 @@ from typing import Any, Self
 import pytest
 from prometheus_client import CollectorRegistry
 
-from codexpool_admin_api.auth import Authenticator, TokenRecord, TokenStore, token_sha256
+from codexpool_admin_api.auth import Authenticator, TokenRecord, TokenStore
 from codexpool_admin_api.metrics import Metrics
+from codexpool_shared.crypto import secret_digest
 from codexpool_shared.errors import ApiError
 from codexpool_shared.keys import Keys
 
@@ -91,7 +92,7 @@ async def test_stored_tokens_are_found_by_their_digest(
     record = TokenRecord(
         id="tok_1", name="ci", role="viewer", created_at=datetime.now(UTC), created_by="x"
     )
-    redis.values[Keys("unit").admin_token(token_sha256("cpa_viewer"))] = (
+    redis.values[Keys("unit").admin_token(secret_digest("cpa_viewer"))] = (
         record.model_dump_json().encode()
     )
     principal = await authenticator.authenticate("cpa_viewer", "10.0.0.1")

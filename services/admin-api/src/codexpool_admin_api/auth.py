@@ -8,7 +8,6 @@ apart from the ``cpk_`` router keys of agents (OWASP API5).
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import secrets
 from datetime import UTC, datetime
@@ -18,6 +17,7 @@ from pydantic import BaseModel, ConfigDict
 from redis.asyncio import Redis
 
 from codexpool_admin_api.metrics import Metrics
+from codexpool_shared.crypto import secret_digest
 from codexpool_shared.errors import ApiError
 from codexpool_shared.keys import Keys
 
@@ -30,10 +30,6 @@ BOOTSTRAP_ID = "bootstrap"
 def text(value: bytes | str) -> str:
     """A Redis reply as text (the shared client returns bytes; typing allows both)."""
     return value.decode() if isinstance(value, bytes) else value
-
-
-def token_sha256(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 class Principal(BaseModel):
@@ -67,7 +63,7 @@ class TokenStore:
 
     async def create(self, name: str, role: Role, created_by: str) -> tuple[TokenRecord, str]:
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-        sha = token_sha256(token)
+        sha = secret_digest(token)
         record = TokenRecord(
             id="tok_" + secrets.token_hex(8),
             name=name,
@@ -102,7 +98,7 @@ class TokenStore:
         return None if raw is None else TokenRecord.model_validate_json(raw)
 
     async def lookup(self, token: str) -> TokenRecord | None:
-        raw = await self._redis.get(self._keys.admin_token(token_sha256(token)))
+        raw = await self._redis.get(self._keys.admin_token(secret_digest(token)))
         return None if raw is None else TokenRecord.model_validate_json(raw)
 
 
@@ -128,7 +124,7 @@ class Authenticator:
         self._redis = redis
         self._keys = keys
         self._tokens = tokens
-        self._bootstrap_sha = None if not bootstrap else token_sha256(bootstrap).encode()
+        self._bootstrap_sha = None if not bootstrap else secret_digest(bootstrap).encode()
         self._max_failures = max_failures
         self._window_s = window_s
         self._metrics = metrics
@@ -162,7 +158,7 @@ class Authenticator:
         # Both sides are hashed first, so compare_digest sees equal lengths and the comparison
         # time tells nothing about the bootstrap token.
         if self._bootstrap_sha is not None and hmac.compare_digest(
-            token_sha256(token).encode(), self._bootstrap_sha
+            secret_digest(token).encode(), self._bootstrap_sha
         ):
             return Principal(id=BOOTSTRAP_ID, name="bootstrap admin token", role="admin")
         record = await self._tokens.lookup(token)

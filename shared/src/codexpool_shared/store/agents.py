@@ -7,7 +7,6 @@ stored: ``Keys.api_key(sha)`` -> agent id is what the router's selection script 
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 import time
 from typing import Any
@@ -16,6 +15,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict
 from redis.asyncio import Redis
 
+from codexpool_shared.crypto import secret_digest
 from codexpool_shared.keys import Keys
 from codexpool_shared.store.errors import Conflict, NotFound
 from codexpool_shared.store.providers import validate_name
@@ -47,7 +47,7 @@ class AgentKey(BaseModel):
 
 def key_digest(api_key: str) -> str:
     """SHA-256 (hex) of a router key: how it is stored and looked up."""
-    return hashlib.sha256(api_key.encode()).hexdigest()
+    return secret_digest(api_key)
 
 
 def _text(raw: Any) -> str:
