@@ -13,7 +13,7 @@ import httpx
 from codexpool_shared.activity import ALL_POOLS, HEALTHY_MIN, read_activity
 from codexpool_shared.store import get_live
 from tests.e2e.conftest import poll
-from tests.e2e.test_health_fixtures import PROVIDERS, Stack, stack  # noqa: F401
+from tests.e2e.health_stack import PROVIDERS, Stack, stack  # noqa: F401
 
 REQUEST = {"model": "gpt-5-codex", "input": "hi", "stream": True}
 

@@ -15,7 +15,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from tests.e2e.conftest import poll
-from tests.e2e.test_health_fixtures import Stack, stack  # noqa: F401
+from tests.e2e.health_stack import Stack, stack  # noqa: F401
 
 
 @dataclass(frozen=True)
