@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 from collections.abc import Callable, Sequence
 
 import uvicorn
@@ -25,6 +26,10 @@ def serve(
     app = build_app()
     # After build_app: the app factory's telemetry.configure() names the service in every line.
     telemetry.configure_logging()
+    # Modules, schemas and the app are built now and live as long as the process. Moving them
+    # out of the collector's reach keeps full collections small: without this, one took
+    # 30-90 ms in the router, a stall every request in flight paid for.
+    gc.freeze()
     uvicorn.run(
         app,
         host=args.host,
