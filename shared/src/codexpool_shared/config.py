@@ -6,6 +6,7 @@ Nothing here is built at import time: each service builds its own ``Settings`` s
 
 from __future__ import annotations
 
+import os
 import re
 
 from pydantic import AmqpDsn, Field, RedisDsn, SecretStr, field_validator, model_validator
@@ -63,6 +64,16 @@ class InfraSettings(BaseSettings):
 
 _OTLP_PROTOCOL = "http/protobuf"
 _EXPORTERS = frozenset({"otlp", "console", "none"})
+
+
+def prefer_stable_http_conventions() -> None:
+    """Ask the OTel instrumentations for the stable HTTP semantic conventions.
+
+    ``OTEL_SEMCONV_STABILITY_OPT_IN``, when set, still decides. The router's hot routes
+    (``telemetry.TracedRoute``) speak them; the instrumentations default to the old names, and
+    one dashboard query should fit every HTTP span.
+    """
+    os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "http")
 
 
 class TelemetrySettings(BaseSettings):

@@ -152,3 +152,11 @@ async def test_removed_member_is_never_selected(pool: Fixture) -> None:
     await remove_member(pool.redis, pool.keys, "agent", "p2")
     for _ in range(6):
         assert "p2" not in await pool.order()
+
+
+async def test_selection_survives_an_empty_script_cache(pool: Fixture) -> None:
+    """A restarted or failed-over Redis forgets loaded scripts; the next selection reloads."""
+    await pool.setup("round-robin", n=2)
+    await pool.redis.script_flush()
+    assert await pool.order() in (["p1", "p2"], ["p2", "p1"])
+    assert await pool.order() in (["p1", "p2"], ["p2", "p1"])

@@ -7,10 +7,12 @@ import os
 
 import pytest
 from fastapi.testclient import TestClient
+from opentelemetry.trace import SpanKind
 from pydantic import RedisDsn, SecretStr
 
 from codexpool_router.app import create_app
 from codexpool_router.config import Settings
+from codexpool_shared import telemetry
 from codexpool_shared.events import BaseEvent
 
 
@@ -87,3 +89,21 @@ def test_unreachable_store_fails_fast_with_503(settings: Settings) -> None:
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "store_unavailable"
     assert "codexpool_router_store_unavailable_total 1.0" in metrics
+
+
+def test_hot_routes_are_traced_and_other_methods_are_refused(settings: Settings) -> None:
+    publisher = FakePublisher()
+    with (
+        telemetry.capture_spans() as spans,
+        TestClient(create_app(settings, publisher=publisher)) as client,
+    ):
+        refused = client.get("/backend-api/codex/responses")
+        rejected = client.post("/backend-api/codex/responses", content=b'{"model": "m"}')
+    assert refused.status_code == 405
+    assert refused.headers["x-request-id"].startswith("req_")
+    assert rejected.status_code == 401
+    servers = [s for s in spans.get_finished_spans() if s.kind is SpanKind.SERVER]
+    assert [(s.name, (s.attributes or {}).get("http.response.status_code")) for s in servers] == [
+        ("GET /backend-api/codex/responses", 405),
+        ("POST /backend-api/codex/responses", 401),
+    ]

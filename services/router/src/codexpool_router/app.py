@@ -26,18 +26,18 @@ from codexpool_shared.keys import Keys
 from codexpool_shared.messaging import EventPublisher, Publisher
 from codexpool_shared.probes import ReadinessCheck, probe_router
 from codexpool_shared.redis import create_redis
-
-_HOT = frozenset({"/v1/responses", "/backend-api/codex/responses"})
+from codexpool_shared.telemetry import TracedRoute
 
 
 class RequestIdMiddleware:
-    """Gives the answers of the non-hot routes an ``x-request-id`` and the pool headers."""
+    """Gives every answer FastAPI makes an ``x-request-id`` and the pool headers (the hot
+    routes' handler stamps its own)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in _HOT:
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         request_id = ("req_" + secrets.token_hex(12)).encode()
@@ -53,6 +53,27 @@ class RequestIdMiddleware:
             await send(message)
 
         await self.app(scope, receive, stamped)
+
+
+class RouterApp(FastAPI):
+    """FastAPI, except that ``POST`` to a hot route goes straight to its traced handler.
+
+    Each FastAPI and Starlette middleware layer wraps every ``send`` of a streamed answer; on
+    the two responses routes that cost more CPU than the routing itself. Other methods on those
+    paths still reach FastAPI, which answers 405.
+    """
+
+    def __init__(self, hot: Mapping[str, TracedRoute], **options: Any) -> None:
+        super().__init__(**options)
+        self.hot = dict(hot)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            route = self.hot.get(scope["path"])
+            if route is not None:
+                await route(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
 
 
 def create_app(settings: Settings, *, publisher: Publisher | None = None) -> FastAPI:
@@ -96,7 +117,15 @@ def create_app(settings: Settings, *, publisher: Publisher | None = None) -> Fas
             stack.callback(current.clear)
             yield State(settings=settings, keys=keys, redis=redis, registry=registry)
 
-    app = FastAPI(title="codexpool-router", lifespan=lifespan)
+    endpoints = {
+        path: ResponsesEndpoint(core, name)
+        for path, name in (("/v1/responses", "v1"), ("/backend-api/codex/responses", "codex"))
+    }
+    app = RouterApp(
+        {path: TracedRoute(endpoint, path) for path, endpoint in endpoints.items()},
+        title="codexpool-router",
+        lifespan=lifespan,
+    )
     install_error_handlers(app)
 
     def checks(request: Request) -> Mapping[str, ReadinessCheck]:
@@ -105,10 +134,9 @@ def create_app(settings: Settings, *, publisher: Publisher | None = None) -> Fas
 
     app.include_router(probe_router(registry, checks))
     app.include_router(info_router(core))
-    for path, route in (("/v1/responses", "v1"), ("/backend-api/codex/responses", "codex")):
-        endpoint: Callable[..., Awaitable[None]] = ResponsesEndpoint(core, route)
-        # First in the list: routing (and the tracing middleware's route lookup) stop here.
-        app.router.routes.insert(0, Route(path, endpoint, methods=["POST"]))
+    for path, endpoint in endpoints.items():
+        handler: Callable[..., Awaitable[None]] = endpoint
+        app.router.routes.append(Route(path, handler, methods=["POST"]))
     app.add_middleware(RequestIdMiddleware)
     telemetry.configure("codexpool-router")
     telemetry.instrument_app(app)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from starlette.types import Scope
 
 from codexpool_shared.errors import ApiError
 from codexpool_shared.store import key_digest
@@ -22,14 +23,14 @@ ASGIReceive = Any
 _STRIP = ("max_output_tokens", "previous_response_id", "stream_options", "safety_identifier")
 
 
-def header(scope: dict[str, Any], name: bytes) -> str | None:
+def header(scope: Scope, name: bytes) -> str | None:
     for key, value in scope["headers"]:
         if key == name:
             return str(value.decode("latin-1"))
     return None
 
 
-def agent_key_digest(scope: dict[str, Any]) -> str:
+def agent_key_digest(scope: Scope) -> str:
     value = header(scope, b"authorization")
     if not value or not value[:7].lower() == "bearer " or not value[7:].strip():
         raise ApiError(
@@ -40,7 +41,7 @@ def agent_key_digest(scope: dict[str, Any]) -> str:
     return key_digest(value[7:].strip())
 
 
-async def read_body(scope: dict[str, Any], receive: ASGIReceive, limit: int) -> bytes:
+async def read_body(scope: Scope, receive: ASGIReceive, limit: int) -> bytes:
     declared = header(scope, b"content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise _too_large(limit)

@@ -16,6 +16,7 @@ from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
+from starlette.types import Scope
 
 from codexpool_router.answers import Send, router_headers, send_error
 from codexpool_router.attempt import Result, run_attempt
@@ -47,7 +48,7 @@ class ResponsesEndpoint:
         self._core = core
         self._route = route
 
-    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         core = self._core()
         ledger = Ledger(core, self._route, "req_" + secrets.token_hex(12))
         try:
@@ -79,7 +80,7 @@ class ResponsesEndpoint:
     async def _serve(
         self,
         core: Core,
-        scope: dict[str, Any],
+        scope: Scope,
         send: Send,
         ledger: Ledger,
         inbound: Inbound,

@@ -18,12 +18,14 @@ any other unavailability ms, "d" members not active}``.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
 import orjson
 from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
 from redis.typing import EncodableT
 
 from codexpool_router.config import Settings
@@ -87,7 +89,8 @@ class Selector:
     """Runs the selection script with the router's settings."""
 
     def __init__(self, redis: Redis, keys: Keys, settings: Settings) -> None:
-        self._script = redis.register_script(_SCRIPT)
+        self._redis = redis
+        self._sha = hashlib.sha1(_SCRIPT.encode()).hexdigest()
         self._fixed: list[EncodableT] = [
             settings.max_attempts,
             settings.health_threshold,
@@ -100,7 +103,14 @@ class Selector:
         ]
 
     async def select(self, key_digest: str, now_ms: int, session_digest: str) -> Selection:
-        raw = await self._script(args=[key_digest, now_ms, session_digest, *self._fixed])
+        # EVALSHA directly rather than through redis-py's Script object, whose per-call
+        # isinstance check against a Protocol-based class costs more than the rest of the call.
+        args = (key_digest, now_ms, session_digest, *self._fixed)
+        try:
+            raw = await self._redis.evalsha(self._sha, 0, *args)
+        except NoScriptError:
+            # A restarted or failed-over Redis has an empty script cache.
+            raw = await self._redis.eval(_SCRIPT, 0, *args)
         return parse_selection(orjson.loads(raw))
 
 

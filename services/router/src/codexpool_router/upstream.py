@@ -7,7 +7,7 @@ routing and caching); the provider's token and account id are set here. The clie
 
 from __future__ import annotations
 
-from typing import Any
+from starlette.types import Scope
 
 _FORWARD = {
     b"session_id": "session_id",
@@ -33,7 +33,7 @@ _CODEX_ORIGINATORS = ("codex_", "codex-", "Codex ")
 PASS_BACK = frozenset({b"openai-model", b"x-models-etag", b"x-reasoning-included", b"retry-after"})
 
 
-def client_headers(scope: dict[str, Any]) -> tuple[dict[str, str], str | None, str | None]:
+def client_headers(scope: Scope) -> tuple[dict[str, str], str | None, str | None]:
     """The allowlisted client headers, plus the client's originator and user agent."""
     out: dict[str, str] = {}
     originator = agent = None

@@ -36,7 +36,7 @@ from opentelemetry.sdk.trace.export import (
 )
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from codexpool_shared.config import TelemetrySettings
+from codexpool_shared.config import TelemetrySettings, prefer_stable_http_conventions
 from codexpool_shared.telemetry.instrumentation import instrument_fastapi, instrument_libraries
 
 
@@ -148,6 +148,7 @@ def configure(service_name: str, *, settings: TelemetrySettings | None = None) -
         if _configured is not None:
             return _configured
         settings = settings or TelemetrySettings()
+        prefer_stable_http_conventions()
         resource = _resource(service_name)
         extra = _FanOutSpanProcessor()
         tracer_provider = _tracer_provider(resource, settings.span_exporters)
