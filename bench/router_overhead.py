@@ -4,7 +4,8 @@
 
 Reports the added time to first byte (p50, p99) at 1 and at N concurrent requests (direct and
 routed requests interleaved in one run), streamed responses per second through the router on
-the full path (auth, one Redis round trip, publish), and the failover cost: the extra time of a
+the full path (auth, one Redis round trip, publish; counted until RabbitMQ confirmed the last
+outcome event), and the failover cost: the extra time of a
 request whose first attempt gets an instant 429, beyond that 429's own time.
 """
 
@@ -14,6 +15,7 @@ import argparse
 import asyncio
 import base64
 import os
+import re
 import tempfile
 import time
 import uuid
@@ -65,7 +67,27 @@ async def overhead(session, direct, routed, pairs: int, concurrency: int) -> tup
     return pct(added, 0.5) * 1000, pct(added, 0.99) * 1000
 
 
-async def throughput(session, routed, concurrency: int, seconds: float) -> float:
+async def buffered_events(session: aiohttp.ClientSession, router_url: str) -> float:
+    async with session.get(router_url + "/metrics") as resp:
+        text = await resp.text()
+    match = re.search(r"^codexpool_event_buffer_depth (\S+)$", text, re.MULTILINE)
+    assert match, "the router exports codexpool_event_buffer_depth"
+    return float(match.group(1))
+
+
+async def settle(session: aiohttp.ClientSession, router_url: str) -> float:
+    """Wait until RabbitMQ confirmed every outcome event the router accepted; returns seconds."""
+    started = time.perf_counter()
+    while await buffered_events(session, router_url):
+        await asyncio.sleep(0.01)
+    return time.perf_counter() - started
+
+
+async def throughput(
+    session, router_url: str, routed, concurrency: int, seconds: float
+) -> tuple[float, float]:
+    """Streamed responses per second, counted until their outcome events are confirmed too:
+    a publisher that falls behind under load would otherwise only move its cost to later."""
     done = 0
     stop_at = time.perf_counter() + seconds
 
@@ -77,7 +99,8 @@ async def throughput(session, routed, concurrency: int, seconds: float) -> float
 
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return done / (time.perf_counter() - started)
+    drain = await settle(session, router_url)
+    return done / (time.perf_counter() - started), drain
 
 
 async def failover_cost(session, sim_url, direct, routed_fo, redis, keys, n) -> tuple[float, float]:
@@ -165,11 +188,16 @@ async def main() -> None:
             connector = aiohttp.TCPConnector(limit=0)
             async with aiohttp.ClientSession(connector=connector) as session:
                 await overhead(session, direct, routed, 50, 1)  # warm up
+                await settle(session, router.url)
                 p50_1, p99_1 = await overhead(session, direct, routed, args.pairs, 1)
+                await settle(session, router.url)
                 p50_n, p99_n = await overhead(
                     session, direct, routed, args.pairs * 4, args.concurrency
                 )
-                rate = await throughput(session, routed, args.concurrency, args.seconds)
+                await settle(session, router.url)
+                rate, drain = await throughput(
+                    session, router.url, routed, args.concurrency, args.seconds
+                )
                 routed_fo = (
                     router.url + "/backend-api/codex/responses",
                     {"Authorization": f"Bearer {fo_key}", "Content-Type": "application/json"},
@@ -182,7 +210,10 @@ async def main() -> None:
     await delete_namespaces(REDIS_URL, AMQP_URL, [namespace])
     print(f"added TTFB at 1 concurrent:   p50 {p50_1:.2f} ms, p99 {p99_1:.2f} ms")
     print(f"added TTFB at {args.concurrency} concurrent: p50 {p50_n:.2f} ms, p99 {p99_n:.2f} ms")
-    print(f"streamed responses/s through one worker (c={args.concurrency}): {rate:.0f}")
+    print(
+        f"streamed responses/s through one worker (c={args.concurrency}), events confirmed: "
+        f"{rate:.0f} ({drain * 1000:.0f} ms to confirm the last events after the load)"
+    )
     print(f"failover cost (instant 429 first): p50 {fo50:.2f} ms, p99 {fo99:.2f} ms")
 
 
