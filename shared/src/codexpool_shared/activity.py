@@ -31,6 +31,7 @@ from redis.asyncio import Redis
 
 from codexpool_shared.events import HealthBand
 from codexpool_shared.keys import Keys
+from codexpool_shared.store.replies import decode_hash
 
 ALL_POOLS: Final = "@all"
 """The scope that counts every pool together ('@' is not a slug character: no agent has it)."""
@@ -177,13 +178,6 @@ class ProviderActivity(BaseModel):
     """The last 24 hours, one point per hour, oldest first, zeros included."""
 
 
-def _decode(raw: dict[bytes, bytes] | dict[str, str]) -> dict[str, str]:
-    return {
-        (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
-        for k, v in raw.items()
-    }
-
-
 def _int(fields: dict[str, str], name: str) -> int:
     return int(fields.get(name, 0))
 
@@ -281,7 +275,7 @@ async def read_activity(
             for start in hour_starts:
                 pipe.hgetall(keys.health_hour(scope, provider, start))
             pipe.hgetall(keys.health(provider))
-        replies = iter([_decode(r) for r in await pipe.execute()])
+        replies = iter([decode_hash(r) for r in await pipe.execute()])
     return [
         _activity(
             provider,

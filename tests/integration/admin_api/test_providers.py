@@ -9,7 +9,7 @@ from redis.asyncio import Redis
 
 from codexpool_shared.events import PoolChangedV1, ProviderStatusChangedV1
 from codexpool_shared.keys import Keys
-from codexpool_shared.store.providers import set_provider_status
+from codexpool_shared.store import set_provider_status
 from codexpool_shared.testing.infra import InfraUrls
 from codexpool_shared.testing.messaging import InMemoryPublisher
 from tests.integration.admin_api.helpers import create_agent, error, register, viewer_headers

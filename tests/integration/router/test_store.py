@@ -14,8 +14,10 @@ from codexpool_shared.store import (
     Conflict,
     InvalidField,
     NotFound,
+    ProviderInUse,
     add_member,
     create_agent,
+    delete_provider,
     extend_cooldown,
     get_live,
     get_pool,
@@ -30,9 +32,8 @@ from codexpool_shared.store import (
     set_provider_status,
     write_tokens,
 )
-from codexpool_shared.store import providers as providers_store
+from codexpool_shared.store import removal as removal_store
 from codexpool_shared.store.pools import Pool
-from codexpool_shared.store.providers import ProviderInUse, delete_provider_from_pools
 from tests.integration.router.helpers import auth_json, keyring
 
 
@@ -174,14 +175,14 @@ async def test_forced_provider_delete_leaves_every_pool_in_one_step(
 ) -> None:
     await _two_pools_and_a_bystander(redis, keys)
     with pytest.raises(NotFound):
-        await delete_provider_from_pools(redis, keys, "ghost", force=True)
+        await delete_provider(redis, keys, "ghost", force=True)
     with pytest.raises(ProviderInUse) as in_use:
-        await delete_provider_from_pools(redis, keys, "p1", force=False)
+        await delete_provider(redis, keys, "p1", force=False)
     assert in_use.value.agent_ids == ["a", "b"] and isinstance(in_use.value, Conflict)
     assert (await get_provider(redis, keys, "p1")).name == "p1"
     assert [(await get_pool(redis, keys, a)).version for a in "abc"] == [1, 1, 1]
 
-    deleted = await delete_provider_from_pools(redis, keys, "p1", force=True)
+    deleted = await delete_provider(redis, keys, "p1", force=True)
     assert deleted.provider.name == "p1"
     assert [(c.before.agent_id, c.before.version) for c in deleted.pools] == [("a", 1), ("b", 1)]
     assert [(c.after.providers, c.after.version) for c in deleted.pools] == [
@@ -194,7 +195,7 @@ async def test_forced_provider_delete_leaves_every_pool_in_one_step(
     await _provider_gone_everywhere(redis, keys, "p1")
 
     # The last member goes too, leaving empty pools (as removing a member one by one does).
-    emptied = await delete_provider_from_pools(redis, keys, "p2", force=True)
+    emptied = await delete_provider(redis, keys, "p2", force=True)
     assert [(c.after.agent_id, c.after.providers) for c in emptied.pools] == [
         ("a", ()),
         ("b", ()),
@@ -203,7 +204,7 @@ async def test_forced_provider_delete_leaves_every_pool_in_one_step(
     await _provider_gone_everywhere(redis, keys, "p2")
     # Without pools holding it, no force is needed.
     await register_provider(redis, keys, keyring(), "p3", auth_json("acc-3"))
-    assert (await delete_provider_from_pools(redis, keys, "p3", force=False)).pools == ()
+    assert (await delete_provider(redis, keys, "p3", force=False)).pools == ()
 
 
 async def test_provider_delete_reads_again_when_pools_change_before_its_write(
@@ -213,7 +214,7 @@ async def test_provider_delete_reads_again_when_pools_change_before_its_write(
     an agent whose pool holds it: each time the transaction writes nothing and starts over, so
     the provider leaves those pools too rather than being left in them unregistered."""
     await _two_pools_and_a_bystander(redis, keys)
-    read = providers_store._pools_holding
+    read = removal_store._pools_holding
     concurrent = [
         lambda: add_member(redis, keys, "c", "p1"),
         lambda: _agent_with_pool(redis, keys, "d", ["p1"]),
@@ -228,8 +229,8 @@ async def test_provider_delete_reads_again_when_pools_change_before_its_write(
             await concurrent.pop(0)()
         return pools
 
-    monkeypatch.setattr(providers_store, "_pools_holding", read_then_change)
-    deleted = await delete_provider_from_pools(redis, keys, "p1", force=True)
+    monkeypatch.setattr(removal_store, "_pools_holding", read_then_change)
+    deleted = await delete_provider(redis, keys, "p1", force=True)
     assert reads == 3
     assert [(c.after.agent_id, c.after.providers, c.after.version) for c in deleted.pools] == [
         ("a", ("p2",), 2),
@@ -246,16 +247,16 @@ async def test_provider_delete_that_keeps_conflicting_writes_nothing(
     """A pool edited between every read and write: after its attempts the deletion gives up
     with a Conflict and nothing of it is applied (no pool lost the provider, it is registered)."""
     await _two_pools_and_a_bystander(redis, keys)
-    read = providers_store._pools_holding
+    read = removal_store._pools_holding
 
     async def read_then_change(*args: Any) -> list[Pool]:
         pools = await read(*args)
         await put_pool(redis, keys, "c", "round-robin", ["p2"])
         return pools
 
-    monkeypatch.setattr(providers_store, "_pools_holding", read_then_change)
+    monkeypatch.setattr(removal_store, "_pools_holding", read_then_change)
     with pytest.raises(Conflict, match="kept changing"):
-        await delete_provider_from_pools(redis, keys, "p1", force=True, attempts=3)
+        await delete_provider(redis, keys, "p1", force=True, attempts=3)
     assert (await get_provider(redis, keys, "p1")).name == "p1"
     assert await redis.sismember(keys.providers, "p1")
     assert await redis.exists(keys.live("p1"))

@@ -15,9 +15,10 @@ import orjson
 from pydantic import BaseModel
 from redis.asyncio import Redis
 
-from codexpool_admin_api.auth import Principal, text
+from codexpool_admin_api.auth import Principal
 from codexpool_admin_api.metrics import Metrics
 from codexpool_shared.keys import Keys
+from codexpool_shared.store.replies import text
 
 _SECRET_KEY = re.compile(r"token|secret|password|api_key|authorization|cookie", re.IGNORECASE)
 

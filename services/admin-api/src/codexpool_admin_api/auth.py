@@ -20,16 +20,12 @@ from codexpool_admin_api.metrics import Metrics
 from codexpool_shared.crypto import secret_digest
 from codexpool_shared.errors import ApiError
 from codexpool_shared.keys import Keys
+from codexpool_shared.store.replies import text
 
 Role = Literal["admin", "viewer"]
 
 TOKEN_PREFIX = "cpa_"
 BOOTSTRAP_ID = "bootstrap"
-
-
-def text(value: bytes | str) -> str:
-    """A Redis reply as text (the shared client returns bytes; typing allows both)."""
-    return value.decode() if isinstance(value, bytes) else value
 
 
 class Principal(BaseModel):

@@ -19,13 +19,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
-from codexpool_admin_api.auth import text
 from codexpool_shared.crypto import DecryptionError, Keyring
 from codexpool_shared.keys import Keys
+from codexpool_shared.store import TOKEN_FIELDS, validate_name
 from codexpool_shared.store.agents import AgentKey
 from codexpool_shared.store.errors import Conflict, InvalidField
 from codexpool_shared.store.pools import STRATEGIES
-from codexpool_shared.store.providers import TOKEN_FIELDS, validate_name
+from codexpool_shared.store.replies import text
 
 _STATUSES = ("active", "needs_reauth", "disabled")
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")

@@ -25,10 +25,9 @@ from codexpool_admin_api.usage import TokenRejected, UsageError, fetch_usage
 from codexpool_shared.crypto import DecryptionError, Keyring
 from codexpool_shared.events import ProviderStatusChangedV1
 from codexpool_shared.keys import Keys
-from codexpool_shared.store import Exchange, TokenRefresher
+from codexpool_shared.store import Exchange, StoredCredentials, TokenRefresher, read_credentials
 from codexpool_shared.store.errors import NotFound
 from codexpool_shared.store.live import write_quota
-from codexpool_shared.store.providers import StoredCredentials, read_credentials
 
 REFRESH_AHEAD_S = 60
 """An access token expiring within this is refreshed before the usage call."""

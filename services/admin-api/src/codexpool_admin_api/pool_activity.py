@@ -13,10 +13,10 @@ from codexpool_admin_api.api.models import ProviderDetail, epoch, provider_detai
 from codexpool_shared.activity import TimelinePoint, read_activity
 from codexpool_shared.events import HealthBand, ProviderStatus, Strategy
 from codexpool_shared.keys import Keys
+from codexpool_shared.store import get_provider
 from codexpool_shared.store.errors import NotFound
 from codexpool_shared.store.live import LiveState, QuotaWindow, get_live
 from codexpool_shared.store.pools import Pool
-from codexpool_shared.store.providers import get_provider
 
 
 class QuotaOut(BaseModel):

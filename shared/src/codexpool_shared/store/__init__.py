@@ -18,6 +18,7 @@ from codexpool_shared.store.agents import (
     revoke_agent_key,
 )
 from codexpool_shared.store.claims import AccountClaims, account_claims, jwt_payload
+from codexpool_shared.store.credentials import StoredCredentials, read_credentials, write_tokens
 from codexpool_shared.store.errors import Conflict, InvalidField, NotFound, StoreError
 from codexpool_shared.store.live import (
     MAX_COOLDOWN_MS,
@@ -43,16 +44,19 @@ from codexpool_shared.store.pools import (
 from codexpool_shared.store.providers import (
     TOKEN_FIELDS,
     Provider,
-    StoredCredentials,
-    delete_provider,
     get_provider,
     list_providers,
-    read_credentials,
     register_provider,
     set_provider_status,
-    write_tokens,
+    validate_name,
 )
 from codexpool_shared.store.refresh import PERMANENT, Exchange, TokenRefresher, error_code
+from codexpool_shared.store.removal import (
+    PoolMemberRemoved,
+    ProviderDeleted,
+    ProviderInUse,
+    delete_provider,
+)
 
 __all__ = [
     "MAX_COOLDOWN_MS",
@@ -68,7 +72,10 @@ __all__ = [
     "LiveState",
     "NotFound",
     "Pool",
+    "PoolMemberRemoved",
     "Provider",
+    "ProviderDeleted",
+    "ProviderInUse",
     "QuotaSnapshot",
     "QuotaWindow",
     "StoreError",
@@ -101,6 +108,7 @@ __all__ = [
     "resolve_agent_key",
     "revoke_agent_key",
     "set_provider_status",
+    "validate_name",
     "validate_pool",
     "write_quota",
     "write_tokens",

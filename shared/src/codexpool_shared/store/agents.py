@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import secrets
 import time
-from typing import Any
 
 import orjson
 from pydantic import BaseModel, ConfigDict
@@ -19,6 +18,7 @@ from codexpool_shared.crypto import secret_digest
 from codexpool_shared.keys import Keys
 from codexpool_shared.store.errors import Conflict, NotFound
 from codexpool_shared.store.providers import validate_name
+from codexpool_shared.store.replies import text
 
 KEY_PREFIX = "cpk_"
 
@@ -50,10 +50,6 @@ def key_digest(api_key: str) -> str:
     return secret_digest(api_key)
 
 
-def _text(raw: Any) -> str:
-    return raw.decode() if isinstance(raw, bytes) else str(raw)
-
-
 async def create_agent(
     redis: Redis, keys: Keys, agent_id: str, name: str | None = None
 ) -> tuple[Agent, str]:
@@ -79,7 +75,7 @@ async def create_agent(
 
 async def get_agent(redis: Redis, keys: Keys, agent_id: str) -> Agent:
     """The agent ``agent_id``; raises ``NotFound``."""
-    raw = {_text(k): _text(v) for k, v in (await redis.hgetall(keys.agent(agent_id))).items()}
+    raw = {text(k): text(v) for k, v in (await redis.hgetall(keys.agent(agent_id))).items()}
     if not raw:
         raise NotFound("agent", agent_id)
     return Agent(id=agent_id, name=raw.get("name", agent_id), created_at=int(raw["created_at"]))
@@ -87,7 +83,7 @@ async def get_agent(redis: Redis, keys: Keys, agent_id: str) -> Agent:
 
 async def list_agents(redis: Redis, keys: Keys) -> list[Agent]:
     """Every agent, sorted by id."""
-    ids = sorted(_text(a) for a in await redis.smembers(keys.agents))
+    ids = sorted(text(a) for a in await redis.smembers(keys.agents))
     return [await get_agent(redis, keys, agent_id) for agent_id in ids]
 
 
@@ -123,11 +119,11 @@ async def list_agent_keys(redis: Redis, keys: Keys, agent_id: str) -> list[Agent
 async def revoke_agent_key(redis: Redis, keys: Keys, agent_id: str, key_id: str) -> bool:
     """Revoke the agent's key whose ``key_id`` is given; True if one was revoked."""
     for digest in await redis.hkeys(keys.agent_keys(agent_id)):
-        text = _text(digest)
-        if text.startswith(key_id):
+        stored = text(digest)
+        if stored.startswith(key_id):
             async with redis.pipeline(transaction=True) as pipe:
-                pipe.delete(keys.api_key(text))
-                pipe.hdel(keys.agent_keys(agent_id), text)
+                pipe.delete(keys.api_key(stored))
+                pipe.hdel(keys.agent_keys(agent_id), stored)
                 await pipe.execute()
             return True
     return False
@@ -136,12 +132,12 @@ async def revoke_agent_key(redis: Redis, keys: Keys, agent_id: str, key_id: str)
 async def resolve_agent_key(redis: Redis, keys: Keys, api_key: str) -> str | None:
     """The agent owning ``api_key``, or ``None``."""
     agent_id = await redis.get(keys.api_key(key_digest(api_key)))
-    return _text(agent_id) if agent_id is not None else None
+    return text(agent_id) if agent_id is not None else None
 
 
 async def delete_agent(redis: Redis, keys: Keys, agent_id: str) -> None:
     """Delete an agent, its keys, its pool and its round-robin counter."""
-    digests = [_text(d) for d in await redis.hkeys(keys.agent_keys(agent_id))]
+    digests = [text(d) for d in await redis.hkeys(keys.agent_keys(agent_id))]
     async with redis.pipeline(transaction=True) as pipe:
         for digest in digests:
             pipe.delete(keys.api_key(digest))

@@ -8,7 +8,7 @@ selection (one script reading the same hash) sees it on every replica.
 
 from __future__ import annotations
 
-from typing import Any, get_args
+from typing import get_args
 
 import orjson
 from pydantic import BaseModel, ConfigDict
@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 from codexpool_shared.events import Strategy
 from codexpool_shared.keys import Keys
 from codexpool_shared.store.errors import Conflict, InvalidField, NotFound
+from codexpool_shared.store.replies import text
 
 STRATEGIES: tuple[str, ...] = get_args(Strategy)
 """Known strategy names."""
@@ -77,10 +78,6 @@ class Pool(BaseModel):
     version: int
 
 
-def _text(raw: Any) -> str:
-    return raw.decode() if isinstance(raw, bytes) else str(raw)
-
-
 def validate_pool(strategy: str, providers: list[str] | tuple[str, ...]) -> None:
     """Reject an unknown strategy, an empty pool or a duplicate member (names the field)."""
     if strategy not in STRATEGIES:
@@ -103,7 +100,7 @@ async def _mutate(redis: Redis, keys: Keys, agent_id: str, op: str, *args: str) 
         keys=[keys.pool(agent_id), keys.agent(agent_id)],
         args=[op, padded[0], padded[1], prefix, suffix, padded[2]],
     )
-    status, *rest = (_text(x) for x in reply)
+    status, *rest = (text(x) for x in reply)
     if status == "ok":
         version, strategy, providers = rest
         return Pool(
@@ -170,7 +167,7 @@ async def get_pool(redis: Redis, keys: Keys, agent_id: str) -> Pool:
     raw = await redis.hgetall(keys.pool(agent_id))
     if not raw:
         raise NotFound("pool", agent_id)
-    fields = {_text(k): _text(v) for k, v in raw.items()}
+    fields = {text(k): text(v) for k, v in raw.items()}
     return Pool(
         agent_id=agent_id,
         strategy=fields["strategy"],  # type: ignore[arg-type]

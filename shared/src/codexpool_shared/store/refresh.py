@@ -27,7 +27,8 @@ from redis.asyncio import Redis
 from codexpool_shared.crypto import Keyring
 from codexpool_shared.events import ProviderStatusChangedV1
 from codexpool_shared.keys import Keys
-from codexpool_shared.store.providers import read_credentials, set_provider_status, write_tokens
+from codexpool_shared.store.credentials import read_credentials, write_tokens
+from codexpool_shared.store.providers import set_provider_status
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from pydantic import BaseModel
 
 from codexpool_shared.events import ProviderStatus
-from codexpool_shared.store.providers import Provider
+from codexpool_shared.store import Provider
 
 
 def epoch(value: int | float | None) -> datetime | None:

@@ -27,10 +27,10 @@ from codexpool_admin_api.deps import (
 )
 from codexpool_shared.errors import ApiError
 from codexpool_shared.events import ProviderStatusChangedV1
-from codexpool_shared.store.errors import InvalidField
-from codexpool_shared.store.providers import (
+from codexpool_shared.store import (
+    InvalidField,
     ProviderInUse,
-    delete_provider_from_pools,
+    delete_provider,
     get_provider,
     list_providers,
     register_provider,
@@ -183,7 +183,7 @@ async def delete_registered_provider(
     """Delete a provider; refused with 409 naming the pools that use it, unless ``force=true``,
     which removes it from each of them and deletes it in one atomic step."""
     try:
-        deleted = await delete_provider_from_pools(redis, keys, name, force=force)
+        deleted = await delete_provider(redis, keys, name, force=force)
     except ProviderInUse as exc:
         agents = ", ".join(exc.agent_ids)
         raise ApiError(
