@@ -20,44 +20,20 @@ import logging
 import random
 import time
 from collections import deque
-from dataclasses import dataclass
-from typing import cast
 
-import aio_pika
-from aio_pika.abc import AbstractConnection
 from aio_pika.exceptions import PublishError
-from aiormq import Channel as RawChannel
-from aiormq import spec
-from opentelemetry.trace import Status, StatusCode
 from prometheus_client import CollectorRegistry
 
 from codexpool_shared.events import BaseEvent, event_type
 from codexpool_shared.messaging import codec
 from codexpool_shared.messaging.api import PublisherState, PublisherStateError, PublisherStats
-from codexpool_shared.messaging.connection import close_quietly, connect
+from codexpool_shared.messaging.connection import close_quietly
+from codexpool_shared.messaging.link import Link, Outgoing, open_link, send_event
 from codexpool_shared.messaging.metrics import DropReason, PublisherMetrics
-from codexpool_shared.messaging.propagation import Carrier, capture_context, start_producer_span
-from codexpool_shared.messaging.topology import Topology, declare_topology
+from codexpool_shared.messaging.propagation import capture_context
+from codexpool_shared.messaging.topology import Topology
 
 log = logging.getLogger(__name__)
-
-PERSISTENT = int(aio_pika.DeliveryMode.PERSISTENT)
-
-
-@dataclass(slots=True, frozen=True)
-class _Item:
-    message_id: str
-    routing_key: str
-    body: bytes
-    carrier: Carrier
-    accepted_ns: int
-
-
-@dataclass(slots=True, frozen=True)
-class _Link:
-    connection: AbstractConnection
-    channel: RawChannel
-    exchange: str
 
 
 def _report_crash(task: asyncio.Task[None]) -> None:
@@ -115,7 +91,7 @@ class EventPublisher:
         self._backoff_s = backoff_s
         self._declare = declare
         self._state = PublisherState.NEW
-        self._pending: deque[_Item] = deque()
+        self._pending: deque[Outgoing] = deque()
         self._in_flight = 0
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -163,7 +139,7 @@ class EventPublisher:
             self._drop("buffer_full", 1)
             return
         self._pending.append(
-            _Item(
+            Outgoing(
                 str(event.event_id),
                 self._routing_key(type(event)),
                 codec.encode(event),
@@ -216,7 +192,7 @@ class EventPublisher:
             self._metrics.dropped[reason].inc(count)
 
     async def _run(self) -> None:
-        link: _Link | None = None
+        link: Link | None = None
         failures_in_a_row = 0
         try:
             while self._pending or self._state is PublisherState.RUNNING:
@@ -229,7 +205,13 @@ class EventPublisher:
                     link = None
                 if link is None:
                     try:
-                        link = await self._connect()
+                        link = await open_link(
+                            self._url,
+                            name=self._name,
+                            topology=self._topology,
+                            declare=self._declare,
+                            timeout_s=self._connect_timeout_s,
+                        )
                     except Exception as exc:
                         log.warning("cannot reach RabbitMQ for publishing: %r", exc)
                         failures_in_a_row += 1
@@ -246,37 +228,18 @@ class EventPublisher:
             if link is not None:
                 await close_quietly(link.connection, timeout_s=0.5)
 
-    async def _connect(self) -> _Link:
-        connection = await connect(self._url, name=self._name, timeout_s=self._connect_timeout_s)
-        try:
-            async with asyncio.timeout(self._connect_timeout_s):
-                channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
-                if self._declare:
-                    await declare_topology(channel, self._topology.namespace)
-                exchange = await channel.declare_exchange(
-                    self._topology.exchange, aio_pika.ExchangeType.TOPIC, durable=True
-                )
-                # aio-pika opens aiormq channels; only the concrete class takes ``wait``.
-                raw = cast(RawChannel, await channel.get_underlay_channel())
-        except BaseException:
-            await close_quietly(connection, timeout_s=0.5)
-            raise
-        return _Link(connection, raw, exchange.name)
-
     async def _backoff(self, failures_in_a_row: int) -> None:
         first, largest = self._backoff_s
         ceiling = min(largest, first * 2 ** min(failures_in_a_row - 1, 30))
         # "Equal jitter": never a hot loop, and replicas do not reconnect in lockstep.
         await asyncio.sleep(ceiling / 2 + random.uniform(0, ceiling / 2))
 
-    async def _send_batch(self, link: _Link) -> bool:
+    async def _send_batch(self, link: Link) -> bool:
         """Send one batch concurrently; False when the connection should be replaced."""
         batch = [self._pending.popleft() for _ in range(min(self._batch_size, len(self._pending)))]
         self._in_flight = len(batch)
-        sends = [
-            asyncio.create_task(self._send(link.channel, link.exchange, item)) for item in batch
-        ]
-        retry: list[_Item] = []
+        sends = [asyncio.create_task(send_event(link, item)) for item in batch]
+        retry: list[Outgoing] = []
         try:
             await asyncio.wait(sends, timeout=self._publish_timeout_s)
         finally:
@@ -295,7 +258,7 @@ class EventPublisher:
             self._account(len(batch) - len(retry) - unroutable, unroutable, retry)
         return not retry
 
-    def _account(self, published: int, unroutable: int, retry: list[_Item]) -> None:
+    def _account(self, published: int, unroutable: int, retry: list[Outgoing]) -> None:
         self.stats.published += published
         self._metrics.published.inc(published)
         self._drop("unroutable", unroutable)
@@ -305,36 +268,3 @@ class EventPublisher:
             # Back at the front, in their original order: retried before anything newer.
             self._pending.extendleft(reversed(retry))
         self._in_flight = 0
-
-    async def _send(self, channel: RawChannel, exchange: str, item: _Item) -> None:
-        span, headers = start_producer_span(
-            item.carrier,
-            exchange=exchange,
-            routing_key=item.routing_key,
-            message_id=item.message_id,
-            start_time_ns=item.accepted_ns,
-        )
-        try:
-            # aiormq directly, not ``Exchange.publish``: with ``wait=False`` the channel lock is
-            # held only while frames are queued, not until the socket drains, so a batch is
-            # written back to back and its confirms awaited together (about 3x the throughput).
-            await channel.basic_publish(
-                item.body,
-                exchange=exchange,
-                routing_key=item.routing_key,
-                properties=spec.Basic.Properties(
-                    content_type=codec.CONTENT_TYPE,
-                    delivery_mode=PERSISTENT,
-                    message_id=item.message_id,
-                    message_type=item.routing_key,
-                    headers=dict(headers),
-                ),
-                mandatory=True,
-                wait=False,
-            )
-        except BaseException as exc:
-            span.record_exception(exc)
-            span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
-            raise
-        finally:
-            span.end()
