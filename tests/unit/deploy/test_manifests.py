@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 import sys
+from ipaddress import ip_address, ip_network
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +111,55 @@ def test_in_cluster_redis_persists_with_aof() -> None:
     assert "--appendonly" in redis["spec"]["template"]["spec"]["containers"][0]["args"]
 
 
+def _pod_labels(deployment: dict[str, Any]) -> dict[str, str]:
+    labels: dict[str, str] = deployment["spec"]["template"]["metadata"]["labels"]
+    return labels
+
+
+def _selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    assert set(selector) == {"matchLabels"}, selector
+    return bool(selector["matchLabels"].items() <= labels.items())
+
+
+def _env(deployment: dict[str, Any]) -> dict[str, str | None]:
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    return {e["name"]: e.get("value") for e in container.get("env", [])}
+
+
+def test_a_service_believing_any_forwarded_for_is_fenced(
+    rendered: tuple[str, list[dict[str, Any]]],
+) -> None:
+    # FORWARDED_ALLOW_IPS="*" lets any peer name the address failed sign-ins count under; it is
+    # safe only where a NetworkPolicy admits named peers alone.
+    _, docs = rendered
+    policies = _by_kind(docs, "NetworkPolicy").values()
+    for name, deployment in _by_kind(docs, "Deployment").items():
+        if _env(deployment).get("FORWARDED_ALLOW_IPS") != "*":
+            continue
+        fences = [
+            p for p in policies if _selects(p["spec"]["podSelector"], _pod_labels(deployment))
+        ]
+        assert fences, f"{name} believes X-Forwarded-For from anyone, and no policy fences it"
+        for policy in fences:
+            assert "Ingress" in policy["spec"]["policyTypes"]
+            for rule in policy["spec"].get("ingress", []):
+                assert rule.get("from"), f"{policy['metadata']['name']} admits every peer"
+                assert not any("ipBlock" in peer for peer in rule["from"])
+
+
+def test_only_the_ui_reaches_the_admin_api(rendered: tuple[str, list[dict[str, Any]]]) -> None:
+    _, docs = rendered
+    deployments = _by_kind(docs, "Deployment")
+    assert _env(deployments["codexpool-admin-api"])["FORWARDED_ALLOW_IPS"] == "*"
+    policy = _by_kind(docs, "NetworkPolicy")["codexpool-admin-api"]["spec"]
+    assert _selects(policy["podSelector"], _pod_labels(deployments["codexpool-admin-api"]))
+    (rule,) = policy["ingress"]
+    (peer,) = rule["from"]
+    assert set(peer) == {"podSelector"}, "only pods of the admin API's own namespace"
+    admitted = {n for n, d in deployments.items() if _selects(peer["podSelector"], _pod_labels(d))}
+    assert admitted == {"codexpool-ui"}
+
+
 def test_compose_runs_the_whole_stack() -> None:
     compose = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())
     services = compose["services"]
@@ -122,6 +172,20 @@ def test_compose_runs_the_whole_stack() -> None:
         if build:
             dockerfile = REPO_ROOT / build["dockerfile"]
             assert dockerfile.is_file(), f"{name}: {dockerfile} is missing"
+
+
+def test_compose_admin_api_believes_forwarded_for_from_the_ui_alone() -> None:
+    compose = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    trusted = services["admin-api"]["environment"]["FORWARDED_ALLOW_IPS"]
+    ui_address = services["ui"]["networks"]["default"]["ipv4_address"]
+    assert trusted == ui_address
+    (pool,) = compose["networks"]["default"]["ipam"]["config"]
+    subnet, dynamic = ip_network(pool["subnet"]), ip_network(pool["ip_range"])
+    # Inside the subnet, outside the range other containers draw from, and not its gateway
+    # (where connections to published ports come from).
+    assert ip_address(ui_address) in subnet and ip_address(ui_address) not in dynamic
+    assert ip_address(ui_address) != next(subnet.hosts())
 
 
 def test_compose_variables_come_from_env_file_or_are_required() -> None:

@@ -55,6 +55,8 @@ class FakeAdmin:
         self.rows: dict[str, dict[str, Any]] = {}
         self.calls: list[tuple[str, str, str | None]] = []
         """(method, path, bearer token) of every call, to prove what the UI sent."""
+        self.forwarded_for: list[str | None] = []
+        """The ``X-Forwarded-For`` of every call: the browser address the UI named."""
         self.refreshed = 0
         self.revoked: set[str] = set()
         self.device_polls: dict[str, int] = {}
@@ -81,6 +83,7 @@ class FakeAdmin:
             auth = request.headers.get("authorization", "")
             token = auth.removeprefix("Bearer ") if auth.startswith("Bearer ") else None
             self.calls.append((request.method, request.url.path, token))
+            self.forwarded_for.append(request.headers.get("x-forwarded-for"))
             if self.outage is not None:
                 raise self.outage
             if token in self.revoked:

@@ -43,7 +43,8 @@ def _settings(request: Request) -> Settings:
 
 
 def _admin(request: Request) -> AdminClient:
-    return _state(request)["admin"]
+    # The admin API counts failed sign-ins per address: name the browser's, not the UI's own.
+    return _state(request)["admin"].for_client(request.client.host if request.client else None)
 
 
 def _sessions(request: Request) -> SessionCodec:
