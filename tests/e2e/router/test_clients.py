@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import httpx
 import openai
+import orjson
+import zstandard
 
 from tests.e2e.conftest import poll
 from tests.e2e.router.conftest import Pool, Sim
@@ -78,3 +80,25 @@ async def test_sessions_stick_to_one_provider(sim: Sim, pool: Pool, routers) -> 
     affinity = [k async for k in pool.redis.scan_iter(match=pool.keys.affinity("*", "*"))]
     assert len(affinity) == 3  # digests of the three sessions, never the session keys
     assert not any(raw in str(affinity) for raw in ("s-1", "s-2", "k-1"))
+
+
+async def test_a_zstd_body_is_decoded_and_forwarded_as_json(sim: Sim, pool: Pool, routers) -> None:
+    """Codex clients with ``request_compression`` send zstd bodies; the upstream gets JSON."""
+    await pool.setup(sim, [1])
+    [router] = routers(1)
+    body = orjson.dumps({"model": "gpt-5-codex", "input": "compressed", "stream": True})
+    headers = {
+        "Authorization": f"Bearer {pool.api_key}",
+        "Content-Type": "application/json",
+        "Content-Encoding": "zstd",
+    }
+    async with httpx.AsyncClient(base_url=router.url, timeout=30) as c:
+        ok = await c.post("/v1/responses", content=zstandard.compress(body), headers=headers)
+        refused = await c.post("/v1/responses", content=body, headers=headers)
+    assert ok.status_code == 200
+    assert "response.completed" in ok.text
+    [recorded] = sim.requests()
+    assert recorded["body"]["input"] == "compressed"
+    assert "content-encoding" not in recorded["headers"]
+    assert refused.status_code == 400
+    assert refused.json()["error"]["code"] == "invalid_content_encoding"

@@ -2,15 +2,19 @@
 
 Only what routing needs is parsed; the body is re-serialised only when a field the Codex
 backend insists on must change (``store: false``, ``stream: true``, no ``max_output_tokens``).
+A compressed body (``Content-Encoding`` gzip, deflate or zstd, as Codex clients send with
+``request_compression``) is decoded here and goes upstream decoded.
 """
 
 from __future__ import annotations
 
 import hashlib
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
+import zstandard
 from starlette.types import Scope
 
 from codexpool_shared.errors import ApiError
@@ -57,7 +61,51 @@ async def read_body(scope: Scope, receive: ASGIReceive, limit: int) -> bytes:
             raise _too_large(limit)
         chunks.append(chunk)
         if not message.get("more_body", False):
-            return b"".join(chunks) if len(chunks) != 1 else chunks[0]
+            raw = b"".join(chunks) if len(chunks) != 1 else chunks[0]
+            return decode_content(raw, header(scope, b"content-encoding"), limit)
+
+
+def decode_content(raw: bytes, encoding: str | None, limit: int) -> bytes:
+    """``raw`` without its content coding.
+
+    The decoded size is held to ``limit`` as well, so a small compressed body cannot expand
+    into an unbounded one (decompression stops one byte past the limit).
+    """
+    coding = (encoding or "identity").strip().lower()
+    if coding == "identity":
+        return raw
+    try:
+        if coding == "zstd":
+            decoded = _zstd(raw, limit)
+        elif coding in ("gzip", "x-gzip", "deflate"):
+            # wbits 47 accepts a gzip or a zlib header; 15 is zlib ("deflate" as HTTP means it).
+            decoded = zlib.decompressobj(47 if coding != "deflate" else 15).decompress(
+                raw, limit + 1
+            )
+        else:
+            raise ApiError(
+                415,
+                f"Content-Encoding {encoding!r} is not supported: use gzip, deflate, zstd or none.",
+                code="unsupported_content_encoding",
+                param="content-encoding",
+            )
+    except (zlib.error, zstandard.ZstdError):
+        raise ApiError(
+            400, f"Request body is not valid {coding} data.", code="invalid_content_encoding"
+        ) from None
+    if len(decoded) > limit:
+        raise _too_large(limit)
+    return decoded
+
+
+def _zstd(raw: bytes, limit: int) -> bytes:
+    parts: list[bytes] = []
+    size = 0
+    with zstandard.ZstdDecompressor().stream_reader(raw) as reader:
+        while size <= limit and (part := reader.read(limit + 1 - size)):
+            parts.append(part)
+            size += len(part)
+    return b"".join(parts)
 
 
 def _too_large(limit: int) -> ApiError:
