@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 from urllib.parse import urlsplit
 
 import aio_pika
@@ -17,11 +17,11 @@ from codexpool_shared.events import Event, PoolChangedV1
 from codexpool_shared.messaging import (
     DELIVERY_LIMIT,
     OUTCOME_ROUTING_KEY,
-    Delivery,
     EventConsumer,
     EventPublisher,
     MessageInfo,
     Topology,
+    acking,
 )
 from codexpool_shared.testing.faultproxy import FaultProxy
 from codexpool_shared.testing.infra import InfraUrls
@@ -52,10 +52,6 @@ class Received:
     async def handler(self, event: Event, info: MessageInfo) -> None:
         self.ids[str(event.event_id)] += 1
 
-    async def batch_handler(self, deliveries: Sequence[Delivery]) -> None:
-        for delivery in deliveries:
-            self.ids[str(delivery.event.event_id)] += 1
-
     @property
     def duplicates(self) -> int:
         return sum(n - 1 for n in self.ids.values())
@@ -70,7 +66,7 @@ async def received(
     consumer = EventConsumer(
         infra.amqp_url,
         Topology(namespace).health_queue,
-        seen.handler,
+        acking(seen.handler),
         name=f"{request.node.nodeid} consumer",
         connect_timeout_s=SLOW_BROKER_S,
     )
@@ -121,11 +117,10 @@ async def test_ten_thousand_events_arrive_exactly_once(
     make_publisher: PublisherFactory,
 ) -> None:
     received = Received()
-    # Batch mode, as the health service consumes: the per-event mode is covered below.
     consumer = EventConsumer(
         infra.amqp_url,
         Topology(namespace).health_queue,
-        batch_handler=received.batch_handler,
+        acking(received.handler),
         connect_timeout_s=SLOW_BROKER_S,
     )
     await consumer.start()
@@ -282,8 +277,7 @@ async def test_a_handler_that_always_fails_is_bounded_by_the_delivery_limit(
     consumer = EventConsumer(
         infra.amqp_url,
         topology.health_queue,
-        handler,
-        retry_delay_s=(0.01, 0.05),
+        acking(handler, retry_delay_s=(0.01, 0.05)),
         connect_timeout_s=SLOW_BROKER_S,
     )
     await consumer.start()
@@ -403,11 +397,11 @@ async def test_consumer_recovers_after_its_connection_is_reset(
 ) -> None:
     seen = Received()
     consumer = EventConsumer(
-        # A robust connection reads reconnect_interval from the URL (aio-pika's default is 5 s).
-        proxy.url_for(infra.amqp_url) + "?reconnect_interval=0.2",
+        proxy.url_for(infra.amqp_url),
         Topology(namespace).health_queue,
-        seen.handler,
+        acking(seen.handler),
         connect_timeout_s=SLOW_BROKER_S,
+        backoff_s=(0.05, 0.2),
     )
     await consumer.start()
     try:
@@ -427,3 +421,36 @@ async def test_consumer_recovers_after_its_connection_is_reset(
         await eventually(lambda: set(seen.ids) == expected, timeout_s=20, what="recovery")
     finally:
         await consumer.stop(timeout_s=5)
+
+
+async def test_consumer_starts_without_rabbitmq_and_declares_the_topology_once_it_answers(
+    infra: InfraUrls, namespace: str, proxy: FaultProxy, make_publisher: PublisherFactory
+) -> None:
+    # No amqp_channel fixture: nothing has declared the namespace's topology yet.
+    proxy.reset()
+    seen = Received()
+    consumer = EventConsumer(
+        proxy.url_for(infra.amqp_url),
+        Topology(namespace).health_queue,
+        acking(seen.handler),
+        declare=namespace,
+        connect_timeout_s=SLOW_BROKER_S,
+        backoff_s=(0.05, 0.2),
+    )
+    try:
+        async with asyncio.timeout(1):
+            await consumer.start()  # returns at once, RabbitMQ unreachable
+        await eventually(lambda: proxy.accepted >= 2, timeout_s=10, what="connection attempts")
+        assert not consumer.consuming
+
+        proxy.pass_through()
+        await eventually(lambda: consumer.consuming, timeout_s=SLOW_BROKER_S, what="consuming")
+        publisher = await make_publisher(infra.amqp_url)
+        events = [sample_outcome() for _ in range(20)]
+        for event in events:
+            publisher.publish(event)
+        expected = {str(e.event_id) for e in events}
+        await eventually(lambda: set(seen.ids) == expected, timeout_s=20, what="delivery")
+    finally:
+        await consumer.stop(timeout_s=5)
+    assert publisher.stats.dropped == {}

@@ -12,7 +12,13 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from codexpool_shared import telemetry
 from codexpool_shared.events import Event
-from codexpool_shared.messaging import EventConsumer, EventPublisher, MessageInfo, Topology
+from codexpool_shared.messaging import (
+    EventConsumer,
+    EventPublisher,
+    MessageInfo,
+    Topology,
+    acking,
+)
 from codexpool_shared.testing.infra import InfraUrls
 from codexpool_shared.testing.messaging import sample_outcome
 
@@ -31,7 +37,7 @@ async def test_consumer_span_continues_the_request_trace(
         handled.set()
 
     consumer = EventConsumer(
-        infra.amqp_url, Topology(namespace).health_queue, handler, connect_timeout_s=20
+        infra.amqp_url, Topology(namespace).health_queue, acking(handler), connect_timeout_s=20
     )
     publisher = EventPublisher(
         infra.amqp_url, namespace, name="trace test publisher", connect_timeout_s=20

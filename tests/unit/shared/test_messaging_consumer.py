@@ -1,23 +1,28 @@
-"""EventConsumer's settle rules, driven with fake deliveries (no broker)."""
+"""EventConsumer's settle rules and lifecycle, driven with aiormq deliveries (no broker)."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+import socket
+from collections.abc import Callable
+from typing import Any, cast
 
 import pytest
+from aiormq.abc import AbstractChannel, DeliveredMessage
+from pamqp import commands as spec
+from pamqp.header import ContentHeader
 from prometheus_client import CollectorRegistry
 
 from codexpool_shared import telemetry
 from codexpool_shared.events import Event
 from codexpool_shared.messaging import (
     ConsumerState,
+    ConsumerStateError,
     Delivery,
     EventConsumer,
     MessageInfo,
+    acking,
     encode,
 )
 from codexpool_shared.messaging.propagation import start_producer_span
@@ -25,33 +30,63 @@ from codexpool_shared.testing.messaging import sample_outcome
 
 pytestmark = pytest.mark.timeout(20)
 
-
-CHANNEL = object()
+QUEUE = "unit.health.outcomes"
 _tags = itertools.count(1)
 
 
-@dataclass
-class FakeMessage:
-    """The parts of an aio-pika delivery that EventConsumer uses."""
+class FakeChannel:
+    """Records the settle frames aiormq would send."""
 
-    body: bytes
-    headers: dict[str, Any] = field(default_factory=dict)
-    message_id: str | None = "m-1"
-    exchange: str = "unit.events"
-    routing_key: str = "request.outcome.v1"
-    redelivered: bool = False
-    channel: object = CHANNEL
-    delivery_tag: int = field(default_factory=lambda: next(_tags))
-    settled: list[str] = field(default_factory=list)
+    def __init__(self) -> None:
+        self.frames: list[str] = []
 
-    async def ack(self, multiple: bool = False) -> None:
-        self.settled.append("ack multiple" if multiple else "ack")
+    async def basic_ack(self, delivery_tag: int, multiple: bool = False) -> None:
+        self.frames.append(f"ack {delivery_tag} multiple={multiple}")
 
-    async def nack(self, requeue: bool = True) -> None:
-        self.settled.append(f"nack requeue={requeue}")
+    async def basic_nack(self, delivery_tag: int, requeue: bool = True) -> None:
+        self.frames.append(f"nack {delivery_tag} requeue={requeue}")
 
-    async def reject(self, requeue: bool = False) -> None:
-        self.settled.append(f"reject requeue={requeue}")
+    async def basic_reject(self, delivery_tag: int, *, requeue: bool = True) -> None:
+        self.frames.append(f"reject {delivery_tag} requeue={requeue}")
+
+
+def delivered(
+    channel: FakeChannel,
+    body: bytes,
+    *,
+    headers: dict[str, Any] | None = None,
+    message_id: str = "m-1",
+    redelivered: bool = False,
+) -> DeliveredMessage:
+    return DeliveredMessage(
+        delivery=spec.Basic.Deliver(
+            consumer_tag="ctag",
+            delivery_tag=next(_tags),
+            redelivered=redelivered,
+            exchange="unit.events",
+            routing_key="request.outcome.v1",
+        ),
+        header=ContentHeader(
+            properties=spec.Basic.Properties(headers=headers or {}, message_id=message_id)
+        ),
+        body=body,
+        channel=cast(AbstractChannel, channel),
+    )
+
+
+def _consumer(handler: Any, **kw: Any) -> EventConsumer:
+    return EventConsumer("amqp://unused/", QUEUE, handler, **kw)
+
+
+def _closed_port_url() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"amqp://guest:guest@127.0.0.1:{port}/"
+
+
+def _tag(message: DeliveredMessage) -> int:
+    return message.delivery_tag or 0
 
 
 async def eventually(check: Callable[[], bool]) -> None:
@@ -60,90 +95,84 @@ async def eventually(check: Callable[[], bool]) -> None:
             await asyncio.sleep(0.002)
 
 
-def _consumer(**kw: Any) -> EventConsumer:
-    return EventConsumer(
-        "amqp://unused/", "unit.health.outcomes", retry_delay_s=(0.001, 0.01), **kw
-    )
-
-
-async def test_handled_event_is_acked_and_counted() -> None:
+async def test_acking_acks_a_handled_event_and_counts_it() -> None:
     seen: list[tuple[Event, MessageInfo]] = []
 
     async def handler(event: Event, info: MessageInfo) -> None:
         seen.append((event, info))
 
     registry = CollectorRegistry()
-    consumer = _consumer(handler=handler, registry=registry)
-    event = sample_outcome()
-    message = FakeMessage(encode(event), headers={"x-delivery-count": 2}, redelivered=True)
-    await consumer._on_message(message)  # type: ignore[arg-type]
+    consumer = _consumer(acking(handler), registry=registry)
+    channel, event = FakeChannel(), sample_outcome()
+    message = delivered(channel, encode(event), headers={"x-delivery-count": 2}, redelivered=True)
+    await consumer._on_message(message)
 
-    await eventually(lambda: message.settled == ["ack multiple"])
+    assert channel.frames == [f"ack {_tag(message)} multiple=False"]
     assert seen == [
         (event, MessageInfo("m-1", "unit.events", "request.outcome.v1", True, delivery_count=2))
     ]
     assert consumer.stats.results == {"applied": 1}
-    labels = {"queue": "unit.health.outcomes", "result": "applied"}
+    labels = {"queue": QUEUE, "result": "applied"}
     assert registry.get_sample_value("codexpool_events_consumed_total", labels) == 1
 
 
-async def test_malformed_message_is_rejected_without_requeue() -> None:
-    async def handler(event: Event, info: MessageInfo) -> None:
+async def test_malformed_message_is_rejected_without_requeue_and_counted() -> None:
+    async def handler(event: Event, delivery: Delivery) -> None:
         raise AssertionError("never called")
 
-    consumer = _consumer(handler=handler)
-    message = FakeMessage(b'{"type": "request.outcome.v7"}')
-    await consumer._on_message(message)  # type: ignore[arg-type]
-    assert message.settled == ["reject requeue=False"]
+    malformed: list[None] = []
+    consumer = _consumer(handler, on_malformed=lambda: malformed.append(None))
+    channel = FakeChannel()
+    message = delivered(channel, b'{"type": "request.outcome.v7"}')
+    await consumer._on_message(message)
+    assert channel.frames == [f"reject {_tag(message)} requeue=False"]
     assert consumer.stats.results == {"malformed": 1}
+    assert malformed == [None]
 
 
-async def test_handler_failure_is_requeued() -> None:
+async def test_acking_requeues_a_failure_after_a_pause_growing_with_the_delivery_count() -> None:
     async def handler(event: Event, info: MessageInfo) -> None:
         raise ConnectionError("redis is down")
 
-    consumer = _consumer(handler=handler)
-    message = FakeMessage(encode(sample_outcome()))
-    await consumer._on_message(message)  # type: ignore[arg-type]
-    assert message.settled == ["nack requeue=True"]
-    assert consumer.stats.results == {"failed": 1}
+    consumer = _consumer(acking(handler, retry_delay_s=(0.05, 0.08)))
+    channel = FakeChannel()
+    first = delivered(channel, encode(sample_outcome()))
+    again = delivered(channel, encode(sample_outcome()), headers={"x-delivery-count": 3})
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await consumer._on_message(first)
+    waited_first = loop.time() - started
+    started = loop.time()
+    await consumer._on_message(again)
+    waited_again = loop.time() - started
 
-
-async def test_batches_fill_up_or_time_out() -> None:
-    batches: list[Sequence[Delivery]] = []
-
-    async def batch_handler(deliveries: Sequence[Delivery]) -> None:
-        batches.append(deliveries)
-
-    consumer = _consumer(batch_handler=batch_handler, prefetch=100, batch_size=3)
-    messages = [FakeMessage(encode(sample_outcome()), message_id=f"m-{i}") for i in range(4)]
-    for message in messages:
-        await consumer._on_message(message)  # type: ignore[arg-type]
-    async with asyncio.timeout(5):
-        while consumer.stats.results["applied"] < 4:
-            await asyncio.sleep(0.005)
-    assert [len(batch) for batch in batches] == [3, 1]  # full batch, then the window closed
-    assert [d.info.message_id for batch in batches for d in batch] == [
-        m.message_id for m in messages
+    assert channel.frames == [
+        f"nack {_tag(first)} requeue=True",
+        f"nack {_tag(again)} requeue=True",
     ]
-    # One coalesced ack frame per batch, on its last delivery.
-    await eventually(
-        lambda: [m.settled for m in messages] == [[], [], ["ack multiple"], ["ack multiple"]]
-    )
+    assert 0.05 <= waited_first < waited_again  # 0.05 * 2**3 is capped at 0.08
+    assert waited_again >= 0.08
+    assert consumer.stats.results == {"failed": 2}
 
 
-async def test_failed_batch_is_requeued_whole() -> None:
-    async def batch_handler(deliveries: Sequence[Delivery]) -> None:
-        raise TimeoutError("redis timed out")
+async def test_a_settling_handler_may_ack_many_deliveries_with_one_frame_later() -> None:
+    held: list[Delivery] = []
 
-    consumer = _consumer(batch_handler=batch_handler, prefetch=100, batch_size=2)
-    messages = [FakeMessage(encode(sample_outcome())) for _ in range(2)]
+    async def handler(event: Event, delivery: Delivery) -> None:
+        held.append(delivery)
+
+    consumer = _consumer(handler)
+    channel = FakeChannel()
+    messages = [delivered(channel, encode(sample_outcome())) for _ in range(3)]
     for message in messages:
-        await consumer._on_message(message)  # type: ignore[arg-type]
-    async with asyncio.timeout(5):
-        while consumer.stats.results["failed"] < 2:
-            await asyncio.sleep(0.005)
-    assert all(m.settled == ["nack requeue=True"] for m in messages)
+        await consumer._on_message(message)
+    assert channel.frames == []  # handled, not settled: that is the handler's business
+    assert consumer.stats.results == {"applied": 3}
+    assert [d.body for d in held] == [m.body for m in messages]
+    assert all(d.channel is cast(AbstractChannel, channel) for d in held)
+
+    await held[-1].ack(multiple=True)
+    assert channel.frames == [f"ack {_tag(messages[-1])} multiple=True"]
 
 
 async def test_consumer_span_continues_the_producer_trace() -> None:
@@ -152,15 +181,17 @@ async def test_consumer_span_continues_the_producer_trace() -> None:
     async def handler(event: Event, info: MessageInfo) -> None:
         pass
 
-    consumer = _consumer(handler=handler)
+    consumer = _consumer(acking(handler))
     with telemetry.capture_spans() as spans:
         producer, headers = start_producer_span(
             {}, exchange="unit.events", routing_key="r", message_id="m-1", start_time_ns=1
         )
         producer.end()
-        await consumer._on_message(FakeMessage(encode(sample_outcome()), headers=dict(headers)))  # type: ignore[arg-type]
+        await consumer._on_message(
+            delivered(FakeChannel(), encode(sample_outcome()), headers=dict(headers))
+        )
     by_name = {span.name: span for span in spans.get_finished_spans()}
-    process = by_name["process unit.health.outcomes"]
+    process = by_name[f"process {QUEUE}"]
     assert process.parent is not None
     assert process.parent.span_id == producer.get_span_context().span_id
     assert process.context.trace_id == producer.get_span_context().trace_id
@@ -169,38 +200,60 @@ async def test_consumer_span_continues_the_producer_trace() -> None:
 
 
 def test_constructor_refuses_bad_settings() -> None:
-    async def handler(event: Event, info: MessageInfo) -> None:
+    async def handler(event: Event, delivery: Delivery) -> None:
         pass
 
-    with pytest.raises(ValueError, match="exactly one"):
-        EventConsumer("amqp://unused/", "q")
     with pytest.raises(ValueError, match="prefetch"):
         EventConsumer("amqp://unused/", "q", handler, prefetch=1000)
     assert EventConsumer("amqp://unused/", "q", handler).state is ConsumerState.NEW
 
 
-async def test_batch_spans_keep_each_message_in_its_producers_trace() -> None:
-    telemetry.configure("codexpool-unit")
+async def test_start_returns_at_once_without_a_broker_and_stop_cancels_late_handlers() -> None:
+    release = asyncio.Event()
 
-    async def batch_handler(deliveries: Sequence[Delivery]) -> None:
-        raise ConnectionError("redis is down")
+    async def handler(event: Event, delivery: Delivery) -> None:
+        await release.wait()
 
-    consumer = _consumer(batch_handler=batch_handler, prefetch=100, batch_size=2)
-    with telemetry.capture_spans() as spans:
-        producers = []
-        for index in range(2):
-            producer, headers = start_producer_span(
-                {}, exchange="e", routing_key="r", message_id=f"m-{index}", start_time_ns=1
-            )
-            producer.end()
-            producers.append(producer)
-            message = FakeMessage(encode(sample_outcome()), headers=dict(headers))
-            await consumer._on_message(message)  # type: ignore[arg-type]
-        await eventually(lambda: consumer.stats.results["failed"] == 2)
-    finished = spans.get_finished_spans()
-    [batch] = [s for s in finished if s.name == "process unit.health.outcomes batch"]
-    per_message = [s for s in finished if s.name == "process unit.health.outcomes"]
-    producer_ids = [p.get_span_context().span_id for p in producers]
-    assert [link.context.span_id for link in batch.links] == producer_ids
-    assert sorted(s.parent.span_id for s in per_message if s.parent) == sorted(producer_ids)
-    assert all(not s.status.is_ok for s in [batch, *per_message])
+    consumer = EventConsumer(
+        _closed_port_url(), QUEUE, handler, connect_timeout_s=1.0, backoff_s=(0.01, 0.05)
+    )
+    async with asyncio.timeout(0.5):
+        await consumer.start()
+    started = consumer.state
+    assert started is ConsumerState.RUNNING
+    assert not consumer.consuming
+    with pytest.raises(ConsumerStateError):
+        await consumer.start()
+
+    # As aiormq runs a delivery: in a task of its own.
+    stuck = asyncio.create_task(
+        consumer._on_message(delivered(FakeChannel(), encode(sample_outcome())))
+    )
+    await eventually(lambda: bool(consumer._tasks))
+    await consumer.stop(timeout_s=0.05)
+    assert stuck.cancelled()
+    assert consumer.state is ConsumerState.STOPPED
+
+
+async def test_stop_ends_a_supervisor_that_swallowed_its_cancellation() -> None:
+    # As asyncio.wait_for could before Python 3.12 (python/cpython#86296), inside aiormq's calls.
+    swallowed: list[bool] = []
+
+    async def supervise() -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            swallowed.append(True)
+        await asyncio.Event().wait()
+
+    async def handler(event: Event, delivery: Delivery) -> None:
+        pass
+
+    consumer = _consumer(handler)
+    consumer._supervise = supervise  # type: ignore[method-assign]
+    await consumer.start()
+    await asyncio.sleep(0)
+    async with asyncio.timeout(5):
+        await consumer.stop()
+    assert swallowed == [True]
+    assert consumer.state is ConsumerState.STOPPED

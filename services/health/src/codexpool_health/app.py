@@ -11,7 +11,7 @@ from redis.asyncio import Redis
 
 from codexpool_health.batcher import OutcomeBatcher
 from codexpool_health.config import Settings
-from codexpool_health.consumers import OutcomeConsumer
+from codexpool_health.consumers import outcome_consumer
 from codexpool_health.deps import State
 from codexpool_health.metrics import HealthMetrics
 from codexpool_health.scores import ScoreReporter, rescore_forever
@@ -75,11 +75,12 @@ def create_app(settings: Settings, *, publisher: Publisher | None = None) -> Fas
             )
             stack.push_async_callback(_cancel, rescorer)
             if settings.consume:
-                consumer = OutcomeConsumer(
+                consumer = outcome_consumer(
                     str(settings.amqp_url),
                     settings.namespace,
                     batcher,
                     metrics,
+                    registry,
                     prefetch=settings.prefetch,
                 )
                 # Readiness never depends on RabbitMQ: this returns at once and keeps trying.

@@ -1,11 +1,11 @@
 """Applies outcome events many per Lua script call, then acks their messages in one frame.
 
-The consumer runs one task per delivery (up to the prefetch), each inside its CONSUMER span;
-each hands its event to the batcher and waits. The batcher applies whatever is waiting, up to
-``batch_size`` events per script call, in arrival order, one batch at a time. Once a batch is in
-Redis it acks the batch's newest delivery with ``multiple=True``: every older delivery on that
-channel is then settled (applied in this or an earlier batch, or already rejected), and one
-frame replaces a hundred.
+The shared ``EventConsumer`` runs one task per delivery (up to the prefetch), each inside its
+CONSUMER span; each hands its event and ``Delivery`` to the batcher and waits. The batcher
+applies whatever is waiting, up to ``batch_size`` events per script call, in arrival order, one
+batch at a time. Once a batch is in Redis it acks the batch's newest delivery with
+``multiple=True``: every older delivery on that channel is then settled (applied in this or an
+earlier batch, or already rejected), and one frame replaces a hundred.
 
 Redis unavailable: the batch is retried with a capped backoff for as long as it takes and its
 messages stay unacked. Nacking instead would count against the queue's delivery limit, and five
@@ -25,7 +25,6 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from aiormq.abc import AbstractChannel
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Link
@@ -35,27 +34,9 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from codexpool_health.metrics import HealthMetrics
 from codexpool_health.store import BatchResult, HealthStore, Outcome, ProviderScore
 from codexpool_shared.events import RequestOutcomeV1
-from codexpool_shared.messaging import encode
+from codexpool_shared.messaging import Delivery, encode
 
 log = logging.getLogger("codexpool_health")
-
-
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """One AMQP delivery, settled once its event is in Redis."""
-
-    body: bytes
-    channel: AbstractChannel
-    delivery_tag: int
-
-    async def ack(self, *, multiple: bool = False) -> None:
-        await self.channel.basic_ack(self.delivery_tag, multiple=multiple)
-
-    async def nack(self) -> None:
-        await self.channel.basic_nack(self.delivery_tag, requeue=True)
-
-    async def reject(self) -> None:
-        await self.channel.basic_reject(self.delivery_tag, requeue=False)
 
 
 class ShuttingDownError(RuntimeError):

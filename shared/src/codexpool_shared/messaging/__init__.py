@@ -1,4 +1,4 @@
-"""RabbitMQ messaging: topology, the never-blocking event publisher, the consumer helper.
+"""RabbitMQ messaging: topology, the never-blocking event publisher, the event consumer.
 
 A service wires them in its lifespan::
 
@@ -7,19 +7,19 @@ A service wires them in its lifespan::
     stack.push_async_callback(publisher.close, 5.0)
 
     consumer = EventConsumer(
-        str(settings.amqp_url), Topology(settings.namespace).health_queue, handler,
-        registry=registry, name="codexpool-health",
-        setup=lambda channel: declare_topology(channel, settings.namespace),
+        str(settings.amqp_url), Topology(settings.namespace).health_queue, acking(handler),
+        registry=registry, name="codexpool-health", declare=settings.namespace,
     )
-    await consumer.start()  # connects (fails if RabbitMQ is down), declares, consumes
+    await consumer.start()  # returns at once too; declares the topology on every connect
     stack.push_async_callback(consumer.stop)
 
-``handler(event, info)`` is awaited per event; pass ``batch_handler=`` instead to receive up to
-``batch_size`` deliveries at once. Unit tests use ``testing.messaging.InMemoryPublisher``.
+``acking(handler)`` awaits ``handler(event, info)`` per event, then acks, or requeues after a
+pause if it raised. A handler that settles deliveries itself takes ``(event, delivery)`` and is
+passed as it is: the health service's batcher acks a whole batch with one ``multiple=True`` frame
+once it is in Redis. Unit tests use ``testing.messaging.InMemoryPublisher``.
 """
 
 from codexpool_shared.messaging.api import (
-    BatchHandler,
     ConsumerState,
     ConsumerStateError,
     ConsumerStats,
@@ -30,10 +30,11 @@ from codexpool_shared.messaging.api import (
     PublisherState,
     PublisherStateError,
     PublisherStats,
+    SettlingHandler,
 )
 from codexpool_shared.messaging.codec import MalformedMessageError, decode, encode
 from codexpool_shared.messaging.connection import close_quietly, connect, server_version
-from codexpool_shared.messaging.consumer import EventConsumer
+from codexpool_shared.messaging.consumer import EventConsumer, acking
 from codexpool_shared.messaging.metrics import (
     CONSUME_RESULTS,
     DROP_REASONS,
@@ -56,7 +57,6 @@ __all__ = [
     "DELIVERY_LIMIT",
     "DROP_REASONS",
     "OUTCOME_ROUTING_KEY",
-    "BatchHandler",
     "ConsumeResult",
     "ConsumerState",
     "ConsumerStateError",
@@ -72,7 +72,9 @@ __all__ = [
     "PublisherState",
     "PublisherStateError",
     "PublisherStats",
+    "SettlingHandler",
     "Topology",
+    "acking",
     "capture_context",
     "close_quietly",
     "connect",

@@ -1,18 +1,19 @@
 """The public types of messaging: what services and the in-memory fakes depend on.
 
-``EventPublisher`` and ``testing.InMemoryPublisher`` both provide ``Publisher``; handlers of
-``EventConsumer`` (and of ``InMemoryPublisher.deliver``) receive ``MessageInfo`` / ``Delivery``.
+``EventPublisher`` and ``testing.InMemoryPublisher`` both provide ``Publisher``. ``EventConsumer``
+hands each event with its ``Delivery`` to a ``SettlingHandler``; ``acking`` turns a ``Handler``
+(the event and its ``MessageInfo``, as ``InMemoryPublisher.deliver`` also calls it) into one.
 """
 
 from __future__ import annotations
 
 import enum
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from aio_pika.abc import AbstractChannel
+from aiormq.abc import AbstractChannel, DeliveredMessage
 
 from codexpool_shared.events import BaseEvent, Event
 from codexpool_shared.messaging.metrics import ConsumeResult, DropReason
@@ -69,21 +70,76 @@ class MessageInfo:
     """Earlier failed deliveries (quorum queue ``x-delivery-count``); 0 on the first."""
 
 
-@dataclass(frozen=True, slots=True)
 class Delivery:
-    """A decoded event and its delivery facts, as a batch handler receives them."""
+    """One delivery of a decoded event: its body, its AMQP facts, and the way to settle it.
 
-    event: Event
-    info: MessageInfo
+    Whoever holds it settles it once: ``ack``, ``nack`` or ``reject``. A delivery never settled
+    returns to the queue when its connection closes. The methods raise once the channel is gone
+    (a lost connection); RabbitMQ then redelivers the message on its own.
+    """
+
+    # A thin view of aiormq's message, built per delivery: nothing is copied until it is asked for.
+    __slots__ = ("_message",)
+
+    def __init__(self, message: DeliveredMessage) -> None:
+        """Wrap a message as aiormq delivered it."""
+        self._message = message
+
+    @property
+    def body(self) -> bytes:
+        """The message body, as received (the encoded event)."""
+        return self._message.body
+
+    @property
+    def channel(self) -> AbstractChannel:
+        """The channel it came on; ``ack(multiple=True)`` reaches deliveries of that one only."""
+        return self._message.channel
+
+    @property
+    def info(self) -> MessageInfo:
+        """Its AMQP facts (message id, exchange, routing key, redelivery)."""
+        message = self._message
+        properties = message.header.properties
+        count = (properties.headers or {}).get("x-delivery-count", 0)
+        return MessageInfo(
+            message_id=properties.message_id,
+            exchange=message.exchange or "",
+            routing_key=message.routing_key or "",
+            redelivered=bool(message.redelivered),
+            delivery_count=count if isinstance(count, int) else 0,
+        )
+
+    async def ack(self, *, multiple: bool = False) -> None:
+        """Settle it as handled.
+
+        Args:
+            multiple: Also ack every older unsettled delivery of the same channel, so that one
+                frame settles a whole batch (deliveries already nacked or rejected are not
+                touched).
+        """
+        await self._message.channel.basic_ack(self._delivery_tag, multiple=multiple)
+
+    async def nack(self, *, requeue: bool = True) -> None:
+        """Settle it as not handled; requeued, it counts towards the queue's delivery limit."""
+        await self._message.channel.basic_nack(self._delivery_tag, requeue=requeue)
+
+    async def reject(self) -> None:
+        """Give up on it without requeue: the queue's dead-letter exchange gets it."""
+        await self._message.channel.basic_reject(self._delivery_tag, requeue=False)
+
+    @property
+    def _delivery_tag(self) -> int:
+        return self._message.delivery_tag or 0
 
 
 Handler = Callable[[Event, MessageInfo], Awaitable[None]]
-"""Handles one event; raising means "transient failure, deliver it again later"."""
+"""Handles one event; raising means "transient failure, deliver it again later" (see ``acking``)."""
 
-BatchHandler = Callable[[Sequence[Delivery]], Awaitable[None]]
-"""Handles a batch; raising requeues the whole batch, so it must be idempotent per event."""
-
-Setup = Callable[[AbstractChannel], Awaitable[object]]
+SettlingHandler = Callable[[Event, Delivery], Awaitable[None]]
+"""What ``EventConsumer`` awaits per delivery: handle the event and settle the delivery, at once
+or later (a batcher may ack many with one frame). Returning counts it ``applied``, raising
+``failed``; either way settling is the handler's business.
+"""
 
 
 class ConsumerState(enum.Enum):

@@ -1,15 +1,22 @@
-"""The consumer helper: manual acks, bounded prefetch, poison messages straight to the DLQ.
+"""The event consumer: one durable queue, manual settling, poison straight to the DLQ, reconnecting.
 
-Per delivery: a body that does not decode is rejected without requeue (dead-lettered at once,
-never a requeue loop); a handler that raises is nacked with requeue after a short delay that
-grows with the delivery count, so a transient outage (Redis down) neither spins nor burns the
-delivery limit in milliseconds; otherwise the message is acked after the handler returns, in
-coalesced ``multiple=True`` frames (acks.py).
+A supervisor task connects, declares the namespace's topology when asked to (``declare=``),
+consumes until the connection closes, and connects again after a capped backoff. So ``start()``
+returns at once and a service starts, and stays ready, while RabbitMQ is down.
 
-The connection is robust (``connect_robust``): a consumer only receives, so the publish hang of
-aio-pika#636 does not apply, and aio-pika restores the channel, QoS and consumer after a
-reconnect. Deliveries in flight during a reconnect cannot be acked on the new channel; RabbitMQ
-redelivers them, and handlers are idempotent by ``event_id``.
+Deliveries arrive on aiormq's channel under aio-pika's connection, for throughput: aio-pika's
+``Queue.consume`` wraps every delivery in a second task and a message object, a fifth of the cost
+per event at thousands per second (and its robust connection only restores consumers made
+through it, hence the supervisor). aiormq runs one task per delivery, up to the prefetch:
+
+- a body that does not decode is rejected without requeue (dead-lettered at once, never a requeue
+  loop) and counted ``malformed``;
+- otherwise the handler gets the event and its ``Delivery`` inside a CONSUMER span whose parent is
+  the producer's (W3C trace context in the message headers), and settles the delivery at once
+  (``acking``) or later (health's batcher acks a batch with one ``multiple=True`` frame).
+
+Deliveries of a lost connection cannot be settled any more; RabbitMQ redelivers them, and handlers
+are idempotent by ``event_id``.
 """
 
 from __future__ import annotations
@@ -17,91 +24,113 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable
+from collections.abc import Callable
 
-from aio_pika.abc import AbstractConnection, AbstractIncomingMessage, AbstractQueue
+from aio_pika.abc import AbstractConnection
+from aiormq.abc import AbstractChannel, DeliveredMessage
 from prometheus_client import CollectorRegistry
 
-from codexpool_shared.messaging import codec
-from codexpool_shared.messaging.acks import AckWindow
+from codexpool_shared.events import Event
 from codexpool_shared.messaging.api import (
-    BatchHandler,
     ConsumerState,
     ConsumerStateError,
     ConsumerStats,
     Delivery,
     Handler,
-    MessageInfo,
-    Setup,
+    SettlingHandler,
 )
+from codexpool_shared.messaging.codec import MalformedMessageError, decode
 from codexpool_shared.messaging.connection import CONNECT_TIMEOUT_S, close_quietly, connect
 from codexpool_shared.messaging.metrics import ConsumeResult, ConsumerMetrics
-from codexpool_shared.messaging.propagation import batch_consumer_span, consumer_span
+from codexpool_shared.messaging.propagation import consumer_span
+from codexpool_shared.messaging.topology import declare_topology
 
 log = logging.getLogger(__name__)
 
 
+def acking(handler: Handler, *, retry_delay_s: tuple[float, float] = (0.1, 2.0)) -> SettlingHandler:
+    """The common settling policy: ack once ``handler`` returns, requeue when it raises.
+
+    The requeue waits first, longer with every delivery of the message (``first * 2**count``, at
+    most ``largest``), so a transient outage (Redis down) neither spins nor burns the queue's
+    delivery limit in milliseconds; the delivery limit then bounds a handler that always fails.
+    The error is raised on, so the consumer counts the delivery ``failed`` and its span (which
+    covers the wait) records it.
+
+    Args:
+        handler: Awaited with each event and its ``MessageInfo``.
+        retry_delay_s: The wait before a requeue: first and largest, in seconds.
+
+    Returns:
+        A handler for ``EventConsumer``.
+    """
+    first, largest = retry_delay_s
+
+    async def settle(event: Event, delivery: Delivery) -> None:
+        info = delivery.info
+        try:
+            await handler(event, info)
+        except Exception:
+            await asyncio.sleep(min(largest, first * 2 ** min(info.delivery_count, 30)))
+            # A lost channel cannot take the nack, and RabbitMQ redelivers the message anyway.
+            with contextlib.suppress(Exception):
+                await delivery.nack(requeue=True)
+            raise
+        await delivery.ack()
+
+    return settle
+
+
 class EventConsumer:
-    """Consumes events from one durable queue and hands them to ``handler`` or ``batch_handler``."""
+    """Consumes events from one durable queue and hands each, with its delivery, to ``handler``."""
 
     def __init__(
         self,
         amqp_url: str,
         queue: str,
-        handler: Handler | None = None,
+        handler: SettlingHandler,
         *,
-        batch_handler: BatchHandler | None = None,
         registry: CollectorRegistry | None = None,
         name: str = "codexpool-consumer",
         prefetch: int = 200,
-        batch_size: int = 100,
-        batch_window_s: float = 0.005,
-        retry_delay_s: tuple[float, float] = (0.1, 2.0),
-        setup: Setup | None = None,
+        declare: str | None = None,
+        on_malformed: Callable[[], object] | None = None,
         connect_timeout_s: float = CONNECT_TIMEOUT_S,
+        backoff_s: tuple[float, float] = (0.5, 10.0),
     ) -> None:
         """Build a consumer; nothing connects until ``start()``.
 
         Args:
             amqp_url: The broker.
-            queue: A durable queue that exists once ``setup`` ran (e.g. ``Topology.health_queue``).
-            handler: Called once per event; exclusive with ``batch_handler``.
-            batch_handler: Called with up to ``batch_size`` events that arrived within
-                ``batch_window_s`` of the first, for handlers that write in bulk.
+            queue: A durable queue (e.g. ``Topology.health_queue``).
+            handler: Awaited once per decoded event with its ``Delivery``, which it settles;
+                ``acking(...)`` for the common per-event case.
             registry: Where the metrics go; a private one when omitted.
             name: The AMQP connection name shown in RabbitMQ's management UI.
-            prefetch: Unacked deliveries in flight, 100-300 (RabbitMQ's throughput advice).
-            batch_size: Largest batch; at most ``prefetch``.
-            batch_window_s: How long a batch waits for more messages after its first.
-            retry_delay_s: Delay before a failed delivery is requeued, first and largest.
-            setup: Awaited with the channel before consuming, e.g. to declare the topology.
-            connect_timeout_s: Bound on the first connection (later ones are the robust
-                connection's business).
+            prefetch: Unsettled deliveries in flight, 100-300 (RabbitMQ's throughput advice).
+            declare: A namespace whose topology (``declare_topology``) is declared on every
+                connect, so that the queue exists on a fresh or reset broker too.
+            on_malformed: Called for every body that does not decode, for a service's own
+                counters (the consumer's metrics count it anyway).
+            connect_timeout_s: Bound on each connection attempt.
+            backoff_s: The wait between connection attempts: first and largest, in seconds.
         """
-        if (handler is None) == (batch_handler is None):
-            raise ValueError("give exactly one of handler and batch_handler")
         if not 100 <= prefetch <= 300:
             raise ValueError("prefetch must be within 100-300")
-        if not 1 <= batch_size <= prefetch:
-            raise ValueError("batch_size must be within 1-prefetch")
         self._url = amqp_url
-        self._queue_name = queue
+        self._queue = queue
         self._handler = handler
-        self._batch_handler = batch_handler
         self._name = name
         self._prefetch = prefetch
-        self._batch_size = batch_size
-        self._batch_window_s = batch_window_s
-        self._retry_delay_s = retry_delay_s
-        self._setup = setup
+        self._declare = declare
+        self._on_malformed = on_malformed
         self._connect_timeout_s = connect_timeout_s
+        self._backoff_s = backoff_s
         self._metrics = ConsumerMetrics(registry or CollectorRegistry(), queue)
         self._state = ConsumerState.NEW
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._batch: list[tuple[AbstractIncomingMessage, Delivery]] = []
-        self._flush_timer: asyncio.TimerHandle | None = None
-        self._running: tuple[AbstractConnection, AbstractQueue, str] | None = None
-        self._acks = AckWindow(max_pending=max(1, prefetch // 2))
+        self._supervisor: asyncio.Task[None] | None = None
+        self._consuming: tuple[AbstractChannel, str] | None = None
+        self._tasks: set[asyncio.Task[object]] = set()
         self.stats = ConsumerStats()
         """Counters readable by tests."""
 
@@ -110,53 +139,52 @@ class EventConsumer:
         """Where the consumer is in its lifecycle."""
         return self._state
 
+    @property
+    def consuming(self) -> bool:
+        """Whether RabbitMQ is delivering to this consumer now (false while it reconnects)."""
+        return self._consuming is not None
+
     async def start(self) -> None:
-        """Connect, run ``setup``, set the prefetch and start consuming.
+        """Start consuming in the background; returns at once, even with RabbitMQ down.
 
         Raises:
             ConsumerStateError: Started before.
-            Exception: The broker cannot be reached or the queue does not exist.
         """
         if self._state is not ConsumerState.NEW:
             raise ConsumerStateError(f"start() on a {self._state.value} consumer")
-        connection = await connect(
-            self._url, name=self._name, robust=True, timeout_s=self._connect_timeout_s
-        )
-        try:
-            if self._setup is not None:
-                # Its own channel: a declaration that disagrees with the broker closes it.
-                setup_channel = await connection.channel()
-                await self._setup(setup_channel)
-                await setup_channel.close()
-            channel = await connection.channel()
-            await channel.set_qos(prefetch_count=self._prefetch)
-            queue = await channel.declare_queue(self._queue_name, passive=True)
-            tag = await queue.consume(self._on_message, no_ack=False)
-        except BaseException:
-            await close_quietly(connection)
-            raise
-        self._running = (connection, queue, tag)
         self._state = ConsumerState.RUNNING
+        self._supervisor = asyncio.get_running_loop().create_task(
+            self._supervise(), name=f"{self._name} consumer"
+        )
 
     async def stop(self, timeout_s: float = 10.0) -> None:
-        """Stop consuming, let handlers in flight finish (within ``timeout_s``), then close.
+        """Stop receiving, let handlers in flight finish (within ``timeout_s``), then close.
 
-        Deliveries not acked by then return to the queue when the connection closes.
+        Handlers still running then are cancelled. Deliveries not settled by then return to the
+        queue when the connection closes.
         """
         if self._state is not ConsumerState.RUNNING:
             self._state = ConsumerState.STOPPED
             return
         self._state = ConsumerState.STOPPING
-        running, self._running = self._running, None
-        assert running is not None  # RUNNING always has a connection: set together in start()
-        connection, queue, tag = running
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(queue.cancel(tag), 2.0)
-        self._flush()
+        consuming, self._consuming = self._consuming, None
+        if consuming is not None:
+            channel, tag = consuming
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(channel.basic_cancel(tag), 2.0)
         if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=timeout_s)
-        await self._acks.drain()
-        await close_quietly(connection)
+            _, late = await asyncio.wait(set(self._tasks), timeout=timeout_s)
+            for task in late:
+                task.cancel()
+            if late:
+                await asyncio.wait(late, timeout=2.0)
+        supervisor, self._supervisor = self._supervisor, None
+        # Cancelled until it ends: a cancellation that arrives as an AMQP call completes can be
+        # swallowed (asyncio.wait_for before Python 3.12, python/cpython#86296); the supervisor
+        # then goes on consuming, and one cancel() left stop() waiting forever.
+        while supervisor is not None and not supervisor.done():
+            supervisor.cancel()
+            await asyncio.wait({supervisor}, timeout=1.0)
         self._state = ConsumerState.STOPPED
 
     async def __aenter__(self) -> EventConsumer:
@@ -166,107 +194,92 @@ class EventConsumer:
     async def __aexit__(self, *_: object) -> None:
         await self.stop()
 
-    # Deliveries -------------------------------------------------------------------------------
+    # Connection ------------------------------------------------------------------------------
 
-    def _track(self) -> None:
+    async def _supervise(self) -> None:
+        first, largest = self._backoff_s
+        delay = first
+        while self._state is ConsumerState.RUNNING:
+            try:
+                connection = await connect(
+                    self._url, name=self._name, timeout_s=self._connect_timeout_s
+                )
+            except Exception as exc:
+                log.warning("cannot consume %s yet: %r", self._queue, exc)
+            else:
+                try:
+                    await self._consume_until_closed(connection)
+                    log.warning("the RabbitMQ connection closed, reconnecting")
+                    delay = first
+                except Exception as exc:
+                    log.warning("lost the consumer of %s, reconnecting: %r", self._queue, exc)
+                finally:
+                    self._consuming = None
+                    await close_quietly(connection)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, largest)
+
+    async def _consume_until_closed(self, connection: AbstractConnection) -> None:
+        if self._declare is not None:
+            # Its own channel: a declaration that disagrees with the broker closes it.
+            setup = await connection.channel()
+            await declare_topology(setup, self._declare)
+            await setup.close()
+        transport = connection.transport
+        assert transport is not None  # connect() returned an open connection
+        raw = transport.connection
+        channel = await raw.channel(publisher_confirms=False)
+        await channel.basic_qos(prefetch_count=self._prefetch)
+        ok = await channel.basic_consume(self._queue, self._on_message, no_ack=False)
+        self._consuming = (channel, ok.consumer_tag or "")
+        closings = {raw.closing, channel.closing}
+        try:
+            await asyncio.wait(closings, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for closing in closings:
+                if closing.done() and not closing.cancelled():
+                    closing.exception()  # retrieved, so asyncio does not report it as lost
+                else:
+                    closing.cancel()
+
+    # Deliveries ------------------------------------------------------------------------------
+
+    def _count(self, result: ConsumeResult) -> None:
+        self.stats.results[result] += 1
+        self._metrics.consumed[result].inc()
+
+    async def _on_message(self, message: DeliveredMessage) -> None:
+        # aiormq runs each delivery in a task of its own; stop() waits for them.
         task = asyncio.current_task()
         if task is not None:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-
-    def _count(self, result: ConsumeResult, n: int = 1) -> None:
-        self.stats.results[result] += n
-        self._metrics.consumed[result].inc(n)
-
-    async def _on_message(self, message: AbstractIncomingMessage) -> None:
-        self._acks.track(message)
-        self._track()
+        delivery = Delivery(message)
+        properties = message.header.properties
         try:
-            event = codec.decode(message.body)
-        except codec.MalformedMessageError as exc:
+            event = decode(message.body)
+        except MalformedMessageError as exc:
             # The reason only: bodies are never logged.
-            log.warning("dead-lettering message %s: %s", message.message_id, exc)
-            await self._settle(message.reject(requeue=False))
-            self._acks.settled(message)
+            log.warning("dead-lettering message %s: %s", properties.message_id, exc)
             self._count("malformed")
+            if self._on_malformed is not None:
+                self._on_malformed()
+            # A lost channel cannot take the reject; the redelivery is rejected instead.
+            with contextlib.suppress(Exception):
+                await delivery.reject()
             return
-        delivery = Delivery(event, _info(message))
-        if self._batch_handler is not None:
-            self._batch.append((message, delivery))
-            if len(self._batch) >= self._batch_size:
-                self._flush()
-            elif self._flush_timer is None:
-                loop = asyncio.get_running_loop()
-                self._flush_timer = loop.call_later(self._batch_window_s, self._flush)
-            return
-        assert self._handler is not None  # exactly one handler, checked in __init__
         try:
             with consumer_span(
-                message.headers,
+                properties.headers,
                 exchange=message.exchange or "",
                 routing_key=message.routing_key or "",
-                message_id=message.message_id or "",
-                queue=self._queue_name,
+                message_id=properties.message_id or "",
+                queue=self._queue,
             ):
-                await self._handler(event, delivery.info)
-        except Exception:  # recorded on the span; requeued after it ends
-            await self._requeue([message], delivery.info.delivery_count)
-            return
-        self._acks.ack(message)
-        self._count("applied")
-
-    def _flush(self) -> None:
-        if self._flush_timer is not None:
-            self._flush_timer.cancel()
-            self._flush_timer = None
-        if self._batch:
-            batch, self._batch = self._batch, []
-            task = asyncio.get_running_loop().create_task(self._handle_batch(batch))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-
-    async def _handle_batch(self, batch: list[tuple[AbstractIncomingMessage, Delivery]]) -> None:
-        assert self._batch_handler is not None  # only batch mode builds batches
-        messages = [message for message, _ in batch]
-        try:
-            with batch_consumer_span(messages, queue=self._queue_name):
-                await self._batch_handler([delivery for _, delivery in batch])
-        except Exception:  # recorded on the spans; requeued after they end
-            await self._requeue(messages, max(d.info.delivery_count for _, d in batch))
-            return
-        for message in messages:
-            self._acks.ack(message)
-        self._count("applied", len(batch))
-
-    async def _requeue(self, messages: list[AbstractIncomingMessage], delivery_count: int) -> None:
-        log.warning(
-            "handler failed on %d message(s) from %s; requeueing",
-            len(messages),
-            self._queue_name,
-            exc_info=True,
-        )
-        first, largest = self._retry_delay_s
-        await asyncio.sleep(min(largest, first * 2 ** min(delivery_count, 30)))
-        for message in messages:
-            await self._settle(message.nack(requeue=True))
-            self._acks.settled(message)
-        self._count("failed", len(messages))
-
-    @staticmethod
-    async def _settle(settling: Awaitable[None]) -> None:
-        # After a lost connection the channel is gone and RabbitMQ redelivers on its own.
-        try:
-            await settling
+                await self._handler(event, delivery)
         except Exception as exc:
-            log.info("could not settle a delivery (RabbitMQ will redeliver it): %r", exc)
-
-
-def _info(message: AbstractIncomingMessage) -> MessageInfo:
-    count = (message.headers or {}).get("x-delivery-count", 0)
-    return MessageInfo(
-        message_id=message.message_id,
-        exchange=message.exchange or "",
-        routing_key=message.routing_key or "",
-        redelivered=bool(message.redelivered),
-        delivery_count=count if isinstance(count, int) else 0,
-    )
+            # One line: the span holds the traceback, and a failing batch fails many deliveries.
+            log.warning("handling message %s failed: %r", properties.message_id, exc)
+            self._count("failed")
+            return
+        self._count("applied")

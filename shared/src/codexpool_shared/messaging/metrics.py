@@ -18,9 +18,10 @@ DropReason = Literal["buffer_full", "shutdown", "unroutable"]
 ConsumeResult = Literal["applied", "malformed", "failed"]
 """What became of one delivery.
 
-- ``applied``: the handler returned; the message was acked.
+- ``applied``: the handler returned (with ``acking``: the message was acked).
 - ``malformed``: it could not be decoded; rejected without requeue, so it went to the DLQ.
-- ``failed``: the handler raised; nacked with requeue (the delivery limit bounds the retries).
+- ``failed``: the handler raised (with ``acking``: nacked with requeue; the delivery limit bounds
+  the retries).
 """
 
 DROP_REASONS: tuple[DropReason, ...] = get_args(DropReason)

@@ -10,7 +10,7 @@ consumer handler through the real codec, so a unit test exercises the same decod
     app = create_app(settings, publisher=publisher)
     ...
     assert [e.type for e in publisher.events] == ["request.outcome.v1"]
-    await publisher.deliver(health_handler)
+    await publisher.deliver(handler)  # the handler a service wraps in acking()
 """
 
 from __future__ import annotations
