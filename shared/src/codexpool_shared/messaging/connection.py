@@ -36,7 +36,6 @@ async def connect(
     amqp_url: str,
     *,
     name: str,
-    robust: bool = False,
     timeout_s: float = CONNECT_TIMEOUT_S,
 ) -> AbstractConnection:
     """Open a connection that RabbitMQ's management UI lists under ``name``.
@@ -45,17 +44,16 @@ async def connect(
         amqp_url: ``amqp://user:password@host:port/vhost``; query parameters such as
             ``heartbeat=10`` are passed on to aiormq.
         name: The ``connection_name`` client property: which service or test holds it.
-        robust: A ``RobustConnection`` (reconnects and restores channels, queues and consumers)
-            instead of a plain one. Consumers want it; the publisher does not (see publisher.py).
         timeout_s: Bound on the TCP connect plus the AMQP handshake.
 
     Returns:
         The open connection; close it with ``close_quietly``.
     """
     properties: dict[str, FieldValue] = {"connection_name": name}
-    opener = aio_pika.connect_robust if robust else aio_pika.connect
+    # A plain connection: the publisher and the consumer each reconnect on their own terms
+    # (bounded waits, backoff) rather than through aio-pika's robust connection.
     return await asyncio.wait_for(
-        opener(amqp_url, timeout=timeout_s, client_properties=properties), timeout_s
+        aio_pika.connect(amqp_url, timeout=timeout_s, client_properties=properties), timeout_s
     )
 
 

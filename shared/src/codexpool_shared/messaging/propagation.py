@@ -7,13 +7,12 @@ provider: the SDK builds a new tracer on every ``get_tracer`` call, a third of a
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
-from aio_pika.abc import AbstractIncomingMessage
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
-from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode, Tracer, TracerProvider
+from opentelemetry.trace import Span, SpanKind, Tracer, TracerProvider
 from opentelemetry.util.types import AttributeValue
 
 TRACER_NAME = "codexpool_shared.messaging"
@@ -116,60 +115,3 @@ def consumer_span(
         set_status_on_exception=True,
     ) as span:
         yield span
-
-
-@contextmanager
-def batch_consumer_span(
-    messages: Sequence[AbstractIncomingMessage], *, queue: str
-) -> Iterator[Span]:
-    """A current CONSUMER span around handling a batch, plus one span per message.
-
-    The batch span has no single parent, so (semantic conventions for batches) it links to every
-    message's producer. Each message also gets a ``process <queue>`` span that is a child of its
-    producer, so every request's trace still shows its event being processed; those spans end
-    with the batch.
-    """
-    tracer = _tracer()
-    parents = [extract(message.headers) for message in messages]
-    links = [
-        Link(span_context)
-        for span_context in (trace.get_current_span(p).get_span_context() for p in parents)
-        if span_context.is_valid
-    ]
-    spans = [
-        tracer.start_span(
-            f"process {queue}",
-            context=parent,
-            kind=SpanKind.CONSUMER,
-            attributes=_attributes(
-                message.exchange or "",
-                message.routing_key or "",
-                message.message_id or "",
-                "process",
-            ),
-        )
-        for parent, message in zip(parents, messages, strict=True)
-    ]
-    try:
-        with tracer.start_as_current_span(
-            f"process {queue} batch",
-            context=Context(),
-            kind=SpanKind.CONSUMER,
-            links=links,
-            attributes={
-                "messaging.system": "rabbitmq",
-                "messaging.operation.type": "process",
-                "messaging.operation.name": "process",
-                "messaging.batch.message_count": len(messages),
-            },
-            record_exception=True,
-            set_status_on_exception=True,
-        ) as span:
-            yield span
-    except BaseException as exc:
-        for message_span in spans:
-            message_span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
-        raise
-    finally:
-        for message_span in spans:
-            message_span.end()
