@@ -65,6 +65,9 @@ async def test_half_failing_provider_is_scored_down_cut_off_and_probed_back(stac
         assert p2.health_score is not None and p2.health_score < HEALTHY_MIN
 
         async def circuit_open() -> bool:
+            # The router opens a circuit when a selection sees the low score: keep selecting,
+            # or a score that lands after the traffic above is never acted on.
+            await send(client, 3, concurrency=1)
             live = await get_live(stack.redis, stack.keys, "account-2")
             return live.circuit_open_until_ms > time.time() * 1000
 
