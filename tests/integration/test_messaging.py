@@ -1,4 +1,8 @@
-"""EventPublisher -> RabbitMQ -> EventConsumer on the real broker, healthy and under faults."""
+"""EventPublisher -> RabbitMQ -> EventConsumer on the real broker: volume, faults and costs.
+
+The behaviour both backends share (order, retries, the delivery limit, dead letters, tracing,
+unroutable events) is in tests/messaging_suite.py, run here by test_messaging_suite.py.
+"""
 
 from __future__ import annotations
 
@@ -9,14 +13,11 @@ from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from urllib.parse import urlsplit
 
-import aio_pika
 import pytest
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
+from aio_pika.abc import AbstractChannel
 
-from codexpool_shared.events import Event, PoolChangedV1
+from codexpool_shared.events import Event
 from codexpool_shared.messaging import (
-    DELIVERY_LIMIT,
-    OUTCOME_ROUTING_KEY,
     EventConsumer,
     EventPublisher,
     MessageInfo,
@@ -205,114 +206,6 @@ async def test_close_deadline_counts_unsent_events_as_shutdown(
     assert 0.45 <= elapsed < 0.5 + 1.0
     assert publisher.stats.dropped == {"shutdown": 100}
     assert publisher.stats.published == 1
-
-
-async def _drain_dlq(
-    channel: AbstractChannel, queue: str, want: int, timeout_s: float
-) -> list[AbstractIncomingMessage]:
-    dlq = await channel.get_queue(queue)
-    got: list[AbstractIncomingMessage] = []
-    deadline = time.monotonic() + timeout_s
-    while len(got) < want:
-        message = await dlq.get(no_ack=True, fail=False)
-        if message is not None:
-            got.append(message)
-        elif time.monotonic() > deadline:
-            raise AssertionError(f"{len(got)} of {want} dead letters after {timeout_s} s")
-        else:
-            await asyncio.sleep(0.05)
-    return got
-
-
-def _death_reason(message: AbstractIncomingMessage) -> str:
-    deaths = message.headers.get("x-death")
-    assert isinstance(deaths, list) and deaths, message.headers
-    first = deaths[0]
-    assert isinstance(first, dict)
-    reason = first["reason"]
-    return reason.decode() if isinstance(reason, bytes) else str(reason)
-
-
-async def test_undecodable_message_is_dead_lettered_while_good_ones_flow(
-    namespace: str,
-    amqp_channel: AbstractChannel,
-    received: Received,
-    make_publisher: PublisherFactory,
-    infra: InfraUrls,
-) -> None:
-    topology = Topology(namespace)
-    publisher = await make_publisher(infra.amqp_url)
-    exchange = await amqp_channel.get_exchange(topology.exchange)
-    good = [sample_outcome() for _ in range(20)]
-    for index, event in enumerate(good):
-        publisher.publish(event)
-        if index == 10:
-            await exchange.publish(
-                aio_pika.Message(b'{"type": "request.outcome.v1", "oops": true}', message_id="bad"),
-                routing_key=OUTCOME_ROUTING_KEY,
-            )
-
-    await eventually(lambda: len(received.ids) == len(good), timeout_s=20, what="good events")
-    [dead] = await _drain_dlq(amqp_channel, topology.health_dlq, 1, timeout_s=10)
-    assert dead.message_id == "bad"
-    assert _death_reason(dead) == "rejected"  # at once, not after DELIVERY_LIMIT requeues
-    assert set(received.ids) == {str(e.event_id) for e in good}
-
-
-async def test_a_handler_that_always_fails_is_bounded_by_the_delivery_limit(
-    namespace: str,
-    amqp_channel: AbstractChannel,
-    make_publisher: PublisherFactory,
-    infra: InfraUrls,
-) -> None:
-    topology = Topology(namespace)
-    poison, healthy = sample_outcome(agent_id="poison"), sample_outcome()
-    attempts: Counter[str] = Counter()
-
-    async def handler(event: Event, info: MessageInfo) -> None:
-        attempts[str(event.event_id)] += 1
-        if event.event_id == poison.event_id:
-            raise RuntimeError("this event always fails")
-
-    consumer = EventConsumer(
-        infra.amqp_url,
-        topology.health_queue,
-        acking(handler, retry_delay_s=(0.01, 0.05)),
-        connect_timeout_s=SLOW_BROKER_S,
-    )
-    await consumer.start()
-    try:
-        publisher = await make_publisher(infra.amqp_url)
-        publisher.publish(poison)
-        publisher.publish(healthy)
-        [dead] = await _drain_dlq(amqp_channel, topology.health_dlq, 1, timeout_s=20)
-    finally:
-        await consumer.stop(timeout_s=5)
-    assert dead.message_id == str(poison.event_id)
-    assert _death_reason(dead) == "delivery_limit"
-    # 3.x dead-letters after the first delivery plus DELIVERY_LIMIT redeliveries; 4.x may count
-    # the first one in.
-    tries = attempts[str(poison.event_id)]
-    assert DELIVERY_LIMIT <= tries <= DELIVERY_LIMIT + 1
-    assert attempts[str(healthy.event_id)] == 1
-    assert consumer.stats.results == {"applied": 1, "failed": tries}
-
-
-async def test_unroutable_events_are_counted_not_retried(
-    infra: InfraUrls, amqp_channel: AbstractChannel, make_publisher: PublisherFactory
-) -> None:
-    # No queue is bound to pool.changed.v1 in the declared topology: RabbitMQ returns it.
-    publisher = await make_publisher(infra.amqp_url)
-    publisher.publish(
-        PoolChangedV1(
-            agent_id="a", change="updated", version=2, strategy=None, providers=(), actor="t"
-        )
-    )
-    publisher.publish(sample_outcome())
-    await eventually(lambda: publisher.buffered == 0, timeout_s=10, what="settlement")
-    assert publisher.stats.dropped == {"unroutable": 1}
-    assert publisher.stats.published == 1
-    assert publisher.stats.failures == 0
 
 
 async def test_publisher_cpu_cost(

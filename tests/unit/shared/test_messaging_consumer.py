@@ -14,7 +14,6 @@ from pamqp import commands as spec
 from pamqp.header import ContentHeader
 from prometheus_client import CollectorRegistry
 
-from codexpool_shared import telemetry
 from codexpool_shared.events import Event
 from codexpool_shared.messaging import (
     ConsumerState,
@@ -25,7 +24,6 @@ from codexpool_shared.messaging import (
     acking,
     encode,
 )
-from codexpool_shared.messaging.propagation import start_producer_span
 from codexpool_shared.testing.messaging import sample_outcome
 
 pytestmark = pytest.mark.timeout(20)
@@ -105,7 +103,7 @@ async def test_acking_acks_a_handled_event_and_counts_it() -> None:
     consumer = _consumer(acking(handler), registry=registry)
     channel, event = FakeChannel(), sample_outcome()
     message = delivered(channel, encode(event), headers={"x-delivery-count": 2}, redelivered=True)
-    await consumer._on_message(message)
+    await consumer.on_message(message)
 
     assert channel.frames == [f"ack {_tag(message)} multiple=False"]
     assert seen == [
@@ -124,7 +122,7 @@ async def test_malformed_message_is_rejected_without_requeue_and_counted() -> No
     consumer = _consumer(handler, on_malformed=lambda: malformed.append(None))
     channel = FakeChannel()
     message = delivered(channel, b'{"type": "request.outcome.v7"}')
-    await consumer._on_message(message)
+    await consumer.on_message(message)
     assert channel.frames == [f"reject {_tag(message)} requeue=False"]
     assert consumer.stats.results == {"malformed": 1}
     assert malformed == [None]
@@ -140,10 +138,10 @@ async def test_acking_requeues_a_failure_after_a_pause_growing_with_the_delivery
     again = delivered(channel, encode(sample_outcome()), headers={"x-delivery-count": 3})
     loop = asyncio.get_running_loop()
     started = loop.time()
-    await consumer._on_message(first)
+    await consumer.on_message(first)
     waited_first = loop.time() - started
     started = loop.time()
-    await consumer._on_message(again)
+    await consumer.on_message(again)
     waited_again = loop.time() - started
 
     assert channel.frames == [
@@ -165,7 +163,7 @@ async def test_a_settling_handler_may_ack_many_deliveries_with_one_frame_later()
     channel = FakeChannel()
     messages = [delivered(channel, encode(sample_outcome())) for _ in range(3)]
     for message in messages:
-        await consumer._on_message(message)
+        await consumer.on_message(message)
     assert channel.frames == []  # handled, not settled: that is the handler's business
     assert consumer.stats.results == {"applied": 3}
     assert [d.body for d in held] == [m.body for m in messages]
@@ -173,30 +171,6 @@ async def test_a_settling_handler_may_ack_many_deliveries_with_one_frame_later()
 
     await held[-1].ack(multiple=True)
     assert channel.frames == [f"ack {_tag(messages[-1])} multiple=True"]
-
-
-async def test_consumer_span_continues_the_producer_trace() -> None:
-    telemetry.configure("codexpool-unit")
-
-    async def handler(event: Event, info: MessageInfo) -> None:
-        pass
-
-    consumer = _consumer(acking(handler))
-    with telemetry.capture_spans() as spans:
-        producer, headers = start_producer_span(
-            {}, exchange="unit.events", routing_key="r", message_id="m-1", start_time_ns=1
-        )
-        producer.end()
-        await consumer._on_message(
-            delivered(FakeChannel(), encode(sample_outcome()), headers=dict(headers))
-        )
-    by_name = {span.name: span for span in spans.get_finished_spans()}
-    process = by_name[f"process {QUEUE}"]
-    assert process.parent is not None
-    assert process.parent.span_id == producer.get_span_context().span_id
-    assert process.context.trace_id == producer.get_span_context().trace_id
-    assert process.attributes is not None
-    assert process.attributes["messaging.operation.type"] == "process"
 
 
 def test_constructor_refuses_bad_settings() -> None:
@@ -227,7 +201,7 @@ async def test_start_returns_at_once_without_a_broker_and_stop_cancels_late_hand
 
     # As aiormq runs a delivery: in a task of its own.
     stuck = asyncio.create_task(
-        consumer._on_message(delivered(FakeChannel(), encode(sample_outcome())))
+        consumer.on_message(delivered(FakeChannel(), encode(sample_outcome())))
     )
     await eventually(lambda: bool(consumer._tasks))
     await consumer.stop(timeout_s=0.05)

@@ -1,4 +1,5 @@
-"""InMemoryPublisher, and the publish-time trace capture both publishers share."""
+"""InMemoryPublisher, InMemoryBroker specifics, and the publish-time trace capture both
+publishers share (the behaviour both brokers share is in tests/messaging_suite.py)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,20 @@ import pytest
 from opentelemetry import trace
 
 from codexpool_shared import telemetry
-from codexpool_shared.events import Event
-from codexpool_shared.messaging import MessageInfo, Publisher, PublisherStateError
+from codexpool_shared.events import Event, PoolChangedV1
+from codexpool_shared.messaging import (
+    Delivery,
+    EventConsumer,
+    MessageInfo,
+    Publisher,
+    PublisherStateError,
+)
 from codexpool_shared.messaging.propagation import start_producer_span
+from codexpool_shared.testing.broker import InMemoryBroker, UnknownDeliveryTagError
 from codexpool_shared.testing.messaging import InMemoryPublisher, sample_outcome
+from tests.messaging_suite import eventually
+
+pytestmark = pytest.mark.timeout(20)
 
 
 async def test_lifecycle_matches_the_real_publisher() -> None:
@@ -74,3 +85,42 @@ async def test_publish_captures_the_callers_trace_context() -> None:
         "messaging.message.id": "m-1",
     }
     assert headers["traceparent"].split("-")[2] == format(span.context.span_id, "016x")
+
+
+async def test_broker_settles_many_with_one_ack_and_refuses_unknown_tags() -> None:
+    broker = InMemoryBroker("unit")
+    queue = broker.topology.health_queue
+    held: list[Delivery] = []
+
+    async def handler(event: Event, delivery: Delivery) -> None:
+        held.append(delivery)
+
+    consumer = EventConsumer("amqp://memory/", queue, handler)
+    broker.consume(queue, consumer.on_message)
+    publisher = InMemoryPublisher(broker=broker)
+    await publisher.start()
+    for _ in range(3):
+        publisher.publish(sample_outcome())
+    await eventually(lambda: len(held) == 3, timeout_s=5, what="deliveries")
+    assert len(held) == 3 and len(broker.queues[queue].unacked) == 3
+    await held[1].ack(multiple=True)  # the first two
+    assert len(broker.queues[queue].unacked) == 1
+    with pytest.raises(UnknownDeliveryTagError):
+        await held[0].ack()
+    await broker.cancel(queue)  # the third returns to the queue, marked redelivered
+    [left] = broker.queues[queue].ready
+    assert left.redelivered and left.delivery_count == 0
+    assert consumer.stats.results == {"applied": 3}
+
+
+async def test_broker_returns_unroutable_events_to_the_publishers_counters() -> None:
+    publisher = InMemoryPublisher(broker=InMemoryBroker("unit"))
+    await publisher.start()
+    publisher.publish(
+        PoolChangedV1(
+            agent_id="a", change="updated", version=2, strategy=None, providers=(), actor="t"
+        )
+    )
+    assert publisher.stats.dropped == {"unroutable": 1}
+    assert publisher.stats.published == 0
+    assert len(publisher.events) == 1  # recorded all the same

@@ -3,6 +3,8 @@
 ``EventPublisher`` and ``testing.InMemoryPublisher`` both provide ``Publisher``. ``EventConsumer``
 hands each event with its ``Delivery`` to a ``SettlingHandler``; ``acking`` turns a ``Handler``
 (the event and its ``MessageInfo``, as ``InMemoryPublisher.deliver`` also calls it) into one.
+A ``Delivery`` settles through a ``SettleTarget``: aiormq's channel on the real broker,
+``testing.broker.InMemoryBroker``'s queue in unit tests.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from aiormq.abc import AbstractChannel, DeliveredMessage
+from aiormq.abc import DeliveredMessage
 
 from codexpool_shared.events import BaseEvent, Event
 from codexpool_shared.messaging.metrics import ConsumeResult, DropReason
@@ -30,6 +32,28 @@ class Publisher(Protocol):
 
     async def close(self, deadline_s: float = 5.0) -> None:
         """Send what is buffered within ``deadline_s``, then release everything."""
+
+
+class SettleTarget(Protocol):
+    """Where a ``Delivery``'s settle frames go: aiormq's channel, or the in-memory broker's queue.
+
+    aiormq's ``AbstractChannel`` provides it as it is; ``testing.broker.InMemoryBroker``
+    implements it too, so one ``Delivery`` (and one ``EventConsumer.on_message``) serves both.
+    """
+
+    def basic_ack(self, delivery_tag: int, multiple: bool = False) -> Awaitable[None]:
+        """Settle ``delivery_tag`` (and, with ``multiple``, every older one) as handled."""
+        ...
+
+    def basic_nack(
+        self, delivery_tag: int, multiple: bool = False, requeue: bool = True
+    ) -> Awaitable[None]:
+        """Settle ``delivery_tag`` as not handled: requeued, or dead-lettered without requeue."""
+        ...
+
+    def basic_reject(self, delivery_tag: int, *, requeue: bool = True) -> Awaitable[None]:
+        """Settle ``delivery_tag`` as not handled, as ``basic_nack`` without ``multiple``."""
+        ...
 
 
 class PublisherState(enum.Enum):
@@ -91,7 +115,7 @@ class Delivery:
         return self._message.body
 
     @property
-    def channel(self) -> AbstractChannel:
+    def channel(self) -> SettleTarget:
         """The channel it came on; ``ack(multiple=True)`` reaches deliveries of that one only."""
         return self._message.channel
 

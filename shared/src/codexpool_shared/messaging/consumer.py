@@ -230,7 +230,7 @@ class EventConsumer:
         raw = transport.connection
         channel = await raw.channel(publisher_confirms=False)
         await channel.basic_qos(prefetch_count=self._prefetch)
-        ok = await channel.basic_consume(self._queue, self._on_message, no_ack=False)
+        ok = await channel.basic_consume(self._queue, self.on_message, no_ack=False)
         self._consuming = (channel, ok.consumer_tag or "")
         closings = {raw.closing, channel.closing}
         try:
@@ -248,7 +248,13 @@ class EventConsumer:
         self.stats.results[result] += 1
         self._metrics.consumed[result].inc()
 
-    async def _on_message(self, message: DeliveredMessage) -> None:
+    async def on_message(self, message: DeliveredMessage) -> None:
+        """Decode, handle and count one delivery, as the consuming channel hands it over.
+
+        Public for transports other than the supervisor's: ``testing.broker.InMemoryBroker``
+        feeds its deliveries (settled through ``api.SettleTarget``) to an unstarted consumer, so
+        unit tests exercise this very code.
+        """
         # aiormq runs each delivery in a task of its own; stop() waits for them.
         task = asyncio.current_task()
         if task is not None:

@@ -11,6 +11,10 @@ consumer handler through the real codec, so a unit test exercises the same decod
     ...
     assert [e.type for e in publisher.events] == ["request.outcome.v1"]
     await publisher.deliver(handler)  # the handler a service wraps in acking()
+
+Given an ``InMemoryBroker`` (``testing.broker``), it also routes every event through it, so an
+``EventConsumer`` consuming from the same broker receives it (unroutable events are then
+counted as dropped, as ``EventPublisher`` counts them).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from codexpool_shared.messaging.api import (
 )
 from codexpool_shared.messaging.propagation import Carrier, capture_context
 from codexpool_shared.messaging.topology import Topology
+from codexpool_shared.testing.broker import InMemoryBroker
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,14 +46,19 @@ class Published:
 class InMemoryPublisher:
     """Records published events instead of sending them."""
 
-    def __init__(self, namespace: str = "codexpool") -> None:
-        """Build a publisher for ``namespace`` (it only names the exchange in ``deliver``)."""
-        self._exchange = Topology(namespace).exchange
+    def __init__(self, namespace: str = "codexpool", *, broker: InMemoryBroker | None = None):
+        """Build a publisher for ``namespace``, or for ``broker``'s namespace and routing to it.
+
+        Without a broker, the namespace only names the exchange in ``deliver``.
+        """
+        self._broker = broker
+        self._exchange = (broker.topology if broker is not None else Topology(namespace)).exchange
         self._state = PublisherState.NEW
         self.published: list[Published] = []
         """Everything ``publish()`` accepted, in order."""
         self.stats = PublisherStats()
-        """Same counters as ``EventPublisher.stats``: everything counts as published."""
+        """Same counters as ``EventPublisher.stats``: all is published, unless the broker did not
+        route it (``dropped["unroutable"]``)."""
 
     @property
     def state(self) -> PublisherState:
@@ -78,8 +88,12 @@ class InMemoryPublisher:
                 if self._state is PublisherState.NEW
                 else "the publisher is closed: publish() after close() is a bug"
             )
-        self.published.append(Published(event, capture_context()))
-        self.stats.published += 1
+        carrier = capture_context()
+        self.published.append(Published(event, carrier))
+        if self._broker is None or self._broker.publish(event, carrier):
+            self.stats.published += 1
+        else:
+            self.stats.dropped["unroutable"] += 1
 
     async def close(self, deadline_s: float = 5.0) -> None:
         """Refuse further ``publish()`` calls."""
