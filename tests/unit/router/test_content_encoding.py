@@ -32,6 +32,8 @@ def _zstd_streamed(data: bytes) -> bytes:
         ("GZip ", gzip.compress(BODY)),
         ("deflate", zlib.compress(BODY)),
     ],
+    # Explicit ids: xdist workers must collect the same names, and gzip bytes carry a time.
+    ids=["none", "identity", "zstd", "zstd-streamed", "gzip", "gzip-mixed-case", "deflate"],
 )
 def test_each_coding_decodes_to_the_json(encoding: str | None, encoded: bytes) -> None:
     assert decode_content(encoded, encoding, 10_000) == BODY
