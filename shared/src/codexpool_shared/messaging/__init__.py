@@ -16,7 +16,9 @@ A service wires them in its lifespan::
 ``acking(handler)`` awaits ``handler(event, info)`` per event, then acks, or requeues after a
 pause if it raised. A handler that settles deliveries itself takes ``(event, delivery)`` and is
 passed as it is: the health service's batcher acks a whole batch with one ``multiple=True`` frame
-once it is in Redis. Unit tests use ``testing.messaging.InMemoryPublisher``.
+once it is in Redis. Unit tests use ``testing.messaging.InMemoryPublisher``, which with
+``testing.broker.InMemoryBroker`` behind it routes, settles and dead-letters as RabbitMQ does
+(the behaviour suite in ``tests/messaging_suite.py`` runs on both).
 """
 
 from codexpool_shared.messaging.api import (
