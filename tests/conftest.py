@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -18,6 +19,9 @@ from codexpool_shared.testing.infra import (
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 _RUN_VARIABLE = "CODEXPOOL_TEST_RUN"
+# A live run records a namespace every few seconds; a registry untouched this long belongs to a
+# run that died before its own sweep (killed, or timed out in CI).
+_ABANDONED_AFTER_S = 30 * 60
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -25,21 +29,35 @@ def pytest_configure(config: pytest.Config) -> None:
     # every namespace a worker hands out is then recorded under the same run.
     if not hasattr(config, "workerinput"):
         os.environ.setdefault(_RUN_VARIABLE, f"run-{uuid.uuid4().hex[:12]}")
+        _sweep_abandoned_runs()
+
+
+def _sweep_abandoned_runs() -> None:
+    cutoff = time.time() - _ABANDONED_AFTER_S
+    directory = namespace_registry(os.environ[_RUN_VARIABLE]).parent
+    stale = [p for p in directory.glob("*.namespaces") if p.stat().st_mtime < cutoff]
+    if stale:
+        _sweep(stale)
+
+
+def _sweep(registries: list[Path]) -> None:
+    namespaces = {name for registry in registries for name in registry.read_text().split()}
+    try:
+        with infrastructure() as urls:
+            run_blocking(delete_namespaces(urls.redis_url, urls.amqp_url, namespaces))
+    except Exception as exc:  # cleanup must not hide the run's own result
+        print(f"warning: could not sweep {len(namespaces)} test namespaces: {exc!r}")  # noqa: T201
+        return
+    for registry in registries:
+        registry.unlink(missing_ok=True)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     if hasattr(session.config, "workerinput"):
         return
     registry = namespace_registry(os.environ[_RUN_VARIABLE])
-    if not registry.exists():
-        return
-    namespaces = set(registry.read_text().split())
-    try:
-        with infrastructure() as urls:
-            run_blocking(delete_namespaces(urls.redis_url, urls.amqp_url, namespaces))
-    except Exception as exc:  # cleanup must not hide the run's own result
-        print(f"warning: could not sweep {len(namespaces)} test namespaces: {exc!r}")  # noqa: T201
-    registry.unlink(missing_ok=True)
+    if registry.exists():
+        _sweep([registry])
 
 
 @pytest.fixture(scope="session")
