@@ -27,6 +27,7 @@ from codexpool_shared.messaging import (
 from codexpool_shared.testing.faultproxy import FaultProxy
 from codexpool_shared.testing.infra import InfraUrls
 from codexpool_shared.testing.messaging import sample_outcome
+from tests.messaging_suite import eventually
 
 pytestmark = pytest.mark.timeout(90)
 log = logging.getLogger(__name__)
@@ -34,14 +35,6 @@ log = logging.getLogger(__name__)
 # A broker busy with parallel test runs has been seen to stall for seconds: connections made by
 # the tests themselves wait longer than the services' defaults.
 SLOW_BROKER_S = 20.0
-
-
-async def eventually(check: Callable[[], bool], *, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 class Received:
