@@ -8,9 +8,10 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from codexpool_admin_api.oauth import CLIENT_ID, DeviceFlow
+from codexpool_admin_api.oauth import DeviceFlow
 from codexpool_admin_api.usage import UsageError, fetch_usage, parse_usage
 from codexpool_shared.errors import ApiError
+from codexpool_shared.store import CODEX_CLIENT_ID
 
 USAGE = {
     "plan_type": "pro",
@@ -88,7 +89,7 @@ async def test_device_login_pending_then_linked() -> None:
     def issuer(request: httpx.Request) -> httpx.Response:
         calls.append((request.url.path, request.content))
         if request.url.path == "/api/accounts/deviceauth/usercode":
-            assert json.loads(request.content) == {"client_id": CLIENT_ID}
+            assert json.loads(request.content) == {"client_id": CODEX_CLIENT_ID}
             return httpx.Response(
                 200, json={"device_auth_id": "dev-1", "usercode": "ABCD-EFGH", "interval": 3}
             )
@@ -121,7 +122,7 @@ async def test_device_login_pending_then_linked() -> None:
         "grant_type": "authorization_code",
         "code": "ac",
         "redirect_uri": "http://issuer/deviceauth/callback",
-        "client_id": CLIENT_ID,
+        "client_id": CODEX_CLIENT_ID,
         "code_verifier": "cv",
     }
 

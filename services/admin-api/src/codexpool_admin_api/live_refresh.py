@@ -20,12 +20,17 @@ from typing import Any
 import httpx
 from redis.asyncio import Redis
 
-from codexpool_admin_api.oauth import CLIENT_ID
 from codexpool_admin_api.usage import TokenRejected, UsageError, fetch_usage
 from codexpool_shared.crypto import DecryptionError, Keyring
 from codexpool_shared.events import ProviderStatusChangedV1
 from codexpool_shared.keys import Keys
-from codexpool_shared.store import Exchange, StoredCredentials, TokenRefresher, read_credentials
+from codexpool_shared.store import (
+    Exchange,
+    StoredCredentials,
+    TokenRefresher,
+    read_credentials,
+    refresh_grant,
+)
 from codexpool_shared.store.errors import NotFound
 from codexpool_shared.store.live import write_quota
 
@@ -42,11 +47,7 @@ def httpx_exchange(http: httpx.AsyncClient, auth_base_url: str, timeout_s: float
     headers = {"originator": "codex_cli_rs", "User-Agent": "codexpool-admin-api"}
 
     async def exchange(refresh_token: str) -> tuple[int, dict[str, Any] | None]:
-        body = {
-            "client_id": CLIENT_ID,
-            "grant_type": "refresh_token",
-            "refresh_token": refresh_token,
-        }
+        body = refresh_grant(refresh_token)
         response = await http.post(url, json=body, headers=headers, timeout=timeout_s)
         try:
             doc = response.json() if response.content else None

@@ -13,9 +13,7 @@ from typing import Any
 import httpx
 
 from codexpool_shared.errors import ApiError
-
-CLIENT_ID = "app_EMoamEEZ73f0CkXaXp7hrann"
-"""The Codex CLI's OAuth client id: the issuer grants Codex scopes to this client only."""
+from codexpool_shared.store import CODEX_CLIENT_ID
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +42,7 @@ class DeviceFlow:
 
     async def start(self) -> DeviceStart:
         response = await self._send(
-            "/api/accounts/deviceauth/usercode", json={"client_id": CLIENT_ID}
+            "/api/accounts/deviceauth/usercode", json={"client_id": CODEX_CLIENT_ID}
         )
         body = _json(response, ok=(200,))
         user_code = body.get("user_code") or body.get("usercode")
@@ -74,7 +72,7 @@ class DeviceFlow:
             "grant_type": "authorization_code",
             "code": code,
             "redirect_uri": f"{self._issuer}/deviceauth/callback",
-            "client_id": CLIENT_ID,
+            "client_id": CODEX_CLIENT_ID,
             "code_verifier": verifier,
         }
         tokens = _json(await self._send("/oauth/token", data=form), ok=(200,))

@@ -4,8 +4,7 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from codexpool_shared.config import InfraSettings
-
-CODEX_CLIENT_ID = "app_EMoamEEZ73f0CkXaXp7hrann"
+from codexpool_shared.store import CODEX_CLIENT_ID
 
 
 class Settings(InfraSettings):

@@ -18,7 +18,7 @@ from codexpool_router.metrics import Metrics
 from codexpool_shared.crypto import Keyring
 from codexpool_shared.events import ProviderStatusChangedV1
 from codexpool_shared.keys import Keys
-from codexpool_shared.store import Exchange, TokenRefresher
+from codexpool_shared.store import Exchange, TokenRefresher, refresh_grant
 
 _CACHE_MAX = 4096
 
@@ -48,11 +48,7 @@ def aiohttp_exchange(session: aiohttp.ClientSession, settings: Settings) -> Exch
     headers = {"originator": settings.originator, "User-Agent": settings.user_agent}
 
     async def exchange(refresh_token: str) -> tuple[int, dict[str, Any] | None]:
-        body = {
-            "client_id": settings.oauth_client_id,
-            "grant_type": "refresh_token",
-            "refresh_token": refresh_token,
-        }
+        body = refresh_grant(refresh_token, settings.oauth_client_id)
         async with session.post(url, json=body, headers=headers, timeout=timeout) as resp:
             doc = await resp.json(content_type=None) if resp.content_length != 0 else None
             return resp.status, doc if isinstance(doc, dict) else None

@@ -50,7 +50,14 @@ from codexpool_shared.store.providers import (
     set_provider_status,
     validate_name,
 )
-from codexpool_shared.store.refresh import PERMANENT, Exchange, TokenRefresher, error_code
+from codexpool_shared.store.refresh import (
+    CODEX_CLIENT_ID,
+    PERMANENT,
+    Exchange,
+    TokenRefresher,
+    error_code,
+    refresh_grant,
+)
 from codexpool_shared.store.removal import (
     PoolMemberRemoved,
     ProviderDeleted,
@@ -59,6 +66,7 @@ from codexpool_shared.store.removal import (
 )
 
 __all__ = [
+    "CODEX_CLIENT_ID",
     "MAX_COOLDOWN_MS",
     "PERMANENT",
     "STRATEGIES",
@@ -103,6 +111,7 @@ __all__ = [
     "read_credentials",
     "record_failure",
     "record_success",
+    "refresh_grant",
     "register_provider",
     "remove_member",
     "resolve_agent_key",

@@ -53,8 +53,16 @@ PERMANENT = frozenset(
 
 _POLL_S = 0.05
 
+CODEX_CLIENT_ID = "app_EMoamEEZ73f0CkXaXp7hrann"
+"""The Codex CLI's public OAuth client id (codex-backend-protocol.md section 2)."""
+
 Exchange = Callable[[str], Awaitable[tuple[int, dict[str, Any] | None]]]
 """POSTs the ``refresh_token`` grant to ``<auth>/oauth/token``: the HTTP status and JSON body."""
+
+
+def refresh_grant(refresh_token: str, client_id: str = CODEX_CLIENT_ID) -> dict[str, str]:
+    """The JSON body of a ``refresh_token`` grant, whichever HTTP client sends it."""
+    return {"client_id": client_id, "grant_type": "refresh_token", "refresh_token": refresh_token}
 
 
 def error_code(doc: Any) -> str | None:
