@@ -3,7 +3,11 @@ SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON_PREFERENCE := only-system
-UV := python3 -m uv
+# uv lives in a project-local environment (scripts/bootstrap-uv.sh): a distribution's python3
+# is externally managed (PEP 668) and takes no pip installs.
+UV_VERSION := 0.13.9
+UV := $(CURDIR)/.tools/uv/bin/uv
+export PATH := $(CURDIR)/.tools/uv/bin:$(PATH)
 PYTEST_WORKERS ?= 2
 
 .PHONY: help bootstrap sync services chromium check format schemas test test-unit \
@@ -15,7 +19,7 @@ help:
 	@echo "make check | test-unit | test-integration | test-e2e | test-browser | bench | schemas"
 
 bootstrap:
-	@python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet --disable-pip-version-check uv
+	@scripts/bootstrap-uv.sh $(UV_VERSION)
 
 sync: bootstrap
 	$(UV) sync --all-packages --locked
