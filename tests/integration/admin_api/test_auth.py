@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import pytest
 import redis
 from fastapi.testclient import TestClient
 
@@ -90,6 +91,14 @@ def test_changes_are_audited_without_secrets(api: TestClient) -> None:
     older = api.get("/api/audit", params={"limit": 1, "before": page["next_before"]}).json()
     assert older["data"][0]["action"] == "token.create"
     assert 'codexpool_admin_changes_total{action="token.create"} 1.0' in api.get("/metrics").text
+
+
+@pytest.mark.parametrize("before", ["18446744073709551616-0", "0-99999999999999999999", "1-x"])
+def test_an_audit_cursor_redis_cannot_read_is_refused(api: TestClient, before: str) -> None:
+    answer = api.get("/api/audit", params={"before": before})
+    assert answer.status_code == 422, answer.text
+    assert "before" in answer.text
+    assert api.get("/api/audit", params={"before": "18446744073709551615-0"}).status_code == 200
 
 
 def test_me_names_the_caller_and_role(api: TestClient) -> None:

@@ -9,16 +9,29 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
-from pydantic import BaseModel
+from pydantic import AfterValidator, BaseModel, Field
 from redis.asyncio import Redis
 
 from codexpool_admin_api.auth import Principal
 from codexpool_admin_api.metrics import Metrics
 from codexpool_shared.keys import Keys
 from codexpool_shared.store.replies import text
+
+_UINT64_MAX = 2**64 - 1
+
+
+def _fits_a_stream_id(value: str) -> str:
+    if any(int(part) > _UINT64_MAX for part in value.split("-")):
+        raise ValueError("both parts of an entry id are at most 18446744073709551615")
+    return value
+
+
+EntryId = Annotated[str, Field(pattern=r"^\d{1,20}-\d{1,20}$"), AfterValidator(_fits_a_stream_id)]
+"""An audit entry id as Redis streams number them: ``<milliseconds>-<sequence>``, each part an
+unsigned 64-bit integer (Redis refuses larger ones as "Invalid stream ID")."""
 
 _SECRET_KEY = re.compile(r"token|secret|password|api_key|authorization|cookie", re.IGNORECASE)
 

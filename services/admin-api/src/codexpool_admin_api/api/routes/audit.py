@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
 from codexpool_admin_api.api.errors import RESPONSES
-from codexpool_admin_api.audit import AuditEntry
+from codexpool_admin_api.audit import AuditEntry, EntryId
 from codexpool_admin_api.deps import AdminDep, AuditorDep
 
 router = APIRouter(prefix="/api/audit", tags=["audit"], responses=RESPONSES)
@@ -25,7 +25,7 @@ async def list_audit(
     _: AdminDep,
     audit: AuditorDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    before: Annotated[str | None, Query(pattern=r"^\d{1,20}-\d{1,20}$")] = None,
+    before: Annotated[EntryId | None, Query()] = None,
 ) -> AuditPage:
     """Audit entries: who changed what, when, before and after."""
     entries = await audit.read(limit=limit, before=before)
