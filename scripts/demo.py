@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import json
 import os
 import random
 import re
@@ -31,9 +30,11 @@ from urllib.parse import urlsplit
 import httpx
 from redis import Redis
 
+from codexpool_sim.seed import DEMO_AGENT, SeedError, seed_demo
+
 STATE = Path(".demo")
 NAMESPACE = "codexpool-demo"
-AGENT = "demo-agent"
+AGENT = DEMO_AGENT
 MODEL = "gpt-5-codex"
 PORTS = {"router": 8080, "admin-api": 8081, "ui": 8082, "health": 8083, "codex-sim": 8090}
 MODULES = {
@@ -160,19 +161,19 @@ def _admin_call(stack: Stack, method: str, path: str, body: object = None) -> di
 
 
 def _configure(stack: Stack, auth_dir: Path) -> list[str]:
-    names = []
-    for n in (1, 2, 3):
-        name = f"chatgpt-oauth-account-{n}"
-        document = json.loads((auth_dir / f"account-{n}.auth.json").read_text())
-        _admin_call(stack, "POST", "/api/providers", {"name": name, "auth_json": document})
-        names.append(name)
-    agent = _admin_call(stack, "POST", "/api/agents", {"id": AGENT, "name": "Demo agent"})
-    stack.api_key = str(agent["api_key"])
-    pool = {"strategy": "round-robin", "providers": names}
-    _admin_call(stack, "PUT", f"/api/agents/{AGENT}/codex-pool", pool)
+    """The demo pool, made as compose's init service makes it (codexpool_sim.seed)."""
+    headers = {"Authorization": f"Bearer {stack.admin_token}"}
+    with httpx.Client(base_url=stack.urls["admin-api"], headers=headers, timeout=20) as client:
+        try:
+            seeded = seed_demo(client, auth_dir, AGENT)
+        except SeedError as exc:
+            raise DemoError(str(exc)) from None
+    if seeded.api_key is None:
+        raise DemoError(f"{AGENT} existed before the demo started: its namespace was not fresh")
+    stack.api_key = seeded.api_key
     viewer = _admin_call(stack, "POST", "/api/tokens", {"name": "demo viewer", "role": "viewer"})
     stack.viewer_token = str(viewer["token"])
-    return names
+    return seeded.providers
 
 
 def _check_example(stack: Stack) -> str:

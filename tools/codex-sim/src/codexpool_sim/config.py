@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
 
 class MismatchPolicy(StrEnum):
     """What to do when ``chatgpt-account-id`` names another account than the token's."""
@@ -46,3 +49,14 @@ class SimConfig:
     account_id_mismatch: MismatchPolicy = MismatchPolicy.REJECT_403
     reuse_revokes_family: bool = True
     workspace_backend_origin: str | None = None
+
+
+class SeedSettings(BaseSettings):
+    """Where ``codexpool-sim-seed`` finds the admin API, and the admin token it calls it with."""
+
+    model_config = SettingsConfigDict(extra="ignore", env_ignore_empty=True)
+
+    admin_api_url: str = Field(
+        default="http://127.0.0.1:8081", validation_alias="CODEXPOOL_ADMIN_API_URL"
+    )
+    admin_token: SecretStr = Field(validation_alias="CODEXPOOL_ADMIN_TOKEN")
