@@ -3,6 +3,7 @@ from __future__ import annotations
 import re
 
 import httpx
+import pytest
 from fastapi.testclient import TestClient
 
 from codexpool_shared.errors import ApiError
@@ -229,6 +230,18 @@ def test_an_unknown_agent_is_a_clear_404(client: TestClient) -> None:
     response = client.get("/agents/ghost/codex-pool")
     assert response.status_code == 404
     assert "agent &#39;ghost&#39; does not exist" in response.text
+
+
+@pytest.mark.parametrize("dots", ["%2E", "%2E%2E"])
+def test_dot_segments_stay_names_on_the_way_to_the_admin_api(
+    client: TestClient, fake: FakeAdmin, dots: str
+) -> None:
+    sign_in(client, VIEWER_TOKEN)
+    fake.calls.clear()
+    assert client.get(f"/agents/{dots}/codex-pool").status_code == 404
+    name = dots.replace("%2E", ".")
+    assert ("GET", f"/api/agents/{name}", VIEWER_TOKEN) in fake.calls
+    assert not [path for _, path, _ in fake.calls if path in ("/api/agents", "/api")]
 
 
 def test_an_unreachable_admin_api_is_a_clear_page() -> None:

@@ -45,8 +45,10 @@ def _refusal(response: httpx.Response) -> AdminApiError:
 
 
 def _segment(value: str) -> str:
-    # Names come from URLs and forms: quote them so that '/' or '..' cannot reach another route.
-    return quote(value, safe="")
+    # Names come from URLs and forms: quote them so that '/' cannot reach another route, and
+    # the dots too: httpx removes a literal '.' or '..' segment (RFC 3986 dot segments), so
+    # "/api/agents/." would become "/api/agents".
+    return quote(value, safe="").replace(".", "%2E")
 
 
 class AdminClient:
