@@ -1,10 +1,27 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
+from fastapi.templating import Jinja2Templates
+
+import codexpool_ui
 from codexpool_ui import formatting
-from codexpool_ui.charts import quota_bar_svg, timeline_svg
+from codexpool_ui.charts import quota_bar, timeline
 from codexpool_ui.view import activity_rows
+
+_CHARTS = Jinja2Templates(directory=Path(codexpool_ui.__file__).parent / "templates").get_template(
+    "_charts.html"
+)
+
+
+def timeline_svg(points: list[dict[str, Any]], provider: str) -> str:
+    return str(_CHARTS.module.timeline(timeline(points, provider)))  # type: ignore[attr-defined]
+
+
+def quota_bar_svg(used: float, label: str) -> str:
+    return str(_CHARTS.module.quota_bar(quota_bar(used, label)))  # type: ignore[attr-defined]
 
 
 def _point(minute: int, requests: int, failures: int = 0, fallbacks: int = 0) -> dict[str, object]:
@@ -18,7 +35,7 @@ def _point(minute: int, requests: int, failures: int = 0, fallbacks: int = 0) ->
 
 
 def test_timeline_draws_stacked_bars_and_fallback_ticks() -> None:
-    svg = str(timeline_svg([_point(0, 0), _point(1, 4, failures=1, fallbacks=2)], "acct"))
+    svg = timeline_svg([_point(0, 0), _point(1, 4, failures=1, fallbacks=2)], "acct")
     assert svg.count('class="tl-ok"') == 1
     assert svg.count('class="tl-fail"') == 1
     assert svg.count('class="tl-fallback"') == 1
@@ -29,14 +46,14 @@ def test_timeline_draws_stacked_bars_and_fallback_ticks() -> None:
 
 
 def test_timeline_escapes_provider_names() -> None:
-    svg = str(timeline_svg([], '"><script>'))
+    svg = timeline_svg([], '"><script>')
     assert "<script>" not in svg and "&#34;&gt;&lt;script&gt;" in svg
 
 
 def test_quota_bar_levels() -> None:
-    assert 'class="qb-ok"' in str(quota_bar_svg(10, "x"))
-    assert 'class="qb-warn"' in str(quota_bar_svg(75, "x"))
-    assert 'class="qb-crit" x="0" y="0" width="100.0"' in str(quota_bar_svg(140, "x"))
+    assert 'class="qb-ok"' in (quota_bar_svg(10, "x"))
+    assert 'class="qb-warn"' in (quota_bar_svg(75, "x"))
+    assert 'class="qb-crit" x="0" y="0" width="100.0"' in (quota_bar_svg(140, "x"))
 
 
 def test_durations_and_resets_read_naturally() -> None:

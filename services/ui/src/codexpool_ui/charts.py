@@ -1,4 +1,5 @@
-"""Server-rendered SVG: the per-provider timeline and the quota bars (no chart library, no CDN).
+"""The geometry of the per-provider timeline and the quota bars; ``_charts.html`` draws them as
+SVG (no chart library, no CDN).
 
 Colours come from classes styled by the UI's stylesheet, because the page's Content Security
 Policy allows no inline styles.
@@ -7,14 +8,44 @@ Policy allows no inline styles.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
-
-from markupsafe import Markup, escape
 
 from codexpool_ui.formatting import clock_time, parse_time
 
-_BAR_W = 3
-_HEIGHT = 36
+BAR_W = 3
+HEIGHT = 36
+_PLOT_H = HEIGHT - 4
+
+
+@dataclass(frozen=True, slots=True)
+class Bar:
+    """One minute's stacked bar: successes below, failures above, a tick for fallbacks in."""
+
+    x: int
+    ok_h: float
+    failed_h: float
+    fallback: bool
+    title: str
+
+
+@dataclass(frozen=True, slots=True)
+class Timeline:
+    provider: str
+    width: int
+    label: str
+    bars: list[Bar]
+    height: int = HEIGHT
+    bar_w: int = BAR_W
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaBar:
+    """A 0-100 % bar; ``level`` turns amber from 70 % and red from 90 %."""
+
+    used: float
+    level: str
+    label: str
 
 
 def _count(point: Mapping[str, Any], field: str) -> int:
@@ -22,60 +53,38 @@ def _count(point: Mapping[str, Any], field: str) -> int:
     return value if isinstance(value, int) and value > 0 else 0
 
 
-def timeline_svg(points: Sequence[Mapping[str, Any]], provider: str) -> Markup:
-    """Stacked bars per bucket: successes below, failures above, a tick where fallbacks came in."""
-    width = max(len(points), 1) * _BAR_W
+def timeline(points: Sequence[Mapping[str, Any]], provider: str) -> Timeline:
+    """One bar per bucket that saw requests, scaled to the busiest bucket."""
     peak = max((_count(p, "requests") for p in points), default=0) or 1
     totals = {f: sum(_count(p, f) for p in points) for f in ("requests", "failures", "fallbacks")}
-    label = (
-        f"Timeline of {provider}, last {len(points)} minutes: {totals['requests']} requests, "
-        f"{totals['failures']} failed, {totals['fallbacks']} fallbacks in"
-    )
-    parts = [
-        f'<svg class="timeline" viewBox="0 0 {width} {_HEIGHT}" width="{width}" '
-        f'height="{_HEIGHT}" role="img" aria-label="{escape(label)}" '
-        f'data-testid="timeline-{escape(provider)}" preserveAspectRatio="none">',
-        f'<rect class="tl-bg" x="0" y="0" width="{width}" height="{_HEIGHT}"/>',
-    ]
+    bars = []
     for i, point in enumerate(points):
         requests = _count(point, "requests")
         if not requests:
             continue
-        ok, failed = _count(point, "successes"), _count(point, "failures")
-        x = i * _BAR_W
-        ok_h = ok / peak * (_HEIGHT - 4)
-        failed_h = failed / peak * (_HEIGHT - 4)
+        ok, failed, fallbacks = (_count(point, f) for f in ("successes", "failures", "fallbacks"))
         when = parse_time(point.get("t"))
         title = (
             f"{clock_time(when) if when else ''} {requests} requests, {ok} ok, {failed} failed, "
-            f"{_count(point, 'fallbacks')} fallbacks in"
+            f"{fallbacks} fallbacks in"
         ).strip()
-        parts.append(f"<g><title>{escape(title)}</title>")
-        if ok_h:
-            parts.append(
-                f'<rect class="tl-ok" x="{x}" y="{_HEIGHT - ok_h:.1f}" '
-                f'width="{_BAR_W - 1}" height="{ok_h:.1f}"/>'
+        bars.append(
+            Bar(
+                x=i * BAR_W,
+                ok_h=ok / peak * _PLOT_H,
+                failed_h=failed / peak * _PLOT_H,
+                fallback=fallbacks > 0,
+                title=title,
             )
-        if failed_h:
-            parts.append(
-                f'<rect class="tl-fail" x="{x}" y="{_HEIGHT - ok_h - failed_h:.1f}" '
-                f'width="{_BAR_W - 1}" height="{failed_h:.1f}"/>'
-            )
-        if _count(point, "fallbacks"):
-            parts.append(
-                f'<rect class="tl-fallback" x="{x}" y="0" width="{_BAR_W - 1}" height="3"/>'
-            )
-        parts.append("</g>")
-    parts.append("</svg>")
-    return Markup("".join(parts))
+        )
+    label = (
+        f"Timeline of {provider}, last {len(points)} minutes: {totals['requests']} requests, "
+        f"{totals['failures']} failed, {totals['fallbacks']} fallbacks in"
+    )
+    return Timeline(provider=provider, width=max(len(points), 1) * BAR_W, label=label, bars=bars)
 
 
-def quota_bar_svg(used_percent: float, label: str) -> Markup:
-    """A 0-100 % bar; its class turns amber from 70 % and red from 90 %."""
+def quota_bar(used_percent: float, label: str) -> QuotaBar:
     used = min(max(used_percent, 0.0), 100.0)
     level = "crit" if used >= 90 else "warn" if used >= 70 else "ok"
-    return Markup(
-        f'<svg class="quota-bar" viewBox="0 0 100 8" preserveAspectRatio="none" role="img" '
-        f'aria-label="{escape(label)}"><rect class="qb-bg" x="0" y="0" width="100" height="8"/>'
-        f'<rect class="qb-{level}" x="0" y="0" width="{used:.1f}" height="8"/></svg>'
-    )
+    return QuotaBar(used=used, level=level, label=label)

@@ -11,7 +11,7 @@ from urllib.parse import quote, urlencode
 
 from fastapi import Request
 from fastapi.templating import Jinja2Templates
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 
 from codexpool_ui.admin import AdminApiError, AdminClient, JsonObject
 from codexpool_ui.config import Settings
@@ -97,33 +97,66 @@ def activity_context(
     }
 
 
-def render_pool(
-    request: Request,
-    templates: Jinja2Templates,
-    settings: Settings,
-    session: Session,
-    agent_id: str,
-    data: PoolData,
-    *,
-    draft: Draft | None = None,
-    error: str | None = None,
-    device: JsonObject | None = None,
-    status_code: int = 200,
-) -> Response:
-    shown = draft or data.saved
-    addable = [p for p in data.registered if p.get("name") not in shown.providers]
-    context = {
-        **activity_context(agent_id, data.activity, settings),
-        "agent": data.agent,
-        "draft": shown,
-        "dirty": shown != data.saved,
-        "version": data.version,
-        "strategies": STRATEGIES,
-        "addable": addable,
-        "links": data.links,
-        "device": device,
-        "error": error,
-    }
-    return render(
-        request, templates, "pool.html", context, session=session, status_code=status_code
-    )
+@dataclass(frozen=True, slots=True)
+class PoolPage:
+    """One request for an agent's pool page: what every handler of the page needs, together."""
+
+    request: Request
+    agent_id: str
+    templates: Jinja2Templates
+    settings: Settings
+    admin: AdminClient
+    session: Session
+
+    @property
+    def path(self) -> str:
+        return pool_path(self.agent_id)
+
+    async def load(self) -> PoolData:
+        return await load(self.admin, self.session, self.agent_id)
+
+    def redirect(self, notice: str) -> RedirectResponse:
+        """Back to the page after a change, with one of ``pages.NOTICES`` on it."""
+        return RedirectResponse(f"{self.path}?notice={notice}", status_code=303)
+
+    def render(
+        self,
+        data: PoolData,
+        *,
+        draft: Draft | None = None,
+        error: str | None = None,
+        device: JsonObject | None = None,
+        status_code: int = 200,
+    ) -> Response:
+        shown = draft or data.saved
+        addable = [p for p in data.registered if p.get("name") not in shown.providers]
+        context = {
+            **activity_context(self.agent_id, data.activity, self.settings),
+            "agent": data.agent,
+            "draft": shown,
+            "dirty": shown != data.saved,
+            "version": data.version,
+            "strategies": STRATEGIES,
+            "addable": addable,
+            "links": data.links,
+            "device": device,
+            "error": error,
+        }
+        return render(
+            self.request,
+            self.templates,
+            "pool.html",
+            context,
+            session=self.session,
+            status_code=status_code,
+        )
+
+    async def refused(self, exc: AdminApiError, draft: Draft | None = None) -> Response:
+        """The page again with the admin API's refusal on it (a viewer's 403, a 422 naming a
+        field). An expired token (401) or an unreachable admin API (502) goes to the app's
+        handlers instead."""
+        if exc.status in (401, 502):
+            raise exc
+        return self.render(
+            await self.load(), draft=draft, error=exc.message, status_code=exc.status
+        )

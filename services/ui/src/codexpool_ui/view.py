@@ -7,10 +7,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from markupsafe import Markup
-
 from codexpool_ui import formatting
-from codexpool_ui.charts import quota_bar_svg, timeline_svg
+from codexpool_ui.charts import QuotaBar, Timeline, quota_bar, timeline
 
 STRATEGIES = ("round-robin", "primary-first", "quota-aware")
 
@@ -33,7 +31,7 @@ class QuotaView:
     label: str
     used_text: str
     resets_text: str
-    bar: Markup
+    bar: QuotaBar
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +47,7 @@ class RowView:
     health_components: list[tuple[str, str]]
     health_formula: str
     fallback_count: int
-    timeline: Markup
+    timeline: Timeline
     quota: list[QuotaView] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     """Why the router may be skipping it right now: circuit, cooldown, a failed refresh."""
@@ -112,7 +110,7 @@ def _quota(raw: Any, provider: str, now: datetime) -> list[QuotaView]:
                 label=label,
                 used_text=used_text,
                 resets_text=resets,
-                bar=quota_bar_svg(used, f"{provider}: {label} {used_text}, {resets}"),
+                bar=quota_bar(used, f"{provider}: {label} {used_text}, {resets}"),
             )
         )
     return views
@@ -150,7 +148,7 @@ def activity_rows(activity: Mapping[str, Any], now: datetime | None = None) -> l
         ):
             product = " × ".join(f"{factors[f]:.3f}" for f in _FACTORS)
             formula = f"100 × {product} (success rate × latency factor × fallback factor)"
-        timeline = raw.get("timeline")
+        points = raw.get("timeline")
         rows.append(
             RowView(
                 name=name,
@@ -164,7 +162,7 @@ def activity_rows(activity: Mapping[str, Any], now: datetime | None = None) -> l
                 health_components=components,
                 health_formula=formula,
                 fallback_count=_int(raw.get("fallback_count")),
-                timeline=timeline_svg(timeline if isinstance(timeline, list) else [], name),
+                timeline=timeline(points if isinstance(points, list) else [], name),
                 quota=_quota(raw.get("quota"), name, moment),
                 notes=_notes(raw),
             )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Query, Request
+from fastapi import APIRouter, Depends, Form, Query, Request
 from starlette.responses import RedirectResponse, Response
 
 from codexpool_ui import pool_page
@@ -12,6 +12,7 @@ from codexpool_ui.admin import AdminApiError, JsonObject
 from codexpool_ui.deps import AdminDep, FormSessionDep, SessionDep, SettingsDep, TemplatesDep
 from codexpool_ui.formatting import timestamp
 from codexpool_ui.pages import render
+from codexpool_ui.pool_page import Draft, PoolPage
 
 router = APIRouter(prefix="/agents/{agent_id}/codex-pool", tags=["pool"])
 
@@ -19,38 +20,53 @@ StrategyForm = Annotated[str | None, Form()]
 ProvidersForm = Annotated[list[str] | None, Form()]
 
 
-@router.get("")
-async def show_pool(
+def _page(
     request: Request,
     agent_id: str,
     templates: TemplatesDep,
     settings: SettingsDep,
     admin: AdminDep,
     session: SessionDep,
+) -> PoolPage:
+    return PoolPage(request, agent_id, templates, settings, admin, session)
+
+
+def _form_page(
+    request: Request,
+    agent_id: str,
+    templates: TemplatesDep,
+    settings: SettingsDep,
+    admin: AdminDep,
+    session: FormSessionDep,
+) -> PoolPage:
+    return PoolPage(request, agent_id, templates, settings, admin, session)
+
+
+PageDep = Annotated[PoolPage, Depends(_page)]
+"""The page for a signed-in session."""
+FormPageDep = Annotated[PoolPage, Depends(_form_page)]
+"""The page for a signed-in session whose form carried its CSRF token (every change)."""
+
+
+@router.get("")
+async def show_pool(
+    page: PageDep,
     strategy: Annotated[str | None, Query()] = None,
     providers: Annotated[list[str] | None, Query()] = None,
 ) -> Response:
-    data = await pool_page.load(admin, session, agent_id)
-    draft = pool_page.draft_from(strategy, providers or [], data.saved)
-    return pool_page.render_pool(request, templates, settings, session, agent_id, data, draft=draft)
+    data = await page.load()
+    return page.render(data, draft=pool_page.draft_from(strategy, providers or [], data.saved))
 
 
 @router.get("/live")
-async def live_activity(
-    request: Request,
-    agent_id: str,
-    templates: TemplatesDep,
-    settings: SettingsDep,
-    admin: AdminDep,
-    session: SessionDep,
-) -> Response:
+async def live_activity(page: PageDep) -> Response:
     """The activity table alone, polled by the page to stay live without a reload."""
-    activity = await admin.activity(session.bearer, agent_id)
-    context = pool_page.activity_context(agent_id, activity, settings)
-    return render(request, templates, "_activity.html", context, session=session)
+    activity = await page.admin.activity(page.session.bearer, page.agent_id)
+    context = pool_page.activity_context(page.agent_id, activity, page.settings)
+    return render(page.request, page.templates, "_activity.html", context, session=page.session)
 
 
-def _edited(draft: pool_page.Draft, action: str, add: str | None) -> pool_page.Draft:
+def _edited(draft: Draft, action: str, add: str | None) -> Draft:
     names = list(draft.providers)
     if action == "add" and add and add not in names:
         names.append(add)
@@ -60,154 +76,76 @@ def _edited(draft: pool_page.Draft, action: str, add: str | None) -> pool_page.D
         j = i - 1 if verb == "up" else i + 1
         if 0 <= i < len(names) and 0 <= j < len(names):
             names[i], names[j] = names[j], names[i]
-    return pool_page.Draft(draft.strategy, tuple(names))
-
-
-async def _refused(
-    request: Request,
-    agent_id: str,
-    templates: TemplatesDep,
-    settings: SettingsDep,
-    admin: AdminDep,
-    session: FormSessionDep,
-    exc: AdminApiError,
-    draft: pool_page.Draft | None = None,
-) -> Response:
-    """The page again with the admin API's refusal on it (a viewer's 403, a 422 naming a field).
-
-    An expired token (401) or an unreachable admin API (502) goes to the app's handlers instead.
-    """
-    if exc.status in (401, 502):
-        raise exc
-    data = await pool_page.load(admin, session, agent_id)
-    return pool_page.render_pool(
-        request,
-        templates,
-        settings,
-        session,
-        agent_id,
-        data,
-        draft=draft,
-        error=exc.message,
-        status_code=exc.status,
-    )
+    return Draft(draft.strategy, tuple(names))
 
 
 @router.post("/routing")
 async def edit_routing(
-    request: Request,
-    agent_id: str,
-    templates: TemplatesDep,
-    settings: SettingsDep,
-    admin: AdminDep,
-    session: FormSessionDep,
+    page: FormPageDep,
     action: Annotated[str, Form()] = "save",
     strategy: StrategyForm = None,
     providers: ProvidersForm = None,
     add_provider: Annotated[str | None, Form()] = None,
 ) -> Response:
     """Add, reorder (the draft stays in the URL until saved) or save the routing configuration."""
-    path = pool_page.pool_path(agent_id)
-    submitted = pool_page.Draft(strategy or "", tuple(dict.fromkeys(providers or [])))
+    submitted = Draft(strategy or "", tuple(dict.fromkeys(providers or [])))
     if action != "save":
         edited = _edited(submitted, action, add_provider)
-        return RedirectResponse(f"{path}?{edited.query()}", status_code=303)
+        return RedirectResponse(f"{page.path}?{edited.query()}", status_code=303)
     try:
-        await admin.put_pool(
-            session.bearer, agent_id, submitted.strategy, list(submitted.providers)
+        await page.admin.put_pool(
+            page.session.bearer, page.agent_id, submitted.strategy, list(submitted.providers)
         )
     except AdminApiError as exc:
-        return await _refused(
-            request, agent_id, templates, settings, admin, session, exc, submitted
-        )
-    return RedirectResponse(f"{path}?notice=saved", status_code=303)
+        return await page.refused(exc, submitted)
+    return page.redirect("saved")
 
 
 @router.post("/providers/{provider}/delete")
-async def delete_member(
-    request: Request,
-    agent_id: str,
-    provider: str,
-    templates: TemplatesDep,
-    settings: SettingsDep,
-    admin: AdminDep,
-    session: FormSessionDep,
-) -> Response:
+async def delete_member(page: FormPageDep, provider: str) -> Response:
     try:
-        await admin.remove_member(session.bearer, agent_id, provider)
+        await page.admin.remove_member(page.session.bearer, page.agent_id, provider)
     except AdminApiError as exc:
-        return await _refused(request, agent_id, templates, settings, admin, session, exc)
-    return RedirectResponse(f"{pool_page.pool_path(agent_id)}?notice=deleted", status_code=303)
+        return await page.refused(exc)
+    return page.redirect("deleted")
 
 
 @router.post("/refresh")
-async def refresh_live_state(
-    request: Request,
-    agent_id: str,
-    templates: TemplatesDep,
-    settings: SettingsDep,
-    admin: AdminDep,
-    session: FormSessionDep,
-) -> Response:
+async def refresh_live_state(page: FormPageDep) -> Response:
     try:
-        await admin.refresh(session.bearer, agent_id)
+        await page.admin.refresh(page.session.bearer, page.agent_id)
     except AdminApiError as exc:
-        return await _refused(request, agent_id, templates, settings, admin, session, exc)
-    return RedirectResponse(f"{pool_page.pool_path(agent_id)}?notice=refreshed", status_code=303)
+        return await page.refused(exc)
+    return page.redirect("refreshed")
 
 
 @router.post("/providers/{provider}/relink")
-async def relink(
-    request: Request,
-    agent_id: str,
-    provider: str,
-    templates: TemplatesDep,
-    settings: SettingsDep,
-    admin: AdminDep,
-    session: FormSessionDep,
-) -> Response:
+async def relink(page: FormPageDep, provider: str) -> Response:
     """Start a device-code login for the account; the page shows the code to enter."""
     try:
-        device = await admin.start_device_login(session.bearer, provider)
+        device = await page.admin.start_device_login(page.session.bearer, provider)
     except AdminApiError as exc:
-        return await _refused(request, agent_id, templates, settings, admin, session, exc)
-    data = await pool_page.load(admin, session, agent_id)
-    return pool_page.render_pool(
-        request, templates, settings, session, agent_id, data, device=_device(provider, device)
-    )
+        return await page.refused(exc)
+    return page.render(await page.load(), device=_device(provider, device))
 
 
 @router.post("/providers/{provider}/relink/complete")
 async def complete_relink(
-    request: Request,
-    agent_id: str,
+    page: FormPageDep,
     provider: str,
-    templates: TemplatesDep,
-    settings: SettingsDep,
-    admin: AdminDep,
-    session: FormSessionDep,
     user_code: Annotated[str, Form()] = "",
     verification_uri: Annotated[str, Form()] = "",
 ) -> Response:
     """Finish the re-link once the code was approved; until then show the code again."""
     try:
-        result = await admin.poll_device_login(session.bearer, provider)
+        result = await page.admin.poll_device_login(page.session.bearer, provider)
     except AdminApiError as exc:
-        return await _refused(request, agent_id, templates, settings, admin, session, exc)
+        return await page.refused(exc)
     if result.get("status") == "linked":
-        path = pool_page.pool_path(agent_id)
-        return RedirectResponse(f"{path}?notice=relinked", status_code=303)
-    data = await pool_page.load(admin, session, agent_id)
+        return page.redirect("relinked")
     device = {"user_code": user_code, "verification_uri": verification_uri}
-    return pool_page.render_pool(
-        request,
-        templates,
-        settings,
-        session,
-        agent_id,
-        data,
-        device={**_device(provider, device), "pending": True},
-        status_code=202,
+    return page.render(
+        await page.load(), device={**_device(provider, device), "pending": True}, status_code=202
     )
 
 
