@@ -1,4 +1,4 @@
-"""The messaging behaviour suite, written once and run on both backends (STYLE.md point 19).
+"""The messaging behaviour suite, written once and run on both backends (docs/STYLE.md point 19).
 
 ``MessagingSuite`` holds the tests; a tier subclasses it and provides a ``backend`` fixture:
 ``tests/unit/shared/test_messaging_suite.py`` on ``testing.broker.InMemoryBroker``,

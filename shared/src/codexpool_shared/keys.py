@@ -1,6 +1,6 @@
 """Every Redis key Codex Pool uses, built from the namespace, in one place.
 
-A single Redis serves the whole system (SPEC.md section 3); keys are plain strings under
+A single Redis serves the whole system (docs/SPEC.md section 3); keys are plain strings under
 ``<namespace>:``. Services never format a key themselves: they ask a ``Keys``.
 """
 

@@ -32,7 +32,7 @@ def _operations(document: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]
     ]
 
 
-# SPEC.md section 8, plus tokens, audit and /api/me. Clients generate code from these ids:
+# docs/SPEC.md section 8, plus tokens, audit and /api/me. Clients generate code from these ids:
 # renaming one is a breaking change, so this list changes only on purpose.
 OPERATIONS = {
     "GET /api/providers": "list_registered_providers",

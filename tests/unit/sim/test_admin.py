@@ -1,4 +1,4 @@
-"""The ``/_sim`` admin contract of SPEC.md §10 beyond faults."""
+"""The ``/_sim`` admin contract of docs/SPEC.md §10 beyond faults."""
 
 from __future__ import annotations
 

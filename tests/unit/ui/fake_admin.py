@@ -1,4 +1,4 @@
-"""An in-process fake of the admin API: the SPEC.md section 8 shapes the UI relies on."""
+"""An in-process fake of the admin API: the docs/SPEC.md section 8 shapes the UI relies on."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Device-code login against the OAuth issuer (codex-backend-protocol.md section 2.1).
+"""Device-code login against the OAuth issuer (docs/reference/codex-backend-protocol.md 2.1).
 
 Re-linking a provider: ``start`` asks the issuer for a user code that an admin enters at the
 issuer's device page; ``poll`` asks whether it was approved and, once it was, exchanges the

@@ -52,7 +52,7 @@ def _segment(value: str) -> str:
 
 
 class AdminClient:
-    """Typed calls to the admin API endpoints of SPEC.md section 8."""
+    """Typed calls to the admin API endpoints of docs/SPEC.md section 8."""
 
     def __init__(self, http: httpx.AsyncClient, registry: CollectorRegistry) -> None:
         self._http = http

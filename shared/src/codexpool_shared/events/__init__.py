@@ -1,4 +1,4 @@
-"""Versioned event schemas (SPEC.md section 7), decoded by one ``EventAdapter``.
+"""Versioned event schemas (docs/SPEC.md section 7), decoded by one ``EventAdapter``.
 
 Compatibility policy: within a version, changes are additive only (new optional fields; renames
 through ``validation_alias``). A breaking change is a new ``...v2`` model, and consumers accept

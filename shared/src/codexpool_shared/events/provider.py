@@ -7,7 +7,7 @@ from typing import Literal
 from codexpool_shared.events.base import BaseEvent
 
 ProviderStatus = Literal["active", "needs_reauth", "disabled"]
-"""Account status of a provider (SPEC.md section 4)."""
+"""Account status of a provider (docs/SPEC.md section 4)."""
 
 HealthBand = Literal["healthy", "degraded", "unhealthy"]
 """Health band of a provider, from its health score thresholds."""

@@ -1,4 +1,4 @@
-"""The event publisher: ``publish()`` never waits for RabbitMQ (SPEC.md section 5, step 6).
+"""The event publisher: ``publish()`` never waits for RabbitMQ (docs/SPEC.md section 5, step 6).
 
 ``publish()`` serialises the event, captures the caller's trace context and appends both to a
 bounded in-memory buffer; a background task sends the buffer in concurrent batches with

@@ -1,4 +1,4 @@
-"""Agents and their router keys (SPEC.md section 4).
+"""Agents and their router keys (docs/SPEC.md section 4).
 
 A router key is ``cpk_`` + 43 URL-safe characters (256 random bits). Only its SHA-256 is
 stored: ``Keys.api_key(sha)`` -> agent id is what the router's selection script reads, and

@@ -1,4 +1,4 @@
-"""Unverified JWT claims of Codex OAuth tokens (codex-backend-protocol.md section 1.2).
+"""Unverified JWT claims of Codex OAuth tokens (docs/reference/codex-backend-protocol.md 1.2).
 
 Codex itself never verifies these signatures; the issuer is trusted through the TLS channel
 the tokens arrived on. We only read the claims that identify the account.

@@ -1,4 +1,4 @@
-"""Agent pools (SPEC.md section 4): strategy, ordered members, version.
+"""Agent pools (docs/SPEC.md section 4): strategy, ordered members, version.
 
 ``Keys.pool(agent)`` is a hash ``{strategy, providers (JSON list, first = primary), version}``.
 Every change runs in one Lua script: it validates the members against the registry and bumps

@@ -1,4 +1,4 @@
-"""Provider records (SPEC.md section 4): the registry of ChatGPT accounts and their tokens.
+"""Provider records (docs/SPEC.md section 4): the registry of ChatGPT accounts and their tokens.
 
 ``Keys.provider(name)`` is a hash; tokens are stored only as envelopes from
 ``codexpool_shared.crypto`` bound to (provider name, field name). ``credential_version`` is

@@ -1,4 +1,4 @@
-"""Single-flight OAuth token refresh across processes (SPEC.md sections 4 and 8).
+"""Single-flight OAuth token refresh across processes (docs/SPEC.md sections 4 and 8).
 
 Refresh tokens are single-use (protocol 2.2): exactly one process may spend one. Within a
 process, concurrent callers share one task per provider. Across processes,
@@ -54,7 +54,7 @@ PERMANENT = frozenset(
 _POLL_S = 0.05
 
 CODEX_CLIENT_ID = "app_EMoamEEZ73f0CkXaXp7hrann"
-"""The Codex CLI's public OAuth client id (codex-backend-protocol.md section 2)."""
+"""The Codex CLI's public OAuth client id (docs/reference/codex-backend-protocol.md section 2)."""
 
 Exchange = Callable[[str], Awaitable[tuple[int, dict[str, Any] | None]]]
 """POSTs the ``refresh_token`` grant to ``<auth>/oauth/token``: the HTTP status and JSON body."""

@@ -1,4 +1,4 @@
-"""The registry of Codex Pool's own span and log attributes (STYLE.md point 15).
+"""The registry of Codex Pool's own span and log attributes (docs/STYLE.md point 15).
 
 Every custom attribute carries the ``codexpool.`` prefix and is named here, once; standard
 semantic-convention attributes (``http.*``, ``messaging.*``, ``gen_ai.*``) are not repeated.

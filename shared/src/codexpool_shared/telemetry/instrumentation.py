@@ -52,7 +52,7 @@ def instrument_libraries(tracer_provider: TracerProvider, meter_provider: MeterP
     # aio-pika's instrumentor is left out on purpose: it wraps Exchange.publish, which our
     # publisher calls from a background task, so spans would get the task's context instead of
     # the request's. codexpool_shared.messaging injects and extracts the W3C context itself
-    # (reliability-security.md section 2.2).
+    # (docs/reference/reliability-security.md section 2.2).
     # None of these capture headers or bodies: redis statements are sanitized to "CMD ? ?",
     # and the HTTP clients' hooks only redact credential shapes from the recorded URL.
     instrumentors: tuple[tuple[BaseInstrumentor, dict[str, object]], ...] = (

@@ -1,7 +1,7 @@
 """Redaction of secrets from anything about to leave the process as text.
 
-Defence in depth (reliability-security.md section 3.3): code should never log a token in the
-first place, but if it does, the log handler, error bodies and anything else that calls
+Defence in depth (docs/reference/reliability-security.md section 3.3): code should never log a
+token in the first place, but if it does, the log handler, error bodies and anything else that calls
 ``redact`` replace it with ``[REDACTED]``. Two rules apply:
 
 - a mapping key named like a credential (``authorization``, ``cookie``, ``*token*``,

@@ -1,6 +1,6 @@
 """An asyncio TCP fault proxy to put between a service and Redis, RabbitMQ or an upstream.
 
-Toxiproxy cannot be installed on the build machines (reference/reliability-security.md 2.6), so
+Toxiproxy cannot be installed on the build machines (docs/reference/reliability-security.md 2.6), so
 this is the in-repo equivalent::
 
     async with FaultProxy("127.0.0.1", 5672) as proxy:

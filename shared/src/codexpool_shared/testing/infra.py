@@ -1,6 +1,6 @@
 """Finding the real Redis and RabbitMQ for integration tests.
 
-STYLE.md, "Where this project differs".
+docs/STYLE.md, "Where this project differs".
 
 Order: ``REDIS_URL`` / ``AMQP_URL`` from the environment; else containers when a Docker engine
 answers; else the local servers at their default addresses; else fail with instructions.

@@ -1,4 +1,4 @@
-"""The ``/_sim`` admin endpoint (SPEC.md §10): accounts, faults, recordings, clock, knobs."""
+"""The ``/_sim`` admin endpoint (docs/SPEC.md §10): accounts, faults, recordings, clock, knobs."""
 
 from __future__ import annotations
 
