@@ -41,6 +41,10 @@ class InfraSettings(BaseSettings):
     redis_timeout_s: float = Field(default=0.5, validation_alias="CODEXPOOL_REDIS_TIMEOUT_S", gt=0)
     """Connect and read timeout of every Redis call: a blackholed Redis costs this, not a hang."""
 
+    drain_timeout_s: float = Field(default=30.0, ge=0, validation_alias="CODEXPOOL_DRAIN_TIMEOUT_S")
+    """After SIGTERM, how long requests in flight may still run before they are ended
+    (``codexpool_shared.drain``); deployment grace periods are derived from it."""
+
     @field_validator("namespace")
     @classmethod
     def _namespace_is_a_slug(cls, value: str) -> str:

@@ -1,7 +1,8 @@
 """``/livez``, ``/readyz`` and ``/metrics``, served the same way by every service.
 
 Liveness says the process runs; readiness says it can do its job now (its own dependencies,
-checked with a short deadline); metrics expose the service's own Prometheus registry.
+checked with a short deadline) and fails at once, without checking anything, while the process
+drains; metrics expose the service's own Prometheus registry.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.responses import JSONResponse
+
+from codexpool_shared.drain import Drain
 
 ReadinessCheck = Callable[[], Awaitable[object]]
 """A coroutine that raises (or times out) when a dependency is not usable."""
@@ -28,7 +31,9 @@ async def _run_check(check: ReadinessCheck) -> bool:
 
 
 def probe_router(
-    registry: CollectorRegistry, checks: Callable[[Request], Mapping[str, ReadinessCheck]]
+    registry: CollectorRegistry,
+    checks: Callable[[Request], Mapping[str, ReadinessCheck]],
+    drain: Drain,
 ) -> APIRouter:
     """The probe endpoints; ``checks`` gives, per request, the named readiness checks."""
     router = APIRouter(tags=["probes"], include_in_schema=False)
@@ -39,6 +44,8 @@ def probe_router(
 
     @router.get("/readyz")
     async def readyz(request: Request) -> JSONResponse:
+        if drain.draining:
+            return JSONResponse({"status": "draining"}, status_code=503)
         named = checks(request)
         results = await asyncio.gather(*(_run_check(c) for c in named.values()))
         status = dict(zip(named, ("ok" if ok else "failing" for ok in results), strict=True))

@@ -22,7 +22,7 @@ def test_a_fault_followed_by_another_attempt_is_a_fallback_away() -> None:
 
 
 def test_quota_and_client_errors_are_failures_but_not_faults() -> None:
-    for outcome in ("usage_limit", "client_error", "auth_error", "cancelled"):
+    for outcome in ("usage_limit", "client_error", "auth_error", "cancelled", "shutdown"):
         assert attempt_fields(attempt("p", outcome), 0, 2) == ["requests", "failures"]
 
 

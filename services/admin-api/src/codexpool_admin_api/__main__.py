@@ -6,7 +6,12 @@ from codexpool_shared.cli import serve
 
 
 def main() -> None:
-    serve("codexpool-admin-api", 8081, lambda: create_app(Settings()))
+    serve(
+        "codexpool-admin-api",
+        8081,
+        Settings,
+        lambda settings, drain: create_app(settings, drain=drain),
+    )
 
 
 if __name__ == "__main__":

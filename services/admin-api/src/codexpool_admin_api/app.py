@@ -33,6 +33,7 @@ from codexpool_admin_api.metrics import Metrics
 from codexpool_admin_api.middleware import BodyLimit, NoStore
 from codexpool_shared import telemetry
 from codexpool_shared.crypto import Keyring
+from codexpool_shared.drain import Drain
 from codexpool_shared.errors import ApiError, install_error_handlers
 from codexpool_shared.keys import Keys
 from codexpool_shared.messaging import EventPublisher, Publisher
@@ -71,12 +72,15 @@ def create_app(
     *,
     publisher: Publisher | None = None,
     upstream_transport: httpx.AsyncBaseTransport | None = None,
+    drain: Drain | None = None,
 ) -> FastAPI:
     """The admin API.
 
     Tests replace the RabbitMQ publisher with a fake, and may route the upstream and OAuth calls
-    to an in-process codex-sim through ``upstream_transport``.
+    to an in-process codex-sim through ``upstream_transport``. ``drain`` is the process's
+    (``serve`` makes it).
     """
+    drain = drain or Drain(settings.drain_timeout_s)
     telemetry.configure("codexpool-admin-api")
     registry = CollectorRegistry()
     metrics = Metrics(registry)
@@ -174,7 +178,7 @@ def create_app(
         redis: Redis = request.state.redis
         return {"redis": redis.ping}
 
-    app.include_router(probe_router(registry, checks))
+    app.include_router(probe_router(registry, checks, drain))
     for module in (providers, oauth, agents, pools, activity, backup, tokens, audit):
         app.include_router(module.router)
     app.include_router(tokens.me_router)

@@ -44,7 +44,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         ).parse_args(args[1:])
         asyncio.run(_rebuild(Settings()))
         return
-    serve("codexpool-health", 8083, lambda: create_app(Settings()), args)
+    serve(
+        "codexpool-health",
+        8083,
+        Settings,
+        lambda settings, drain: create_app(settings, drain=drain),
+        args,
+    )
 
 
 if __name__ == "__main__":

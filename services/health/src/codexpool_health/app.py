@@ -18,6 +18,7 @@ from codexpool_health.scores import ScoreReporter, rescore_forever
 from codexpool_health.scoring import ScoreConfig
 from codexpool_health.store import HealthStore
 from codexpool_shared import telemetry
+from codexpool_shared.drain import Drain
 from codexpool_shared.errors import install_error_handlers
 from codexpool_shared.keys import Keys
 from codexpool_shared.messaging import EventPublisher, Publisher
@@ -31,8 +32,12 @@ async def _cancel(task: asyncio.Task[None]) -> None:
         await task
 
 
-def create_app(settings: Settings, *, publisher: Publisher | None = None) -> FastAPI:
-    """The health service; ``publisher`` replaces the RabbitMQ publisher (tests pass a fake)."""
+def create_app(
+    settings: Settings, *, publisher: Publisher | None = None, drain: Drain | None = None
+) -> FastAPI:
+    """The health service; ``publisher`` replaces the RabbitMQ publisher (tests pass a fake),
+    ``drain`` is the process's (``serve`` makes it)."""
+    drain = drain or Drain(settings.drain_timeout_s)
     telemetry.configure("codexpool-health")
     registry = CollectorRegistry()
     metrics = HealthMetrics(registry)
@@ -97,5 +102,5 @@ def create_app(settings: Settings, *, publisher: Publisher | None = None) -> Fas
         redis: Redis = request.state.redis
         return {"redis": redis.ping}
 
-    app.include_router(probe_router(registry, checks))
+    app.include_router(probe_router(registry, checks, drain))
     return app

@@ -8,7 +8,12 @@ from codexpool_shared.telemetry import configure_logging
 
 def main() -> None:
     configure_logging(service="codexpool-router")
-    serve("codexpool-router", 8080, lambda: create_app(Settings()))
+    serve(
+        "codexpool-router",
+        8080,
+        Settings,
+        lambda settings, drain: create_app(settings, drain=drain),
+    )
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from codexpool_router.pool_info import info_router
 from codexpool_router.proxy import ResponsesEndpoint
 from codexpool_shared import telemetry
 from codexpool_shared.crypto import Keyring
+from codexpool_shared.drain import Drain
 from codexpool_shared.errors import ApiError, install_error_handlers
 from codexpool_shared.keys import Keys
 from codexpool_shared.messaging import EventPublisher, Publisher
@@ -76,7 +77,11 @@ class RouterApp(FastAPI):
         await super().__call__(scope, receive, send)
 
 
-def create_app(settings: Settings, *, publisher: Publisher | None = None) -> FastAPI:
+def create_app(
+    settings: Settings, *, publisher: Publisher | None = None, drain: Drain | None = None
+) -> FastAPI:
+    """The router; ``drain`` is the process's (``serve`` makes it), ``publisher`` a test's fake."""
+    drain = drain or Drain(settings.drain_timeout_s)
     keyring = Keyring.from_settings(settings)
     registry = CollectorRegistry()
     metrics = Metrics(registry)
@@ -118,7 +123,7 @@ def create_app(settings: Settings, *, publisher: Publisher | None = None) -> Fas
             yield State(settings=settings, keys=keys, redis=redis, registry=registry)
 
     endpoints = {
-        path: ResponsesEndpoint(core, name)
+        path: ResponsesEndpoint(core, name, drain)
         for path, name in (("/v1/responses", "v1"), ("/backend-api/codex/responses", "codex"))
     }
     app = RouterApp(
@@ -132,7 +137,7 @@ def create_app(settings: Settings, *, publisher: Publisher | None = None) -> Fas
         redis: Redis = request.state.redis
         return {"redis": redis.ping}
 
-    app.include_router(probe_router(registry, checks))
+    app.include_router(probe_router(registry, checks, drain))
     app.include_router(info_router(core))
     for path, endpoint in endpoints.items():
         handler: Callable[..., Awaitable[None]] = endpoint

@@ -22,6 +22,11 @@ class Settings(InfraSettings):
     )
     oauth_client_id: str = Field(default=CODEX_CLIENT_ID, validation_alias="ROUTER_OAUTH_CLIENT_ID")
 
+    drain_timeout_s: float = Field(
+        default=600.0, ge=0, validation_alias="CODEXPOOL_DRAIN_TIMEOUT_S"
+    )
+    """After SIGTERM, how long streams in flight may still run: long enough for a Codex turn."""
+
     connect_timeout_s: float = Field(default=5.0, gt=0, validation_alias="ROUTER_CONNECT_TIMEOUT_S")
     """Per attempt: establishing the upstream connection."""
     ttfb_timeout_s: float = Field(default=30.0, gt=0, validation_alias="ROUTER_TTFB_TIMEOUT_S")

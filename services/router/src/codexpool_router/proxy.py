@@ -3,7 +3,8 @@
 It authenticates and selects in one Redis round trip, tries up to min(pool size, 3) providers
 inside one deadline, relays the first stream that opens, and emits one outcome event. Nothing
 fails over once a byte has reached the client: a later failure ends the stream with a
-``response.failed`` event.
+``response.failed`` event. Each request is tracked by the process's drain, whose deadline ends
+it cleanly (``shutdown.py``).
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ from codexpool_router.outcome import Ledger
 from codexpool_router.quota import exhausted_reset, snapshot_from_headers
 from codexpool_router.relay import deliver
 from codexpool_router.selection import Candidate, Selection
+from codexpool_router.shutdown import InFlight, shutting_down
 from codexpool_router.upstream import client_headers, upstream_headers
+from codexpool_shared.drain import Drain
 from codexpool_shared.errors import ApiError
 from codexpool_shared.events import HEALTH_FAULTS
 from codexpool_shared.telemetry import attributes as attr
@@ -44,9 +47,10 @@ async def _watch(receive: Receive, task: asyncio.Task[Any], ledger: Ledger) -> N
 
 
 class ResponsesEndpoint:
-    def __init__(self, core: Callable[[], Core], route: str) -> None:
+    def __init__(self, core: Callable[[], Core], route: str, drain: Drain) -> None:
         self._core = core
         self._route = route
+        self._drain = drain
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         core = self._core()
@@ -64,15 +68,24 @@ class ResponsesEndpoint:
         ledger.routed(selection, inbound)
         task = asyncio.current_task()
         assert task is not None
+        inflight = InFlight(task)
+        self._drain.track(inflight)
         watcher = asyncio.create_task(_watch(receive, task, ledger))
         try:
-            await self._serve(core, scope, send, ledger, inbound, selection)
+            await self._serve(core, scope, send, ledger, inbound, selection, inflight)
         except asyncio.CancelledError:
-            if not ledger.client_gone:
+            if ledger.client_gone:
+                task.uncancel()
+                ledger.final_outcome = "cancelled"
+            elif inflight.stopping:
+                task.uncancel()
+                ledger.final_outcome = "shutdown"
+                headers = router_headers(ledger.request_id, None, len(ledger.attempts))
+                await send_error(send, shutting_down(), headers)
+            else:
                 raise
-            task.uncancel()
-            ledger.final_outcome = "cancelled"
         finally:
+            self._drain.untrack(inflight)
             ledger.finished = True
             watcher.cancel()
             ledger.emit()
@@ -85,6 +98,7 @@ class ResponsesEndpoint:
         ledger: Ledger,
         inbound: Inbound,
         selection: Selection,
+        inflight: InFlight,
     ) -> None:
         forwarded, originator, agent = client_headers(scope)
         deadline = ledger.started + core.settings.deadline_s
@@ -114,14 +128,16 @@ class ResponsesEndpoint:
             if result is None:
                 continue
             if result.outcome == "success":
-                await deliver(core, send, ledger, inbound, candidate, result)
+                await deliver(core, send, ledger, inbound, candidate, result, inflight)
                 return
             if result.outcome == "client_error":
+                inflight.answering = True
                 await client_error(send, ledger, candidate, result)
                 return
             reset = self._penalize(core, ledger, candidate, result)
             if reset:
                 quota_reset_ms = reset if not quota_reset_ms else min(quota_reset_ms, reset)
+        inflight.answering = True
         await exhausted(send, ledger, selection, quota_reset_ms)
 
     async def _try_provider(

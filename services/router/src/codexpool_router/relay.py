@@ -1,6 +1,7 @@
 """Relaying an upstream answer that opened: the whole stream, or the assembled response.
 
-From here on nothing fails over: a failure ends the stream with a ``response.failed`` event.
+From here on nothing fails over: a failure, or the drain's deadline (``shutdown.py``), ends the
+stream with a ``response.failed`` event.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from codexpool_router.core import Core
 from codexpool_router.inbound import Inbound
 from codexpool_router.outcome import Ledger
 from codexpool_router.selection import Candidate
+from codexpool_router.shutdown import CODE, MESSAGE, InFlight
 from codexpool_router.sse import error_event
 from codexpool_router.upstream import PASS_BACK
-from codexpool_shared.events import HEALTH_FAULTS
+from codexpool_shared.events import HEALTH_FAULTS, OutcomeClass
 
 
 def served(core: Core, ledger: Ledger, inbound: Inbound, candidate: Candidate) -> None:
@@ -35,6 +37,7 @@ async def deliver(
     inbound: Inbound,
     candidate: Candidate,
     result: Result,
+    inflight: InFlight,
 ) -> None:
     headers = router_headers(ledger.request_id, candidate.name, len(ledger.attempts))
     passed = [
@@ -45,6 +48,7 @@ async def deliver(
     tap = result.tap
     assert tap is not None
     if not inbound.stream:
+        inflight.answering = True
         body = orjson.dumps(tap.final_response())
         ledger.finish(candidate, "success", tap.usage())
         served(core, ledger, inbound, candidate)
@@ -52,6 +56,7 @@ async def deliver(
         return
     response = result.response
     assert response is not None
+    inflight.relaying(response, tap)
     await send(
         {
             "type": "http.response.start",
@@ -76,21 +81,24 @@ async def deliver(
     except BaseException:
         response.close()
         raise
-    if held := tap.flush():
+    # Cut by the drain: a held-back event is incomplete, and the client sees the router's end.
+    shutdown = inflight.stopping and tap.terminal is None
+    if (held := tap.flush()) and not shutdown:
         await send({"type": "http.response.body", "body": held, "more_body": True})
-    outcome, code = tap.outcome()
+    outcome: OutcomeClass
+    code: str | None
+    outcome, code = ("shutdown", CODE) if shutdown else tap.outcome()
     if tap.terminal is None:
-        await send(
-            {
-                "type": "http.response.body",
-                "body": error_event(
-                    ledger.request_id,
-                    "upstream_stream_error",
-                    "The upstream stream ended before the response completed.",
-                ),
-                "more_body": True,
-            }
+        ending = (
+            error_event(ledger.request_id, CODE, MESSAGE)
+            if shutdown
+            else error_event(
+                ledger.request_id,
+                "upstream_stream_error",
+                "The upstream stream ended before the response completed.",
+            )
         )
+        await send({"type": "http.response.body", "body": ending, "more_body": True})
     ledger.relayed(outcome, code, tap.usage())
     if outcome == "success":
         served(core, ledger, inbound, candidate)

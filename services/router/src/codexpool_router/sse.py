@@ -99,6 +99,11 @@ class SseTap:
         self.feed(block + rest)
         return head + self._patched(block) + rest
 
+    @property
+    def at_boundary(self) -> bool:
+        """Whether everything relayed so far ends between two events, with nothing held."""
+        return not self._buf and not self._held
+
     def flush(self) -> bytes:
         """Whatever ``relay`` still holds when the stream ends."""
         held, self._held = self._held, b""

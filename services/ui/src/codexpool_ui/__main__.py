@@ -6,7 +6,7 @@ from codexpool_ui.config import Settings
 
 
 def main() -> None:
-    serve("codexpool-ui", 8082, lambda: create_app(Settings()))
+    serve("codexpool-ui", 8082, Settings, lambda settings, drain: create_app(settings, drain=drain))
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from starlette.responses import PlainTextResponse, RedirectResponse, Response
 
 from codexpool_shared import telemetry
 from codexpool_shared.crypto import Keyring
+from codexpool_shared.drain import Drain
 from codexpool_shared.probes import ReadinessCheck, probe_router
 from codexpool_ui.admin import AdminApiError, AdminClient
 from codexpool_ui.api.routes import agents, auth, pool
@@ -37,8 +38,15 @@ _SECURITY_HEADERS = {
 }
 
 
-def create_app(settings: Settings, transport: httpx.AsyncBaseTransport | None = None) -> FastAPI:
-    """The UI; ``transport`` lets tests put a fake admin API behind the client."""
+def create_app(
+    settings: Settings,
+    transport: httpx.AsyncBaseTransport | None = None,
+    *,
+    drain: Drain | None = None,
+) -> FastAPI:
+    """The UI; ``transport`` lets tests put a fake admin API behind the client, ``drain`` is the
+    process's (``serve`` makes it)."""
+    drain = drain or Drain(settings.drain_timeout_s)
     telemetry.configure("codexpool-ui")
     # Refuses to build without CODEXPOOL_SECRET_KEY: it keys the session cookies.
     sessions = SessionCodec(Keyring.from_settings(settings), settings.session_max_age_s)
@@ -135,7 +143,7 @@ def create_app(settings: Settings, transport: httpx.AsyncBaseTransport | None = 
         admin: AdminClient = request.state.admin
         return {"admin_api": admin.livez}
 
-    app.include_router(probe_router(registry, checks))
+    app.include_router(probe_router(registry, checks, drain))
     app.include_router(auth.router)
     app.include_router(agents.router)
     app.include_router(pool.router)

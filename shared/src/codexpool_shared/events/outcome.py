@@ -23,8 +23,10 @@ OutcomeClass = Literal[
     "stream_error",
     "blocked",
     "cancelled",
+    "shutdown",
 ]
-"""How one upstream attempt ended (codex-backend-protocol.md section 9)."""
+"""How one upstream attempt ended (codex-backend-protocol.md section 9); ``shutdown``: the
+router's drain deadline ended it (``codexpool_shared.drain``)."""
 
 FinalOutcome = Literal[OutcomeClass, "pool_exhausted", "no_eligible_provider"]
 """How the client request ended: an attempt's class, or an answer given with no attempt left."""
@@ -33,7 +35,8 @@ HEALTH_FAULTS: frozenset[str] = frozenset(
     {"server_error", "connection_error", "timeout", "stream_error", "rate_limited"}
 )
 """Outcome classes that count against a provider's health. Quota exhaustion, client errors,
-auth errors (handled by refresh or re-auth) and client cancellations do not."""
+auth errors (handled by refresh or re-auth), client cancellations and the router's own shutdown
+do not."""
 
 VERDICTS: frozenset[str] = HEALTH_FAULTS | {"success"}
 """Outcome classes that say something about the provider's health (the success-rate base)."""
