@@ -1,13 +1,17 @@
-"""deploy/k8s and docker-compose.yml, validated offline (no cluster, no Docker engine)."""
+"""deploy/k8s rendered with kustomize and checked offline (no cluster, no Docker engine)."""
 
 from __future__ import annotations
 
+import base64
+import functools
 import json
 import re
+import shlex
 import shutil
 import subprocess
 import sys
-from ipaddress import ip_address, ip_network
+import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +19,23 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from codexpool_router.config import Settings as RouterSettings
 from tests.conftest import REPO_ROOT
+from tests.unit.deploy.netpol import External, Pod, Policies, selects
 
 K8S = REPO_ROOT / "deploy" / "k8s"
-KUBE_VERSION = "1.31"
+OVERLAYS = sorted(p.name for p in (K8S / "overlays").iterdir() if p.is_dir())
+# The Kubernetes versions the manifests support, the one list: the README states its range.
+# 1.33 is the first release where every field used is GA or beta and on by default
+# (topologySpreadConstraints' nodeTaintsPolicy went GA in 1.33; preStop `sleep` in 1.30, the
+# PDB's unhealthyPodEvictionPolicy in 1.31); 1.37 is the newest schema kubernetes-validate has.
+SUPPORTED_KUBERNETES = ("1.33", "1.34", "1.35", "1.36", "1.37")
 SERVICES = {"router": 8080, "health": 8083, "admin-api": 8081, "ui": 8082}
+IMAGES = {f"codexpool/{name}" for name in (*SERVICES, "codex-sim")}
+SECRET = "codexpool-secrets"
+PROMETHEUS = Pod("monitoring", {"app.kubernetes.io/name": "prometheus"})
+INGRESS_NGINX = Pod("ingress-nginx", {"app.kubernetes.io/name": "ingress-nginx"})
+Docs = list[dict[str, Any]]
 
 
 def _kubectl() -> str:
@@ -28,7 +44,8 @@ def _kubectl() -> str:
     return found
 
 
-def _build(overlay: str) -> list[dict[str, Any]]:
+@functools.cache
+def _build(overlay: str) -> tuple[dict[str, Any], ...]:
     out = subprocess.run(
         [_kubectl(), "kustomize", str(K8S / "overlays" / overlay)],
         check=True,
@@ -36,187 +53,515 @@ def _build(overlay: str) -> list[dict[str, Any]]:
         text=True,
         timeout=60,
     ).stdout
-    return [doc for doc in yaml.safe_load_all(out) if doc]
+    return tuple(doc for doc in yaml.safe_load_all(out) if doc)
 
 
-@pytest.fixture(scope="module", params=["dev", "prod"])
-def rendered(request: pytest.FixtureRequest) -> tuple[str, list[dict[str, Any]]]:
-    return request.param, _build(request.param)
+@pytest.fixture(scope="module", params=OVERLAYS)
+def rendered(request: pytest.FixtureRequest) -> tuple[str, Docs]:
+    return request.param, list(_build(request.param))
 
 
-def _by_kind(docs: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
+def _by_kind(docs: Docs, kind: str) -> dict[str, dict[str, Any]]:
     return {d["metadata"]["name"]: d for d in docs if d["kind"] == kind}
 
 
-def test_every_resource_is_valid_kubernetes(rendered: tuple[str, list[dict[str, Any]]]) -> None:
+def _namespace(docs: Docs) -> dict[str, Any]:
+    (namespace,) = _by_kind(docs, "Namespace").values()
+    return namespace
+
+
+def _policies(docs: Docs) -> Policies:
+    namespace = _namespace(docs)
+    return Policies(docs, {namespace["metadata"]["name"]: namespace["metadata"].get("labels", {})})
+
+
+def _container(workload: dict[str, Any]) -> dict[str, Any]:
+    containers: list[dict[str, Any]] = workload["spec"]["template"]["spec"]["containers"]
+    (container,) = containers
+    return container
+
+
+def _env(workload: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {e["name"]: e for e in _container(workload).get("env", [])}
+
+
+def _pod(workload: dict[str, Any]) -> Pod:
+    template = workload["spec"]["template"]
+    ports = {
+        p["name"]: p["containerPort"]
+        for c in template["spec"]["containers"]
+        for p in c.get("ports", [])
+        if "name" in p
+    }
+    return Pod(workload["metadata"]["namespace"], template["metadata"]["labels"], ports)
+
+
+def _service_pod(docs: Docs, service: str) -> Pod:
+    return _pod(_by_kind(docs, "Deployment")[f"codexpool-{service}"])
+
+
+def _image_name(image: str) -> str:
+    return image.rsplit(":", 1)[0] if ":" in image.rsplit("/", 1)[-1] else image
+
+
+def _is_codexpool_image(image: str) -> bool:
+    return any(_image_name(image).endswith(name) for name in IMAGES)
+
+
+# -- rendering and validation ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("version", SUPPORTED_KUBERNETES)
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_object_validates_strictly(overlay: str, version: str) -> None:
+    for doc in _build(overlay):
+        kubernetes_validate.validate(doc, version, strict=True)
+
+
+def _components(kustomization_dir: Path) -> Iterator[Path]:
+    kustomization = yaml.safe_load((kustomization_dir / "kustomization.yaml").read_text())
+    for entry in kustomization.get("components", []):
+        component = (kustomization_dir / entry).resolve()
+        yield component
+        yield from _components(component)
+
+
+def test_every_component_is_rendered_by_an_overlay() -> None:
+    # Components are validated through the overlays that use them: none may be left out.
+    used = {c for overlay in OVERLAYS for c in _components(K8S / "overlays" / overlay)}
+    assert used == {p.resolve() for p in (K8S / "components").iterdir() if p.is_dir()}
+
+
+def test_a_namespace_holds_every_object(rendered: tuple[str, Docs]) -> None:
     _, docs = rendered
+    name = _namespace(docs)["metadata"]["name"]
     for doc in docs:
-        kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)
+        if doc["kind"] != "Namespace":
+            assert doc["metadata"].get("namespace") == name, doc["metadata"]["name"]
 
 
-def test_services_are_hardened_and_probed(rendered: tuple[str, list[dict[str, Any]]]) -> None:
+# -- workloads ------------------------------------------------------------------------------
+
+
+def test_services_are_hardened_and_probed(rendered: tuple[str, Docs]) -> None:
     _, docs = rendered
     deployments = _by_kind(docs, "Deployment")
     for name, port in SERVICES.items():
         pod = deployments[f"codexpool-{name}"]["spec"]["template"]["spec"]
-        assert pod["securityContext"]["runAsNonRoot"] is True
         assert pod["automountServiceAccountToken"] is False
-        (container,) = pod["containers"]
+        container = _container(deployments[f"codexpool-{name}"])
+        assert _image_name(container["image"]).endswith(f"codexpool/{name}")
         assert container["ports"][0]["containerPort"] == port
         assert container["livenessProbe"]["httpGet"]["path"] == "/livez"
         assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
-        context = container["securityContext"]
-        assert context["readOnlyRootFilesystem"] is True
-        assert context["allowPrivilegeEscalation"] is False
-        assert context["capabilities"]["drop"] == ["ALL"]
+        assert container["startupProbe"]["httpGet"]["path"] == "/livez"
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True
         assert container["resources"]["requests"] and container["resources"]["limits"]
-        assert "preStop" in container["lifecycle"]
 
 
-def test_router_and_health_scale_out_with_budgets(
-    rendered: tuple[str, list[dict[str, Any]]],
+def test_every_deployment_has_three_probes(rendered: tuple[str, Docs]) -> None:
+    _, docs = rendered
+    for name, deployment in _by_kind(docs, "Deployment").items():
+        container = _container(deployment)
+        for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+            assert probe in container, f"{name} has no {probe}"
+
+
+def test_every_pod_meets_the_restricted_standard(rendered: tuple[str, Docs]) -> None:
+    # The Namespace enforces Pod Security "restricted": a pod that misses it is refused.
+    _, docs = rendered
+    labels = _namespace(docs)["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+    for doc in docs:
+        if doc["kind"] not in ("Deployment", "StatefulSet"):
+            continue
+        pod = doc["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True, doc["metadata"]["name"]
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        for container in pod["containers"]:
+            context = container["securityContext"]
+            assert context["allowPrivilegeEscalation"] is False, doc["metadata"]["name"]
+            assert context["capabilities"]["drop"] == ["ALL"], doc["metadata"]["name"]
+
+
+def test_images_carry_the_built_names_and_a_tag(rendered: tuple[str, Docs]) -> None:
+    # `make images` builds codexpool/<service>:<version>; overlays set registry and tag.
+    overlay, docs = rendered
+    version = tomllib.loads((REPO_ROOT / "services/router/pyproject.toml").read_text())["project"][
+        "version"
+    ]
+    images = [
+        c["image"]
+        for d in docs
+        if d["kind"] in ("Deployment", "StatefulSet")
+        for c in d["spec"]["template"]["spec"]["containers"]
+    ]
+    ours = [image for image in images if _is_codexpool_image(image)]
+    assert len(ours) == len(SERVICES) + (overlay == "dev")
+    for image in ours:
+        name, _, tag = image.rpartition(":")
+        assert "/" not in tag and tag and tag != "latest", image
+        if overlay == "dev":
+            assert name in IMAGES and tag == version, image
+
+
+def test_no_replicas_where_an_hpa_owns_the_deployment(rendered: tuple[str, Docs]) -> None:
+    _, docs = rendered
+    deployments = _by_kind(docs, "Deployment")
+    hpas = _by_kind(docs, "HorizontalPodAutoscaler").values()
+    assert hpas
+    for hpa in hpas:
+        target = hpa["spec"]["scaleTargetRef"]
+        assert target["kind"] == "Deployment"
+        assert "replicas" not in deployments[target["name"]]["spec"], target["name"]
+
+
+def test_router_and_health_scale_out_spread(rendered: tuple[str, Docs]) -> None:
+    _, docs = rendered
+    hpas = _by_kind(docs, "HorizontalPodAutoscaler")
+    deployments = _by_kind(docs, "Deployment")
+    for name in ("codexpool-router", "codexpool-health"):
+        assert hpas[name]["spec"]["minReplicas"] >= 2
+        spread = {
+            c["topologyKey"]: c
+            for c in deployments[name]["spec"]["template"]["spec"]["topologySpreadConstraints"]
+        }
+        assert spread["topology.kubernetes.io/zone"]["whenUnsatisfiable"] == "ScheduleAnyway"
+        assert "kubernetes.io/hostname" in spread
+        for constraint in spread.values():
+            assert selects(constraint["labelSelector"], _pod(deployments[name]).labels)
+
+
+def test_a_budget_for_every_deployment_that_can_have_more_than_one_replica(
+    rendered: tuple[str, Docs],
 ) -> None:
     _, docs = rendered
-    hpas, pdbs = _by_kind(docs, "HorizontalPodAutoscaler"), _by_kind(docs, "PodDisruptionBudget")
-    for name in ("router", "health"):
-        assert hpas[f"codexpool-{name}"]["spec"]["minReplicas"] >= 2
-        assert f"codexpool-{name}" in pdbs
+    scaled = {
+        h["spec"]["scaleTargetRef"]["name"] for h in docs if h["kind"] == "HorizontalPodAutoscaler"
+    }
+    budgets = _by_kind(docs, "PodDisruptionBudget").values()
+    for name, deployment in _by_kind(docs, "Deployment").items():
+        if name not in scaled and deployment["spec"].get("replicas", 1) <= 1:
+            continue
+        labels = _pod(deployment).labels
+        assert any(selects(b["spec"]["selector"], labels) for b in budgets), name
 
 
-def test_secrets_come_from_a_secret(rendered: tuple[str, list[dict[str, Any]]]) -> None:
+def test_grace_period_covers_the_prestop_pause_and_the_drain(rendered: tuple[str, Docs]) -> None:
+    _, docs = rendered
+    for name, deployment in _by_kind(docs, "Deployment").items():
+        container = _container(deployment)
+        pause = container.get("lifecycle", {}).get("preStop", {}).get("sleep", {}).get("seconds", 0)
+        drain = _env(deployment).get("CODEXPOOL_DRAIN_TIMEOUT_S")
+        if _is_codexpool_image(container["image"]) and "codex-sim" not in name:
+            # Set explicitly, so the figure the grace period is derived from is in view.
+            assert drain is not None, f"{name} leaves its drain timeout to the default"
+        seconds = float(drain["value"]) if drain else 0.0
+        grace = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+        assert grace >= pause + seconds, f"{name}: {grace} s < {pause} s + {seconds} s"
+    router = _by_kind(docs, "Deployment")["codexpool-router"]
+    assert float(_env(router)["CODEXPOOL_DRAIN_TIMEOUT_S"]["value"]) >= 600, "a Codex turn"
+
+
+# -- credentials ----------------------------------------------------------------------------
+
+_CREDENTIAL_KEY = re.compile(r"SECRET|TOKEN|PASSWORD|PASS$|_KEY$")
+
+
+def test_no_credentials_in_any_config_map(rendered: tuple[str, Docs]) -> None:
+    _, docs = rendered
+    for name, config in _by_kind(docs, "ConfigMap").items():
+        for key, value in config.get("data", {}).items():
+            assert not _CREDENTIAL_KEY.search(key), f"{name}: {key}"
+            for url in re.findall(r"[a-z][a-z0-9+.-]*://[^\s\"']+", value):
+                assert "@" not in url.split("/", 3)[2], f"{name}: {key} names a user in {url}"
+        assert not {"REDIS_URL", "AMQP_URL"} & set(config.get("data", {})), name
+
+
+def _secret_refs(docs: Docs) -> dict[str, set[str]]:
+    """Keys of codexpool-secrets each workload reads, by workload."""
+    refs: dict[str, set[str]] = {}
+    for doc in docs:
+        if doc["kind"] not in ("Deployment", "StatefulSet"):
+            continue
+        for container in doc["spec"]["template"]["spec"]["containers"]:
+            for env in container.get("env", []):
+                ref = env.get("valueFrom", {}).get("secretKeyRef")
+                if ref:
+                    assert ref["name"] == SECRET
+                    refs.setdefault(doc["metadata"]["name"], set()).add(ref["key"])
+    return refs
+
+
+def test_services_read_their_credentials_from_the_secret(rendered: tuple[str, Docs]) -> None:
     overlay, docs = rendered
-    config = _by_kind(docs, "ConfigMap")["codexpool-config"]["data"]
-    assert not any("SECRET" in key or "TOKEN" in key for key in config)
+    refs = _secret_refs(docs)
+    infra = {"REDIS_URL", "AMQP_URL"}
+    assert refs["codexpool-router"] == infra | {"CODEXPOOL_SECRET_KEY"}
+    assert refs["codexpool-health"] == infra
+    assert refs["codexpool-admin-api"] == infra | {"CODEXPOOL_SECRET_KEY", "CODEXPOOL_ADMIN_TOKEN"}
+    assert refs["codexpool-ui"] == {"CODEXPOOL_SECRET_KEY"}
     secrets = _by_kind(docs, "Secret")
     if overlay == "prod":
         assert not secrets, "production secrets are created out of band, never committed"
     else:
-        assert set(secrets["codexpool-secrets"]["data"]) == {
-            "CODEXPOOL_SECRET_KEY",
-            "CODEXPOOL_ADMIN_TOKEN",
-        }
+        assert set(secrets[SECRET]["data"]) == set().union(*refs.values())
 
 
-def test_prod_swaps_in_managed_redis() -> None:
-    docs = _build("prod")
-    assert "redis" not in _by_kind(docs, "StatefulSet")
-    assert _by_kind(docs, "ConfigMap")["codexpool-config"]["data"]["REDIS_URL"].startswith(
-        "rediss://"
-    )
+def test_prod_swaps_in_managed_redis_and_rabbitmq() -> None:
+    docs = list(_build("prod"))
+    for name in ("redis", "rabbitmq"):
+        assert name not in _by_kind(docs, "StatefulSet")
+        assert name not in _by_kind(docs, "Service")
     assert "codex-sim" not in _by_kind(docs, "Deployment")
+    # The managed endpoints are outside the cluster: the services may reach them.
+    policies, address = _policies(docs), External("10.20.30.40")
+    for service in ("router", "health", "admin-api"):
+        assert policies.allows(_service_pod(docs, service), address, 6380)
+        assert policies.allows(_service_pod(docs, service), address, 5671)
+    assert not policies.allows(_service_pod(docs, "ui"), address, 6380)
 
 
-def test_in_cluster_redis_persists_with_aof() -> None:
-    redis = _by_kind(_build("dev"), "StatefulSet")["redis"]
-    assert "--appendonly" in redis["spec"]["template"]["spec"]["containers"][0]["args"]
+def test_in_cluster_brokers_take_credentials_from_the_secret() -> None:
+    docs = list(_build("dev"))
+    statefulsets = _by_kind(docs, "StatefulSet")
+    redis = _container(statefulsets["redis"])
+    assert "--appendonly" in redis["args"]
+    assert "$(REDISCLI_AUTH)" in redis["args"]
+    secret = {
+        k: base64.b64decode(v).decode() for k, v in _by_kind(docs, "Secret")[SECRET]["data"].items()
+    }
+    assert f":{secret['REDIS_PASSWORD']}@redis:" in secret["REDIS_URL"]
+    user, password = secret["RABBITMQ_DEFAULT_USER"], secret["RABBITMQ_DEFAULT_PASS"]
+    assert f"//{user}:{password}@rabbitmq:" in secret["AMQP_URL"]
+    assert _secret_refs(docs)["rabbitmq"] == {"RABBITMQ_DEFAULT_USER", "RABBITMQ_DEFAULT_PASS"}
 
 
-def _pod_labels(deployment: dict[str, Any]) -> dict[str, str]:
-    labels: dict[str, str] = deployment["spec"]["template"]["metadata"]["labels"]
-    return labels
+# -- network policies -----------------------------------------------------------------------
 
 
-def _selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
-    assert set(selector) == {"matchLabels"}, selector
-    return bool(selector["matchLabels"].items() <= labels.items())
-
-
-def _env(deployment: dict[str, Any]) -> dict[str, str | None]:
-    (container,) = deployment["spec"]["template"]["spec"]["containers"]
-    return {e["name"]: e.get("value") for e in container.get("env", [])}
-
-
-def test_a_service_believing_any_forwarded_for_is_fenced(
-    rendered: tuple[str, list[dict[str, Any]]],
-) -> None:
-    # FORWARDED_ALLOW_IPS="*" lets any peer name the address failed sign-ins count under; it is
-    # safe only where a NetworkPolicy admits named peers alone.
+def test_policies_are_default_deny_plus_allows(rendered: tuple[str, Docs]) -> None:
     _, docs = rendered
-    policies = _by_kind(docs, "NetworkPolicy").values()
+    policies = _by_kind(docs, "NetworkPolicy")
+    deny = [
+        p
+        for p in policies.values()
+        if p["spec"]["podSelector"] == {}
+        and set(p["spec"]["policyTypes"]) == {"Ingress", "Egress"}
+        and not p["spec"].get("ingress")
+        and not p["spec"].get("egress")
+    ]
+    assert len(deny) == 1, "one default-deny policy for both directions"
+    for name, policy in policies.items():
+        if policy is not deny[0]:
+            assert policy["spec"].get("ingress") or policy["spec"].get("egress"), name
+
+
+def test_traffic_matrix(rendered: tuple[str, Docs]) -> None:
+    overlay, docs = rendered
+    policies, namespace = _policies(docs), _namespace(docs)["metadata"]["name"]
+    router, health = _service_pod(docs, "router"), _service_pod(docs, "health")
+    admin, ui = _service_pod(docs, "admin-api"), _service_pod(docs, "ui")
+    workloads = {**_by_kind(docs, "StatefulSet"), **_by_kind(docs, "Deployment")}
+    redis = _pod(workloads["redis"]) if "redis" in workloads else None
+    rabbitmq = _pod(workloads["rabbitmq"]) if "rabbitmq" in workloads else None
+    collector = _pod(workloads["otel-collector"])
+    stranger = Pod(namespace, {"app.kubernetes.io/name": "something-else"})
+    agent = Pod("agents", {"app": "agent"})
+    dns = Pod("kube-system", {"k8s-app": "kube-dns"})
+
+    Edge = tuple[Pod | External, Pod | External, int]
+    allowed: list[Edge] = [
+        (agent, router, 8080),
+        (External("203.0.113.7"), router, 8080),
+        (ui, admin, 8081),
+        (router, collector, 4318),
+        (health, collector, 4318),
+        (ui, collector, 4318),
+        (router, External("104.18.32.47"), 443),
+        (admin, External("104.18.32.47"), 443),
+    ]
+    denied: list[Edge] = [
+        # An unknown pod of this namespace sends nothing but DNS lookups (default deny).
+        (stranger, router, 8080),
+        (stranger, collector, 4318),
+        (router, admin, 8081),
+        (health, admin, 8081),
+        (agent, admin, 8081),
+        (stranger, ui, 8082),
+        (agent, health, 8083),
+        (health, External("104.18.32.47"), 443),
+        (ui, External("104.18.32.47"), 443),
+        (router, External("169.254.169.254"), 443),
+        (router, External("104.18.32.47"), 80),
+    ]
+    for broker, port in ((redis, 6379), (rabbitmq, 5672)):
+        if broker is None:
+            continue  # managed (prod): test_prod_swaps_in_managed_redis_and_rabbitmq
+        allowed += [(router, broker, port), (health, broker, port), (admin, broker, port)]
+        denied += [(stranger, broker, port), (agent, broker, port), (ui, broker, port)]
+    if overlay == "prod":
+        allowed += [(INGRESS_NGINX, router, 8080), (INGRESS_NGINX, admin, 8081)]
+        allowed += [(INGRESS_NGINX, ui, 8082)]
+    else:
+        sim = _pod(_by_kind(docs, "Deployment")["codex-sim"])
+        allowed += [(router, sim, 8090), (admin, sim, 8090)]
+        denied += [(health, sim, 8090), (ui, sim, 8090), (stranger, sim, 8090)]
+        denied += [(INGRESS_NGINX, admin, 8081), (INGRESS_NGINX, ui, 8082)]
+    for client in (router, health, admin, ui, stranger):
+        allowed += [(client, dns, 53)]
+        assert policies.allows(client, dns, 53, "UDP")
+    for edge in allowed:
+        assert policies.allows(*edge), edge
+    for edge in denied:
+        assert not policies.allows(*edge), edge
+
+
+def test_prometheus_scrapes_every_pod(rendered: tuple[str, Docs]) -> None:
+    _, docs = rendered
+    policies = _policies(docs)
     for name, deployment in _by_kind(docs, "Deployment").items():
-        if _env(deployment).get("FORWARDED_ALLOW_IPS") != "*":
+        annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+        assert annotations["prometheus.io/scrape"] == "true", name
+        port = int(annotations["prometheus.io/port"])
+        assert port in _pod(deployment).ports.values(), f"{name} does not serve {port}"
+        assert policies.allows(PROMETHEUS, _pod(deployment), port), f"{name}:{port}"
+        stranger = Pod("elsewhere", PROMETHEUS.labels)
+        assert not policies.allows(stranger, _pod(deployment), port) or name == "codexpool-router"
+
+
+def test_a_service_believing_any_forwarded_for_is_fenced(rendered: tuple[str, Docs]) -> None:
+    # FORWARDED_ALLOW_IPS="*" lets any peer name the address failed sign-ins count under; it is
+    # safe only where NetworkPolicies admit named peers alone.
+    _, docs = rendered
+    policies = _policies(docs)
+    for name, deployment in _by_kind(docs, "Deployment").items():
+        if _env(deployment).get("FORWARDED_ALLOW_IPS", {}).get("value") != "*":
             continue
-        fences = [
-            p for p in policies if _selects(p["spec"]["podSelector"], _pod_labels(deployment))
-        ]
+        fences = policies.isolating(_pod(deployment), "Ingress")
         assert fences, f"{name} believes X-Forwarded-For from anyone, and no policy fences it"
         for policy in fences:
-            assert "Ingress" in policy["spec"]["policyTypes"]
             for rule in policy["spec"].get("ingress", []):
                 assert rule.get("from"), f"{policy['metadata']['name']} admits every peer"
                 assert not any("ipBlock" in peer for peer in rule["from"])
 
 
-def test_only_the_ui_reaches_the_admin_api(rendered: tuple[str, list[dict[str, Any]]]) -> None:
+def test_only_the_ui_reaches_the_admin_api(rendered: tuple[str, Docs]) -> None:
     _, docs = rendered
     deployments = _by_kind(docs, "Deployment")
-    assert _env(deployments["codexpool-admin-api"])["FORWARDED_ALLOW_IPS"] == "*"
-    policy = _by_kind(docs, "NetworkPolicy")["codexpool-admin-api"]["spec"]
-    assert _selects(policy["podSelector"], _pod_labels(deployments["codexpool-admin-api"]))
-    (rule,) = policy["ingress"]
-    (peer,) = rule["from"]
-    assert set(peer) == {"podSelector"}, "only pods of the admin API's own namespace"
-    admitted = {n for n, d in deployments.items() if _selects(peer["podSelector"], _pod_labels(d))}
+    admin = deployments["codexpool-admin-api"]
+    assert _env(admin)["FORWARDED_ALLOW_IPS"]["value"] == "*"
+    policies = _policies(docs)
+    admitted = {
+        name for name, d in deployments.items() if policies.allows(_pod(d), _pod(admin), 8081)
+    }
     assert admitted == {"codexpool-ui"}
 
 
-def test_compose_runs_the_whole_stack() -> None:
-    compose = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())
-    services = compose["services"]
-    expected = {"redis", "rabbitmq", "otel-collector", "codex-sim", *SERVICES}
-    assert expected <= set(services)
-    assert services["router"]["deploy"]["replicas"] == 2
-    assert "--appendonly" in services["redis"]["command"]
-    for name, service in services.items():
-        build = service.get("build")
-        if build:
-            dockerfile = REPO_ROOT / build["dockerfile"]
-            assert dockerfile.is_file(), f"{name}: {dockerfile} is missing"
+# -- ingress --------------------------------------------------------------------------------
 
 
-def test_compose_admin_api_believes_forwarded_for_from_the_ui_alone() -> None:
-    compose = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())
-    services = compose["services"]
-    trusted = services["admin-api"]["environment"]["FORWARDED_ALLOW_IPS"]
-    ui_address = services["ui"]["networks"]["default"]["ipv4_address"]
-    assert trusted == ui_address
-    (pool,) = compose["networks"]["default"]["ipam"]["config"]
-    subnet, dynamic = ip_network(pool["subnet"]), ip_network(pool["ip_range"])
-    # Inside the subnet, outside the range other containers draw from, and not its gateway
-    # (where connections to published ports come from).
-    assert ip_address(ui_address) in subnet and ip_address(ui_address) not in dynamic
-    assert ip_address(ui_address) != next(subnet.hosts())
+def _size_bytes(size: str) -> int:
+    """nginx's size notation: 17m is 17 MiB."""
+    match = re.fullmatch(r"(\d+)([kmg]?)", size.lower())
+    assert match, size
+    multiplier: int = 1024 ** " kmg".index(match[2] or " ")
+    return int(match[1]) * multiplier
 
 
-def test_compose_variables_come_from_env_file_or_are_required() -> None:
-    text = (REPO_ROOT / "docker-compose.yml").read_text()
-    env_file = dict(
-        line.split("=", 1)
-        for line in (REPO_ROOT / ".env").read_text().splitlines()
-        if line and not line.startswith("#")
+def test_the_router_ingress_streams_unbuffered() -> None:
+    docs = list(_build("prod"))
+    ingress = _by_kind(docs, "Ingress")["codexpool-router"]
+    backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
+    assert backend["name"] == "router"
+    annotations = {
+        k.removeprefix("nginx.ingress.kubernetes.io/"): v
+        for k, v in ingress["metadata"]["annotations"].items()
+    }
+    router = RouterSettings.model_fields
+    drain = float(
+        _env(_by_kind(docs, "Deployment")["codexpool-router"])["CODEXPOOL_DRAIN_TIMEOUT_S"]["value"]
     )
-    for name, required in re.findall(r"\$\{(\w+)(:\?[^}]*)?\}", text):
-        assert name in env_file or required, f"${{{name}}} is neither in .env nor required"
+    assert annotations["proxy-buffering"] == "off"
+    assert annotations["proxy-http-version"] == "1.1"
+    for timeout in ("proxy-read-timeout", "proxy-send-timeout"):
+        assert int(annotations[timeout]) > max(router["idle_timeout_s"].default, drain)
+    assert _size_bytes(annotations["proxy-body-size"]) > router["max_body_bytes"].default
+    assert "upstream-hash-by" not in annotations, "affinity lives in Redis"
 
 
-@pytest.mark.parametrize(
-    ("directory", "script"),
-    [
-        ("services/router", "codexpool-router"),
-        ("services/health", "codexpool-health"),
-        ("services/admin-api", "codexpool-admin-api"),
-        ("services/ui", "codexpool-ui"),
-        ("tools/codex-sim", "codexpool-sim"),
-    ],
-)
-def test_dockerfiles_build_one_package_and_run_unprivileged(directory: str, script: str) -> None:
-    dockerfile = (REPO_ROOT / directory / "Dockerfile").read_text()
-    assert f"--package {script}" in dockerfile
-    assert "--no-dev" in dockerfile
-    assert f'ENTRYPOINT ["{script}"' in dockerfile
-    assert "USER 10001" in dockerfile
-    pyproject = (REPO_ROOT / directory / "pyproject.toml").read_text()
-    assert f"{script} = " in pyproject
+# -- the README's Kubernetes section --------------------------------------------------------
+
+
+def _kubernetes_section() -> str:
+    """The README's Kubernetes section, whatever its heading level, down to the next sibling."""
+    readme = (REPO_ROOT / "README.md").read_text()
+    heading = re.search(r"^(#{2,3}) Kubernetes\n", readme, re.M)
+    assert heading, "README.md has no Kubernetes section"
+    level = len(heading[1])
+    end = re.compile(rf"^#{{1,{level}}} ", re.M).search(readme, heading.end())
+    return readme[heading.end() : end.start() if end else len(readme)]
+
+
+def _commands(section: str) -> list[list[str]]:
+    blocks = re.findall(r"```(?:bash|sh|shell)\n(.*?)```", section, re.S)
+    lines = "\n".join(blocks).replace("\\\n", " ").splitlines()
+    return [shlex.split(line, comments=True) for line in lines if line.strip()]
+
+
+def test_the_readme_states_the_supported_versions() -> None:
+    first, last = SUPPORTED_KUBERNETES[0], SUPPORTED_KUBERNETES[-1]
+    assert f"Kubernetes {first} to {last}" in _kubernetes_section()
+
+
+def test_every_readme_command_is_rendered_or_run() -> None:
+    checked = 0
+    namespaces = {_namespace(list(_build(o)))["metadata"]["name"]: o for o in OVERLAYS}
+    for words in _commands(_kubernetes_section()):
+        if not words:
+            continue
+        assert words[0] == "kubectl", f"add a check for: {shlex.join(words)}"
+        if words[1:3] == ["apply", "-k"] or words[1] == "kustomize":
+            path = REPO_ROOT / words[-1]
+            assert path.parent == K8S / "overlays" and path.name in OVERLAYS, words
+        elif words[1:4] == ["create", "secret", "generic"]:
+            _check_secret_command(words)
+        elif "port-forward" in words:
+            overlay = namespaces[words[words.index("-n") + 1]]
+            kind, _, name = words[-2].partition("/")
+            assert kind == "svc"
+            port = int(words[-1].split(":")[-1])
+            service = _by_kind(list(_build(overlay)), "Service")[name]
+            assert port in [p["port"] for p in service["spec"]["ports"]]
+        else:
+            pytest.fail(f"add a check for: {shlex.join(words)}")
+        checked += 1
+    assert checked >= 3
+
+
+def _check_secret_command(words: list[str]) -> None:
+    """The README's Secret has exactly the keys prod reads, and kubectl accepts the command."""
+    out = subprocess.run(
+        [_kubectl(), *words[1:], "--dry-run=client", "-o", "json"],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    ).stdout
+    secret = json.loads(out)
+    prod = list(_build("prod"))
+    assert secret["metadata"]["name"] == SECRET
+    assert secret["metadata"]["namespace"] == _namespace(prod)["metadata"]["name"]
+    assert set(secret["data"]) == set().union(*_secret_refs(prod).values())
+
+
+def test_the_readme_external_secret_fills_the_same_keys() -> None:
+    blocks = re.findall(r"```yaml\n(.*?)```", _kubernetes_section(), re.S)
+    docs = [d for block in blocks for d in yaml.safe_load_all(block) if d]
+    (external,) = [d for d in docs if d.get("kind") == "ExternalSecret"]
+    assert external["spec"]["target"]["name"] == SECRET
+    keys = {item["secretKey"] for item in external["spec"]["data"]}
+    assert keys == set().union(*_secret_refs(list(_build("prod"))).values())
 
 
 def test_grafana_dashboard_queries_metrics_the_services_export() -> None:
