@@ -426,8 +426,9 @@ def test_prometheus_scrapes_every_pod(rendered: tuple[str, Docs]) -> None:
         port = int(annotations["prometheus.io/port"])
         assert port in _pod(deployment).ports.values(), f"{name} does not serve {port}"
         assert policies.allows(PROMETHEUS, _pod(deployment), port), f"{name}:{port}"
-        stranger = Pod("elsewhere", PROMETHEUS.labels)
-        assert not policies.allows(stranger, _pod(deployment), port) or name == "codexpool-router"
+        if name != "codexpool-router":  # which admits every client
+            outsider = Pod("elsewhere", PROMETHEUS.labels)
+            assert not policies.allows(outsider, _pod(deployment), port), f"{name}:{port}"
 
 
 def test_a_service_believing_any_forwarded_for_is_fenced(rendered: tuple[str, Docs]) -> None:
@@ -488,6 +489,15 @@ def test_the_router_ingress_streams_unbuffered() -> None:
         assert int(annotations[timeout]) > max(router["idle_timeout_s"].default, drain)
     assert _size_bytes(annotations["proxy-body-size"]) > router["max_body_bytes"].default
     assert "upstream-hash-by" not in annotations, "affinity lives in Redis"
+
+
+def test_ingresses_serve_https_and_the_ui_cookie_is_secure_behind_them() -> None:
+    docs = list(_build("prod"))
+    for name, ingress in _by_kind(docs, "Ingress").items():
+        hosts = {rule["host"] for rule in ingress["spec"]["rules"]}
+        assert hosts <= {h for tls in ingress["spec"]["tls"] for h in tls["hosts"]}, name
+    ui = _by_kind(docs, "Deployment")["codexpool-ui"]
+    assert _env(ui)["UI_COOKIE_SECURE"]["value"] == "true"
 
 
 # -- the README's Kubernetes section --------------------------------------------------------
@@ -555,13 +565,30 @@ def _check_secret_command(words: list[str]) -> None:
     assert set(secret["data"]) == set().union(*_secret_refs(prod).values())
 
 
-def test_the_readme_external_secret_fills_the_same_keys() -> None:
+def _readme_objects(kind: str) -> list[dict[str, Any]]:
     blocks = re.findall(r"```yaml\n(.*?)```", _kubernetes_section(), re.S)
     docs = [d for block in blocks for d in yaml.safe_load_all(block) if d]
-    (external,) = [d for d in docs if d.get("kind") == "ExternalSecret"]
+    return [d for d in docs if d.get("kind") == kind]
+
+
+def test_the_readme_external_secret_fills_the_same_keys() -> None:
+    (external,) = _readme_objects("ExternalSecret")
     assert external["spec"]["target"]["name"] == SECRET
     keys = {item["secretKey"] for item in external["spec"]["data"]}
     assert keys == set().union(*_secret_refs(list(_build("prod"))).values())
+
+
+def test_the_readme_http_route_reaches_the_router_for_a_whole_turn() -> None:
+    (route,) = _readme_objects("HTTPRoute")
+    prod = list(_build("prod"))
+    ((backend,),) = [rule["backendRefs"] for rule in route["spec"]["rules"]]
+    ports = [p["port"] for p in _by_kind(prod, "Service")[backend["name"]]["spec"]["ports"]]
+    assert backend == {"name": "router", "port": 8080} and 8080 in ports
+    drain = float(
+        _env(_by_kind(prod, "Deployment")["codexpool-router"])["CODEXPOOL_DRAIN_TIMEOUT_S"]["value"]
+    )
+    for timeout in route["spec"]["rules"][0]["timeouts"].values():
+        assert int(timeout.removesuffix("s")) > drain
 
 
 def test_grafana_dashboard_queries_metrics_the_services_export() -> None:
