@@ -12,6 +12,7 @@ PYTEST_WORKERS ?= 2
 
 .PHONY: help bootstrap sync services chromium check format schemas test test-unit \
         test-integration test-e2e test-browser bench demo
+.PHONY: images push-images docker-engine compose-cli
 
 help:
 	@echo "make demo   - run the whole stack locally (codex-sim as the upstream)"
@@ -61,6 +62,32 @@ test-e2e: sync services
 
 test-browser: sync services chromium
 	$(UV) run pytest tests/browser -m browser -p no:cacheprovider
+
+# Images: $(REGISTRY)codexpool/<service>:$(TAG), each built from the one Dockerfile with its
+# package as the build argument (docker-compose.yml names the same images).
+VERSION := $(shell sed -n 's/^version = "\(.*\)"$$/\1/p' pyproject.toml)
+REGISTRY ?=
+TAG ?= $(VERSION)
+IMAGES := router health admin-api ui codex-sim
+image_package = codexpool-$(if $(filter codex-sim,$(1)),sim,$(1))
+
+images: $(IMAGES:%=image-%)
+
+push-images: $(IMAGES:%=push-image-%)
+
+image-%: docker-engine
+	docker build --build-arg PACKAGE=$(call image_package,$*) -t $(REGISTRY)codexpool/$*:$(TAG) .
+
+push-image-%: image-%
+	docker push $(REGISTRY)codexpool/$*:$(TAG)
+
+docker-engine:
+	@docker info >/dev/null 2>&1 || { echo "no Docker engine answers (docker info failed): start one, or build the images on a machine that has one; nothing was built" >&2; exit 1; }
+
+compose-cli:
+	@scripts/ensure-compose.sh
+
+test test-unit: compose-cli
 
 bench: sync services
 	@for b in bench/*.py; do echo "== $$b"; $(UV) run python "$$b"; done

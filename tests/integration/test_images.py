@@ -1,0 +1,209 @@
+"""Every image's environment, built as the Dockerfile builds it, imports and serves.
+
+The workspace venv holds every package's dependencies at once; an image holds one package's.
+So each environment here is built by replaying the Dockerfile's build stage
+(tests/integration/dockerfile.py: the same COPY sources, the same ``uv sync`` commands, nothing
+else installed), then started from its own console script against the real Redis and RabbitMQ,
+as the image's entrypoint starts it. A runtime dependency a package forgot to declare fails here.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import yaml
+
+from codexpool_shared.testing.infra import InfraUrls
+from codexpool_shared.testing.processes import free_port, wait_ready
+from tests.conftest import REPO_ROOT
+from tests.integration.dockerfile import build_runtime, minimal_env
+
+PACKAGES = {
+    "codexpool-router": "codexpool_router",
+    "codexpool-health": "codexpool_health",
+    "codexpool-admin-api": "codexpool_admin_api",
+    "codexpool-ui": "codexpool_ui",
+    "codexpool-sim": "codexpool_sim",
+}
+ADMIN_TOKEN = "images-test-admin-token-0123456789"
+SECRET_KEY = base64.b64encode(os.urandom(32)).decode()
+
+# Imports every module of the named packages and requires each to come from the environment
+# itself: with -I neither the working directory, PYTHONPATH nor user site-packages count, so a
+# module found in the repository's sources would mean the environment is not self-contained.
+_IMPORT_ALL = """
+import importlib, pkgutil, sys
+prefix = sys.prefix
+failed = []
+for top in sys.argv[1:]:
+    package = importlib.import_module(top)
+    names = [top] + [m.name for m in pkgutil.walk_packages(package.__path__, top + ".")]
+    for name in names:
+        try:
+            module = importlib.import_module(name)
+        except Exception as exc:
+            failed.append(f"{name}: {exc!r}")
+            continue
+        if not (getattr(module, "__file__", None) or "").startswith(prefix):
+            failed.append(f"{name}: loaded from {module.__file__}, outside {prefix}")
+print("\\n".join(failed))
+sys.exit(1 if failed else 0)
+"""
+
+
+def _uv() -> str:
+    # `uv run` names itself in UV; `make` puts the pinned uv on PATH.
+    found = os.environ.get("UV") or shutil.which("uv")
+    assert found, "no uv executable: run the tests through `make test` or `uv run`"
+    return found
+
+
+@pytest.fixture(scope="module")
+def runtimes() -> Iterator[dict[str, Path]]:
+    """Each package's environment, built the Dockerfile's way (all five at once)."""
+    uv = _uv()
+    cache = subprocess.run(
+        [uv, "cache", "dir"], capture_output=True, text=True, check=True, timeout=30
+    ).stdout.strip()
+    python = getattr(sys, "_base_executable", sys.executable)
+    with tempfile.TemporaryDirectory(prefix="codexpool-images-") as scratch:
+
+        def build(package: str) -> Path:
+            root = Path(scratch) / package
+            root.mkdir()
+            return build_runtime(root, {"PACKAGE": package}, uv=uv, uv_cache=cache, python=python)
+
+        with ThreadPoolExecutor(len(PACKAGES)) as pool:
+            built = dict(zip(PACKAGES, pool.map(build, PACKAGES), strict=True))
+        yield built
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_every_module_imports_from_the_environment_alone(
+    package: str, runtimes: dict[str, Path], tmp_path: Path
+) -> None:
+    venv = runtimes[package]
+    modules = [PACKAGES[package]]
+    if any(venv.glob("lib/python*/site-packages/codexpool_shared")):
+        modules.append("codexpool_shared")
+    result = subprocess.run(
+        [str(venv / "bin" / "python"), "-I", "-c", _IMPORT_ALL, *modules],
+        cwd=tmp_path,
+        env=minimal_env(venv),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, f"{package}:\n{result.stdout}{result.stderr}"
+
+
+@contextlib.contextmanager
+def _serving(venv: Path, package: str, env: dict[str, str], log: Path, *args: str) -> Iterator[str]:
+    """The image's entrypoint (the package's console script), ready; SIGTERM at the end."""
+    port = free_port()
+    command = [str(venv / "bin" / package), "--host", "127.0.0.1", "--port", str(port), *args]
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            command, env=minimal_env(venv, **env), cwd=log.parent, stdout=out, stderr=out
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        try:
+            wait_ready(f"{url}/readyz", timeout_s=45, process=process)
+        except RuntimeError as exc:
+            raise AssertionError(f"{package}: {exc}\n{log.read_text(errors='replace')}") from None
+        yield url
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(30)
+        # uvicorn ends a graceful shutdown by raising the signal it caught again.
+        assert code in (0, -signal.SIGTERM), f"{package} exited with {code}:\n" + log.read_text(
+            errors="replace"
+        )
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+
+
+def _service_env(infra: InfraUrls, namespace: str) -> dict[str, str]:
+    return {
+        "REDIS_URL": infra.redis_url,
+        "AMQP_URL": infra.amqp_url,
+        "CODEXPOOL_NAMESPACE": namespace,
+        "CODEXPOOL_SECRET_KEY": SECRET_KEY,
+        "CODEXPOOL_ADMIN_TOKEN": ADMIN_TOKEN,
+        "CODEXPOOL_DRAIN_TIMEOUT_S": "10",
+        "OTEL_TRACES_EXPORTER": "none",
+        "OTEL_METRICS_EXPORTER": "none",
+    }
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+@pytest.mark.timeout(150)
+def test_the_entrypoint_serves_and_stops_on_sigterm(
+    package: str, runtimes: dict[str, Path], infra: InfraUrls, namespace: str, tmp_path: Path
+) -> None:
+    env = _service_env(infra, namespace)
+    with contextlib.ExitStack() as stack:
+        if package == "codexpool-ui":
+            # The UI is ready when the admin API answers.
+            admin = runtimes["codexpool-admin-api"]
+            env["CODEXPOOL_ADMIN_API_URL"] = stack.enter_context(
+                _serving(admin, "codexpool-admin-api", env, tmp_path / "admin-api.log")
+            )
+        stack.enter_context(_serving(runtimes[package], package, env, tmp_path / "service.log"))
+
+
+def _init_command() -> list[str]:
+    """Compose's init service: the seed command and where it finds codex-sim's auth files."""
+    compose = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())
+    init = compose["services"]["init"]
+    return [*init["entrypoint"], *init.get("command", [])]
+
+
+@pytest.mark.timeout(150)
+def test_init_seeds_the_demo_pool_and_is_idempotent(
+    runtimes: dict[str, Path], infra: InfraUrls, namespace: str, tmp_path: Path
+) -> None:
+    """codex-sim writes its auth files, init (as compose runs it) registers them, twice."""
+    env = _service_env(infra, namespace)
+    sim, admin = runtimes["codexpool-sim"], runtimes["codexpool-admin-api"]
+    data = tmp_path / "data"
+    data.mkdir()
+    command = [part.replace("/data", str(data)) for part in _init_command()]
+    executable, *args = command
+    assert executable in {"codexpool-sim-seed"}, "init runs the sim image's seed script"
+    with (
+        _serving(sim, "codexpool-sim", {}, tmp_path / "sim.log", "--write-auth", str(data)),
+        _serving(admin, "codexpool-admin-api", env, tmp_path / "admin-api.log") as admin_url,
+    ):
+        runs = [
+            subprocess.run(
+                [str(sim / "bin" / executable), *args],
+                env=minimal_env(
+                    sim, CODEXPOOL_ADMIN_API_URL=admin_url, CODEXPOOL_ADMIN_TOKEN=ADMIN_TOKEN
+                ),
+                cwd=tmp_path,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            for _ in range(2)
+        ]
+    first, second = runs
+    assert first.returncode == 0, first.stderr
+    assert re.search(r"agent key \(shown once.*\): cpk_", first.stdout), first.stdout
+    assert second.returncode == 0, second.stderr
+    assert "existed" in second.stdout and "cpk_" not in second.stdout
