@@ -7,6 +7,7 @@ run; the assertions are on that resolved model. `make -n images` renders the ima
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import shlex
@@ -261,3 +262,108 @@ def test_compose_variables_come_from_env_file_or_are_required() -> None:
     text = (REPO_ROOT / "docker-compose.yml").read_text()
     for name, operator in re.findall(r"\$\{(\w+)(:[?-][^}]*)?\}", text):
         assert name in _env_file() or operator, f"${{{name}}} is neither in .env nor required"
+
+
+# -- the README's Docker section --------------------------------------------------------------
+
+
+def docker_section(readme: str) -> str:
+    """The README's Docker section, whatever its heading level, down to the next sibling."""
+    heading = re.search(r"^(#{2,3}) Docker\n", readme, re.M)
+    assert heading, "README.md has no Docker section"
+    level = len(heading[1])
+    end = re.compile(rf"^#{{1,{level}}} ", re.M).search(readme, heading.end())
+    return readme[heading.end() : end.start() if end else len(readme)]
+
+
+def _exported(line: str) -> tuple[str, str]:
+    """Runs an ``export NAME="$(...)"`` line in bash; its variable and the value it got."""
+    name = re.fullmatch(r"export (\w+)=.*", line)
+    assert name, f"add a check for: {line}"
+    value = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", f'{line}\nprintf %s "${name[1]}"'],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    ).stdout
+    return name[1], value
+
+
+def _check_make(words: list[str]) -> None:
+    target, *assignments = words[1:]
+    assert target in {"images", "push-images"}, words
+    variables = dict(a.split("=", 1) for a in assignments)
+    assert set(variables) <= {"REGISTRY", "TAG"}, words
+    rendered = subprocess.run(
+        ["make", "-s", "-n", target, *assignments],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    registry, tag = variables.get("REGISTRY", ""), variables.get("TAG", _version())
+    images = {f"{registry}codexpool/{name}:{tag}" for name in PACKAGES}
+    built = {w[w.index("-t") + 1] for w in map(shlex.split, rendered.splitlines()) if "build" in w}
+    assert built == images, rendered
+    if target == "push-images":
+        pushed = {
+            w[-1] for w in map(shlex.split, rendered.splitlines()) if w[:2] == ["docker", "push"]
+        }
+        assert pushed == images, rendered
+
+
+def _check_compose(words: list[str], env: dict[str, str]) -> None:
+    """Compose commands are rendered: the model `docker compose config` resolves for them."""
+    assignments = {}
+    while "=" in words[0]:
+        name, _, value = words.pop(0).partition("=")
+        assignments[name] = value
+    assert words[:2] == ["docker", "compose"], words
+    command, *flags = words[2:]
+    variables = {**env, **assignments}
+    result = _compose("config", **variables)
+    assert result.returncode == 0, result.stderr
+    services = yaml.safe_load(result.stdout)["services"]
+    if command == "config":
+        assert flags == ["-q"], words
+    elif command == "up":
+        assert set(flags) <= {"--build", "-d"}, words
+        registry, tag = variables.get("CODEXPOOL_REGISTRY", ""), variables.get("CODEXPOOL_TAG")
+        for name in PACKAGES:
+            assert services[name]["image"] == f"{registry}codexpool/{name}:{tag or _version()}"
+    elif command == "logs":
+        assert set(flags) <= set(services), words
+    elif command == "down":
+        assert flags == ["-v"], words
+    else:
+        pytest.fail(f"add a check for: {shlex.join(words)}")
+
+
+def check_docker_commands(section: str) -> int:
+    """Runs or renders every command of the section's shell blocks; how many it checked."""
+    blocks = re.findall(r"```(?:bash|sh|shell)\n(.*?)```", section, re.S)
+    env: dict[str, str] = {}
+    checked = 0
+    for line in "\n".join(blocks).replace("\\\n", " ").splitlines():
+        if not line.strip():
+            continue
+        if line.startswith("export "):
+            name, value = _exported(line)
+            env[name] = value
+        else:
+            words = shlex.split(line, comments=True)
+            if words[0] == "make":
+                _check_make(words)
+            else:
+                _check_compose(words, env)
+        checked += 1
+    assert set(env) == set(DOCUMENTED), "the section sets the variables compose requires"
+    assert len(base64.b64decode(env["CODEXPOOL_SECRET_KEY"], validate=True)) == 32
+    return checked
+
+
+def test_every_readme_docker_command_is_run_or_rendered() -> None:
+    section = docker_section((REPO_ROOT / "README.md").read_text())
+    assert check_docker_commands(section) >= 5
