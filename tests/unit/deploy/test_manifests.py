@@ -26,9 +26,10 @@ from tests.unit.deploy.netpol import External, Pod, Policies, selects
 K8S = REPO_ROOT / "deploy" / "k8s"
 OVERLAYS = sorted(p.name for p in (K8S / "overlays").iterdir() if p.is_dir())
 # The Kubernetes versions the manifests support, the one list: the README states its range.
-# 1.33 is the first release where every field used is GA or beta and on by default
-# (topologySpreadConstraints' nodeTaintsPolicy went GA in 1.33; preStop `sleep` in 1.30, the
-# PDB's unhealthyPodEvictionPolicy in 1.31); 1.37 is the newest schema kubernetes-validate has.
+# Every field used is on by default from 1.31 (the PDB's unhealthyPodEvictionPolicy is GA there;
+# preStop `sleep` is on since 1.30, GA in 1.34; topology spread's nodeTaintsPolicy since 1.26, GA
+# in 1.33; its matchLabelKeys since 1.27). Tested: the five newest releases kubernetes-validate
+# has schemas for.
 SUPPORTED_KUBERNETES = ("1.33", "1.34", "1.35", "1.36", "1.37")
 SERVICES = {"router": 8080, "health": 8083, "admin-api": 8081, "ui": 8082}
 IMAGES = {f"codexpool/{name}" for name in (*SERVICES, "codex-sim")}
