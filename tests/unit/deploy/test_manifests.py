@@ -579,6 +579,20 @@ def test_the_readme_external_secret_fills_the_same_keys() -> None:
     assert keys == set().union(*_secret_refs(list(_build("prod"))).values())
 
 
+def test_the_readme_prometheus_patch_finds_its_selector() -> None:
+    blocks = re.findall(r"```yaml\n(.*?)```", _kubernetes_section(), re.S)
+    fragments = [yaml.safe_load(block) for block in blocks]
+    (patch,) = [p for f in fragments if "patches" in f for p in f["patches"]]
+    target = _by_kind(list(_build("prod")), patch["target"]["kind"])[patch["target"]["name"]]
+    for operation in yaml.safe_load(patch["patch"]):
+        node: Any = target
+        *parents, last = operation["path"].strip("/").split("/")
+        for key in parents:
+            node = node[int(key)] if isinstance(node, list) else node[key]
+        assert operation["op"] == "replace" and last in node, operation["path"]
+        assert node[last] == {"kubernetes.io/metadata.name": "monitoring"}
+
+
 def test_the_readme_http_route_reaches_the_router_for_a_whole_turn() -> None:
     (route,) = _readme_objects("HTTPRoute")
     prod = list(_build("prod"))
