@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 
 import httpx
@@ -40,13 +41,14 @@ def _client(handler: Callable[[httpx.Request], httpx.Response]) -> httpx.AsyncCl
 
 
 def test_usage_document_becomes_a_quota_snapshot() -> None:
-    snapshot = parse_usage(USAGE, now=1761540000)
+    snapshot = parse_usage(USAGE, observed_at_ms=1761540000123)
+    assert snapshot.observed_at_ms == 1761540000123
     assert snapshot.primary is not None and snapshot.secondary is not None
     assert (snapshot.primary.used_percent, snapshot.primary.window_minutes) == (8.0, 299)
     assert snapshot.primary.resets_at == 1761548349
     assert (snapshot.secondary.used_percent, snapshot.secondary.window_minutes) == (15.0, 10079)
     assert (snapshot.plan_type, snapshot.credits_balance) == ("pro", "0")
-    empty = parse_usage({"rate_limit": None, "credits": None}, now=1)
+    empty = parse_usage({"rate_limit": None, "credits": None}, observed_at_ms=1)
     assert empty.primary is None and empty.credits_has_credits is None
 
 
@@ -57,8 +59,10 @@ async def test_fetch_usage_sends_the_account_headers() -> None:
         seen.append(request)
         return httpx.Response(200, json=USAGE)
 
+    before_ms = time.time_ns() // 1_000_000
     async with _client(handler) as http:
         snapshot = await fetch_usage(http, "http://up/backend-api/", "at-1", "acc-1")
+    assert before_ms <= snapshot.observed_at_ms <= time.time_ns() // 1_000_000
     assert str(seen[0].url) == "http://up/backend-api/wham/usage"
     assert seen[0].headers["authorization"] == "Bearer at-1"
     assert seen[0].headers["chatgpt-account-id"] == "acc-1"

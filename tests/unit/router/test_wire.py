@@ -180,10 +180,11 @@ def test_quota_snapshot_from_headers() -> None:
         "x-codex-plan-type": "plus",
         "x-codex-credits-has-credits": "False",
     }
-    snapshot = snapshot_from_headers(headers)
+    snapshot = snapshot_from_headers(headers, now=1770000000.1234)
     assert snapshot is not None and snapshot.primary is not None
+    assert snapshot.observed_at_ms == 1770000000123
     assert (snapshot.primary.used_percent, snapshot.primary.resets_at) == (100.0, 1770003600)
-    assert snapshot.secondary is not None and snapshot.secondary.resets_at is not None
+    assert snapshot.secondary is not None and snapshot.secondary.resets_at == 1770000060
     assert snapshot.credits_has_credits is False and snapshot.plan_type == "plus"
     assert exhausted_reset(snapshot) == 1770003600
     assert snapshot_from_headers({}) is None

@@ -76,7 +76,7 @@ def _quota(live: LiveState) -> QuotaOut | None:
         credits_has_credits=q.credits_has_credits,
         credits_unlimited=q.credits_unlimited,
         credits_balance=q.credits_balance,
-        updated_at=epoch(q.updated_at),
+        updated_at=epoch(q.observed_at_ms / 1000),
     )
 
 

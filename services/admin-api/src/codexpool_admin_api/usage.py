@@ -36,7 +36,7 @@ def _object(value: object) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def parse_usage(doc: dict[str, Any], *, now: int) -> QuotaSnapshot:
+def parse_usage(doc: dict[str, Any], *, observed_at_ms: int) -> QuotaSnapshot:
     limits, credits = _object(doc.get("rate_limit")), _object(doc.get("credits"))
     plan = doc.get("plan_type")
     balance = credits.get("balance")
@@ -48,7 +48,7 @@ def parse_usage(doc: dict[str, Any], *, now: int) -> QuotaSnapshot:
         credits_has_credits=has_credits if isinstance(has_credits, bool) else None,
         credits_unlimited=unlimited if isinstance(unlimited, bool) else None,
         credits_balance=str(balance) if isinstance(balance, str | int | float) else None,
-        updated_at=now,
+        observed_at_ms=observed_at_ms,
     )
 
 
@@ -64,6 +64,8 @@ async def fetch_usage(
         response = await http.get(f"{base_url.rstrip('/')}/wham/usage", headers=headers)
     except httpx.HTTPError as exc:
         raise UsageError(f"usage endpoint unreachable ({type(exc).__name__})") from None
+    # Observed when the answer arrived, as the router stamps the x-codex-* headers it reads.
+    observed_at_ms = time.time_ns() // 1_000_000
     if response.status_code == 401:
         raise TokenRejected("usage endpoint refused the token (401)")
     if response.status_code == 403:
@@ -76,4 +78,4 @@ async def fetch_usage(
         raise UsageError("usage endpoint answered malformed JSON") from None
     if not isinstance(doc, dict):
         raise UsageError("usage endpoint answered malformed JSON")
-    return parse_usage(doc, now=int(time.time()))
+    return parse_usage(doc, observed_at_ms=observed_at_ms)

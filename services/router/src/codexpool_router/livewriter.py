@@ -1,8 +1,10 @@
 """Live-state writes that never sit on the client's path.
 
-Quota snapshots are coalesced per provider and flushed every ``quota_flush_s`` in one
-pipeline; cooldowns, circuit updates and affinity moves are fire-and-forget tasks (other
-replicas see them a round trip later). Failures are counted, never raised to a request.
+Quota snapshots are coalesced per provider and flushed every ``quota_flush_s`` in one round
+trip. Each is stamped with the time its answer arrived, so a flush that lands after a newer
+snapshot (another replica's, or Refresh Live State's) leaves the newer one in place. Cooldowns,
+circuit updates and affinity moves are fire-and-forget tasks (other replicas see them a round
+trip later). Failures are counted, never raised to a request.
 """
 
 from __future__ import annotations
@@ -22,9 +24,9 @@ from codexpool_router.quota import snapshot_from_headers
 from codexpool_shared.keys import Keys
 from codexpool_shared.store import (
     extend_cooldown,
-    quota_fields,
     record_failure,
     record_success,
+    write_quotas,
 )
 
 log = logging.getLogger(__name__)
@@ -82,13 +84,13 @@ class LiveWriter:
         if not self._quota:
             return
         pending, self._quota = self._quota, {}
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for provider, (headers, received) in pending.items():
-                snapshot = snapshot_from_headers(headers, received)
-                if snapshot is not None:
-                    fields = quota_fields(snapshot)
-                    pipe.hset(self._keys.live(provider), mapping=fields)  # type: ignore[arg-type]
-            await pipe.execute()
+        snapshots = {}
+        for provider, (headers, received) in pending.items():
+            snapshot = snapshot_from_headers(headers, received)
+            if snapshot is not None:
+                snapshots[provider] = snapshot
+        if snapshots:
+            await write_quotas(self._redis, self._keys, snapshots)
 
     def cooldown(self, provider: str, until_ms: int, reason: str) -> asyncio.Task[None]:
         self._metrics.cooldowns.labels(reason).inc()

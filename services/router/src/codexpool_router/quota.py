@@ -47,7 +47,8 @@ def _flag(headers: Mapping[str, str], name: str) -> bool | None:
 def snapshot_from_headers(
     headers: Mapping[str, str], now: float | None = None
 ) -> QuotaSnapshot | None:
-    """The snapshot in ``headers`` (received at ``now``), or ``None`` when they carry none."""
+    """The snapshot in ``headers`` (received at ``now``, epoch s), or ``None`` when they carry
+    none; ``now`` is also the snapshot's observation time."""
     if "x-codex-primary-used-percent" not in headers:
         return None
     now = time.time() if now is None else now
@@ -58,7 +59,7 @@ def snapshot_from_headers(
         credits_has_credits=_flag(headers, "x-codex-credits-has-credits"),
         credits_unlimited=_flag(headers, "x-codex-credits-unlimited"),
         credits_balance=headers.get("x-codex-credits-balance") or None,
-        updated_at=int(now),
+        observed_at_ms=int(now * 1000),
     )
 
 

@@ -27,10 +27,10 @@ from codexpool_shared.store.live import (
     QuotaWindow,
     extend_cooldown,
     get_live,
-    quota_fields,
     record_failure,
     record_success,
     write_quota,
+    write_quotas,
 )
 from codexpool_shared.store.pools import (
     STRATEGIES,
@@ -107,7 +107,6 @@ __all__ = [
     "list_agents",
     "list_providers",
     "put_pool",
-    "quota_fields",
     "read_credentials",
     "record_failure",
     "record_success",
@@ -120,5 +119,6 @@ __all__ = [
     "validate_name",
     "validate_pool",
     "write_quota",
+    "write_quotas",
     "write_tokens",
 ]

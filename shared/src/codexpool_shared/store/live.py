@@ -7,6 +7,11 @@ seconds, as the upstream sends them).
 - Cooldown is extend-only: a shorter cooldown never shortens a longer one, and every cooldown
   is clamped to ``MAX_COOLDOWN_MS`` after now so a bogus ``resets_at`` cannot park an account
   for years.
+- Quota: the newest observation wins. Every snapshot carries the time its upstream answer
+  arrived (``quota_observed_at_ms``), and ``write_quotas`` stores it only if the hash holds no
+  later one, checked and written in one script. The router flushes snapshots it parsed earlier
+  while the admin API's Refresh Live State writes one fetched just now; without the check the
+  write that lands last would win, even when it was observed first.
 - Circuit: ``failures`` counts consecutive health faults; at the threshold (or when a probe
   fails) the circuit opens for ``base * 2^(opens-1)`` capped. When it has elapsed, one replica
   probes; success resets everything and stamps ``circuit_closed_at_ms``.
@@ -14,10 +19,13 @@ seconds, as the upstream sends them).
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
 
 from codexpool_shared.keys import Keys
 
@@ -31,6 +39,7 @@ CIRCUIT_OPENS = "circuit_opens"
 CIRCUIT_CLOSED_AT = "circuit_closed_at_ms"
 FAILURES = "failures"
 LAST_PROBE_AT = "last_probe_at_ms"
+QUOTA_OBSERVED_AT = "quota_observed_at_ms"
 
 _EXTEND_COOLDOWN = """
 local deadline = math.min(tonumber(ARGV[1]), tonumber(ARGV[3]) + tonumber(ARGV[4]))
@@ -41,6 +50,16 @@ if deadline > current then
 end
 return current
 """
+
+# ARGV: the snapshot's observed_at_ms, then its field/value pairs. Returns 1 stored, 0 kept the
+# newer one already there (equal times: the later write wins, so a retried write is harmless).
+_WRITE_QUOTA = f"""
+local stored = tonumber(redis.call('HGET', KEYS[1], '{QUOTA_OBSERVED_AT}') or '')
+if stored and tonumber(ARGV[1]) < stored then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+return 1
+"""
+_WRITE_QUOTA_SHA = hashlib.sha1(_WRITE_QUOTA.encode()).hexdigest()
 
 # ARGV: now_ms, threshold, base_ms, max_ms, probe ('1'/'0'). Returns open_until (0 = closed).
 _RECORD_FAILURE = """
@@ -76,8 +95,9 @@ class QuotaSnapshot(BaseModel):
     credits_has_credits: bool | None = None
     credits_unlimited: bool | None = None
     credits_balance: str | None = None
-    updated_at: int
-    """Epoch seconds."""
+    observed_at_ms: int
+    """When the upstream answer carrying this snapshot arrived (epoch ms): the store keeps the
+    newest observation, whatever order snapshots are written in."""
 
 
 class LiveState(BaseModel):
@@ -96,9 +116,9 @@ class LiveState(BaseModel):
     last_probe_at_ms: int = 0
 
 
-def quota_fields(snapshot: QuotaSnapshot) -> dict[str, str]:
+def _quota_fields(snapshot: QuotaSnapshot) -> dict[str, str]:
     """The live-hash fields that store ``snapshot`` (absent parts are stored empty)."""
-    fields: dict[str, str] = {"quota_updated_at": str(snapshot.updated_at)}
+    fields: dict[str, str] = {QUOTA_OBSERVED_AT: str(snapshot.observed_at_ms)}
     for name, window in (("primary", snapshot.primary), ("secondary", snapshot.secondary)):
         fields[f"{name}_used_percent"] = "" if window is None else str(window.used_percent)
         fields[f"{name}_window_minutes"] = str(window.window_minutes or "") if window else ""
@@ -143,7 +163,8 @@ def parse_live(provider: str, raw: dict[Any, Any]) -> LiveState:
         for k, v in raw.items()
     }
     quota = None
-    if f.get("quota_updated_at"):
+    observed = _num(f, QUOTA_OBSERVED_AT)
+    if observed is not None:
         quota = QuotaSnapshot(
             primary=_window(f, "primary"),
             secondary=_window(f, "secondary"),
@@ -151,7 +172,7 @@ def parse_live(provider: str, raw: dict[Any, Any]) -> LiveState:
             credits_has_credits=_flag(f, "credits_has_credits"),
             credits_unlimited=_flag(f, "credits_unlimited"),
             credits_balance=f.get("credits_balance") or None,
-            updated_at=int(float(f["quota_updated_at"])),
+            observed_at_ms=int(observed),
         )
 
     def ms(name: str) -> int:
@@ -175,9 +196,53 @@ async def get_live(redis: Redis, keys: Keys, provider: str) -> LiveState:
     return parse_live(provider, await redis.hgetall(keys.live(provider)))
 
 
-async def write_quota(redis: Redis, keys: Keys, provider: str, snapshot: QuotaSnapshot) -> None:
-    """Store the latest quota snapshot."""
-    await redis.hset(keys.live(provider), mapping=quota_fields(snapshot))  # type: ignore[arg-type]
+def _quota_args(snapshot: QuotaSnapshot) -> list[str]:
+    args = [str(snapshot.observed_at_ms)]
+    for field, value in _quota_fields(snapshot).items():
+        args += [field, value]
+    return args
+
+
+async def write_quotas(
+    redis: Redis, keys: Keys, snapshots: Mapping[str, QuotaSnapshot]
+) -> frozenset[str]:
+    """Store each provider's snapshot unless its live hash holds a newer observation.
+
+    One round trip for the whole batch (a pipeline of EVALSHA); a second one only when Redis
+    lost its script cache (restart, failover), to EVAL what it did not know.
+
+    Returns:
+        The providers whose snapshot was stored; the others already held a newer one.
+
+    Raises:
+        redis.exceptions.RedisError: The first error any write met (the others still ran).
+    """
+    calls = [(keys.live(p), _quota_args(snapshot)) for p, snapshot in snapshots.items()]
+    async with redis.pipeline(transaction=False) as pipe:
+        for key, args in calls:
+            pipe.evalsha(_WRITE_QUOTA_SHA, 1, key, *args)
+        replies: list[Any] = await pipe.execute(raise_on_error=False)
+    unknown = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+    if unknown:
+        async with redis.pipeline(transaction=False) as pipe:
+            for i in unknown:
+                key, args = calls[i]
+                pipe.eval(_WRITE_QUOTA, 1, key, *args)
+            for i, reply in zip(unknown, await pipe.execute(raise_on_error=False), strict=True):
+                replies[i] = reply
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
+    return frozenset(p for p, reply in zip(snapshots, replies, strict=True) if reply == 1)
+
+
+async def write_quota(redis: Redis, keys: Keys, provider: str, snapshot: QuotaSnapshot) -> bool:
+    """Store ``snapshot`` unless the provider's live hash holds a newer observation.
+
+    Returns:
+        Whether it was stored.
+    """
+    return provider in await write_quotas(redis, keys, {provider: snapshot})
 
 
 async def extend_cooldown(

@@ -1,0 +1,103 @@
+"""Quota snapshots against the real Redis: the newest observation wins, whatever order the
+router's flush and Refresh Live State write in (issue 11)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from prometheus_client import CollectorRegistry
+from redis.asyncio import Redis
+
+from codexpool_admin_api.usage import parse_usage
+from codexpool_router.config import Settings
+from codexpool_router.livewriter import LiveWriter
+from codexpool_router.metrics import Metrics
+from codexpool_shared.keys import Keys
+from codexpool_shared.store import (
+    QuotaSnapshot,
+    QuotaWindow,
+    extend_cooldown,
+    get_live,
+    write_quota,
+    write_quotas,
+)
+from codexpool_shared.store import live as live_store
+
+
+def _snapshot(used: float, observed_at_ms: int) -> QuotaSnapshot:
+    return QuotaSnapshot(
+        primary=QuotaWindow(used_percent=used, window_minutes=300, resets_at=1_770_000_000),
+        plan_type="plus",
+        observed_at_ms=observed_at_ms,
+    )
+
+
+async def _used(redis: Redis, keys: Keys, provider: str) -> float | None:
+    quota = (await get_live(redis, keys, provider)).quota
+    return quota.primary.used_percent if quota and quota.primary else None
+
+
+@pytest.fixture
+def keys(namespace: str) -> Keys:
+    return Keys(namespace)
+
+
+async def test_an_older_snapshot_written_later_is_kept_out(redis: Redis, keys: Keys) -> None:
+    assert await write_quota(redis, keys, "p", _snapshot(61, 2_000))
+    assert not await write_quota(redis, keys, "p", _snapshot(40, 1_999))
+    live = await get_live(redis, keys, "p")
+    assert live.quota == _snapshot(61, 2_000)
+    assert await write_quota(redis, keys, "p", _snapshot(62, 2_001))
+    assert await _used(redis, keys, "p") == 62
+    # The same observation again (a retried write) is no older: it is stored.
+    assert await write_quota(redis, keys, "p", _snapshot(63, 2_001))
+    assert await _used(redis, keys, "p") == 63
+
+
+async def test_the_quota_write_leaves_the_other_live_fields_alone(redis: Redis, keys: Keys) -> None:
+    await extend_cooldown(redis, keys, "p", 90_000, "usage_limit", now_ms=1_000)
+    assert await write_quota(redis, keys, "p", _snapshot(10, 5_000))
+    live = await get_live(redis, keys, "p")
+    assert (live.cooldown_until_ms, live.cooldown_reason) == (90_000, "usage_limit")
+    assert live.quota == _snapshot(10, 5_000)
+
+
+async def test_a_batch_stores_each_provider_on_its_own_merits(redis: Redis, keys: Keys) -> None:
+    await write_quotas(redis, keys, {"a": _snapshot(50, 3_000), "b": _snapshot(50, 3_000)})
+    written = await write_quotas(
+        redis, keys, {"a": _snapshot(20, 2_000), "b": _snapshot(70, 4_000), "c": _snapshot(1, 1)}
+    )
+    assert written == {"b", "c"}
+    assert [await _used(redis, keys, p) for p in "abc"] == [50, 70, 1]
+
+
+async def test_a_batch_survives_an_empty_script_cache(
+    redis: Redis, keys: Keys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A restarted or failed-over Redis has forgotten the script: the batch EVALs it. (An
+    unknown digest stands in for the flushed cache; the shared server's cache is left alone.)"""
+    monkeypatch.setattr(live_store, "_WRITE_QUOTA_SHA", "0" * 40)
+    await write_quota(redis, keys, "a", _snapshot(30, 2_000))
+    written = await write_quotas(redis, keys, {"a": _snapshot(20, 1_000), "b": _snapshot(5, 1)})
+    assert written == {"b"}
+    assert [await _used(redis, keys, p) for p in "ab"] == [30, 5]
+
+
+async def test_the_routers_late_flush_never_replaces_a_fresher_refresh(
+    redis: Redis, keys: Keys, namespace: str
+) -> None:
+    """The flake of issue 11: the router read x-codex-* headers (61 % used), Refresh Live State
+    then read /wham/usage (75 %) and wrote first; the router's flush came after."""
+    settings = Settings(namespace=namespace, quota_flush_s=3600)
+    writer = LiveWriter(redis, keys, settings, Metrics(CollectorRegistry()))
+    writer.quota("p", {"x-codex-primary-used-percent": "61", "x-codex-primary-reset-at": "9"})
+    usage = {"rate_limit": {"primary_window": {"used_percent": 75, "reset_at": 9}}}
+    refreshed = parse_usage(usage, observed_at_ms=time.time_ns() // 1_000_000 + 1)
+    assert await write_quota(redis, keys, "p", refreshed)
+    await writer.close()  # flushes what it holds
+    assert await _used(redis, keys, "p") == 75
+    # A later answer through the router is newer than the refresh, and replaces it.
+    writer.quota("p", {"x-codex-primary-used-percent": "76", "x-codex-primary-reset-at": "9"})
+    await writer.close()
+    assert await _used(redis, keys, "p") == 76
