@@ -1,4 +1,4 @@
-"""Settings every Codex Pool service shares (SPEC.md section 3).
+"""Settings every Codex Pool service shares (docs/SPEC.md section 3).
 
 Nothing here is built at import time: each service builds its own ``Settings`` subclass in
 ``main()`` (or a test builds one directly) and hands it to ``create_app(settings)``.

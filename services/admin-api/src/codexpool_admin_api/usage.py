@@ -1,4 +1,7 @@
-"""Reading a provider's quota from the upstream usage endpoint (codex-backend-protocol.md §6)."""
+"""Reading a provider's quota from the upstream usage endpoint.
+
+The endpoint and its document: docs/reference/codex-backend-protocol.md section 6.
+"""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from codexpool_shared.events.base import BaseEvent
 
 Strategy = Literal["round-robin", "primary-first", "quota-aware"]
-"""The pool strategies (SPEC.md section 5)."""
+"""The pool strategies (docs/SPEC.md section 5)."""
 
 OutcomeClass = Literal[
     "success",
@@ -25,8 +25,8 @@ OutcomeClass = Literal[
     "cancelled",
     "shutdown",
 ]
-"""How one upstream attempt ended (codex-backend-protocol.md section 9); ``shutdown``: the
-router's drain deadline ended it (``codexpool_shared.drain``)."""
+"""How one upstream attempt ended (docs/reference/codex-backend-protocol.md section 9);
+``shutdown``: the router's drain deadline ended it (``codexpool_shared.drain``)."""
 
 FinalOutcome = Literal[OutcomeClass, "pool_exhausted", "no_eligible_provider"]
 """How the client request ended: an attempt's class, or an answer given with no attempt left."""

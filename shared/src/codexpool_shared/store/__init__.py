@@ -1,4 +1,4 @@
-"""The pool store: providers, agents, pools and live routing state in Redis (SPEC.md section 4).
+"""The pool store: providers, agents, pools and live routing state in Redis (docs/SPEC.md 4).
 
 Every service that reads or writes pool state goes through these functions, so the layout
 (documented in each module) has one owner. Keys come only from ``codexpool_shared.keys``.

@@ -1,4 +1,4 @@
-"""Live state per provider (SPEC.md section 4): quota snapshot, cooldown, circuit.
+"""Live state per provider (docs/SPEC.md section 4): quota snapshot, cooldown, circuit.
 
 ``Keys.live(provider)`` is one hash; its field names below are also read by the router's
 selection script. Times are epoch milliseconds (``*_ms``) except quota ``resets_at`` (epoch
