@@ -11,16 +11,19 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import fcntl
+import json
 import os
 import re
 import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -70,42 +73,81 @@ def _uv() -> str:
     return found
 
 
-@pytest.fixture(scope="module")
-def runtimes() -> Iterator[dict[str, Path]]:
-    """Each package's environment, built the Dockerfile's way (all five at once)."""
-    uv = _uv()
-    cache = subprocess.run(
-        [uv, "cache", "dir"], capture_output=True, text=True, check=True, timeout=30
-    ).stdout.strip()
-    python = getattr(sys, "_base_executable", sys.executable)
-    with tempfile.TemporaryDirectory(prefix="codexpool-images-") as scratch:
+@dataclass(frozen=True, slots=True)
+class Runtime:
+    venv: Path
+    imports: subprocess.CompletedProcess[str]
+    """The import smoke's result (_IMPORT_ALL), run right after the build."""
 
-        def build(package: str) -> Path:
-            root = Path(scratch) / package
-            root.mkdir()
-            return build_runtime(root, {"PACKAGE": package}, uv=uv, uv_cache=cache, python=python)
+    def to_json(self) -> dict[str, object]:
+        result = self.imports
+        return {
+            "venv": str(self.venv),
+            "imports": [result.returncode, result.stdout, result.stderr],
+        }
 
-        with ThreadPoolExecutor(len(PACKAGES)) as pool:
-            built = dict(zip(PACKAGES, pool.map(build, PACKAGES), strict=True))
-        yield built
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Runtime:
+        code, out, err = data["imports"]
+        return cls(Path(data["venv"]), subprocess.CompletedProcess([], code, out, err))
 
 
-@pytest.mark.parametrize("package", PACKAGES)
-def test_every_module_imports_from_the_environment_alone(
-    package: str, runtimes: dict[str, Path], tmp_path: Path
-) -> None:
-    venv = runtimes[package]
+def _import_all(venv: Path, package: str) -> subprocess.CompletedProcess[str]:
     modules = [PACKAGES[package]]
     if any(venv.glob("lib/python*/site-packages/codexpool_shared")):
         modules.append("codexpool_shared")
-    result = subprocess.run(
+    return subprocess.run(
         [str(venv / "bin" / "python"), "-I", "-c", _IMPORT_ALL, *modules],
-        cwd=tmp_path,
+        cwd=venv.parent,
         env=minimal_env(venv),
         capture_output=True,
         text=True,
         timeout=120,
     )
+
+
+def _build_all(scratch: Path) -> dict[str, Runtime]:
+    uv = _uv()
+    cache = subprocess.run(
+        [uv, "cache", "dir"], capture_output=True, text=True, check=True, timeout=30
+    ).stdout.strip()
+    python = getattr(sys, "_base_executable", sys.executable)
+
+    def build(package: str) -> Runtime:
+        root = scratch / package
+        shutil.rmtree(root, ignore_errors=True)
+        root.mkdir(parents=True)
+        venv = build_runtime(root, {"PACKAGE": package}, uv=uv, uv_cache=cache, python=python)
+        return Runtime(venv, _import_all(venv, package))
+
+    with ThreadPoolExecutor(len(PACKAGES)) as pool:
+        return dict(zip(PACKAGES, pool.map(build, PACKAGES), strict=True))
+
+
+@pytest.fixture(scope="module")
+def runtimes(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> dict[str, Runtime]:
+    """Each package's environment, built the Dockerfile's way and import-checked, all at once.
+
+    Built once per run: pytest-xdist workers share the directory above their own temporary
+    directories, and the first worker builds while the others wait on the lock. pytest removes
+    the directory with old runs' (the files are hard links into uv's cache, so it is small).
+    """
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if worker_id != "master" else base
+    scratch, done = shared / "images", shared / "images.json"
+    with (shared / "images.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            built = _build_all(scratch)
+            done.write_text(json.dumps({p: r.to_json() for p, r in built.items()}))
+        return {p: Runtime.from_json(r) for p, r in json.loads(done.read_text()).items()}
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_every_module_imports_from_the_environment_alone(
+    package: str, runtimes: dict[str, Runtime]
+) -> None:
+    result = runtimes[package].imports
     assert result.returncode == 0, f"{package}:\n{result.stdout}{result.stderr}"
 
 
@@ -153,17 +195,19 @@ def _service_env(infra: InfraUrls, namespace: str) -> dict[str, str]:
 @pytest.mark.parametrize("package", PACKAGES)
 @pytest.mark.timeout(150)
 def test_the_entrypoint_serves_and_stops_on_sigterm(
-    package: str, runtimes: dict[str, Path], infra: InfraUrls, namespace: str, tmp_path: Path
+    package: str, runtimes: dict[str, Runtime], infra: InfraUrls, namespace: str, tmp_path: Path
 ) -> None:
     env = _service_env(infra, namespace)
     with contextlib.ExitStack() as stack:
         if package == "codexpool-ui":
             # The UI is ready when the admin API answers.
-            admin = runtimes["codexpool-admin-api"]
+            admin = runtimes["codexpool-admin-api"].venv
             env["CODEXPOOL_ADMIN_API_URL"] = stack.enter_context(
                 _serving(admin, "codexpool-admin-api", env, tmp_path / "admin-api.log")
             )
-        stack.enter_context(_serving(runtimes[package], package, env, tmp_path / "service.log"))
+        stack.enter_context(
+            _serving(runtimes[package].venv, package, env, tmp_path / "service.log")
+        )
 
 
 def _init_command() -> list[str]:
@@ -175,11 +219,11 @@ def _init_command() -> list[str]:
 
 @pytest.mark.timeout(150)
 def test_init_seeds_the_demo_pool_and_is_idempotent(
-    runtimes: dict[str, Path], infra: InfraUrls, namespace: str, tmp_path: Path
+    runtimes: dict[str, Runtime], infra: InfraUrls, namespace: str, tmp_path: Path
 ) -> None:
     """codex-sim writes its auth files, init (as compose runs it) registers them, twice."""
     env = _service_env(infra, namespace)
-    sim, admin = runtimes["codexpool-sim"], runtimes["codexpool-admin-api"]
+    sim, admin = runtimes["codexpool-sim"].venv, runtimes["codexpool-admin-api"].venv
     data = tmp_path / "data"
     data.mkdir()
     command = [part.replace("/data", str(data)) for part in _init_command()]
