@@ -27,7 +27,7 @@ RUN --mount=type=cache,target=/root/.cache/uv \
     --mount=type=bind,source=services/admin-api/pyproject.toml,target=services/admin-api/pyproject.toml \
     --mount=type=bind,source=services/ui/pyproject.toml,target=services/ui/pyproject.toml \
     --mount=type=bind,source=tools/codex-sim/pyproject.toml,target=tools/codex-sim/pyproject.toml \
-    test -n "$PACKAGE" && \
+    : "${PACKAGE:?build with --build-arg PACKAGE=codexpool-<service>}" && \
     uv sync --frozen --no-dev --no-install-workspace --package "$PACKAGE"
 
 # Every member's sources: uv installs only PACKAGE and what it declares, as wheels

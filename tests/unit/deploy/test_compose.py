@@ -131,9 +131,11 @@ def test_registry_and_tag_name_every_image() -> None:
 def test_the_default_tag_is_the_packages_version() -> None:
     version = _version()
     assert _env_file()["CODEXPOOL_TAG"] == version
-    for pyproject in REPO_ROOT.glob("*/**/pyproject.toml"):
-        if ".venv" not in pyproject.parts:
-            assert tomllib.loads(pyproject.read_text())["project"]["version"] == version, pyproject
+    members = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["uv"]
+    for pattern in members["workspace"]["members"]:
+        for member in REPO_ROOT.glob(pattern):
+            project = tomllib.loads((member / "pyproject.toml").read_text())["project"]
+            assert project["version"] == version, member
 
 
 def test_make_images_builds_the_images_compose_names() -> None:
@@ -305,7 +307,8 @@ def _check_make(words: list[str]) -> None:
     ).stdout
     registry, tag = variables.get("REGISTRY", ""), variables.get("TAG", _version())
     images = {f"{registry}codexpool/{name}:{tag}" for name in PACKAGES}
-    built = {w[w.index("-t") + 1] for w in map(shlex.split, rendered.splitlines()) if "build" in w}
+    commands = [shlex.split(line) for line in rendered.splitlines()]
+    built = {w[w.index("-t") + 1] for w in commands if w[:2] == ["docker", "build"]}
     assert built == images, rendered
     if target == "push-images":
         pushed = {
