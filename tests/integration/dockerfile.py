@@ -4,9 +4,10 @@
 image's filesystem: the files its ``RUN --mount=type=bind`` steps see, what its ``COPY`` steps
 copy (less what .dockerignore leaves out), its ``ENV`` and ``ARG`` values, and its ``RUN``
 commands in ``/bin/sh``, with the machine's uv cache as the cache mount (``HOW_NOT_WHAT`` says
-the two settings it changes, and why). Then, like the runtime stage, only the environment is
-kept. An instruction this module does not know fails the test:
-teach it here rather than let the test build something the image does not.
+the two settings it changes, and why) and this machine's uv standing in for the image's, which
+must be the same version. Then, like the runtime stage, only the environment is kept. An
+instruction this module does not know fails the test: teach it here rather than let the test
+build something the image does not.
 """
 
 from __future__ import annotations
@@ -154,6 +155,12 @@ class _Replay:
         if words[0].startswith("--from="):
             # Only the uv binary comes from another image; this machine's uv stands in for it.
             assert words[1:] == ["/uv", "/bin/uv"], f"COPY {arguments}: teach the test"
+            image = stage(words[0].removeprefix("--from=")).base
+            pinned = image.rpartition(":")[2]
+            found = subprocess.run(
+                ["uv", "--version"], env=self.env, capture_output=True, text=True, check=True
+            ).stdout.split()[1]
+            assert found == pinned, f"the image has uv {pinned} ({image}), this machine {found}"
             return
         *sources, target = words
         for source in sources:
