@@ -210,44 +210,46 @@ def test_the_entrypoint_serves_and_stops_on_sigterm(
         )
 
 
-def _init_command() -> list[str]:
-    """Compose's init service: the seed command and where it finds codex-sim's auth files."""
+def _compose_command(service: str, data: Path) -> list[str]:
+    """A compose service's entrypoint override and command, its /data volume moved to ``data``."""
     compose = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())
-    init = compose["services"]["init"]
-    return [*init["entrypoint"], *init.get("command", [])]
+    spec = compose["services"][service]
+    return [p.replace("/data", str(data)) for p in (*spec.get("entrypoint", []), *spec["command"])]
 
 
 @pytest.mark.timeout(150)
 def test_init_seeds_the_demo_pool_and_is_idempotent(
     runtimes: dict[str, Runtime], infra: InfraUrls, namespace: str, tmp_path: Path
 ) -> None:
-    """codex-sim writes its auth files, init (as compose runs it) registers them, twice."""
+    """codex-sim writes its auth files and init registers them, as compose runs the two: a
+    second run keeps everything; after codex-sim restarts (new accounts) a third replaces them."""
     env = _service_env(infra, namespace)
     sim, admin = runtimes["codexpool-sim"].venv, runtimes["codexpool-admin-api"].venv
     data = tmp_path / "data"
     data.mkdir()
-    command = [part.replace("/data", str(data)) for part in _init_command()]
-    executable, *args = command
-    assert executable in {"codexpool-sim-seed"}, "init runs the sim image's seed script"
-    with (
-        _serving(sim, "codexpool-sim", {}, tmp_path / "sim.log", "--write-auth", str(data)),
-        _serving(admin, "codexpool-admin-api", env, tmp_path / "admin-api.log") as admin_url,
-    ):
-        runs = [
-            subprocess.run(
-                [str(sim / "bin" / executable), *args],
-                env=minimal_env(
-                    sim, CODEXPOOL_ADMIN_API_URL=admin_url, CODEXPOOL_ADMIN_TOKEN=ADMIN_TOKEN
-                ),
-                cwd=tmp_path,
-                capture_output=True,
-                text=True,
-                timeout=60,
-            )
-            for _ in range(2)
-        ]
-    first, second = runs
-    assert first.returncode == 0, first.stderr
-    assert re.search(r"agent key \(shown once.*\): cpk_", first.stdout), first.stdout
-    assert second.returncode == 0, second.stderr
+    sim_args = _compose_command("codex-sim", data)
+    executable, *init_args = _compose_command("init", data)
+    assert executable == "codexpool-sim-seed", "init runs the sim image's seed script"
+
+    def init(admin_url: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(sim / "bin" / executable), *init_args],
+            env=minimal_env(
+                sim, CODEXPOOL_ADMIN_API_URL=admin_url, CODEXPOOL_ADMIN_TOKEN=ADMIN_TOKEN
+            ),
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    with _serving(admin, "codexpool-admin-api", env, tmp_path / "admin-api.log") as admin_url:
+        with _serving(sim, "codexpool-sim", {}, tmp_path / "sim.log", *sim_args):
+            first, second = init(admin_url), init(admin_url)
+        with _serving(sim, "codexpool-sim", {}, tmp_path / "sim-restarted.log", *sim_args):
+            third = init(admin_url)
+    for run in (first, second, third):
+        assert run.returncode == 0, run.stderr
+    keys = [re.findall(r"agent key \(shown once.*\): (cpk_\S+)", r.stdout) for r in (first, third)]
+    assert keys[0] and keys[1] and keys[0] != keys[1], (first.stdout, third.stdout)
     assert "existed" in second.stdout and "cpk_" not in second.stdout

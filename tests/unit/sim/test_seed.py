@@ -23,6 +23,7 @@ class FakeAdminApi:
         self.agents: dict[str, str] = {}
         self.pools: dict[str, Any] = {}
         self.writes: list[str] = []
+        self.keys = 0
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         assert request.headers["authorization"] == "Bearer admin-token"
@@ -30,16 +31,28 @@ class FakeAdminApi:
         if method != "GET":
             self.writes.append(f"{method} {path}")
         parts = path.strip("/").split("/")
-        if method == "GET" and parts[1] == "providers":
-            return httpx.Response(200 if parts[2] in self.providers else 404, json={})
-        if method == "GET" and parts[1] == "agents":
-            return httpx.Response(200 if parts[2] in self.agents else 404, json={})
+        table: dict[str, Any] = self.providers if parts[1] == "providers" else self.agents
+        if method in ("GET", "DELETE") and len(parts) == 3:
+            if parts[2] not in table:
+                return httpx.Response(404, json={})
+            if method == "DELETE":
+                in_use = [a for a, pool in self.pools.items() if parts[2] in pool["providers"]]
+                assert parts[1] == "agents" or not in_use, "the admin API refuses: in a pool"
+                del table[parts[2]]
+                self.pools.pop(parts[2], None)
+                return httpx.Response(204)
+            if parts[1] == "providers":
+                return httpx.Response(
+                    200, json={"account_id": table[parts[2]]["tokens"]["account_id"]}
+                )
+            return httpx.Response(200, json={"id": parts[2]})
         body = json.loads(request.content)
         if path == "/api/providers":
             self.providers[body["name"]] = body["auth_json"]
             return httpx.Response(201, json={"name": body["name"]})
         if path == "/api/agents":
-            self.agents[body["id"]] = key = f"cpk_{len(self.agents)}"
+            self.keys += 1
+            self.agents[body["id"]] = key = f"cpk_{self.keys}"
             return httpx.Response(201, json={"id": body["id"], "api_key": key})
         if method == "PUT" and parts[-1] == "codex-pool":
             self.pools[parts[2]] = body
@@ -72,6 +85,22 @@ def test_a_second_run_keeps_what_exists(auth_dir: Path) -> None:
     again = seed_demo(client, auth_dir)
     assert again.api_key is None
     assert api.writes == ["PUT /api/agents/demo-agent/codex-pool"]
+
+
+def test_a_restarted_sims_new_accounts_replace_the_forgotten_ones(
+    auth_dir: Path, tmp_path: Path
+) -> None:
+    api = FakeAdminApi()
+    client = httpx.Client(transport=httpx.MockTransport(api), headers=_ADMIN, base_url="http://a")
+    first = seed_demo(client, auth_dir)
+    restarted = tmp_path / "restarted"
+    write_auth_files(create_app(SimConfig(accounts=3, seed=8)).accounts, restarted)
+    again = seed_demo(client, restarted)
+    assert again.providers == first.providers
+    assert again.api_key and again.api_key != first.api_key
+    stored = api.providers["chatgpt-oauth-account-2"]
+    assert stored == json.loads((restarted / "account-2.auth.json").read_text())
+    assert api.pools["demo-agent"]["providers"] == first.providers
 
 
 def test_missing_auth_files_are_a_clear_error(tmp_path: Path) -> None:

@@ -3,7 +3,8 @@
 ``make demo`` (scripts/demo.py) and compose's one-shot ``init`` service both call
 ``seed_demo``. It reads what ``codexpool-sim --write-auth DIR`` wrote (``accounts.json`` and one
 ``auth.json`` per account) and is idempotent: a provider or agent that exists is kept, and the
-pool is set to round-robin over the accounts on every run.
+pool is set to round-robin over the accounts on every run. Providers of accounts that codex-sim
+no longer has (it makes new ones whenever it restarts) are replaced, and the agent made anew.
 
 ``codexpool-sim-seed --auth-dir DIR`` runs it from the command line; the admin API's address
 and token come from ``CODEXPOOL_ADMIN_API_URL`` and ``CODEXPOOL_ADMIN_TOKEN``.
@@ -38,7 +39,7 @@ class Seeded:
     providers: list[str]
     agent: str
     api_key: str | None
-    """The agent's router key when this run created the agent; None when it existed."""
+    """The agent's router key when this run created the agent; None when it was kept."""
 
 
 def _call(client: httpx.Client, method: str, path: str, body: object = None) -> dict[str, Any]:
@@ -47,16 +48,42 @@ def _call(client: httpx.Client, method: str, path: str, body: object = None) -> 
         raise SeedError(
             f"admin API {method} {path} answered {response.status_code}: {response.text}"
         )
+    return dict(response.json()) if response.content else {}
+
+
+def _find(client: httpx.Client, path: str) -> dict[str, Any] | None:
+    response = client.get(path)
+    if response.status_code == 404:
+        return None
+    if response.status_code >= 400:
+        raise SeedError(f"admin API GET {path} answered {response.status_code}: {response.text}")
     return dict(response.json())
 
 
-def _exists(client: httpx.Client, path: str) -> bool:
-    response = client.get(path)
-    if response.status_code == 404:
-        return False
-    if response.status_code >= 400:
-        raise SeedError(f"admin API GET {path} answered {response.status_code}: {response.text}")
-    return True
+def _drop_stale(
+    client: httpx.Client, accounts: list[dict[str, Any]], agent: str
+) -> dict[str, dict[str, Any] | None]:
+    """The registered providers; those of accounts codex-sim no longer has are deleted.
+
+    codex-sim keeps its accounts in memory and makes new ones whenever it starts, so after a
+    restart the stored tokens are for accounts it has forgotten. Their providers are replaced,
+    and the agent whose pool holds them is made anew (a pool cannot be emptied).
+    """
+    registered = {
+        account["name"]: _find(client, f"/api/providers/chatgpt-oauth-{account['name']}")
+        for account in accounts
+    }
+    stale = [
+        account["name"]
+        for account in accounts
+        if (found := registered[account["name"]]) and found["account_id"] != account["account_id"]
+    ]
+    if stale and _find(client, f"/api/agents/{agent}") is not None:
+        _call(client, "DELETE", f"/api/agents/{agent}")
+    for name in stale:
+        _call(client, "DELETE", f"/api/providers/chatgpt-oauth-{name}")
+        registered[name] = None
+    return registered
 
 
 def seed_demo(client: httpx.Client, auth_dir: Path, agent: str = DEMO_AGENT) -> Seeded:
@@ -77,15 +104,16 @@ def seed_demo(client: httpx.Client, auth_dir: Path, agent: str = DEMO_AGENT) -> 
         accounts = json.loads((auth_dir / "accounts.json").read_text())["accounts"]
     except (OSError, ValueError, KeyError) as exc:
         raise SeedError(f"no codex-sim accounts in {auth_dir}: {exc}") from None
+    registered = _drop_stale(client, accounts, agent)
     names = []
     for account in accounts:
         name = f"chatgpt-oauth-{account['name']}"
-        if not _exists(client, f"/api/providers/{name}"):
+        if registered[account["name"]] is None:
             document = json.loads((auth_dir / account["auth_file"]).read_text())
             _call(client, "POST", "/api/providers", {"name": name, "auth_json": document})
         names.append(name)
     api_key = None
-    if not _exists(client, f"/api/agents/{agent}"):
+    if _find(client, f"/api/agents/{agent}") is None:
         created = _call(client, "POST", "/api/agents", {"id": agent, "name": "Demo agent"})
         api_key = str(created["api_key"])
     pool = {"strategy": "round-robin", "providers": names}
