@@ -24,6 +24,7 @@ from codexpool_shared.activity import ALL_POOLS
 from codexpool_shared.events import ProviderStatusChangedV1
 from codexpool_shared.keys import Keys
 from codexpool_shared.messaging import Topology
+from codexpool_shared.service import state_in
 from codexpool_shared.testing.faultproxy import FaultProxy
 from codexpool_shared.testing.infra import InfraUrls
 from codexpool_shared.testing.messaging import InMemoryPublisher
@@ -45,7 +46,7 @@ async def running(
     )
     app: FastAPI = create_app(settings, publisher=publisher)
     async with app.router.lifespan_context(app) as state:
-        yield state  # type: ignore[misc]
+        yield state_in(state or {}, State)
 
 
 def sample(registry: CollectorRegistry, name: str, **labels: str) -> float:
@@ -54,9 +55,7 @@ def sample(registry: CollectorRegistry, name: str, **labels: str) -> float:
 
 def processed(state: State, result: str) -> Callable[[], Any]:
     async def probe() -> bool:
-        return (
-            sample(state["registry"], "codexpool_health_events_processed_total", result=result) > 0
-        )
+        return sample(state.registry, "codexpool_health_events_processed_total", result=result) > 0
 
     return probe
 
@@ -74,7 +73,7 @@ async def test_poison_messages_go_to_the_dlq_and_are_counted(
         await publish([b"{not json", b'{"type": "request.outcome.v9", "event_id": "x"}', good])
 
         async def settled() -> bool:
-            registry = state["registry"]
+            registry = state.registry
             total = "codexpool_health_events_processed_total"
             return (
                 sample(registry, total, result="malformed") == 2
@@ -136,7 +135,7 @@ async def test_a_redis_outage_holds_events_without_dead_lettering_them(
 
             async def retried_past_the_delivery_limit() -> bool:
                 errors = "codexpool_health_redis_errors_total"
-                return sample(state["registry"], errors) >= 8
+                return sample(state.registry, errors) >= 8
 
             await poll_until(retried_past_the_delivery_limit, what="retries while Redis is down")
             assert await dlq_depth(channel, namespace) == 0
@@ -144,7 +143,7 @@ async def test_a_redis_outage_holds_events_without_dead_lettering_them(
 
             async def all_applied() -> bool:
                 total = "codexpool_health_events_processed_total"
-                return sample(state["registry"], total, result="applied") == len(events)
+                return sample(state.registry, total, result="applied") == len(events)
 
             await poll_until(all_applied, what="every held event to be applied")
     assert await dlq_depth(channel, namespace) == 0
@@ -165,7 +164,7 @@ async def test_the_consumer_reconnects_after_losing_rabbitmq(
 
             def applied(count: int) -> Callable[[], Any]:
                 async def probe() -> bool:
-                    return sample(state["registry"], total, result="applied") == count
+                    return sample(state.registry, total, result="applied") == count
 
                 return probe
 

@@ -5,9 +5,8 @@ import contextlib
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
-from redis.asyncio import Redis
 
 from codexpool_health.batcher import OutcomeBatcher
 from codexpool_health.config import Settings
@@ -20,10 +19,9 @@ from codexpool_health.store import HealthStore
 from codexpool_shared import telemetry
 from codexpool_shared.drain import Drain
 from codexpool_shared.errors import install_error_handlers
-from codexpool_shared.keys import Keys
-from codexpool_shared.messaging import EventPublisher, Publisher
-from codexpool_shared.probes import ReadinessCheck, probe_router
-from codexpool_shared.redis import create_redis
+from codexpool_shared.messaging import Publisher
+from codexpool_shared.probes import probe_router
+from codexpool_shared.service import lifespan_state, open_infrastructure, redis_readiness
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:
@@ -43,28 +41,19 @@ def create_app(
     metrics = HealthMetrics(registry)
 
     @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[State]:
+    async def lifespan(_: FastAPI) -> AsyncIterator[Mapping[str, object]]:
         async with AsyncExitStack() as stack:
-            stack.callback(telemetry.flush)
-            redis = create_redis(settings)
-            stack.push_async_callback(redis.aclose)
-            keys = Keys(settings.namespace)
+            infra = await open_infrastructure(
+                stack, settings, registry, name="codexpool-health", publisher=publisher
+            )
             store = HealthStore(
-                redis,
-                keys,
+                infra.redis,
+                infra.keys,
                 score=ScoreConfig.from_settings(settings),
                 seen_ttl_s=settings.dedupe_ttl_s,
                 log_maxlen=settings.outcome_log_maxlen,
             )
-            events = publisher or EventPublisher(
-                str(settings.amqp_url),
-                settings.namespace,
-                registry=registry,
-                name="codexpool-health",
-            )
-            await events.start()
-            stack.push_async_callback(events.close, 5.0)
-            report = ScoreReporter(metrics, events)
+            report = ScoreReporter(metrics, infra.publisher)
             batcher = OutcomeBatcher(
                 store,
                 metrics,
@@ -92,15 +81,20 @@ def create_app(
                 await consumer.start()
                 # Runs first on exit: stop taking deliveries and let the batches in flight land.
                 stack.push_async_callback(consumer.stop, 5.0)
-            yield State(settings=settings, keys=keys, redis=redis, registry=registry, store=store)
+            yield lifespan_state(
+                State(
+                    settings=settings,
+                    keys=infra.keys,
+                    redis=infra.redis,
+                    registry=registry,
+                    publisher=infra.publisher,
+                    store=store,
+                )
+            )
 
     app = FastAPI(title="codexpool-health", lifespan=lifespan)
     install_error_handlers(app)
     telemetry.instrument_app(app)
 
-    def checks(request: Request) -> Mapping[str, ReadinessCheck]:
-        redis: Redis = request.state.redis
-        return {"redis": redis.ping}
-
-    app.include_router(probe_router(registry, checks, drain))
+    app.include_router(probe_router(registry, redis_readiness, drain))
     return app

@@ -1,37 +1,15 @@
 from __future__ import annotations
 
-from typing import Annotated, TypedDict, cast
-
-from fastapi import Depends, Request
-from prometheus_client import CollectorRegistry
-from redis.asyncio import Redis
+from dataclasses import dataclass
 
 from codexpool_health.config import Settings
 from codexpool_health.store import HealthStore
-from codexpool_shared.keys import Keys
+from codexpool_shared.service import ServiceState
 
 
-class State(TypedDict):
-    """What the lifespan opens; routes reach it through the dependencies below."""
+@dataclass(frozen=True, kw_only=True)
+class State(ServiceState):
+    """What the lifespan opens: the shared clients plus the health aggregates' store."""
 
     settings: Settings
-    keys: Keys
-    redis: Redis
-    registry: CollectorRegistry
     store: HealthStore
-
-
-def _state(request: Request) -> State:
-    return cast(State, request.state._state)
-
-
-def _settings(request: Request) -> Settings:
-    return _state(request)["settings"]
-
-
-def _redis(request: Request) -> Redis:
-    return _state(request)["redis"]
-
-
-SettingsDep = Annotated[Settings, Depends(_settings)]
-RedisDep = Annotated[Redis, Depends(_redis)]
