@@ -8,7 +8,6 @@ import httpx
 from fastapi import FastAPI, Request
 from fastapi.routing import APIRoute
 from prometheus_client import CollectorRegistry
-from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.responses import JSONResponse
@@ -35,10 +34,9 @@ from codexpool_shared import telemetry
 from codexpool_shared.crypto import Keyring
 from codexpool_shared.drain import Drain
 from codexpool_shared.errors import ApiError, install_error_handlers
-from codexpool_shared.keys import Keys
-from codexpool_shared.messaging import EventPublisher, Publisher
-from codexpool_shared.probes import ReadinessCheck, probe_router
-from codexpool_shared.redis import create_redis
+from codexpool_shared.messaging import Publisher
+from codexpool_shared.probes import probe_router
+from codexpool_shared.service import lifespan_state, open_infrastructure, redis_readiness
 from codexpool_shared.store.errors import StoreError
 
 log = logging.getLogger("codexpool_admin_api")
@@ -89,12 +87,12 @@ def create_app(
     bootstrap = _bootstrap_token(settings)
 
     @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[State]:
+    async def lifespan(_: FastAPI) -> AsyncIterator[Mapping[str, object]]:
         async with AsyncExitStack() as stack:
-            stack.callback(telemetry.flush)
-            redis = create_redis(settings)
-            stack.push_async_callback(redis.aclose)
-            keys = Keys(settings.namespace)
+            infra = await open_infrastructure(
+                stack, settings, registry, name="codexpool-admin-api", publisher=publisher
+            )
+            redis, keys = infra.redis, infra.keys
             http = httpx.AsyncClient(
                 timeout=settings.upstream_timeout_s,
                 follow_redirects=False,
@@ -102,46 +100,40 @@ def create_app(
             )
             stack.push_async_callback(http.aclose)
             token_store = TokenStore(redis, keys)
-            events = publisher or EventPublisher(
-                str(settings.amqp_url),
-                settings.namespace,
-                registry=registry,
-                name="codexpool-admin-api",
-            )
-            await events.start()
-            stack.push_async_callback(events.close, 5.0)
-            yield State(
-                settings=settings,
-                keys=keys,
-                redis=redis,
-                registry=registry,
-                keyring=keyring,
-                http=http,
-                tokens=token_store,
-                authenticator=Authenticator(
-                    redis,
-                    keys,
-                    token_store,
-                    bootstrap,
-                    max_failures=settings.auth_failures_per_window,
-                    window_s=settings.auth_failure_window_s,
+            yield lifespan_state(
+                State(
+                    settings=settings,
+                    keys=keys,
+                    redis=redis,
+                    registry=registry,
+                    publisher=infra.publisher,
+                    keyring=keyring,
+                    http=http,
+                    tokens=token_store,
+                    authenticator=Authenticator(
+                        redis,
+                        keys,
+                        token_store,
+                        bootstrap,
+                        max_failures=settings.auth_failures_per_window,
+                        window_s=settings.auth_failure_window_s,
+                        metrics=metrics,
+                    ),
+                    auditor=Auditor(
+                        redis, keys, max_entries=settings.audit_max_entries, metrics=metrics
+                    ),
                     metrics=metrics,
-                ),
-                auditor=Auditor(
-                    redis, keys, max_entries=settings.audit_max_entries, metrics=metrics
-                ),
-                metrics=metrics,
-                publisher=events,
-                token_refresher=token_refresher(
-                    redis,
-                    keys,
-                    keyring,
-                    http,
-                    auth_base_url=str(settings.auth_base_url),
-                    timeout_s=settings.upstream_timeout_s,
-                    outcome=lambda label: metrics.token_refreshes.labels(label).inc(),
-                    publish=events.publish,
-                ),
+                    token_refresher=token_refresher(
+                        redis,
+                        keys,
+                        keyring,
+                        http,
+                        auth_base_url=str(settings.auth_base_url),
+                        timeout_s=settings.upstream_timeout_s,
+                        outcome=lambda label: metrics.token_refreshes.labels(label).inc(),
+                        publish=infra.publisher.publish,
+                    ),
+                )
             )
 
     app = FastAPI(
@@ -174,11 +166,7 @@ def create_app(
     app.add_exception_handler(RedisTimeoutError, on_redis_error)
     app.add_exception_handler(Exception, on_unexpected)
 
-    def checks(request: Request) -> Mapping[str, ReadinessCheck]:
-        redis: Redis = request.state.redis
-        return {"redis": redis.ping}
-
-    app.include_router(probe_router(registry, checks, drain))
+    app.include_router(probe_router(registry, redis_readiness, drain))
     for module in (providers, oauth, agents, pools, activity, backup, tokens, audit):
         app.include_router(module.router)
     app.include_router(tokens.me_router)

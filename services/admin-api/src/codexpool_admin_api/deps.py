@@ -1,12 +1,11 @@
 from __future__ import annotations
 
-from typing import Annotated, TypedDict, cast
+from dataclasses import dataclass
+from typing import Annotated
 
 import httpx
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from prometheus_client import CollectorRegistry
-from redis.asyncio import Redis
 
 from codexpool_admin_api.audit import Auditor
 from codexpool_admin_api.auth import Authenticator, Principal, TokenStore
@@ -14,80 +13,61 @@ from codexpool_admin_api.config import Settings
 from codexpool_admin_api.metrics import Metrics
 from codexpool_shared.crypto import Keyring
 from codexpool_shared.errors import ApiError
-from codexpool_shared.keys import Keys
-from codexpool_shared.messaging import Publisher
+from codexpool_shared.service import ServiceState, state_dependency
 from codexpool_shared.store import TokenRefresher
 
 
-class State(TypedDict):
+@dataclass(frozen=True, kw_only=True)
+class State(ServiceState):
     """What the lifespan opens; routes reach it through the dependencies below."""
 
     settings: Settings
-    keys: Keys
-    redis: Redis
-    registry: CollectorRegistry
     keyring: Keyring
     http: httpx.AsyncClient
     tokens: TokenStore
     authenticator: Authenticator
     auditor: Auditor
-    publisher: Publisher
     metrics: Metrics
     token_refresher: TokenRefresher
 
 
-def _state(request: Request) -> State:
-    return cast(State, request.state._state)
+_state = state_dependency(State)
+StateDep = Annotated[State, Depends(_state)]
 
 
-def _settings(request: Request) -> Settings:
-    return _state(request)["settings"]
+def _settings(state: StateDep) -> Settings:
+    return state.settings
 
 
-def _redis(request: Request) -> Redis:
-    return _state(request)["redis"]
+def _keyring(state: StateDep) -> Keyring:
+    return state.keyring
 
 
-def _keys(request: Request) -> Keys:
-    return _state(request)["keys"]
+def _http(state: StateDep) -> httpx.AsyncClient:
+    return state.http
 
 
-def _keyring(request: Request) -> Keyring:
-    return _state(request)["keyring"]
+def _tokens(state: StateDep) -> TokenStore:
+    return state.tokens
 
 
-def _http(request: Request) -> httpx.AsyncClient:
-    return _state(request)["http"]
+def _auditor(state: StateDep) -> Auditor:
+    return state.auditor
 
 
-def _tokens(request: Request) -> TokenStore:
-    return _state(request)["tokens"]
+def _metrics(state: StateDep) -> Metrics:
+    return state.metrics
 
 
-def _auditor(request: Request) -> Auditor:
-    return _state(request)["auditor"]
-
-
-def _publisher(request: Request) -> Publisher:
-    return _state(request)["publisher"]
-
-
-def _metrics(request: Request) -> Metrics:
-    return _state(request)["metrics"]
-
-
-def _token_refresher(request: Request) -> TokenRefresher:
-    return _state(request)["token_refresher"]
+def _token_refresher(state: StateDep) -> TokenRefresher:
+    return state.token_refresher
 
 
 SettingsDep = Annotated[Settings, Depends(_settings)]
-RedisDep = Annotated[Redis, Depends(_redis)]
-KeysDep = Annotated[Keys, Depends(_keys)]
 KeyringDep = Annotated[Keyring, Depends(_keyring)]
 HttpDep = Annotated[httpx.AsyncClient, Depends(_http)]
 TokenStoreDep = Annotated[TokenStore, Depends(_tokens)]
 AuditorDep = Annotated[Auditor, Depends(_auditor)]
-PublisherDep = Annotated[Publisher, Depends(_publisher)]
 MetricsDep = Annotated[Metrics, Depends(_metrics)]
 TokenRefresherDep = Annotated[TokenRefresher, Depends(_token_refresher)]
 
@@ -102,7 +82,7 @@ async def _principal(
 ) -> Principal:
     client = request.client.host if request.client else "unknown"
     token = credentials.credentials if credentials else None
-    return await _state(request)["authenticator"].authenticate(token, client)
+    return await _state(request).authenticator.authenticate(token, client)
 
 
 def _admin(principal: Annotated[Principal, Depends(_principal)]) -> Principal:

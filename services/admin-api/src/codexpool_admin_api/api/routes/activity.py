@@ -10,15 +10,14 @@ from codexpool_admin_api.deps import (
     AuditorDep,
     HttpDep,
     KeyringDep,
-    KeysDep,
     MetricsDep,
-    RedisDep,
     SettingsDep,
     TokenRefresherDep,
     ViewerDep,
 )
 from codexpool_admin_api.live_refresh import Refresher
 from codexpool_admin_api.pool_activity import ActivityOut, pool_activity
+from codexpool_shared.service import KeysDep, RedisDep
 from codexpool_shared.store.agents import get_agent
 from codexpool_shared.store.pools import get_pool
 

@@ -8,15 +8,9 @@ from pydantic import BaseModel
 
 from codexpool_admin_api.api.errors import RESPONSES
 from codexpool_admin_api.backup import ConfigExport, export_config, import_config, validate_export
-from codexpool_admin_api.deps import (
-    AdminDep,
-    AuditorDep,
-    KeyringDep,
-    KeysDep,
-    PublisherDep,
-    RedisDep,
-)
+from codexpool_admin_api.deps import AdminDep, AuditorDep, KeyringDep
 from codexpool_shared.events import PoolChangedV1
+from codexpool_shared.service import KeysDep, PublisherDep, RedisDep
 
 router = APIRouter(prefix="/api", tags=["backup"], responses=RESPONSES)
 

@@ -17,19 +17,11 @@ from pydantic import BaseModel
 
 from codexpool_admin_api.api.errors import RESPONSES
 from codexpool_admin_api.api.models import ProviderDetail, provider_detail
-from codexpool_admin_api.deps import (
-    AdminDep,
-    AuditorDep,
-    HttpDep,
-    KeyringDep,
-    KeysDep,
-    PublisherDep,
-    RedisDep,
-    SettingsDep,
-)
+from codexpool_admin_api.deps import AdminDep, AuditorDep, HttpDep, KeyringDep, SettingsDep
 from codexpool_admin_api.oauth import DeviceFlow
 from codexpool_shared.errors import ApiError
 from codexpool_shared.events import ProviderStatusChangedV1
+from codexpool_shared.service import KeysDep, PublisherDep, RedisDep
 from codexpool_shared.store import get_provider, register_provider, set_provider_status
 from codexpool_shared.store.claims import account_claims
 from codexpool_shared.store.replies import text

@@ -8,15 +8,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from codexpool_admin_api.api.errors import RESPONSES
 from codexpool_admin_api.api.pool_events import PoolOut, pool_changed, pool_out
-from codexpool_admin_api.deps import (
-    AdminDep,
-    AuditorDep,
-    KeysDep,
-    PublisherDep,
-    RedisDep,
-    ViewerDep,
-)
+from codexpool_admin_api.deps import AdminDep, AuditorDep, ViewerDep
 from codexpool_shared.events import PoolChange, Strategy
+from codexpool_shared.service import KeysDep, PublisherDep, RedisDep
 from codexpool_shared.store.agents import get_agent
 from codexpool_shared.store.errors import NotFound
 from codexpool_shared.store.pools import Pool, add_member, get_pool, put_pool, remove_member

@@ -16,17 +16,10 @@ from codexpool_admin_api.api.models import (
     provider_out,
 )
 from codexpool_admin_api.api.pool_events import pool_changed
-from codexpool_admin_api.deps import (
-    AdminDep,
-    AuditorDep,
-    KeyringDep,
-    KeysDep,
-    PublisherDep,
-    RedisDep,
-    ViewerDep,
-)
+from codexpool_admin_api.deps import AdminDep, AuditorDep, KeyringDep, ViewerDep
 from codexpool_shared.errors import ApiError
 from codexpool_shared.events import ProviderStatusChangedV1
+from codexpool_shared.service import KeysDep, PublisherDep, RedisDep
 from codexpool_shared.store import (
     InvalidField,
     ProviderInUse,
