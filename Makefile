@@ -18,6 +18,7 @@ help:
 	@echo "make demo   - run the whole stack locally (codex-sim as the upstream)"
 	@echo "make test   - every tier: lint, types, unit, contract, integration, e2e, browser"
 	@echo "make check | test-unit | test-integration | test-e2e | test-browser | bench | schemas"
+	@echo "make images [REGISTRY=registry.example.com/acme/ TAG=1.2.3] | push-images - with Docker"
 
 bootstrap:
 	@scripts/bootstrap-uv.sh $(UV_VERSION)
