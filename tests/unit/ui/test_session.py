@@ -8,8 +8,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from codexpool_shared.crypto import Keyring
+from codexpool_shared.service import state_in
 from codexpool_ui.app import create_app
 from codexpool_ui.config import Settings
+from codexpool_ui.deps import State
 from codexpool_ui.session import Session, SessionCodec
 from tests.unit.ui.conftest import sign_in
 from tests.unit.ui.fake_admin import ADMIN_TOKEN, FakeAdmin
@@ -59,7 +61,7 @@ def test_lifespan_closes_the_admin_api_client(fake: FakeAdmin) -> None:
     app = create_app(settings, transport=httpx.ASGITransport(app=fake.app))
     with TestClient(app) as client:
         assert client.get("/readyz").json() == {"status": "ok", "checks": {"admin_api": "ok"}}
-        admin_client = client.app_state["admin"]._http
+        admin_client = state_in(client.app_state, State).admin._http
         assert not admin_client.is_closed
     assert admin_client.is_closed
 

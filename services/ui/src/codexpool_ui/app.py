@@ -17,10 +17,11 @@ from codexpool_shared import telemetry
 from codexpool_shared.crypto import Keyring
 from codexpool_shared.drain import Drain
 from codexpool_shared.probes import ReadinessCheck, probe_router
+from codexpool_shared.service import lifespan_state
 from codexpool_ui.admin import AdminApiError, AdminClient
 from codexpool_ui.api.routes import agents, auth, pool
 from codexpool_ui.config import Settings
-from codexpool_ui.deps import CsrfRefused, SignInRequired, State
+from codexpool_ui.deps import CsrfRefused, SignInRequired, State, ui_state
 from codexpool_ui.pages import clear_session_cookie
 from codexpool_ui.session import SessionCodec
 
@@ -54,7 +55,7 @@ def create_app(
     registry = CollectorRegistry()
 
     @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[State]:
+    async def lifespan(_: FastAPI) -> AsyncIterator[Mapping[str, object]]:
         async with AsyncExitStack() as stack:
             stack.callback(telemetry.flush)
             http = await stack.enter_async_context(
@@ -65,12 +66,14 @@ def create_app(
                     follow_redirects=False,
                 )
             )
-            yield State(
-                settings=settings,
-                admin=AdminClient(http, registry),
-                sessions=sessions,
-                templates=templates,
-                registry=registry,
+            yield lifespan_state(
+                State(
+                    settings=settings,
+                    admin=AdminClient(http, registry),
+                    sessions=sessions,
+                    templates=templates,
+                    registry=registry,
+                )
             )
 
     app = FastAPI(title="codexpool-ui", lifespan=lifespan, docs_url=None, redoc_url=None)
@@ -140,8 +143,7 @@ def create_app(
     app.add_exception_handler(Exception, on_unexpected)
 
     def checks(request: Request) -> Mapping[str, ReadinessCheck]:
-        admin: AdminClient = request.state.admin
-        return {"admin_api": admin.livez}
+        return {"admin_api": ui_state(request).admin.livez}
 
     app.include_router(probe_router(registry, checks, drain))
     app.include_router(auth.router)

@@ -1,18 +1,21 @@
 from __future__ import annotations
 
-from typing import Annotated, TypedDict, cast
+from dataclasses import dataclass
+from typing import Annotated
 from urllib.parse import urlsplit
 
 from fastapi import Depends, Request
 from fastapi.templating import Jinja2Templates
 from prometheus_client import CollectorRegistry
 
+from codexpool_shared.service import state_dependency
 from codexpool_ui.admin import AdminClient
 from codexpool_ui.config import Settings
 from codexpool_ui.session import COOKIE_NAME, CSRF_FIELD, Session, SessionCodec
 
 
-class State(TypedDict):
+@dataclass(frozen=True, kw_only=True)
+class State:
     """What the lifespan opens; routes reach it through the dependencies below."""
 
     settings: Settings
@@ -34,29 +37,29 @@ class CsrfRefused(Exception):
         self.reason = reason
 
 
-def _state(request: Request) -> State:
-    return cast(State, request.state._state)
+ui_state = state_dependency(State)
+StateDep = Annotated[State, Depends(ui_state)]
 
 
-def _settings(request: Request) -> Settings:
-    return _state(request)["settings"]
+def _settings(state: StateDep) -> Settings:
+    return state.settings
 
 
-def _admin(request: Request) -> AdminClient:
+def _admin(request: Request, state: StateDep) -> AdminClient:
     # The admin API counts failed sign-ins per address: name the browser's, not the UI's own.
-    return _state(request)["admin"].for_client(request.client.host if request.client else None)
+    return state.admin.for_client(request.client.host if request.client else None)
 
 
-def _sessions(request: Request) -> SessionCodec:
-    return _state(request)["sessions"]
+def _sessions(state: StateDep) -> SessionCodec:
+    return state.sessions
 
 
-def _templates(request: Request) -> Jinja2Templates:
-    return _state(request)["templates"]
+def _templates(state: StateDep) -> Jinja2Templates:
+    return state.templates
 
 
-def _session(request: Request) -> Session | None:
-    return _sessions(request).loads(request.cookies.get(COOKIE_NAME))
+def _session(request: Request, state: StateDep) -> Session | None:
+    return state.sessions.loads(request.cookies.get(COOKIE_NAME))
 
 
 def _signed_in(session: Annotated[Session | None, Depends(_session)]) -> Session:
