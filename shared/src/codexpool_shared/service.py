@@ -50,7 +50,7 @@ def lifespan_state(state: object) -> Mapping[str, object]:
 
 
 def state_in(mapping: Mapping[str, object], kind: type[T]) -> T:
-    """The state in what a lifespan yielded (or a request's copy of it), checked to be a ``kind``."""
+    """The state in what a lifespan yielded (or a request's copy of it), checked as a ``kind``."""
     state = mapping.get(_KEY)
     if not isinstance(state, kind):
         raise RuntimeError(f"no {kind.__name__} in the lifespan state: run the lifespan first")
