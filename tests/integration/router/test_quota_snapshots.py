@@ -22,7 +22,6 @@ from codexpool_shared.store import (
     write_quota,
     write_quotas,
 )
-from codexpool_shared.store import live as live_store
 
 
 def _snapshot(used: float, observed_at_ms: int) -> QuotaSnapshot:
@@ -72,13 +71,12 @@ async def test_a_batch_stores_each_provider_on_its_own_merits(redis: Redis, keys
     assert [await _used(redis, keys, p) for p in "abc"] == [50, 70, 1]
 
 
-async def test_a_batch_survives_an_empty_script_cache(
-    redis: Redis, keys: Keys, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A restarted or failed-over Redis has forgotten the script: the batch EVALs it. (An
-    unknown digest stands in for the flushed cache; the shared server's cache is left alone.)"""
-    monkeypatch.setattr(live_store, "_WRITE_QUOTA_SHA", "0" * 40)
+async def test_a_batch_survives_an_empty_script_cache(redis: Redis, keys: Keys) -> None:
+    """A restarted or failed-over Redis has forgotten the script: the batch EVALs it (every
+    script user here reloads after NOSCRIPT, so the shared server's cache may be flushed, as
+    test_selection does)."""
     await write_quota(redis, keys, "a", _snapshot(30, 2_000))
+    await redis.script_flush()
     written = await write_quotas(redis, keys, {"a": _snapshot(20, 1_000), "b": _snapshot(5, 1)})
     assert written == {"b"}
     assert [await _used(redis, keys, p) for p in "ab"] == [30, 5]
