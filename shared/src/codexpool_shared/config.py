@@ -9,7 +9,15 @@ from __future__ import annotations
 import os
 import re
 
-from pydantic import AmqpDsn, Field, RedisDsn, SecretStr, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    AmqpDsn,
+    Field,
+    RedisDsn,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _NAMESPACE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -64,6 +72,29 @@ class InfraSettings(BaseSettings):
                 "print(base64.b64encode(os.urandom(32)).decode())')"
             )
         return self.secret_key
+
+
+class TokenRefreshSettings(BaseSettings):
+    """The pool-wide token-refresh policy.
+
+    Every service that refreshes tokens (router, admin API) subclasses this, so they all hold
+    the refresh lock for the same time.
+    """
+
+    model_config = SettingsConfigDict(
+        extra="ignore", env_ignore_empty=True, frozen=True, populate_by_name=True
+    )
+
+    refresh_lock_s: float = Field(
+        default=15.0,
+        gt=0,
+        # ROUTER_REFRESH_LOCK_S is the name from when only the router refreshed.
+        validation_alias=AliasChoices("CODEXPOOL_REFRESH_LOCK_S", "ROUTER_REFRESH_LOCK_S"),
+    )
+    """Lifetime of the refresh lock (``Keys.refresh_lock``), and how long a process waits for
+    another's refresh. Every token exchange's deadline must be shorter (``TokenRefresher``
+    refuses to start otherwise): a lock that expires mid-exchange lets a second process spend
+    the same single-use refresh token."""
 
 
 _OTLP_PROTOCOL = "http/protobuf"

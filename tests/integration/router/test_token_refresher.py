@@ -1,8 +1,13 @@
-"""The shared single-flight token refresh (codexpool_shared.store.TokenRefresher), real Redis."""
+"""The shared single-flight token refresh (codexpool_shared.store.TokenRefresher), real Redis.
+
+The issuer is a fake transport under the real ``codexpool_shared.oauth.TokenExchange``.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import json
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -11,6 +16,7 @@ from redis.asyncio import Redis
 from codexpool_shared.crypto import Keyring
 from codexpool_shared.events import ProviderStatusChangedV1
 from codexpool_shared.keys import Keys
+from codexpool_shared.oauth import TokenExchange
 from codexpool_shared.store import (
     TokenRefresher,
     read_credentials,
@@ -25,16 +31,21 @@ def keys(namespace: str) -> Keys:
 
 
 class FakeIssuer:
-    """Counts the refresh tokens spent; answers slowly, so concurrent callers overlap."""
+    """A token transport that counts the refresh tokens spent; answers slowly, so concurrent
+    callers overlap."""
 
     def __init__(self, answer: tuple[int, dict[str, Any] | None]) -> None:
         self.answer = answer
         self.spent: list[str] = []
 
-    async def exchange(self, refresh_token: str) -> tuple[int, dict[str, Any] | None]:
-        self.spent.append(refresh_token)
+    async def post_json(
+        self, url: str, body: Mapping[str, str], *, headers: Mapping[str, str], timeout_s: float
+    ) -> tuple[int, bytes]:
+        assert url == "http://issuer/oauth/token"
+        self.spent.append(body["refresh_token"])
         await asyncio.sleep(0.2)
-        return self.answer
+        status, doc = self.answer
+        return status, b"" if doc is None else json.dumps(doc).encode()
 
 
 def _refresher(
@@ -49,7 +60,7 @@ def _refresher(
         redis,
         keys,
         ring,
-        issuer.exchange,
+        TokenExchange(issuer, "http://issuer", 1.0),
         lock_s=5.0,
         outcome=outcomes.append,
         publish=events.append,

@@ -27,7 +27,7 @@ from codexpool_admin_api.audit import Auditor
 from codexpool_admin_api.auth import Authenticator, TokenStore
 from codexpool_admin_api.config import Settings
 from codexpool_admin_api.deps import State
-from codexpool_admin_api.live_refresh import token_refresher
+from codexpool_admin_api.live_refresh import live_refresher
 from codexpool_admin_api.metrics import Metrics
 from codexpool_admin_api.middleware import BodyLimit, NoStore
 from codexpool_shared import telemetry
@@ -100,6 +100,7 @@ def create_app(
             )
             stack.push_async_callback(http.aclose)
             token_store = TokenStore(redis, keys)
+            auditor = Auditor(redis, keys, max_entries=settings.audit_max_entries, metrics=metrics)
             yield lifespan_state(
                 State(
                     settings=settings,
@@ -119,18 +120,16 @@ def create_app(
                         window_s=settings.auth_failure_window_s,
                         metrics=metrics,
                     ),
-                    auditor=Auditor(
-                        redis, keys, max_entries=settings.audit_max_entries, metrics=metrics
-                    ),
+                    auditor=auditor,
                     metrics=metrics,
-                    token_refresher=token_refresher(
+                    live_refresher=live_refresher(
                         redis,
                         keys,
                         keyring,
                         http,
-                        auth_base_url=str(settings.auth_base_url),
-                        timeout_s=settings.upstream_timeout_s,
-                        outcome=lambda label: metrics.token_refreshes.labels(label).inc(),
+                        settings,
+                        auditor=auditor,
+                        metrics=metrics,
                         publish=infra.publisher.publish,
                     ),
                 )

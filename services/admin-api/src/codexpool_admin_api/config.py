@@ -3,11 +3,12 @@ from __future__ import annotations
 from pydantic import AnyHttpUrl, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from codexpool_shared.config import InfraSettings
+from codexpool_shared.config import InfraSettings, TokenRefreshSettings
 
 
-class Settings(InfraSettings):
-    """codexpool-admin-api settings: the shared infrastructure plus ``ADMIN_*`` knobs."""
+class Settings(InfraSettings, TokenRefreshSettings):
+    """codexpool-admin-api settings: the shared infrastructure and refresh policy plus
+    ``ADMIN_*`` knobs."""
 
     model_config = SettingsConfigDict(
         extra="ignore", env_ignore_empty=True, frozen=True, populate_by_name=True

@@ -10,11 +10,11 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from codexpool_admin_api.audit import Auditor
 from codexpool_admin_api.auth import Authenticator, Principal, TokenStore
 from codexpool_admin_api.config import Settings
+from codexpool_admin_api.live_refresh import LiveRefresher
 from codexpool_admin_api.metrics import Metrics
 from codexpool_shared.crypto import Keyring
 from codexpool_shared.errors import ApiError
 from codexpool_shared.service import ServiceState, state_dependency
-from codexpool_shared.store import TokenRefresher
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -28,7 +28,7 @@ class State(ServiceState):
     authenticator: Authenticator
     auditor: Auditor
     metrics: Metrics
-    token_refresher: TokenRefresher
+    live_refresher: LiveRefresher
 
 
 _state = state_dependency(State)
@@ -55,12 +55,8 @@ def _auditor(state: StateDep) -> Auditor:
     return state.auditor
 
 
-def _metrics(state: StateDep) -> Metrics:
-    return state.metrics
-
-
-def _token_refresher(state: StateDep) -> TokenRefresher:
-    return state.token_refresher
+def _live_refresher(state: StateDep) -> LiveRefresher:
+    return state.live_refresher
 
 
 SettingsDep = Annotated[Settings, Depends(_settings)]
@@ -68,8 +64,7 @@ KeyringDep = Annotated[Keyring, Depends(_keyring)]
 HttpDep = Annotated[httpx.AsyncClient, Depends(_http)]
 TokenStoreDep = Annotated[TokenStore, Depends(_tokens)]
 AuditorDep = Annotated[Auditor, Depends(_auditor)]
-MetricsDep = Annotated[Metrics, Depends(_metrics)]
-TokenRefresherDep = Annotated[TokenRefresher, Depends(_token_refresher)]
+LiveRefresherDep = Annotated[LiveRefresher, Depends(_live_refresher)]
 
 # auto_error=False: a missing token must go through the same path as a wrong one, so that
 # it answers 401 in the shared error shape instead of FastAPI's own 403 body.

@@ -6,8 +6,9 @@ appear in an error message.
 
 A member whose access token is expired or about to expire has it refreshed first, and a usage
 answer of 401 is retried once after a refresh. Refreshing goes through
-``codexpool_shared.store.TokenRefresher``: single-flight with the routers' refreshes, so a
-refresh token is spent once pool-wide.
+``codexpool_shared.store.TokenRefresher`` and the one exchange of ``codexpool_shared.oauth``
+(on this service's httpx client): single-flight with the routers' refreshes, so a refresh token
+is spent once pool-wide.
 """
 
 from __future__ import annotations
@@ -15,74 +16,75 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from typing import Any
 
 import httpx
 from redis.asyncio import Redis
 
+from codexpool_admin_api.audit import Auditor
+from codexpool_admin_api.auth import Principal
+from codexpool_admin_api.config import Settings
+from codexpool_admin_api.metrics import Metrics
+from codexpool_admin_api.pool_activity import ActivityOut, pool_activity
 from codexpool_admin_api.usage import TokenRejected, UsageError, fetch_usage
 from codexpool_shared.crypto import DecryptionError, Keyring
 from codexpool_shared.events import ProviderStatusChangedV1
 from codexpool_shared.keys import Keys
-from codexpool_shared.store import (
-    Exchange,
-    StoredCredentials,
-    TokenRefresher,
-    read_credentials,
-    refresh_grant,
-)
+from codexpool_shared.oauth import HttpxTransport, TokenExchange
+from codexpool_shared.store import StoredCredentials, TokenRefresher, read_credentials
+from codexpool_shared.store.agents import get_agent
 from codexpool_shared.store.errors import NotFound
 from codexpool_shared.store.live import write_quota
+from codexpool_shared.store.pools import get_pool
 
 REFRESH_AHEAD_S = 60
 """An access token expiring within this is refreshed before the usage call."""
 
-REFRESH_LOCK_S = 15.0
-"""Lifetime of the pool-wide refresh lock (the router's default)."""
+_EXCHANGE_HEADERS = {"originator": "codex_cli_rs", "User-Agent": "codexpool-admin-api"}
 
 
-def httpx_exchange(http: httpx.AsyncClient, auth_base_url: str, timeout_s: float) -> Exchange:
-    """POSTs the refresh_token grant to ``<auth>/oauth/token`` with httpx."""
-    url = auth_base_url.rstrip("/") + "/oauth/token"
-    headers = {"originator": "codex_cli_rs", "User-Agent": "codexpool-admin-api"}
-
-    async def exchange(refresh_token: str) -> tuple[int, dict[str, Any] | None]:
-        body = refresh_grant(refresh_token)
-        response = await http.post(url, json=body, headers=headers, timeout=timeout_s)
-        try:
-            doc = response.json() if response.content else None
-        except ValueError:
-            doc = None
-        return response.status_code, doc if isinstance(doc, dict) else None
-
-    return exchange
-
-
-def token_refresher(
+def live_refresher(
     redis: Redis,
     keys: Keys,
     keyring: Keyring,
     http: httpx.AsyncClient,
+    settings: Settings,
     *,
-    auth_base_url: str,
-    timeout_s: float,
-    outcome: Callable[[str], None],
+    auditor: Auditor,
+    metrics: Metrics,
     publish: Callable[[ProviderStatusChangedV1], None],
-) -> TokenRefresher:
-    """The admin API's token refresher (one per process, shared by all requests)."""
-    return TokenRefresher(
+) -> LiveRefresher:
+    """The process's Refresh Live State, with its token refresher (shared by all requests)."""
+    tokens = TokenRefresher(
         redis,
         keys,
         keyring,
-        httpx_exchange(http, auth_base_url, timeout_s),
-        lock_s=REFRESH_LOCK_S,
-        outcome=outcome,
+        TokenExchange(
+            HttpxTransport(http),
+            str(settings.auth_base_url),
+            settings.upstream_timeout_s,
+            headers=_EXCHANGE_HEADERS,
+        ),
+        lock_s=settings.refresh_lock_s,
+        outcome=lambda label: metrics.token_refreshes.labels(label).inc(),
         publish=publish,
         actor="admin-api",
     )
+    return LiveRefresher(
+        redis,
+        keys,
+        keyring,
+        http,
+        tokens,
+        upstream_base_url=str(settings.upstream_base_url),
+        timeout_s=settings.upstream_timeout_s,
+        auditor=auditor,
+        metrics=metrics,
+    )
 
 
-class Refresher:
+class LiveRefresher:
+    """Refresh Live State, built once in the lifespan: reads quotas, refreshing tokens first."""
+
     def __init__(
         self,
         redis: Redis,
@@ -93,6 +95,8 @@ class Refresher:
         *,
         upstream_base_url: str,
         timeout_s: float,
+        auditor: Auditor,
+        metrics: Metrics,
     ) -> None:
         self._redis = redis
         self._keys = keys
@@ -101,6 +105,18 @@ class Refresher:
         self._tokens = tokens
         self._base = upstream_base_url
         self._timeout_s = timeout_s
+        self._auditor = auditor
+        self._metrics = metrics
+
+    async def refresh_pool(self, admin: Principal, agent_id: str) -> ActivityOut:
+        """Read every member's quota now (audited), then the pool's activity with the errors."""
+        await get_agent(self._redis, self._keys, agent_id)
+        pool = await get_pool(self._redis, self._keys, agent_id)
+        errors = await self.refresh_all(pool.providers)
+        self._metrics.usage_refreshes.labels("error").inc(len(errors))
+        self._metrics.usage_refreshes.labels("ok").inc(len(pool.providers) - len(errors))
+        await self._auditor.record(admin, "pool.refresh", agent_id, after={"errors": errors})
+        return await pool_activity(self._redis, self._keys, pool, admin=True, refresh_errors=errors)
 
     async def refresh_all(self, providers: tuple[str, ...]) -> dict[str, str]:
         """Fetch and store each provider's quota; the errors of those that failed, by name."""

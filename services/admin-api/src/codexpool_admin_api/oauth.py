@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 
 from codexpool_shared.errors import ApiError
-from codexpool_shared.store import CODEX_CLIENT_ID
+from codexpool_shared.oauth import CODEX_CLIENT_ID
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,12 +3,13 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from codexpool_shared.config import InfraSettings
-from codexpool_shared.store import CODEX_CLIENT_ID
+from codexpool_shared.config import InfraSettings, TokenRefreshSettings
+from codexpool_shared.oauth import CODEX_CLIENT_ID
 
 
-class Settings(InfraSettings):
-    """codexpool-router settings: the shared infrastructure plus ``ROUTER_*`` knobs."""
+class Settings(InfraSettings, TokenRefreshSettings):
+    """codexpool-router settings: the shared infrastructure and refresh policy plus
+    ``ROUTER_*`` knobs."""
 
     model_config = SettingsConfigDict(
         extra="ignore", env_ignore_empty=True, frozen=True, populate_by_name=True
@@ -62,10 +63,10 @@ class Settings(InfraSettings):
 
     refresh_window_s: float = Field(default=300.0, ge=0, validation_alias="ROUTER_REFRESH_WINDOW_S")
     """Access tokens expiring within this are refreshed ahead of time."""
-    refresh_lock_s: float = Field(default=15.0, gt=0, validation_alias="ROUTER_REFRESH_LOCK_S")
     refresh_timeout_s: float = Field(
         default=10.0, gt=0, validation_alias="ROUTER_REFRESH_TIMEOUT_S"
     )
+    """Deadline of one token exchange; shorter than the pool-wide ``CODEXPOOL_REFRESH_LOCK_S``."""
 
     quota_flush_s: float = Field(default=0.2, gt=0, validation_alias="ROUTER_QUOTA_FLUSH_S")
     """Quota snapshots from response headers are coalesced and written this often."""

@@ -1,14 +1,14 @@
 """Access tokens: decryption (cached), and the router's side of the single-flight refresh.
 
 The refresh protocol (lock, adopt, compare-and-set, needs_reauth) is
-``codexpool_shared.store.TokenRefresher``; the router supplies its aiohttp exchange, its
-settings and its metrics.
+``codexpool_shared.store.TokenRefresher`` and the exchange ``codexpool_shared.oauth``; the
+router supplies its aiohttp session (the client it measured on the hot path), its settings and
+its metrics.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import aiohttp
 from redis.asyncio import Redis
@@ -18,7 +18,8 @@ from codexpool_router.metrics import Metrics
 from codexpool_shared.crypto import Keyring
 from codexpool_shared.events import ProviderStatusChangedV1
 from codexpool_shared.keys import Keys
-from codexpool_shared.store import Exchange, TokenRefresher, refresh_grant
+from codexpool_shared.oauth import AiohttpTransport, TokenExchange
+from codexpool_shared.store import TokenRefresher
 
 _CACHE_MAX = 4096
 
@@ -41,21 +42,6 @@ class Tokens:
         return token
 
 
-def aiohttp_exchange(session: aiohttp.ClientSession, settings: Settings) -> Exchange:
-    """POSTs the refresh_token grant to ``<auth>/oauth/token`` with aiohttp."""
-    url = settings.auth_base_url.rstrip("/") + "/oauth/token"
-    timeout = aiohttp.ClientTimeout(total=settings.refresh_timeout_s)
-    headers = {"originator": settings.originator, "User-Agent": settings.user_agent}
-
-    async def exchange(refresh_token: str) -> tuple[int, dict[str, Any] | None]:
-        body = refresh_grant(refresh_token, settings.oauth_client_id)
-        async with session.post(url, json=body, headers=headers, timeout=timeout) as resp:
-            doc = await resp.json(content_type=None) if resp.content_length != 0 else None
-            return resp.status, doc if isinstance(doc, dict) else None
-
-    return exchange
-
-
 def build_refresher(
     redis: Redis,
     keys: Keys,
@@ -70,7 +56,13 @@ def build_refresher(
         redis,
         keys,
         keyring,
-        aiohttp_exchange(session, settings),
+        TokenExchange(
+            AiohttpTransport(session),
+            settings.auth_base_url,
+            settings.refresh_timeout_s,
+            headers={"originator": settings.originator, "User-Agent": settings.user_agent},
+            client_id=settings.oauth_client_id,
+        ),
         lock_s=settings.refresh_lock_s,
         outcome=lambda label: metrics.refreshes.labels(label).inc(),
         publish=publish,

@@ -50,14 +50,7 @@ from codexpool_shared.store.providers import (
     set_provider_status,
     validate_name,
 )
-from codexpool_shared.store.refresh import (
-    CODEX_CLIENT_ID,
-    PERMANENT,
-    Exchange,
-    TokenRefresher,
-    error_code,
-    refresh_grant,
-)
+from codexpool_shared.store.refresh import TokenRefresher
 from codexpool_shared.store.removal import (
     PoolMemberRemoved,
     ProviderDeleted,
@@ -66,16 +59,13 @@ from codexpool_shared.store.removal import (
 )
 
 __all__ = [
-    "CODEX_CLIENT_ID",
     "MAX_COOLDOWN_MS",
-    "PERMANENT",
     "STRATEGIES",
     "TOKEN_FIELDS",
     "AccountClaims",
     "Agent",
     "AgentKey",
     "Conflict",
-    "Exchange",
     "InvalidField",
     "LiveState",
     "NotFound",
@@ -95,7 +85,6 @@ __all__ = [
     "create_agent",
     "delete_agent",
     "delete_provider",
-    "error_code",
     "extend_cooldown",
     "get_agent",
     "get_live",
@@ -110,7 +99,6 @@ __all__ = [
     "read_credentials",
     "record_failure",
     "record_success",
-    "refresh_grant",
     "register_provider",
     "remove_member",
     "resolve_agent_key",

@@ -4,13 +4,12 @@ Refresh tokens are single-use (protocol 2.2): exactly one process may spend one.
 process, concurrent callers share one task per provider. Across processes,
 ``Keys.refresh_lock(provider)`` (SET NX PX) elects the refresher; it re-reads the stored
 credential under the lock, and if ``credential_version`` moved another process has already
-refreshed: the new token is used. Otherwise it spends the refresh token through the caller's
-``exchange`` and writes the rotated tokens back with a compare-and-set on the version. Losers
-poll the version until a deadline. A permanent refusal marks the provider ``needs_reauth`` and
-publishes ``provider.status_changed.v1``.
+refreshed: the new token is used. Otherwise it spends the refresh token through
+``codexpool_shared.oauth.TokenExchange`` and writes the rotated tokens back with a
+compare-and-set on the version. Losers poll the version until a deadline. A permanent refusal
+marks the provider ``needs_reauth`` and publishes ``provider.status_changed.v1``.
 
-The HTTP call itself is the caller's (the router uses aiohttp, the admin API httpx), so every
-service shares this one protocol.
+The lock's lifetime is ``TokenRefreshSettings.refresh_lock_s``, one setting for every service.
 """
 
 from __future__ import annotations
@@ -19,14 +18,14 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Callable
 
 from redis.asyncio import Redis
 
 from codexpool_shared.crypto import Keyring
 from codexpool_shared.events import ProviderStatusChangedV1
 from codexpool_shared.keys import Keys
+from codexpool_shared.oauth import Refreshed, Refused, TokenExchange
 from codexpool_shared.store.credentials import read_credentials, write_tokens
 from codexpool_shared.store.providers import set_provider_status
 
@@ -37,53 +36,7 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 """
 
-PERMANENT = frozenset(
-    {
-        "refresh_token_expired",
-        "refresh_token_reused",
-        "refresh_token_invalidated",
-        "invalid_grant",
-        "token_invalidated",
-        "token_expired",
-        "app_session_terminated",
-        "account_session_expired",
-    }
-)
-"""codex-lb's list of refresh failures that only a new login can fix (protocol 2.4)."""
-
 _POLL_S = 0.05
-
-CODEX_CLIENT_ID = "app_EMoamEEZ73f0CkXaXp7hrann"
-"""The Codex CLI's public OAuth client id (docs/reference/codex-backend-protocol.md section 2)."""
-
-Exchange = Callable[[str], Awaitable[tuple[int, dict[str, Any] | None]]]
-"""POSTs the ``refresh_token`` grant to ``<auth>/oauth/token``: the HTTP status and JSON body."""
-
-
-def refresh_grant(refresh_token: str, client_id: str = CODEX_CLIENT_ID) -> dict[str, str]:
-    """The JSON body of a ``refresh_token`` grant, whichever HTTP client sends it."""
-    return {"client_id": client_id, "grant_type": "refresh_token", "refresh_token": refresh_token}
-
-
-def error_code(doc: Any) -> str | None:
-    """The error code of an OAuth error answer, whichever of its shapes it takes.
-
-    Args:
-        doc: The decoded JSON body of the answer (anything).
-
-    Returns:
-        ``error.code`` (or ``error.type``), a string ``error``, or a top-level ``code``.
-    """
-    if not isinstance(doc, dict):
-        return None
-    error = doc.get("error")
-    if isinstance(error, dict):
-        code = error.get("code") or error.get("type")
-        return str(code) if code else None
-    if isinstance(error, str):
-        return error
-    code = doc.get("code")
-    return str(code) if code else None
 
 
 class TokenRefresher:
@@ -93,11 +46,15 @@ class TokenRefresher:
         redis: The pool store.
         keys: Key names of the namespace.
         keyring: Decrypts the stored tokens (``write_tokens`` encrypts the new ones).
-        exchange: Spends a refresh token: POSTs the grant, returns ``(status, json_or_None)``.
-        lock_s: Lifetime of the refresh lock, and how long a loser waits for the winner.
+        exchange: Spends a refresh token at the issuer.
+        lock_s: Lifetime of the refresh lock, and how long a loser waits for the winner
+            (``TokenRefreshSettings.refresh_lock_s``).
         outcome: Called with ``refreshed``, ``adopted``, ``refused``, ``failed`` or ``timeout``.
         publish: Publishes the ``provider.status_changed.v1`` of a permanent refusal.
         actor: The ``actor`` of those events (``router``, ``admin-api``).
+
+    Raises:
+        ValueError: The exchange's deadline is not shorter than the lock's lifetime.
     """
 
     def __init__(
@@ -105,13 +62,19 @@ class TokenRefresher:
         redis: Redis,
         keys: Keys,
         keyring: Keyring,
-        exchange: Exchange,
+        exchange: TokenExchange,
         *,
         lock_s: float,
         outcome: Callable[[str], None],
         publish: Callable[[ProviderStatusChangedV1], None],
         actor: str,
     ) -> None:
+        if exchange.timeout_s >= lock_s:
+            raise ValueError(
+                f"the token exchange's deadline ({exchange.timeout_s:g} s) must be shorter than "
+                f"the refresh lock (CODEXPOOL_REFRESH_LOCK_S, {lock_s:g} s), or a lock that "
+                "expires mid-exchange lets another process spend the same refresh token"
+            )
         self._redis = redis
         self._keys = keys
         self._keyring = keyring
@@ -210,25 +173,25 @@ class TokenRefresher:
         refresh_token = self._keyring.decrypt(
             creds.refresh_token, record=provider, field="refresh_token"
         )
-        status, doc = await self._exchange_call(refresh_token)
-        if status == 200 and isinstance(doc, dict) and isinstance(doc.get("access_token"), str):
+        answer = await self._exchange_call(refresh_token)
+        if isinstance(answer, Refreshed):
             version = await write_tokens(
                 self._redis,
                 self._keys,
                 self._keyring,
                 provider,
                 expected_version=seen_version,
-                tokens={k: doc.get(k) for k in ("access_token", "refresh_token", "id_token")},
+                tokens=answer.as_fields(),
             )
             self._outcome("refreshed")
             if version is None:
                 return (await self._adopt(provider, seen_version))[1]
-            return str(doc["access_token"])
-        code = error_code(doc)
-        if status == 401 or code in PERMANENT:
-            await self._refused(provider, seen_version, code or f"http_{status}")
+            return answer.access_token
+        if isinstance(answer, Refused):
+            await self._refused(provider, seen_version, answer.reason)
             return None
         self._outcome("failed")
+        log.warning("token refresh of %s failed: %s", provider, answer.reason)
         return None
 
     async def _refused(self, provider: str, seen_version: int, reason: str) -> None:
