@@ -13,8 +13,12 @@ Per provider and scope (an agent id, or :data:`ALL_POOLS` across every pool):
   expire :data:`MINUTE_RETENTION_S` after the minute starts.
 - ``Keys.health_hour``: the timeline counters for one hour; they expire after
   :data:`HOUR_RETENTION_S`.
-- ``Keys.health(provider)`` (scope-free): ``score``, ``band``, ``components`` (JSON),
-  ``updated_at`` and ``last_fault_at``, which the router reads to open circuits.
+- ``Keys.health(provider)`` (scope-free): the fields of :class:`HealthFields`, ``score``,
+  ``band``, ``components`` (JSON), ``updated_at`` and ``last_fault_at``; the router's selection
+  script reads the score to open circuits.
+
+The health service's apply script and the selection script are rendered from these classes
+(``codexpool_shared.store.scripts``): neither spells a field name itself.
 """
 
 from __future__ import annotations
@@ -73,6 +77,17 @@ class Fields:
     OUTCOME_PREFIX: Final = "outcome:"
     TTFB_PREFIX: Final = "ttfb:"
     DURATION_PREFIX: Final = "dur:"
+
+
+class HealthFields:
+    """Field names of a provider's health hash (``Keys.health``)."""
+
+    SCORE: Final = "score"
+    BAND: Final = "band"
+    COMPONENTS: Final = "components"
+    UPDATED_AT: Final = "updated_at"
+    LAST_FAULT_AT: Final = Fields.LAST_FAULT_AT
+    """Copied from the totals (across pools) when the score is computed."""
 
 
 def score_opens_circuit(
@@ -214,7 +229,7 @@ def _activity(
     verdicts = successes + _int(totals, Fields.FAULTS)
     ttfb = _histogram([m for _, m in minutes], Fields.TTFB_PREFIX)
     duration = _histogram([m for _, m in minutes], Fields.DURATION_PREFIX)
-    band = health.get("band")
+    band = health.get(HealthFields.BAND)
     return ProviderActivity(
         provider=provider,
         requests=_int(totals, Fields.REQUESTS),
@@ -232,10 +247,10 @@ def _activity(
         ttfb_p95_ms=quantile(0.95, ttfb),
         duration_p50_ms=quantile(0.5, duration),
         duration_p95_ms=quantile(0.95, duration),
-        health_score=_float(health, "score"),
+        health_score=_float(health, HealthFields.SCORE),
         health_band=cast(HealthBand, band) if band else None,
-        health_components=json.loads(health.get("components", "{}")),
-        health_updated_at=_float(health, "updated_at"),
+        health_components=json.loads(health.get(HealthFields.COMPONENTS, "{}")),
+        health_updated_at=_float(health, HealthFields.UPDATED_AT),
         timeline=[_point(start, fields) for start, fields in minutes],
         timeline_hourly=[_point(start, fields) for start, fields in hours],
     )

@@ -9,7 +9,6 @@ import pytest
 from redis.asyncio import Redis
 
 from codexpool_router.config import Settings
-from codexpool_router.selection import NoPool, Selector, Unauthorized
 from codexpool_shared.keys import Keys
 from codexpool_shared.store import (
     create_agent,
@@ -21,6 +20,7 @@ from codexpool_shared.store import (
     remove_member,
     set_provider_status,
 )
+from codexpool_shared.store.selection import NoPool, Selector, Unauthorized
 from tests.integration.router.helpers import auth_json, keyring
 
 

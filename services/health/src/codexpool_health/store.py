@@ -5,17 +5,18 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib.resources import files
 from typing import cast
 
 from redis.asyncio import Redis
 
 from codexpool_health.plan import BatchPlan
 from codexpool_health.scoring import ScoreConfig
+from codexpool_shared.activity import Fields, HealthFields
 from codexpool_shared.events import HealthBand, RequestOutcomeV1
 from codexpool_shared.keys import Keys
+from codexpool_shared.store.scripts import load
 
-_SCRIPT = files("codexpool_health").joinpath("lua/apply.lua").read_text()
+_SCRIPT = load("codexpool_health", "lua/apply.lua", Fields, HealthFields)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +73,7 @@ class HealthStore:
         self._score = score or ScoreConfig()
         self._seen_ttl_s = seen_ttl_s
         self._log_maxlen = log_maxlen
-        self._script = redis.register_script(_SCRIPT)
+        self._script = redis.register_script(_SCRIPT.source)
 
     def _plan(self, now: float | None, *, log: bool = True) -> BatchPlan:
         return BatchPlan(

@@ -15,13 +15,13 @@ from codexpool_router.config import Settings
 from codexpool_router.livewriter import LiveWriter, now_ms
 from codexpool_router.metrics import Metrics
 from codexpool_router.refresh import Tokens, build_refresher
-from codexpool_router.selection import NoPool, Selection, Selector, Unauthorized
 from codexpool_shared.crypto import Keyring
 from codexpool_shared.errors import ApiError
 from codexpool_shared.events import BaseEvent
 from codexpool_shared.keys import Keys
 from codexpool_shared.messaging import Publisher
 from codexpool_shared.store import TokenRefresher
+from codexpool_shared.store.selection import NoPool, Selection, Selector, Unauthorized
 
 tracer = trace.get_tracer("codexpool.router")
 

@@ -17,8 +17,8 @@ from codexpool_router.answers import (
 from codexpool_router.attempt import Result
 from codexpool_router.livewriter import now_ms
 from codexpool_router.outcome import Ledger
-from codexpool_router.selection import Candidate, Selection
 from codexpool_shared.errors import ApiError
+from codexpool_shared.store.selection import Candidate, Selection
 
 
 async def client_error(send: Send, ledger: Ledger, candidate: Candidate, result: Result) -> None:

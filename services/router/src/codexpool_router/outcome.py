@@ -12,7 +12,6 @@ from opentelemetry.trace import Span, Status, StatusCode
 
 from codexpool_router.attempt import Result
 from codexpool_router.inbound import Inbound
-from codexpool_router.selection import Candidate, Selection
 from codexpool_shared.events import (
     Attempt,
     FinalOutcome,
@@ -20,6 +19,7 @@ from codexpool_shared.events import (
     RequestOutcomeV1,
     TokenUsage,
 )
+from codexpool_shared.store.selection import Candidate, Selection
 from codexpool_shared.telemetry import attributes as attr
 
 if TYPE_CHECKING:
@@ -152,7 +152,7 @@ class Ledger:
         event = RequestOutcomeV1(
             request_id=self.request_id,
             agent_id=selection.agent_id,
-            strategy=selection.strategy,  # type: ignore[arg-type]
+            strategy=selection.strategy,
             pool_version=selection.pool_version,
             model=self.inbound.model,
             stream=self.inbound.stream,

@@ -28,12 +28,12 @@ from codexpool_router.livewriter import now_ms
 from codexpool_router.outcome import Ledger
 from codexpool_router.quota import exhausted_reset, snapshot_from_headers
 from codexpool_router.relay import deliver
-from codexpool_router.selection import Candidate, Selection
 from codexpool_router.shutdown import InFlight, shutting_down
 from codexpool_router.upstream import client_headers, upstream_headers
 from codexpool_shared.drain import Drain
 from codexpool_shared.errors import ApiError
 from codexpool_shared.events import HEALTH_FAULTS
+from codexpool_shared.store.selection import Candidate, Selection
 from codexpool_shared.telemetry import attributes as attr
 
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]

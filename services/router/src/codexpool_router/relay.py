@@ -14,11 +14,11 @@ from codexpool_router.attempt import Result
 from codexpool_router.core import Core
 from codexpool_router.inbound import Inbound
 from codexpool_router.outcome import Ledger
-from codexpool_router.selection import Candidate
 from codexpool_router.shutdown import CODE, MESSAGE, InFlight
 from codexpool_router.sse import error_event
 from codexpool_router.upstream import PASS_BACK
 from codexpool_shared.events import HEALTH_FAULTS, OutcomeClass
+from codexpool_shared.store.selection import Candidate
 
 
 def served(core: Core, ledger: Ledger, inbound: Inbound, candidate: Candidate) -> None:

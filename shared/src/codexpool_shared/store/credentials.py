@@ -17,8 +17,9 @@ from codexpool_shared.events import ProviderStatus
 from codexpool_shared.keys import Keys
 from codexpool_shared.store.claims import account_claims
 from codexpool_shared.store.errors import NotFound
-from codexpool_shared.store.providers import TOKEN_FIELDS
+from codexpool_shared.store.providers import TOKEN_FIELDS, ProviderFields
 from codexpool_shared.store.replies import decode_hash, optional_int
+from codexpool_shared.store.scripts import render
 
 
 class StoredCredentials(BaseModel):
@@ -37,13 +38,17 @@ class StoredCredentials(BaseModel):
 
 # Compare-and-set on credential_version: KEYS[1] provider hash; ARGV[1] expected version,
 # ARGV[2..] field/value pairs. Returns the new version, or -1 when the version moved on.
-_CAS_CREDENTIALS = """
+_CAS_CREDENTIALS = render(
+    """
 if redis.call('EXISTS', KEYS[1]) == 0 then return -2 end
-local current = tonumber(redis.call('HGET', KEYS[1], 'credential_version') or '0')
+local current = tonumber(
+  redis.call('HGET', KEYS[1], '{{ProviderFields.CREDENTIAL_VERSION}}') or '0')
 if current ~= tonumber(ARGV[1]) then return -1 end
 for i = 2, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
-return redis.call('HINCRBY', KEYS[1], 'credential_version', 1)
-"""
+return redis.call('HINCRBY', KEYS[1], '{{ProviderFields.CREDENTIAL_VERSION}}', 1)
+""",
+    ProviderFields,
+)
 
 
 async def read_credentials(redis: Redis, keys: Keys, name: str) -> StoredCredentials:
@@ -54,12 +59,12 @@ async def read_credentials(redis: Redis, keys: Keys, name: str) -> StoredCredent
     f = decode_hash(raw)
     return StoredCredentials(
         name=name,
-        account_id=f.get("account_id", ""),
-        status=f.get("status", "active"),  # type: ignore[arg-type]
-        access_token=f.get("access_token", ""),
+        account_id=f.get(ProviderFields.ACCOUNT_ID, ""),
+        status=f.get(ProviderFields.STATUS, "active"),  # type: ignore[arg-type]
+        access_token=f.get(ProviderFields.ACCESS_TOKEN, ""),
         refresh_token=f.get("refresh_token") or None,
-        access_expires_at=optional_int(f.get("access_expires_at")),
-        credential_version=optional_int(f.get("credential_version")) or 0,
+        access_expires_at=optional_int(f.get(ProviderFields.ACCESS_EXPIRES_AT)),
+        credential_version=optional_int(f.get(ProviderFields.CREDENTIAL_VERSION)) or 0,
     )
 
 

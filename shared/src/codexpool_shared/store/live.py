@@ -1,7 +1,8 @@
 """Live state per provider (docs/SPEC.md section 4): quota snapshot, cooldown, circuit.
 
-``Keys.live(provider)`` is one hash; its field names below are also read by the router's
-selection script. Times are epoch milliseconds (``*_ms``) except quota ``resets_at`` (epoch
+``Keys.live(provider)`` is one hash, its fields named by :class:`LiveFields`; every script that
+touches it (these, and the selection script ``store/select.lua``) is rendered from those names
+(``store/scripts.py``). Times are epoch milliseconds (``*_ms``) except quota ``resets_at`` (epoch
 seconds, as the upstream sends them).
 
 - Cooldown is extend-only: a shorter cooldown never shortens a longer one, and every cooldown
@@ -13,64 +14,108 @@ seconds, as the upstream sends them).
   while the admin API's Refresh Live State writes one fetched just now; without the check the
   write that lands last would win, even when it was observed first.
 - Circuit: ``failures`` counts consecutive health faults; at the threshold (or when a probe
-  fails) the circuit opens for ``base * 2^(opens-1)`` capped. When it has elapsed, one replica
-  probes; success resets everything and stamps ``circuit_closed_at_ms``.
+  fails) the circuit opens for ``base * 2^(opens-1)`` capped (``store/circuit.lua``, which the
+  selection script includes too, for circuits a low health score opens). When it has elapsed,
+  one replica probes; success resets everything and stamps ``circuit_closed_at_ms``.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
 from codexpool_shared.keys import Keys
+from codexpool_shared.store.scripts import LuaScript, render
 
 MAX_COOLDOWN_MS = 8 * 24 * 3600 * 1000
 """Longest cooldown accepted: a weekly window plus a day."""
 
-COOLDOWN_UNTIL = "cooldown_until_ms"
-COOLDOWN_REASON = "cooldown_reason"
-CIRCUIT_OPEN_UNTIL = "circuit_open_until_ms"
-CIRCUIT_OPENS = "circuit_opens"
-CIRCUIT_CLOSED_AT = "circuit_closed_at_ms"
-FAILURES = "failures"
-LAST_PROBE_AT = "last_probe_at_ms"
-QUOTA_OBSERVED_AT = "quota_observed_at_ms"
 
-_EXTEND_COOLDOWN = """
+class LiveFields:
+    """Field names of the live hash (``Keys.live``).
+
+    Its scripts and the selection script are rendered from these (``store/scripts.py``).
+    """
+
+    COOLDOWN_UNTIL: Final = "cooldown_until_ms"
+    COOLDOWN_REASON: Final = "cooldown_reason"
+    CIRCUIT_OPEN_UNTIL: Final = "circuit_open_until_ms"
+    CIRCUIT_OPENS: Final = "circuit_opens"
+    CIRCUIT_CLOSED_AT: Final = "circuit_closed_at_ms"
+    FAILURES: Final = "failures"
+    LAST_PROBE_AT: Final = "last_probe_at_ms"
+    QUOTA_OBSERVED_AT: Final = "quota_observed_at_ms"
+    PRIMARY_USED_PERCENT: Final = "primary_used_percent"
+    PRIMARY_WINDOW_MINUTES: Final = "primary_window_minutes"
+    PRIMARY_RESETS_AT: Final = "primary_resets_at"
+    SECONDARY_USED_PERCENT: Final = "secondary_used_percent"
+    SECONDARY_WINDOW_MINUTES: Final = "secondary_window_minutes"
+    SECONDARY_RESETS_AT: Final = "secondary_resets_at"
+    PLAN_TYPE: Final = "plan_type"
+    CREDITS_HAS_CREDITS: Final = "credits_has_credits"
+    CREDITS_UNLIMITED: Final = "credits_unlimited"
+    CREDITS_BALANCE: Final = "credits_balance"
+
+
+# (used percent, window minutes, resets at) of each quota window.
+_WINDOWS: Final = {
+    "primary": (
+        LiveFields.PRIMARY_USED_PERCENT,
+        LiveFields.PRIMARY_WINDOW_MINUTES,
+        LiveFields.PRIMARY_RESETS_AT,
+    ),
+    "secondary": (
+        LiveFields.SECONDARY_USED_PERCENT,
+        LiveFields.SECONDARY_WINDOW_MINUTES,
+        LiveFields.SECONDARY_RESETS_AT,
+    ),
+}
+
+# ARGV: until_ms, reason, now_ms, max_ms. Returns the deadline in force.
+_EXTEND_COOLDOWN = render(
+    """
 local deadline = math.min(tonumber(ARGV[1]), tonumber(ARGV[3]) + tonumber(ARGV[4]))
-local current = tonumber(redis.call('HGET', KEYS[1], 'cooldown_until_ms') or '0')
+local current = tonumber(redis.call('HGET', KEYS[1], '{{LiveFields.COOLDOWN_UNTIL}}') or '0')
 if deadline > current then
-  redis.call('HSET', KEYS[1], 'cooldown_until_ms', deadline, 'cooldown_reason', ARGV[2])
+  redis.call('HSET', KEYS[1], '{{LiveFields.COOLDOWN_UNTIL}}', deadline,
+    '{{LiveFields.COOLDOWN_REASON}}', ARGV[2])
   return deadline
 end
 return current
-"""
+""",
+    LiveFields,
+)
 
 # ARGV: the snapshot's observed_at_ms, then its field/value pairs. Returns 1 stored, 0 kept the
 # newer one already there (equal times: the later write wins, so a retried write is harmless).
-_WRITE_QUOTA = f"""
-local stored = tonumber(redis.call('HGET', KEYS[1], '{QUOTA_OBSERVED_AT}') or '')
+_WRITE_QUOTA = LuaScript.of(
+    render(
+        """
+local stored = tonumber(redis.call('HGET', KEYS[1], '{{LiveFields.QUOTA_OBSERVED_AT}}') or '')
 if stored and tonumber(ARGV[1]) < stored then return 0 end
 redis.call('HSET', KEYS[1], unpack(ARGV, 2))
 return 1
-"""
-_WRITE_QUOTA_SHA = hashlib.sha1(_WRITE_QUOTA.encode()).hexdigest()
+""",
+        LiveFields,
+    )
+)
 
 # ARGV: now_ms, threshold, base_ms, max_ms, probe ('1'/'0'). Returns open_until (0 = closed).
-_RECORD_FAILURE = """
-local failures = redis.call('HINCRBY', KEYS[1], 'failures', 1)
+_RECORD_FAILURE = render(
+    """
+{{> circuit}}
+local failures = redis.call('HINCRBY', KEYS[1], '{{LiveFields.FAILURES}}', 1)
 if ARGV[5] ~= '1' and failures < tonumber(ARGV[2]) then return 0 end
-local opens = redis.call('HINCRBY', KEYS[1], 'circuit_opens', 1)
-local backoff = math.min(tonumber(ARGV[3]) * 2 ^ (opens - 1), tonumber(ARGV[4]))
-local deadline = tonumber(ARGV[1]) + backoff
-redis.call('HSET', KEYS[1], 'circuit_open_until_ms', deadline, 'failures', 0)
-return deadline
-"""
+local open_until = open_circuit(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[3]), tonumber(ARGV[4]))
+redis.call('HSET', KEYS[1], '{{LiveFields.FAILURES}}', 0)
+return open_until
+""",
+    LiveFields,
+)
 
 
 class QuotaWindow(BaseModel):
@@ -118,16 +163,20 @@ class LiveState(BaseModel):
 
 def _quota_fields(snapshot: QuotaSnapshot) -> dict[str, str]:
     """The live-hash fields that store ``snapshot`` (absent parts are stored empty)."""
-    fields: dict[str, str] = {QUOTA_OBSERVED_AT: str(snapshot.observed_at_ms)}
-    for name, window in (("primary", snapshot.primary), ("secondary", snapshot.secondary)):
-        fields[f"{name}_used_percent"] = "" if window is None else str(window.used_percent)
-        fields[f"{name}_window_minutes"] = str(window.window_minutes or "") if window else ""
-        fields[f"{name}_resets_at"] = str(window.resets_at or "") if window else ""
-    fields["plan_type"] = snapshot.plan_type or ""
-    for name in ("credits_has_credits", "credits_unlimited"):
-        value = getattr(snapshot, name)
+    fields: dict[str, str] = {LiveFields.QUOTA_OBSERVED_AT: str(snapshot.observed_at_ms)}
+    for window, (used, minutes, resets) in zip(
+        (snapshot.primary, snapshot.secondary), _WINDOWS.values(), strict=True
+    ):
+        fields[used] = "" if window is None else str(window.used_percent)
+        fields[minutes] = str(window.window_minutes or "") if window else ""
+        fields[resets] = str(window.resets_at or "") if window else ""
+    fields[LiveFields.PLAN_TYPE] = snapshot.plan_type or ""
+    for name, value in (
+        (LiveFields.CREDITS_HAS_CREDITS, snapshot.credits_has_credits),
+        (LiveFields.CREDITS_UNLIMITED, snapshot.credits_unlimited),
+    ):
         fields[name] = "" if value is None else ("1" if value else "0")
-    fields["credits_balance"] = snapshot.credits_balance or ""
+    fields[LiveFields.CREDITS_BALANCE] = snapshot.credits_balance or ""
     return fields
 
 
@@ -140,10 +189,11 @@ def _num(fields: dict[str, str], name: str) -> float | None:
 
 
 def _window(fields: dict[str, str], name: str) -> QuotaWindow | None:
-    used = _num(fields, f"{name}_used_percent")
+    used_field, minutes_field, resets_field = _WINDOWS[name]
+    used = _num(fields, used_field)
     if used is None:
         return None
-    minutes, resets = _num(fields, f"{name}_window_minutes"), _num(fields, f"{name}_resets_at")
+    minutes, resets = _num(fields, minutes_field), _num(fields, resets_field)
     return QuotaWindow(
         used_percent=used,
         window_minutes=None if minutes is None else int(minutes),
@@ -163,15 +213,15 @@ def parse_live(provider: str, raw: dict[Any, Any]) -> LiveState:
         for k, v in raw.items()
     }
     quota = None
-    observed = _num(f, QUOTA_OBSERVED_AT)
+    observed = _num(f, LiveFields.QUOTA_OBSERVED_AT)
     if observed is not None:
         quota = QuotaSnapshot(
             primary=_window(f, "primary"),
             secondary=_window(f, "secondary"),
-            plan_type=f.get("plan_type") or None,
-            credits_has_credits=_flag(f, "credits_has_credits"),
-            credits_unlimited=_flag(f, "credits_unlimited"),
-            credits_balance=f.get("credits_balance") or None,
+            plan_type=f.get(LiveFields.PLAN_TYPE) or None,
+            credits_has_credits=_flag(f, LiveFields.CREDITS_HAS_CREDITS),
+            credits_unlimited=_flag(f, LiveFields.CREDITS_UNLIMITED),
+            credits_balance=f.get(LiveFields.CREDITS_BALANCE) or None,
             observed_at_ms=int(observed),
         )
 
@@ -181,13 +231,13 @@ def parse_live(provider: str, raw: dict[Any, Any]) -> LiveState:
     return LiveState(
         provider=provider,
         quota=quota,
-        cooldown_until_ms=ms(COOLDOWN_UNTIL),
-        cooldown_reason=f.get(COOLDOWN_REASON) or None,
-        circuit_open_until_ms=ms(CIRCUIT_OPEN_UNTIL),
-        circuit_opens=ms(CIRCUIT_OPENS),
-        circuit_closed_at_ms=ms(CIRCUIT_CLOSED_AT),
-        failures=ms(FAILURES),
-        last_probe_at_ms=ms(LAST_PROBE_AT),
+        cooldown_until_ms=ms(LiveFields.COOLDOWN_UNTIL),
+        cooldown_reason=f.get(LiveFields.COOLDOWN_REASON) or None,
+        circuit_open_until_ms=ms(LiveFields.CIRCUIT_OPEN_UNTIL),
+        circuit_opens=ms(LiveFields.CIRCUIT_OPENS),
+        circuit_closed_at_ms=ms(LiveFields.CIRCUIT_CLOSED_AT),
+        failures=ms(LiveFields.FAILURES),
+        last_probe_at_ms=ms(LiveFields.LAST_PROBE_AT),
     )
 
 
@@ -220,14 +270,14 @@ async def write_quotas(
     calls = [(keys.live(p), _quota_args(snapshot)) for p, snapshot in snapshots.items()]
     async with redis.pipeline(transaction=False) as pipe:
         for key, args in calls:
-            pipe.evalsha(_WRITE_QUOTA_SHA, 1, key, *args)
+            pipe.evalsha(_WRITE_QUOTA.sha, 1, key, *args)
         replies: list[Any] = await pipe.execute(raise_on_error=False)
     unknown = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
     if unknown:
         async with redis.pipeline(transaction=False) as pipe:
             for i in unknown:
                 key, args = calls[i]
-                pipe.eval(_WRITE_QUOTA, 1, key, *args)
+                pipe.eval(_WRITE_QUOTA.source, 1, key, *args)
             for i, reply in zip(unknown, await pipe.execute(raise_on_error=False), strict=True):
                 replies[i] = reply
     for reply in replies:
@@ -285,7 +335,11 @@ async def record_success(
     redis: Redis, keys: Keys, provider: str, *, now_ms: int, probe: bool = False
 ) -> None:
     """Reset the failure streak; a successful probe closes the circuit and stamps the close."""
-    fields: dict[str, int] = {FAILURES: 0}
+    fields: dict[str, int] = {LiveFields.FAILURES: 0}
     if probe:
-        fields |= {CIRCUIT_OPEN_UNTIL: 0, CIRCUIT_OPENS: 0, CIRCUIT_CLOSED_AT: now_ms}
+        fields |= {
+            LiveFields.CIRCUIT_OPEN_UNTIL: 0,
+            LiveFields.CIRCUIT_OPENS: 0,
+            LiveFields.CIRCUIT_CLOSED_AT: now_ms,
+        }
     await redis.hset(keys.live(provider), mapping=fields)  # type: ignore[arg-type]

@@ -1,6 +1,7 @@
 """Agent pools (docs/SPEC.md section 4): strategy, ordered members, version.
 
-``Keys.pool(agent)`` is a hash ``{strategy, providers (JSON list, first = primary), version}``.
+``Keys.pool(agent)`` is a hash ``{strategy, providers (JSON list, first = primary), version}``
+(:class:`PoolFields`).
 Every change runs in one Lua script: it validates the members against the registry and bumps
 ``version`` atomically with the write, so a change is never half-applied and the router's next
 selection (one script reading the same hash) sees it on every replica.
@@ -8,7 +9,8 @@ selection (one script reading the same hash) sees it on every replica.
 
 from __future__ import annotations
 
-from typing import get_args
+from collections.abc import Mapping
+from typing import Final, get_args
 
 import orjson
 from pydantic import BaseModel, ConfigDict
@@ -17,22 +19,34 @@ from redis.asyncio import Redis
 from codexpool_shared.events import Strategy
 from codexpool_shared.keys import Keys
 from codexpool_shared.store.errors import Conflict, InvalidField, NotFound
-from codexpool_shared.store.replies import text
+from codexpool_shared.store.providers import ProviderFields
+from codexpool_shared.store.replies import optional_int, text
+from codexpool_shared.store.scripts import render
 
-STRATEGIES: tuple[str, ...] = get_args(Strategy)
+STRATEGIES: tuple[Strategy, ...] = get_args(Strategy)
 """Known strategy names."""
 
-_MUTATE = """
+
+class PoolFields:
+    """Field names of the pool hash (``Keys.pool``); its scripts are rendered from these."""
+
+    STRATEGY: Final = "strategy"
+    PROVIDERS: Final = "providers"
+    VERSION: Final = "version"
+
+
+_MUTATE = render(
+    """
 local op, prefix, suffix = ARGV[1], ARGV[4], ARGV[5]
 if redis.call('EXISTS', KEYS[2]) == 0 then return {'err', 'agent', 'agent_id', ''} end
 local function check(name, field)
-  local status = redis.call('HGET', prefix .. name .. suffix, 'status')
+  local status = redis.call('HGET', prefix .. name .. suffix, '{{ProviderFields.STATUS}}')
   if not status then return {'err', 'unknown', field, name} end
   if status == 'disabled' then return {'err', 'disabled', field, name} end
   return nil
 end
-local strategy = redis.call('HGET', KEYS[1], 'strategy')
-local members = cjson.decode(redis.call('HGET', KEYS[1], 'providers') or '[]')
+local strategy = redis.call('HGET', KEYS[1], '{{PoolFields.STRATEGY}}')
+local members = cjson.decode(redis.call('HGET', KEYS[1], '{{PoolFields.PROVIDERS}}') or '[]')
 if op == 'put' then
   strategy = ARGV[2]
   members = cjson.decode(ARGV[3])
@@ -60,10 +74,14 @@ elseif op == 'remove' then
   members = kept
 end
 local encoded = (#members == 0) and '[]' or cjson.encode(members)
-redis.call('HSET', KEYS[1], 'strategy', strategy, 'providers', encoded)
-local version = redis.call('HINCRBY', KEYS[1], 'version', 1)
+redis.call('HSET', KEYS[1], '{{PoolFields.STRATEGY}}', strategy,
+  '{{PoolFields.PROVIDERS}}', encoded)
+local version = redis.call('HINCRBY', KEYS[1], '{{PoolFields.VERSION}}', 1)
 return {'ok', tostring(version), strategy, encoded}
-"""
+""",
+    PoolFields,
+    ProviderFields,
+)
 
 
 class Pool(BaseModel):
@@ -76,6 +94,31 @@ class Pool(BaseModel):
     providers: tuple[str, ...]
     """Members in order; the first is the primary."""
     version: int
+
+
+_STRATEGY_BY_NAME: Final[dict[str, Strategy]] = {name: name for name in STRATEGIES}
+
+
+def parse_strategy(value: str) -> Strategy:
+    """A strategy name as read back from Redis (the router calls this on every request).
+
+    Raises:
+        ValueError: A name this version does not know.
+    """
+    try:
+        return _STRATEGY_BY_NAME[value]
+    except KeyError:
+        raise ValueError(f"unknown strategy {value!r}") from None
+
+
+def pool_from_hash(agent_id: str, fields: Mapping[str, str]) -> Pool:
+    """A pool from its decoded hash."""
+    return Pool(
+        agent_id=agent_id,
+        strategy=parse_strategy(fields[PoolFields.STRATEGY]),
+        providers=tuple(orjson.loads(fields.get(PoolFields.PROVIDERS) or "[]")),
+        version=optional_int(fields.get(PoolFields.VERSION)) or 0,
+    )
 
 
 def validate_pool(strategy: str, providers: list[str] | tuple[str, ...]) -> None:
@@ -105,7 +148,7 @@ async def _mutate(redis: Redis, keys: Keys, agent_id: str, op: str, *args: str) 
         version, strategy, providers = rest
         return Pool(
             agent_id=agent_id,
-            strategy=strategy,  # type: ignore[arg-type]
+            strategy=parse_strategy(strategy),
             providers=tuple(orjson.loads(providers)),
             version=int(version),
         )
@@ -167,10 +210,4 @@ async def get_pool(redis: Redis, keys: Keys, agent_id: str) -> Pool:
     raw = await redis.hgetall(keys.pool(agent_id))
     if not raw:
         raise NotFound("pool", agent_id)
-    fields = {text(k): text(v) for k, v in raw.items()}
-    return Pool(
-        agent_id=agent_id,
-        strategy=fields["strategy"],  # type: ignore[arg-type]
-        providers=tuple(orjson.loads(fields.get("providers", "[]"))),
-        version=int(fields.get("version", "0")),
-    )
+    return pool_from_hash(agent_id, {text(k): text(v) for k, v in raw.items()})

@@ -12,7 +12,7 @@ import re
 import time
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict
 from redis.asyncio import Redis
@@ -24,8 +24,23 @@ from codexpool_shared.keys import Keys
 from codexpool_shared.store.claims import account_claims
 from codexpool_shared.store.errors import Conflict, InvalidField, NotFound
 from codexpool_shared.store.replies import decode_hash, optional_int, text
+from codexpool_shared.store.scripts import render
 
-TOKEN_FIELDS = ("access_token", "refresh_token", "id_token")
+
+class ProviderFields:
+    """Field names of the provider hash (``Keys.provider``) that scripts read or write.
+
+    The scripts are rendered from these (``store/scripts.py``).
+    """
+
+    STATUS: Final = "status"
+    ACCOUNT_ID: Final = "account_id"
+    ACCESS_TOKEN: Final = "access_token"
+    ACCESS_EXPIRES_AT: Final = "access_expires_at"
+    CREDENTIAL_VERSION: Final = "credential_version"
+
+
+TOKEN_FIELDS = (ProviderFields.ACCESS_TOKEN, "refresh_token", "id_token")
 """Fields that hold encrypted envelopes, never plaintext."""
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
@@ -33,15 +48,19 @@ _STATUSES: frozenset[str] = frozenset({"active", "needs_reauth", "disabled"})
 
 # Status change: KEYS[1] provider hash; ARGV[1] new status, ARGV[2] expected version or ''.
 # Returns the previous status, or false when the provider is missing or the version moved on.
-_SET_STATUS = """
-local prev = redis.call('HGET', KEYS[1], 'status')
+_SET_STATUS = render(
+    """
+local prev = redis.call('HGET', KEYS[1], '{{ProviderFields.STATUS}}')
 if not prev then return false end
-if ARGV[2] ~= '' and redis.call('HGET', KEYS[1], 'credential_version') ~= ARGV[2] then
+if ARGV[2] ~= '' and redis.call('HGET', KEYS[1], '{{ProviderFields.CREDENTIAL_VERSION}}') ~= ARGV[2]
+then
   return false
 end
-redis.call('HSET', KEYS[1], 'status', ARGV[1])
+redis.call('HSET', KEYS[1], '{{ProviderFields.STATUS}}', ARGV[1])
 return prev
-"""
+""",
+    ProviderFields,
+)
 
 
 class Provider(BaseModel):
@@ -64,13 +83,13 @@ def provider_from_hash(fields: dict[str, str]) -> Provider:
     """A provider from its decoded record."""
     return Provider(
         name=fields["name"],
-        account_id=fields.get("account_id", ""),
+        account_id=fields.get(ProviderFields.ACCOUNT_ID, ""),
         email=fields.get("email") or None,
         plan_type=fields.get("plan_type") or None,
-        status=fields.get("status", "active"),  # type: ignore[arg-type]
-        access_expires_at=optional_int(fields.get("access_expires_at")),
+        status=fields.get(ProviderFields.STATUS, "active"),  # type: ignore[arg-type]
+        access_expires_at=optional_int(fields.get(ProviderFields.ACCESS_EXPIRES_AT)),
         last_refresh=optional_int(fields.get("last_refresh")),
-        credential_version=optional_int(fields.get("credential_version")) or 0,
+        credential_version=optional_int(fields.get(ProviderFields.CREDENTIAL_VERSION)) or 0,
         created_at=optional_int(fields.get("created_at")) or 0,
     )
 
@@ -168,7 +187,7 @@ async def register_provider(
         if not exists:
             fields.update(status="active", created_at=now, credential_version=0)
         pipe.hset(key, mapping=fields)
-        pipe.hincrby(key, "credential_version", 1)
+        pipe.hincrby(key, ProviderFields.CREDENTIAL_VERSION, 1)
         pipe.sadd(keys.providers, name)
         await pipe.execute()
     return await get_provider(redis, keys, name)

@@ -10,9 +10,9 @@ from redis.exceptions import WatchError
 
 from codexpool_shared.keys import Keys
 from codexpool_shared.store.errors import Conflict, NotFound
-from codexpool_shared.store.pools import Pool
+from codexpool_shared.store.pools import Pool, PoolFields, pool_from_hash
 from codexpool_shared.store.providers import Provider, provider_from_hash
-from codexpool_shared.store.replies import decode_hash, optional_int, text
+from codexpool_shared.store.replies import decode_hash, text
 
 
 class ProviderInUse(Conflict):
@@ -59,16 +59,9 @@ async def _pools_holding(pipe: Pipeline, keys: Keys, name: str) -> list[Pool]:
         raw = decode_hash(await pipe.hgetall(keys.pool(agent_id)))
         if not raw:
             continue
-        members = tuple(orjson.loads(raw.get("providers") or "[]"))
-        if name in members:
-            holding.append(
-                Pool(
-                    agent_id=agent_id,
-                    strategy=raw["strategy"],  # type: ignore[arg-type]
-                    providers=members,
-                    version=optional_int(raw.get("version")) or 0,
-                )
-            )
+        pool = pool_from_hash(agent_id, raw)
+        if name in pool.providers:
+            holding.append(pool)
     return holding
 
 
@@ -115,8 +108,10 @@ async def delete_provider(
                 pipe.multi()  # type: ignore[no-untyped-call]
                 for pool in holding:
                     kept = [m for m in pool.providers if m != name]
-                    pipe.hset(keys.pool(pool.agent_id), "providers", orjson.dumps(kept).decode())
-                    pipe.hincrby(keys.pool(pool.agent_id), "version", 1)
+                    pipe.hset(
+                        keys.pool(pool.agent_id), PoolFields.PROVIDERS, orjson.dumps(kept).decode()
+                    )
+                    pipe.hincrby(keys.pool(pool.agent_id), PoolFields.VERSION, 1)
                 pipe.delete(provider_key, keys.live(name), keys.health(name))
                 pipe.srem(keys.providers, name)
                 replies = await pipe.execute()

@@ -3,7 +3,8 @@
 -- KEYS: every key the plan names, by index. ARGV[1]: the plan (JSON, built by plan.py);
 -- ARGV[1 + i]: the body of event i for the outcome log.
 -- Returns {flags, {provider, score, band, previous band or ""}, ...}: flags has one character
--- per event, "1" applied or "0" already seen.
+-- per event, "1" applied or "0" already seen. Field names are rendered from
+-- codexpool_shared.activity (Fields, HealthFields) by codexpool_shared.store.scripts.
 
 local plan = cjson.decode(ARGV[1])
 local flags = {}
@@ -57,8 +58,8 @@ end
 local cfg = plan.cfg
 local bounds = cfg.bounds
 local nb = #bounds + 1
-local fields = {'successes', 'faults', 'fallbacks_away'}
-for i = 0, nb - 1 do fields[#fields + 1] = 'ttfb:' .. i end
+local fields = {'{{Fields.SUCCESSES}}', '{{Fields.FAULTS}}', '{{Fields.FALLBACKS_AWAY}}'}
+for i = 0, nb - 1 do fields[#fields + 1] = '{{Fields.TTFB_PREFIX}}' .. i end
 
 -- Same rule as codexpool_shared.activity.quantile (Prometheus' histogram_quantile).
 local function quantile(q, counts, total)
@@ -106,8 +107,8 @@ for _, r in ipairs(plan.rescore) do
   local score = math.floor(100 * success * fallback * latency * 100 + 0.5) / 100
   local band = 'unhealthy'
   if score >= cfg.healthy_min then band = 'healthy' elseif score >= cfg.degraded_min then band = 'degraded' end
-  local previous = redis.call('HGET', KEYS[r[2]], 'band') or ''
-  local last_fault = redis.call('HGET', KEYS[r[3]], 'last_fault_at') or ''
+  local previous = redis.call('HGET', KEYS[r[2]], '{{HealthFields.BAND}}') or ''
+  local last_fault = redis.call('HGET', KEYS[r[3]], '{{Fields.LAST_FAULT_AT}}') or ''
   local raw = cjson.null
   if n > 0 then raw = s / n end
   local components = {
@@ -117,9 +118,10 @@ for _, r in ipairs(plan.rescore) do
     window_minutes = #r[4],
   }
   local text = string.format('%.2f', score)
-  redis.call('HSET', KEYS[r[2]], 'score', text, 'band', band, 'components',
-    cjson.encode(components), 'updated_at', string.format('%.3f', plan.now),
-    'last_fault_at', last_fault)
+  redis.call('HSET', KEYS[r[2]], '{{HealthFields.SCORE}}', text, '{{HealthFields.BAND}}', band,
+    '{{HealthFields.COMPONENTS}}', cjson.encode(components),
+    '{{HealthFields.UPDATED_AT}}', string.format('%.3f', plan.now),
+    '{{HealthFields.LAST_FAULT_AT}}', last_fault)
   out[#out + 1] = {r[1], text, band, previous}
 end
 return out

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import orjson
 from fastapi import APIRouter
 from pydantic import BaseModel
 
@@ -11,6 +10,7 @@ from codexpool_admin_api.backup import ConfigExport, export_config, import_confi
 from codexpool_admin_api.deps import AdminDep, AuditorDep, KeyringDep
 from codexpool_shared.events import PoolChangedV1
 from codexpool_shared.service import KeysDep, PublisherDep, RedisDep
+from codexpool_shared.store.pools import pool_from_hash
 
 router = APIRouter(prefix="/api", tags=["backup"], responses=RESPONSES)
 
@@ -46,13 +46,14 @@ async def import_configuration(
     had_pool = {a.id for a in before.agents if a.pool is not None}
     for agent in body.agents:
         if agent.pool is not None:
+            pool = pool_from_hash(agent.id, agent.pool)
             publisher.publish(
                 PoolChangedV1(
                     agent_id=agent.id,
                     change="updated" if agent.id in had_pool else "created",
                     version=versions[agent.id],
-                    strategy=agent.pool["strategy"],  # type: ignore[arg-type]
-                    providers=tuple(orjson.loads(agent.pool["providers"])),
+                    strategy=pool.strategy,
+                    providers=pool.providers,
                     actor=admin.id,
                 )
             )

@@ -1,5 +1,10 @@
 """Authentication and provider selection in one Redis round trip (``select.lua``).
 
+The router calls it on every request; it lives here, beside the live state, because the script
+reads and writes the hashes this package owns (its field names are rendered from
+``LiveFields``, ``PoolFields``, ``ProviderFields`` and ``HealthFields``; the circuit it opens on a
+low health score uses the same backoff as ``live.record_failure``, ``circuit.lua``).
+
 Contract of the script (EVALSHA, no KEYS; ARGV):
   1 SHA-256 of the agent key, 2 now (epoch ms), 3 session digest or '', 4 max attempts,
   5 health threshold (0 = ignore scores), 6 circuit grace ms, 7 affinity TTL ms,
@@ -18,20 +23,57 @@ any other unavailability ms, "d" members not active}``.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
-from importlib import resources
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 from redis.typing import EncodableT
 
-from codexpool_router.config import Settings
+from codexpool_shared.activity import HealthFields
+from codexpool_shared.events import Strategy
 from codexpool_shared.keys import Keys
+from codexpool_shared.store.live import LiveFields
+from codexpool_shared.store.pools import PoolFields, parse_strategy
+from codexpool_shared.store.providers import ProviderFields
+from codexpool_shared.store.scripts import load
 
-_SCRIPT = resources.files("codexpool_router").joinpath("select.lua").read_text()
+_SCRIPT = load(
+    "codexpool_shared.store", "select.lua", LiveFields, PoolFields, ProviderFields, HealthFields
+)
+
+
+class SelectionSettings(Protocol):
+    """The settings the script runs with (the router's ``Settings`` has them)."""
+
+    @property
+    def max_attempts(self) -> int:
+        """Most candidates returned."""
+
+    @property
+    def health_threshold(self) -> float:
+        """A health score under this opens the circuit (0: scores are ignored)."""
+
+    @property
+    def circuit_grace_s(self) -> float:
+        """After a circuit closes, how long scores cannot reopen it."""
+
+    @property
+    def affinity_ttl_s(self) -> float:
+        """How long a session sticks to its provider."""
+
+    @property
+    def probe_lock_s(self) -> float:
+        """How long the replica probing a half-open circuit holds it."""
+
+    @property
+    def circuit_base_s(self) -> float:
+        """The first circuit opening; each further one doubles it."""
+
+    @property
+    def circuit_max_s(self) -> float:
+        """The longest circuit opening."""
 
 
 class Unauthorized(Exception):
@@ -48,6 +90,8 @@ class NoPool(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Candidate:
+    """A provider the request may go to, in the order to try them."""
+
     name: str
     account_id: str
     access_envelope: str
@@ -59,8 +103,10 @@ class Candidate:
 
 @dataclass(frozen=True, slots=True)
 class Selection:
+    """The authenticated agent, its pool and the candidates (see the module for the fields)."""
+
     agent_id: str
-    strategy: str
+    strategy: Strategy
     pool_version: int
     pool_size: int
     candidates: tuple[Candidate, ...]
@@ -88,9 +134,9 @@ def _templates(keys: Keys) -> list[str]:
 class Selector:
     """Runs the selection script with the router's settings."""
 
-    def __init__(self, redis: Redis, keys: Keys, settings: Settings) -> None:
+    def __init__(self, redis: Redis, keys: Keys, settings: SelectionSettings) -> None:
         self._redis = redis
-        self._sha = hashlib.sha1(_SCRIPT.encode()).hexdigest()
+        self._sha = _SCRIPT.sha
         self._fixed: list[EncodableT] = [
             settings.max_attempts,
             settings.health_threshold,
@@ -103,6 +149,12 @@ class Selector:
         ]
 
     async def select(self, key_digest: str, now_ms: int, session_digest: str) -> Selection:
+        """Authenticate the agent by its key's SHA-256 and select its candidates.
+
+        Raises:
+            Unauthorized: The key is unknown.
+            NoPool: The agent has no pool.
+        """
         # EVALSHA directly rather than through redis-py's Script object, whose per-call
         # isinstance check against a Protocol-based class costs more than the rest of the call.
         args = (key_digest, now_ms, session_digest, *self._fixed)
@@ -110,11 +162,12 @@ class Selector:
             raw = await self._redis.evalsha(self._sha, 0, *args)
         except NoScriptError:
             # A restarted or failed-over Redis has an empty script cache.
-            raw = await self._redis.eval(_SCRIPT, 0, *args)
+            raw = await self._redis.eval(_SCRIPT.source, 0, *args)
         return parse_selection(orjson.loads(raw))
 
 
 def parse_selection(doc: dict[str, Any]) -> Selection:
+    """The script's JSON reply as a :class:`Selection`; raises as :meth:`Selector.select`."""
     error = doc.get("e")
     if error == "unauthorized":
         raise Unauthorized()
@@ -123,7 +176,7 @@ def parse_selection(doc: dict[str, Any]) -> Selection:
     rows = doc.get("c") or []
     return Selection(
         agent_id=str(doc["a"]),
-        strategy=str(doc["s"]),
+        strategy=parse_strategy(doc["s"]),
         pool_version=int(doc.get("v") or 0),
         pool_size=int(doc.get("n") or 0),
         candidates=tuple(

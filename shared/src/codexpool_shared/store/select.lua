@@ -1,6 +1,8 @@
 -- Authentication + selection in one round trip (see selection.py for the contract).
 -- Key names are built here from templates that Keys produced (ARGV[11..]): fine for our one
 -- Redis, not for Redis Cluster (the keys are not declared in KEYS, nor in one hash slot).
+-- Field names are rendered from their Python definitions (scripts.py).
+{{> circuit}}
 local now = tonumber(ARGV[2])
 local sdig = ARGV[3]
 local max_attempts = tonumber(ARGV[4])
@@ -14,7 +16,8 @@ local function key(i, a) return ARGV[i] .. a .. ARGV[i + 1] end
 
 local agent = redis.call('GET', key(11, ARGV[1]))
 if not agent then return '{"e":"unauthorized"}' end
-local pool = redis.call('HMGET', key(13, agent), 'strategy', 'providers', 'version')
+local pool = redis.call('HMGET', key(13, agent), '{{PoolFields.STRATEGY}}',
+  '{{PoolFields.PROVIDERS}}', '{{PoolFields.VERSION}}')
 if not pool[1] then return cjson.encode({e = 'no_pool', a = agent}) end
 local strategy = pool[1]
 local members = cjson.decode(pool[2])
@@ -24,13 +27,16 @@ local quota_wait, other_wait, dead = 0, 0, 0
 local function earliest(current, t) if current == 0 or t < current then return t end return current end
 
 for i, name in ipairs(members) do
-  local p = redis.call('HMGET', key(17, name), 'status', 'account_id', 'access_token',
-    'access_expires_at', 'credential_version')
+  local p = redis.call('HMGET', key(17, name), '{{ProviderFields.STATUS}}',
+    '{{ProviderFields.ACCOUNT_ID}}', '{{ProviderFields.ACCESS_TOKEN}}',
+    '{{ProviderFields.ACCESS_EXPIRES_AT}}', '{{ProviderFields.CREDENTIAL_VERSION}}')
   local live = key(19, name)
-  local l = redis.call('HMGET', live, 'cooldown_until_ms', 'cooldown_reason',
-    'circuit_open_until_ms', 'circuit_closed_at_ms', 'failures', 'primary_used_percent',
-    'primary_window_minutes', 'primary_resets_at', 'secondary_used_percent',
-    'secondary_window_minutes', 'secondary_resets_at')
+  local l = redis.call('HMGET', live, '{{LiveFields.COOLDOWN_UNTIL}}',
+    '{{LiveFields.COOLDOWN_REASON}}', '{{LiveFields.CIRCUIT_OPEN_UNTIL}}',
+    '{{LiveFields.CIRCUIT_CLOSED_AT}}', '{{LiveFields.FAILURES}}',
+    '{{LiveFields.PRIMARY_USED_PERCENT}}', '{{LiveFields.PRIMARY_WINDOW_MINUTES}}',
+    '{{LiveFields.PRIMARY_RESETS_AT}}', '{{LiveFields.SECONDARY_USED_PERCENT}}',
+    '{{LiveFields.SECONDARY_WINDOW_MINUTES}}', '{{LiveFields.SECONDARY_RESETS_AT}}')
   local cand = {name, p[2] or '', p[3] or '', p[4] or '', p[5] or '0', 0,
     tonumber(l[5] or '0') or 0, i, l}
   if p[1] ~= 'active' then
@@ -44,11 +50,9 @@ for i, name in ipairs(members) do
       else other_wait = earliest(other_wait, cooldown) end
     else
       if open_until == 0 and threshold > 0 and now > closed_at + grace then
-        local score = tonumber(redis.call('HGET', key(21, name), 'score') or '')
+        local score = tonumber(redis.call('HGET', key(21, name), '{{HealthFields.SCORE}}') or '')
         if score and score < threshold then
-          local opens = redis.call('HINCRBY', live, 'circuit_opens', 1)
-          open_until = now + math.min(base_ms * 2 ^ (opens - 1), max_ms)
-          redis.call('HSET', live, 'circuit_open_until_ms', open_until)
+          open_until = open_circuit(live, now, base_ms, max_ms)
         end
       end
       if open_until > now then
@@ -79,7 +83,7 @@ if not sticky_hit then
   for _, c in ipairs(half_open) do
     if redis.call('SET', key(26, c[1]), '1', 'NX', 'PX', probe_ms) then
       c[6] = 1
-      redis.call('HSET', key(19, c[1]), 'last_probe_at_ms', now)
+      redis.call('HSET', key(19, c[1]), '{{LiveFields.LAST_PROBE_AT}}', now)
       table.insert(order, c)
     else
       other_wait = earliest(other_wait, now + probe_ms)
