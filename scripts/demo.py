@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 import httpx
 from redis import Redis
 
+from codexpool_shared.keys import Keys
 from codexpool_sim.seed import DEMO_AGENT, SeedError, seed_demo
 
 STATE = Path(".demo")
@@ -102,7 +103,7 @@ def _check_infra(redis_url: str, amqp_url: str) -> None:
 def _clear_namespace(redis_url: str, namespace: str) -> None:
     """A fresh start: the previous run's data was encrypted with a key that no longer exists."""
     with Redis.from_url(redis_url, socket_timeout=5) as redis:
-        keys = list(redis.scan_iter(match=f"{namespace}:*", count=1000))
+        keys = list(redis.scan_iter(match=Keys(namespace).pattern, count=1000))
         for start in range(0, len(keys), 500):
             redis.delete(*keys[start : start + 500])
 
