@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 from redis.asyncio import Redis
 
-from codexpool_admin_api.api.models import ProviderDetail, epoch, provider_detail
+from codexpool_admin_api.models import ProviderDetail, epoch, provider_detail
 from codexpool_shared.activity import TimelinePoint, read_activity
 from codexpool_shared.events import HealthBand, ProviderStatus, Strategy
 from codexpool_shared.keys import Keys

@@ -8,8 +8,8 @@ from fastapi import APIRouter, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from codexpool_admin_api.api.errors import RESPONSES
-from codexpool_admin_api.api.models import epoch
 from codexpool_admin_api.deps import AdminDep, AuditorDep, ViewerDep
+from codexpool_admin_api.models import epoch
 from codexpool_shared.events import PoolChangedV1
 from codexpool_shared.service import KeysDep, PublisherDep, RedisDep
 from codexpool_shared.store.agents import (

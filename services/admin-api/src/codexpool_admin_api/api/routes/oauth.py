@@ -2,7 +2,7 @@
 
 Start gives a user code to enter at the issuer's device page; poll completes the login once it
 was approved, stores the new tokens (encrypted) and makes the provider active again. The pending
-login lives in Redis with the issuer's expiry, its device id encrypted, so any admin-api replica
+login lives in the store (``codexpool_shared.store.device_logins``), so any admin-api replica
 can complete it.
 """
 
@@ -16,19 +16,22 @@ from fastapi import APIRouter, status
 from pydantic import BaseModel
 
 from codexpool_admin_api.api.errors import RESPONSES
-from codexpool_admin_api.api.models import ProviderDetail, provider_detail
 from codexpool_admin_api.deps import AdminDep, AuditorDep, HttpDep, KeyringDep, SettingsDep
+from codexpool_admin_api.models import ProviderDetail, provider_detail
 from codexpool_admin_api.oauth import DeviceFlow
 from codexpool_shared.errors import ApiError
 from codexpool_shared.events import ProviderStatusChangedV1
 from codexpool_shared.service import KeysDep, PublisherDep, RedisDep
 from codexpool_shared.store import get_provider, register_provider, set_provider_status
 from codexpool_shared.store.claims import account_claims
-from codexpool_shared.store.replies import text
+from codexpool_shared.store.device_logins import (
+    PendingDeviceLogin,
+    end_device_login,
+    pending_device_login,
+    start_device_login,
+)
 
 router = APIRouter(prefix="/api/providers/{name}/oauth", tags=["oauth"], responses=RESPONSES)
-
-_DEVICE_FIELD = "device_auth_id"
 
 
 class DeviceLogin(BaseModel):
@@ -63,20 +66,14 @@ async def start_provider_device_login(
     flow = DeviceFlow(http, str(settings.auth_base_url))
     started = await flow.start()
     expires_at = int(time.time()) + started.expires_in_s
-    key = keys.oauth_device(name)
-    async with redis.pipeline(transaction=True) as pipe:
-        pipe.delete(key)
-        pipe.hset(
-            key,
-            mapping={
-                _DEVICE_FIELD: keyring.encrypt(
-                    started.device_auth_id, record=name, field=_DEVICE_FIELD
-                ),
-                "user_code": started.user_code,
-            },
-        )
-        pipe.expire(key, started.expires_in_s)
-        await pipe.execute()
+    await start_device_login(
+        redis,
+        keys,
+        keyring,
+        name,
+        PendingDeviceLogin(device_auth_id=started.device_auth_id, user_code=started.user_code),
+        expires_in_s=started.expires_in_s,
+    )
     login = DeviceLogin(
         provider=name,
         user_code=started.user_code,
@@ -102,21 +99,19 @@ async def poll_provider_device_login(
 ) -> DevicePoll:
     """Complete the re-link once the code was approved: store the new tokens, status active."""
     before = await get_provider(redis, keys, name)
-    pending = await redis.hgetall(keys.oauth_device(name))
-    fields = {text(k): text(v) for k, v in pending.items()}
-    if _DEVICE_FIELD not in fields:
+    pending = await pending_device_login(redis, keys, keyring, name)
+    if pending is None:
         raise ApiError(
             404,
             f"no device login is pending for {name!r} (or it expired): start a new one",
             code="device_login_not_found",
             param="name",
         )
-    device_auth_id = keyring.decrypt(fields[_DEVICE_FIELD], record=name, field=_DEVICE_FIELD)
     flow = DeviceFlow(http, str(settings.auth_base_url))
-    tokens = await flow.poll(device_auth_id, fields["user_code"])
+    tokens = await flow.poll(pending.device_auth_id, pending.user_code)
     if tokens is None:
         return DevicePoll(status="pending", provider=None)
-    await redis.delete(keys.oauth_device(name))
+    await end_device_login(redis, keys, name)
     linked = account_claims(tokens.id_token, tokens.access_token).account_id
     if linked != before.account_id:
         raise ApiError(

@@ -7,8 +7,9 @@ from fastapi import APIRouter, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from codexpool_admin_api.api.errors import RESPONSES
-from codexpool_admin_api.api.pool_events import PoolOut, pool_changed, pool_out
 from codexpool_admin_api.deps import AdminDep, AuditorDep, ViewerDep
+from codexpool_admin_api.models import PoolOut, pool_out
+from codexpool_admin_api.pool_events import pool_changed
 from codexpool_shared.events import PoolChange, Strategy
 from codexpool_shared.service import KeysDep, PublisherDep, RedisDep
 from codexpool_shared.store.agents import get_agent

@@ -9,14 +9,14 @@ from fastapi import APIRouter, Query, status
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from codexpool_admin_api.api.errors import RESPONSES
-from codexpool_admin_api.api.models import (
+from codexpool_admin_api.deps import AdminDep, AuditorDep, KeyringDep, ViewerDep
+from codexpool_admin_api.models import (
     ProviderDetail,
     ProviderOut,
     provider_detail,
     provider_out,
 )
-from codexpool_admin_api.api.pool_events import pool_changed
-from codexpool_admin_api.deps import AdminDep, AuditorDep, KeyringDep, ViewerDep
+from codexpool_admin_api.pool_events import pool_changed
 from codexpool_shared.errors import ApiError
 from codexpool_shared.events import ProviderStatusChangedV1
 from codexpool_shared.service import KeysDep, PublisherDep, RedisDep

@@ -2,31 +2,12 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel
-
 from codexpool_admin_api.audit import Auditor
 from codexpool_admin_api.auth import Principal
-from codexpool_shared.events import PoolChange, PoolChangedV1, Strategy
+from codexpool_admin_api.models import PoolOut, pool_out
+from codexpool_shared.events import PoolChange, PoolChangedV1
 from codexpool_shared.messaging import Publisher
 from codexpool_shared.store.pools import Pool
-
-
-class PoolOut(BaseModel):
-    agent_id: str
-    strategy: Strategy
-    providers: list[str]
-    """Members in order; the first is the primary."""
-    version: int
-    """Incremented by every change."""
-
-
-def pool_out(pool: Pool) -> PoolOut:
-    return PoolOut(
-        agent_id=pool.agent_id,
-        strategy=pool.strategy,
-        providers=list(pool.providers),
-        version=pool.version,
-    )
 
 
 async def pool_changed(

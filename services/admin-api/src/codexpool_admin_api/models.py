@@ -1,4 +1,5 @@
-"""Response and request shapes shared by several routes. No model here carries a token."""
+"""What the API answers about providers and pools, shared by routes and domain modules (the
+activity table, pool events). No model here carries a token."""
 
 from __future__ import annotations
 
@@ -6,8 +7,8 @@ from datetime import UTC, datetime
 
 from pydantic import BaseModel
 
-from codexpool_shared.events import ProviderStatus
-from codexpool_shared.store import Provider
+from codexpool_shared.events import ProviderStatus, Strategy
+from codexpool_shared.store import Pool, Provider
 
 
 def epoch(value: int | float | None) -> datetime | None:
@@ -56,4 +57,22 @@ def provider_detail(provider: Provider) -> ProviderDetail:
         access_expires_at=epoch(provider.access_expires_at),
         last_refresh=epoch(provider.last_refresh),
         credential_version=provider.credential_version,
+    )
+
+
+class PoolOut(BaseModel):
+    agent_id: str
+    strategy: Strategy
+    providers: list[str]
+    """Members in order; the first is the primary."""
+    version: int
+    """Incremented by every change."""
+
+
+def pool_out(pool: Pool) -> PoolOut:
+    return PoolOut(
+        agent_id=pool.agent_id,
+        strategy=pool.strategy,
+        providers=list(pool.providers),
+        version=pool.version,
     )
