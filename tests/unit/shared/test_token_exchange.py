@@ -10,7 +10,7 @@ import asyncio
 import json
 import os
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -169,20 +169,24 @@ async def test_an_unreachable_issuer_is_transient_and_names_no_url(client: str) 
     assert "secret-path" not in answer.reason and str(port) not in answer.reason
 
 
+class _Unused:
+    async def post_json(
+        self, url: str, body: Mapping[str, str], *, headers: Mapping[str, str], timeout_s: float
+    ) -> tuple[int, bytes]:
+        raise AssertionError("not sent")
+
+
 def test_the_default_client_is_the_codex_cli() -> None:
-    assert TokenExchange(HttpxTransport(httpx.AsyncClient()), "http://i", 1.0).client_id == (
-        CODEX_CLIENT_ID
-    )
+    assert TokenExchange(_Unused(), "http://issuer", 1.0).client_id == CODEX_CLIENT_ID
 
 
 def test_the_refresh_lock_must_outlive_the_exchange() -> None:
-    exchange = TokenExchange(HttpxTransport(httpx.AsyncClient()), "http://issuer", 15.0)
     with pytest.raises(ValueError, match="shorter than the refresh lock"):
         TokenRefresher(
             Redis(),
             Keys("t"),
             Keyring([os.urandom(32)]),
-            exchange,
+            TokenExchange(_Unused(), "http://issuer", 15.0),
             lock_s=15.0,
             outcome=lambda _: None,
             publish=lambda _: None,
