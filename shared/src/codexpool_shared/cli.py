@@ -20,7 +20,7 @@ from types import FrameType
 from typing import TypeVar
 
 import uvicorn
-from fastapi import FastAPI
+from starlette.types import ASGIApp
 from uvicorn.config import STARTUP_FAILURE
 
 from codexpool_shared import telemetry
@@ -69,7 +69,7 @@ def serve(
     prog: str,
     default_port: int,
     settings: Callable[[], S],
-    build_app: Callable[[S, Drain], FastAPI],
+    build_app: Callable[[S, Drain], ASGIApp],
     argv: Sequence[str] | None = None,
 ) -> None:
     """Parse ``--host``/``--port``, build the settings and the app, and serve it until drained.

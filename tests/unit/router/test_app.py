@@ -107,3 +107,37 @@ def test_hot_routes_are_traced_and_other_methods_are_refused(settings: Settings)
         ("GET /backend-api/codex/responses", 405),
         ("POST /backend-api/codex/responses", 401),
     ]
+
+
+def test_openapi_documents_each_route_once_and_other_methods_get_405(settings: Settings) -> None:
+    with TestClient(create_app(settings, publisher=FakePublisher())) as client:
+        paths = client.get("/openapi.json").json()["paths"]
+        refused = client.delete("/v1/responses")
+    assert {path: sorted(operations) for path, operations in paths.items()} == {
+        "/v1/responses": ["post"],
+        "/backend-api/codex/responses": ["post"],
+        "/v1/usage": ["get"],
+        "/backend-api/wham/usage": ["get"],
+        "/v1/models": ["get"],
+        "/backend-api/codex/models": ["get"],
+    }
+    assert paths["/v1/responses"]["post"]["requestBody"]["content"]["application/json"]
+    assert (refused.status_code, refused.headers["allow"]) == (405, "POST")
+
+
+@pytest.mark.parametrize(
+    ("headers", "status", "code"),
+    [
+        ({}, 401, "missing_api_key"),
+        ({"authorization": "Bearer cpk_x"}, 503, "store_unavailable"),
+    ],
+)
+def test_usage_refuses_a_caller_as_the_responses_routes_do(
+    settings: Settings, headers: dict[str, str], status: int, code: str
+) -> None:
+    with TestClient(create_app(settings, publisher=FakePublisher())) as client:
+        routed = client.post("/v1/responses", json={"model": "m"}, headers=headers)
+        usage = client.get("/v1/usage", headers=headers)
+    assert (routed.status_code, routed.json()["error"]["code"]) == (status, code)
+    assert (usage.status_code, usage.json()) == (routed.status_code, routed.json())
+    assert usage.headers["x-request-id"].startswith("req_")

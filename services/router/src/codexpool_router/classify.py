@@ -10,8 +10,6 @@ import orjson
 
 from codexpool_shared.events import OutcomeClass
 
-AUTH_REFRESHABLE = 401
-
 
 @dataclass(frozen=True, slots=True)
 class Verdict:

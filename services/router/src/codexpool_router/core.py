@@ -1,4 +1,11 @@
-"""What every request handler needs, opened and closed by the app's lifespan."""
+"""What every request handler needs, opened and closed by the app's lifespan.
+
+Both ways a request meets the pool authenticate the same way: the agent key's SHA-256
+(``inbound.agent_key_digest``) is looked up at ``Keys.api_key``, and an unknown key, a missing
+pool or an unreachable store is answered by :meth:`Core.refusal`. The responses routes do the
+lookup inside the selection script (one round trip); the usage and models routes, which read
+every member, in :meth:`Core.members`.
+"""
 
 from __future__ import annotations
 
@@ -20,10 +27,30 @@ from codexpool_shared.errors import ApiError
 from codexpool_shared.events import BaseEvent
 from codexpool_shared.keys import Keys
 from codexpool_shared.messaging import Publisher
-from codexpool_shared.store import TokenRefresher
+from codexpool_shared.store import (
+    LiveState,
+    NotFound,
+    Provider,
+    TokenRefresher,
+    get_live,
+    get_pool,
+    get_provider,
+)
 from codexpool_shared.store.selection import NoPool, Selection, Selector, Unauthorized
 
 tracer = trace.get_tracer("codexpool.router")
+
+_REFUSED = (Unauthorized, NoPool, RedisError, OSError, TimeoutError)
+
+
+@dataclass(frozen=True, slots=True)
+class Members:
+    """An agent's pool as the usage and models routes read it: every member, in pool order."""
+
+    agent_id: str
+    providers: list[Provider]
+    lives: list[LiveState]
+    """Each provider's live state, in the order of ``providers``."""
 
 
 @dataclass(slots=True)
@@ -47,28 +74,53 @@ class Core:
             self.publisher.publish(event)
 
     async def select(self, key_digest: str, session_digest: str) -> Selection:
-        """Authenticate and select, answering store trouble with a fast 503 (fail-fast).
+        """Authenticate and select in one round trip (``select.lua``).
 
-        Fail-fast rather than serving a cached membership: a stale pool would keep sending
-        traffic to a removed or quota-exhausted account, which is the one thing the pool
-        promises not to do. The Redis client's short timeouts bound the cost.
+        Store trouble is answered with a fast 503 (fail-fast) rather than a cached membership:
+        a stale pool would keep sending traffic to a removed or quota-exhausted account, which
+        is the one thing the pool promises not to do. The Redis client's short timeouts bound
+        the cost.
         """
         try:
             return await self.selector.select(key_digest, now_ms(), session_digest)
-        except Unauthorized:
-            raise ApiError(401, "Incorrect agent key provided.", code="invalid_api_key") from None
-        except NoPool as exc:
-            raise unavailable(
-                f"Agent {exc.agent_id!r} has no pool configured.", "no_pool", 0, 0
-            ) from None
-        except (RedisError, OSError, TimeoutError):
-            self.metrics.store_errors.inc()
-            raise ApiError(
-                503,
-                "The pool store is unreachable; try again shortly.",
-                code="store_unavailable",
-                type="service_unavailable_error",
-            ) from None
+        except _REFUSED as exc:
+            raise self.refusal(exc) from None
+
+    async def members(self, key_digest: str) -> Members:
+        """Authenticate and read the agent's pool: each member's record and live state."""
+        try:
+            agent = await self.redis.get(self.keys.api_key(key_digest))
+            if agent is None:
+                raise Unauthorized()
+            agent_id = agent.decode() if isinstance(agent, bytes) else str(agent)
+            try:
+                pool = await get_pool(self.redis, self.keys, agent_id)
+            except NotFound:
+                raise NoPool(agent_id) from None
+            providers, lives = [], []
+            for name in pool.providers:
+                try:
+                    providers.append(await get_provider(self.redis, self.keys, name))
+                except NotFound:
+                    continue
+                lives.append(await get_live(self.redis, self.keys, name))
+        except _REFUSED as exc:
+            raise self.refusal(exc) from None
+        return Members(agent_id, providers, lives)
+
+    def refusal(self, exc: Exception) -> ApiError:
+        """How an unknown agent key, a missing pool or an unreachable store is answered."""
+        if isinstance(exc, Unauthorized):
+            return ApiError(401, "Incorrect agent key provided.", code="invalid_api_key")
+        if isinstance(exc, NoPool):
+            return unavailable(f"Agent {exc.agent_id!r} has no pool configured.", "no_pool", 0, 0)
+        self.metrics.store_errors.inc()
+        return ApiError(
+            503,
+            "The pool store is unreachable; try again shortly.",
+            code="store_unavailable",
+            type="service_unavailable_error",
+        )
 
 
 def build_core(

@@ -58,13 +58,15 @@ def upstream_headers(
     default_originator: str,
     default_user_agent: str,
     request_id: str,
+    accept: str = "text/event-stream",
 ) -> dict[str, str]:
+    """The headers of a request to the Codex backend made for this client with ``token``."""
     codex_client = originator is not None and originator.startswith(_CODEX_ORIGINATORS)
     headers = {
         **forwarded,
         "Authorization": f"Bearer {token}",
         "Content-Type": "application/json",
-        "Accept": "text/event-stream",
+        "Accept": accept,
         "originator": originator if codex_client and originator else default_originator,
         "User-Agent": user_agent if codex_client and user_agent else default_user_agent,
         "x-client-request-id": forwarded.get("x-client-request-id", request_id),

@@ -1,0 +1,148 @@
+"""``POST /v1/responses`` and ``POST /backend-api/codex/responses``.
+
+:class:`Responses` is the handler: a plain ASGI app that ``app.RouterApp`` calls before any
+FastAPI or Starlette layer, under its own SERVER span (:func:`hot_routes`). It authenticates and
+selects in one Redis round trip, hands the candidates to ``failover.serve``, and emits one
+outcome event. Each request is tracked by the process's drain, whose deadline ends it cleanly
+(``shutdown.py``).
+
+``router`` declares the same two routes to FastAPI once, for the OpenAPI document and so that
+other methods on these paths get 405 with ``Allow: POST``. FastAPI itself answers a ``POST``
+only while ``RouterApp`` has no Core, that is before the lifespan has opened one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from typing import Any, NoReturn
+
+from fastapi import APIRouter
+from starlette.types import Receive, Scope, Send
+
+from codexpool_router.answers import router_headers, send_error
+from codexpool_router.core import Core
+from codexpool_router.failover import serve
+from codexpool_router.inbound import agent_key_digest, header, parse_body, read_body
+from codexpool_router.outcome import Ledger
+from codexpool_router.shutdown import InFlight, shutting_down
+from codexpool_shared.drain import Drain
+from codexpool_shared.errors import ApiError
+from codexpool_shared.telemetry import TracedRoute
+
+ROUTES = {"/v1/responses": "v1", "/backend-api/codex/responses": "codex"}
+"""Each responses path and its ``route`` label in metrics and outcome events."""
+
+
+async def _watch(receive: Receive, task: asyncio.Task[Any], ledger: Ledger) -> None:
+    message = await receive()
+    if message["type"] == "http.disconnect" and not ledger.finished:
+        ledger.client_gone = True
+        task.cancel()
+
+
+class Responses:
+    """The handler of one responses route."""
+
+    def __init__(self, core: Core, route: str, drain: Drain) -> None:
+        self._core = core
+        self._route = route
+        self._drain = drain
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        core = self._core
+        ledger = Ledger(core, self._route, "req_" + secrets.token_hex(12))
+        try:
+            digest = agent_key_digest(scope)
+            raw = await read_body(scope, receive, core.settings.max_body_bytes)
+            session = header(scope, b"session-id") or header(scope, b"session_id")
+            inbound = parse_body(raw, session)
+            selection = await core.select(digest, inbound.session_digest)
+        except ApiError as error:
+            core.metrics.requests.labels(self._route, "rejected").inc()
+            await send_error(send, error, router_headers(ledger.request_id, None, 0))
+            return
+        ledger.routed(selection, inbound)
+        task = asyncio.current_task()
+        assert task is not None
+        inflight = InFlight(task)
+        self._drain.track(inflight)
+        watcher = asyncio.create_task(_watch(receive, task, ledger))
+        try:
+            await serve(core, scope, send, ledger, inbound, selection, inflight)
+        except asyncio.CancelledError:
+            if ledger.client_gone:
+                task.uncancel()
+                ledger.final_outcome = "cancelled"
+            elif inflight.stopping:
+                task.uncancel()
+                ledger.final_outcome = "shutdown"
+                headers = router_headers(ledger.request_id, None, len(ledger.attempts))
+                await send_error(send, shutting_down(), headers)
+            else:
+                raise
+        finally:
+            self._drain.untrack(inflight)
+            ledger.finished = True
+            watcher.cancel()
+            ledger.emit()
+
+
+def hot_routes(core: Core, drain: Drain) -> dict[str, TracedRoute]:
+    """Each responses path and its traced handler, as ``RouterApp`` dispatches ``POST``."""
+    return {
+        path: TracedRoute(Responses(core, route, drain), path) for path, route in ROUTES.items()
+    }
+
+
+router = APIRouter(tags=["responses"])
+
+_REQUEST_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "required": ["model"],
+                "properties": {
+                    "model": {"type": "string", "minLength": 1},
+                    "stream": {"type": "boolean"},
+                    "input": {"type": ["string", "array"]},
+                    "instructions": {"type": "string"},
+                    "prompt_cache_key": {"type": "string"},
+                },
+                "additionalProperties": True,
+            }
+        }
+    },
+    "description": "An OpenAI Responses API request; gzip, deflate or zstd bodies are decoded.",
+}
+
+_ANSWERS: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The upstream's Response, or its event stream when `stream` is true",
+        "content": {"application/json": {}, "text/event-stream": {}},
+    },
+    400: {"description": "The body is not a JSON object with a `model`"},
+    401: {"description": "Missing or unknown agent key"},
+    413: {"description": "The body (or its decoded form) is larger than the limit"},
+    415: {"description": "Unsupported Content-Encoding"},
+    429: {"description": "Every member of the pool has reached its usage limit"},
+    503: {"description": "No eligible member, all attempts failed, or the store is unreachable"},
+}
+
+
+async def create_response() -> NoReturn:
+    """Route a Responses API request to a member of the caller's pool."""
+    raise ApiError(503, "The router is starting.", code="starting")
+
+
+for _path in ROUTES:
+    router.add_api_route(
+        _path,
+        create_response,
+        methods=["POST"],
+        response_model=None,
+        responses=_ANSWERS,
+        openapi_extra={"requestBody": _REQUEST_BODY},
+    )

@@ -1,0 +1,164 @@
+"""One selected request through its candidates: up to min(pool size, 3) providers, one deadline.
+
+The first stream that opens is relayed; a client error is answered unchanged; every other
+failure is recorded in live state and the next candidate is tried. Nothing fails over once a
+byte has reached the client: a later failure ends the stream with a ``response.failed`` event
+(``relay.py``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
+from starlette.types import Scope
+
+from codexpool_router.answers import Send
+from codexpool_router.attempt import Result, run_attempt
+from codexpool_router.core import Core, tracer
+from codexpool_router.endings import client_error, exhausted
+from codexpool_router.inbound import Inbound
+from codexpool_router.livewriter import now_ms
+from codexpool_router.outcome import Ledger
+from codexpool_router.quota import exhausted_reset, snapshot_from_headers
+from codexpool_router.relay import deliver
+from codexpool_router.shutdown import InFlight
+from codexpool_router.upstream import client_headers, upstream_headers
+from codexpool_shared.events import HEALTH_FAULTS
+from codexpool_shared.store.selection import Candidate, Selection
+from codexpool_shared.telemetry import attributes as attr
+
+
+async def serve(
+    core: Core,
+    scope: Scope,
+    send: Send,
+    ledger: Ledger,
+    inbound: Inbound,
+    selection: Selection,
+    inflight: InFlight,
+) -> None:
+    """Answer the client from the first candidate that serves ``inbound``, or say why none did."""
+    forwarded, originator, agent = client_headers(scope)
+    deadline = ledger.started + core.settings.deadline_s
+    quota_reset_ms = 0
+    for index, candidate in enumerate(selection.candidates):
+        remaining = deadline - time.perf_counter()
+        if remaining <= 0:
+            break
+        if index:
+            core.metrics.failovers.labels(ledger.attempts[-1].outcome).inc()
+
+        def headers_for(token: str, c: Candidate = candidate) -> dict[str, str]:
+            return upstream_headers(
+                forwarded,
+                originator,
+                agent,
+                token=token,
+                account_id=c.account_id,
+                default_originator=core.settings.originator,
+                default_user_agent=core.settings.user_agent,
+                request_id=ledger.request_id,
+            )
+
+        result = await _try_provider(core, ledger, inbound, candidate, headers_for, deadline)
+        if result is None:
+            continue
+        if result.outcome == "success":
+            await deliver(core, send, ledger, inbound, candidate, result, inflight)
+            return
+        if result.outcome == "client_error":
+            inflight.answering = True
+            await client_error(send, ledger, candidate, result)
+            return
+        reset = _penalize(core, ledger, candidate, result)
+        if reset:
+            quota_reset_ms = reset if not quota_reset_ms else min(quota_reset_ms, reset)
+    inflight.answering = True
+    await exhausted(send, ledger, selection, quota_reset_ms)
+
+
+async def _try_provider(
+    core: Core,
+    ledger: Ledger,
+    inbound: Inbound,
+    candidate: Candidate,
+    headers_for: Callable[[str], dict[str, str]],
+    deadline: float,
+) -> Result | None:
+    if candidate.probe:
+        core.metrics.circuit.labels("probe").inc()
+    token, refreshed = await _token(core, candidate)
+    if token is None:
+        ledger.skipped(candidate, "token_unavailable")
+        return None
+    while True:
+        span = tracer.start_span(
+            "POST codex/responses",
+            kind=SpanKind.CLIENT,
+            attributes={
+                attr.PROVIDER: candidate.name,
+                attr.ATTEMPT: len(ledger.attempts) + 1,
+                attr.FALLBACK: bool(ledger.attempts),
+            },
+        )
+        with trace.use_span(span, end_on_exit=False):
+            result = await run_attempt(
+                core.session,
+                core.responses_url,
+                inbound.body,
+                headers_for(token),
+                budget_s=min(core.settings.ttfb_timeout_s, deadline - time.perf_counter()),
+                client_timeout=core.client_timeout,
+                stream=inbound.stream,
+            )
+        ledger.attempt(candidate, result, span)
+        if result.headers:
+            core.writer.quota(candidate.name, result.headers)
+        if result.status != 401 or refreshed:
+            return result
+        refreshed = True
+        new_token = await core.refresher.refresh(candidate.name, candidate.credential_version)
+        if new_token is None:
+            return result
+        token = new_token
+
+
+async def _token(core: Core, candidate: Candidate) -> tuple[str | None, bool]:
+    expires = candidate.access_expires_at
+    if expires is not None:
+        left = expires - time.time()
+        if left <= 5:
+            token = await core.refresher.refresh(candidate.name, candidate.credential_version)
+            return token, True
+        if left <= core.settings.refresh_window_s:
+            core.refresher.refresh_soon(candidate.name, candidate.credential_version)
+    return core.tokens.access_token(candidate.name, candidate.access_envelope), False
+
+
+def _penalize(core: Core, ledger: Ledger, candidate: Candidate, result: Result) -> int:
+    """Record a failed attempt in live state; returns the quota reset (ms) of a usage limit."""
+    now = now_ms()
+    verdict = result.verdict
+    name = candidate.name
+    if result.outcome == "usage_limit":
+        reset_s = (verdict.resets_at if verdict else None) or exhausted_reset(
+            snapshot_from_headers(result.headers) if result.headers else None
+        )
+        until = (
+            reset_s * 1000 if reset_s else now + int(core.settings.quota_fallback_cooldown_s * 1000)
+        )
+        ledger.pending.append(core.writer.cooldown(name, until, "usage_limit"))
+        if candidate.probe:
+            core.writer.release_probe(name)
+        return until
+    if result.outcome == "rate_limited":
+        wait = (verdict.retry_after_s if verdict else None) or core.settings.rate_limit_cooldown_s
+        core.writer.cooldown(name, now + int(wait * 1000), "rate_limited")
+    if result.outcome in HEALTH_FAULTS:
+        core.writer.failure(name, candidate.probe)
+    elif candidate.probe:
+        core.writer.release_probe(name)
+    return 0
