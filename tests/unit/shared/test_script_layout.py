@@ -8,20 +8,32 @@ define, or a placeholder left after rendering fails here rather than in producti
 from __future__ import annotations
 
 import ast
+import importlib
+import pkgutil
 import re
 import subprocess
 from collections.abc import Iterator
 
 import pytest
 
-from codexpool_shared.activity import Fields, HealthFields
+import codexpool_shared
+from codexpool_shared.activity import HealthFields
 from codexpool_shared.store.live import LiveFields
-from codexpool_shared.store.pools import PoolFields
-from codexpool_shared.store.providers import ProviderFields
 from codexpool_shared.store.scripts import PLACEHOLDER, LayoutError, LuaScript, render
 from tests.conftest import REPO_ROOT
 
-LAYOUTS = (LiveFields, PoolFields, ProviderFields, HealthFields, Fields)
+
+def _layouts() -> tuple[type, ...]:
+    """Every class of ``codexpool_shared`` that names the fields of a hash (``*Fields``)."""
+    found: dict[str, type] = {}
+    for module in pkgutil.walk_packages(codexpool_shared.__path__, "codexpool_shared."):
+        for name, value in vars(importlib.import_module(module.name)).items():
+            if name.endswith("Fields") and isinstance(value, type):
+                found[f"{value.__module__}.{value.__qualname__}"] = value
+    return tuple(found.values())
+
+
+LAYOUTS = _layouts()
 _PRODUCT = ("shared/src/", "services/", "tools/", "scripts/")
 _LITERAL = re.compile(r"'([^'\\\n]*)'|\"([^\"\\\n]*)\"")
 _FIELD_PLACEHOLDER = re.compile(r"\{\{\s*(\w+)\.(\w+)\s*\}\}")
@@ -101,10 +113,13 @@ def _calls(source: str) -> Iterator[list[str]]:
         yield args
 
 
-def test_the_scripts_are_found() -> None:
+def test_the_scripts_and_field_classes_are_found() -> None:
     names = " ".join(SCRIPTS)
     for expected in ("store/select.lua", "store/circuit.lua", "lua/apply.lua", "store/live.py"):
         assert expected in names
+    classes = {layout.__name__ for layout in LAYOUTS}
+    assert {"LiveFields", "PoolFields", "ProviderFields", "HealthFields", "Fields"} <= classes
+    assert len(classes) == len(LAYOUTS), "two field classes share a name"
 
 
 @pytest.mark.parametrize("where", sorted(SCRIPTS))
