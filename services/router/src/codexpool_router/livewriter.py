@@ -118,8 +118,8 @@ class LiveWriter:
         if opened:
             self._metrics.circuit.labels("opened").inc()
 
-    def success(self, provider: str, probe: bool) -> None:
-        self.spawn(self._success(provider, probe))
+    def success(self, provider: str, probe: bool) -> asyncio.Task[None]:
+        return self.spawn(self._success(provider, probe))
 
     async def _success(self, provider: str, probe: bool) -> None:
         await record_success(self._redis, self._keys, provider, now_ms=now_ms(), probe=probe)

@@ -21,11 +21,15 @@ from codexpool_shared.events import HEALTH_FAULTS, OutcomeClass
 from codexpool_shared.store.selection import Candidate
 
 
-def served(core: Core, ledger: Ledger, inbound: Inbound, candidate: Candidate) -> None:
+async def served(core: Core, ledger: Ledger, inbound: Inbound, candidate: Candidate) -> None:
+    """Record a success; a probe's closes the circuit before its answer ends, so the client's
+    next request already finds the provider back (not still "probe in flight")."""
     selection = ledger.selection
     assert selection is not None
     if candidate.probe or candidate.failures:
-        core.writer.success(candidate.name, candidate.probe)
+        verdict = core.writer.success(candidate.name, candidate.probe)
+        if candidate.probe:
+            await verdict
     if inbound.session_digest and candidate.name != selection.candidates[0].name:
         core.writer.affinity(selection.agent_id, inbound.session_digest, candidate.name)
 
@@ -51,7 +55,7 @@ async def deliver(
         inflight.answering = True
         body = orjson.dumps(tap.final_response())
         ledger.finish(candidate, "success", tap.usage())
-        served(core, ledger, inbound, candidate)
+        await served(core, ledger, inbound, candidate)
         await send_json(send, 200, body, [*headers, *passed])
         return
     response = result.response
@@ -101,7 +105,7 @@ async def deliver(
         await send({"type": "http.response.body", "body": ending, "more_body": True})
     ledger.relayed(outcome, code, tap.usage())
     if outcome == "success":
-        served(core, ledger, inbound, candidate)
+        await served(core, ledger, inbound, candidate)
     elif outcome in HEALTH_FAULTS:
         core.writer.failure(candidate.name, candidate.probe)
     ledger.finished = True
