@@ -33,15 +33,22 @@ _PUBLISHER_CLOSE_S = 5.0
 T = TypeVar("T")
 
 
+@dataclass(frozen=True, slots=True)
+class Infrastructure:
+    """The clients every service's lifespan opens, closed by the lifespan's exit stack."""
+
+    redis: Redis
+    keys: Keys
+    publisher: Publisher
+    registry: CollectorRegistry
+
+
 @dataclass(frozen=True, kw_only=True)
 class ServiceState:
-    """What every service's lifespan opens; a service's own state subclasses it."""
+    """What every service's lifespan yields; a service's own state subclasses it."""
 
     settings: InfraSettings
-    keys: Keys
-    redis: Redis
-    registry: CollectorRegistry
-    publisher: Publisher
+    infra: Infrastructure
 
 
 def lifespan_state(state: object) -> Mapping[str, object]:
@@ -71,15 +78,15 @@ service_state = state_dependency(ServiceState)
 
 
 def _redis(request: Request) -> Redis:
-    return service_state(request).redis
+    return service_state(request).infra.redis
 
 
 def _keys(request: Request) -> Keys:
-    return service_state(request).keys
+    return service_state(request).infra.keys
 
 
 def _publisher(request: Request) -> Publisher:
-    return service_state(request).publisher
+    return service_state(request).infra.publisher
 
 
 RedisDep = Annotated[Redis, Depends(_redis)]
@@ -89,16 +96,7 @@ PublisherDep = Annotated[Publisher, Depends(_publisher)]
 
 def redis_readiness(request: Request) -> Mapping[str, ReadinessCheck]:
     """Readiness of a service whose one dependency is Redis (never RabbitMQ)."""
-    return {"redis": service_state(request).redis.ping}
-
-
-@dataclass(frozen=True, slots=True)
-class Infrastructure:
-    """The clients every service's lifespan opens, closed by the lifespan's exit stack."""
-
-    redis: Redis
-    keys: Keys
-    publisher: Publisher
+    return {"redis": service_state(request).infra.redis.ping}
 
 
 async def open_infrastructure(
@@ -131,4 +129,6 @@ async def open_infrastructure(
     )
     await events.start()
     stack.push_async_callback(events.close, _PUBLISHER_CLOSE_S)
-    return Infrastructure(redis=redis, keys=Keys(settings.namespace), publisher=events)
+    return Infrastructure(
+        redis=redis, keys=Keys(settings.namespace), publisher=events, registry=registry
+    )

@@ -55,7 +55,10 @@ def sample(registry: CollectorRegistry, name: str, **labels: str) -> float:
 
 def processed(state: State, result: str) -> Callable[[], Any]:
     async def probe() -> bool:
-        return sample(state.registry, "codexpool_health_events_processed_total", result=result) > 0
+        return (
+            sample(state.infra.registry, "codexpool_health_events_processed_total", result=result)
+            > 0
+        )
 
     return probe
 
@@ -73,7 +76,7 @@ async def test_poison_messages_go_to_the_dlq_and_are_counted(
         await publish([b"{not json", b'{"type": "request.outcome.v9", "event_id": "x"}', good])
 
         async def settled() -> bool:
-            registry = state.registry
+            registry = state.infra.registry
             total = "codexpool_health_events_processed_total"
             return (
                 sample(registry, total, result="malformed") == 2
@@ -135,7 +138,7 @@ async def test_a_redis_outage_holds_events_without_dead_lettering_them(
 
             async def retried_past_the_delivery_limit() -> bool:
                 errors = "codexpool_health_redis_errors_total"
-                return sample(state.registry, errors) >= 8
+                return sample(state.infra.registry, errors) >= 8
 
             await poll_until(retried_past_the_delivery_limit, what="retries while Redis is down")
             assert await dlq_depth(channel, namespace) == 0
@@ -143,7 +146,7 @@ async def test_a_redis_outage_holds_events_without_dead_lettering_them(
 
             async def all_applied() -> bool:
                 total = "codexpool_health_events_processed_total"
-                return sample(state.registry, total, result="applied") == len(events)
+                return sample(state.infra.registry, total, result="applied") == len(events)
 
             await poll_until(all_applied, what="every held event to be applied")
     assert await dlq_depth(channel, namespace) == 0
@@ -164,7 +167,7 @@ async def test_the_consumer_reconnects_after_losing_rabbitmq(
 
             def applied(count: int) -> Callable[[], Any]:
                 async def probe() -> bool:
-                    return sample(state.registry, total, result="applied") == count
+                    return sample(state.infra.registry, total, result="applied") == count
 
                 return probe
 

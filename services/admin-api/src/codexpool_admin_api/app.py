@@ -104,10 +104,7 @@ def create_app(
             yield lifespan_state(
                 State(
                     settings=settings,
-                    keys=keys,
-                    redis=redis,
-                    registry=registry,
-                    publisher=infra.publisher,
+                    infra=infra,
                     keyring=keyring,
                     http=http,
                     tokens=token_store,

@@ -81,16 +81,7 @@ def create_app(
                 await consumer.start()
                 # Runs first on exit: stop taking deliveries and let the batches in flight land.
                 stack.push_async_callback(consumer.stop, 5.0)
-            yield lifespan_state(
-                State(
-                    settings=settings,
-                    keys=infra.keys,
-                    redis=infra.redis,
-                    registry=registry,
-                    publisher=infra.publisher,
-                    store=store,
-                )
-            )
+            yield lifespan_state(State(settings=settings, infra=infra, store=store))
 
     app = FastAPI(title="codexpool-health", lifespan=lifespan)
     install_error_handlers(app)

@@ -104,16 +104,7 @@ def create_app(
             )
             core.writer.start()
             stack.push_async_callback(core.writer.close)
-            yield lifespan_state(
-                State(
-                    settings=settings,
-                    keys=infra.keys,
-                    redis=infra.redis,
-                    registry=registry,
-                    publisher=infra.publisher,
-                    core=core,
-                )
-            )
+            yield lifespan_state(State(settings=settings, infra=infra, core=core))
 
     api = FastAPI(title="codexpool-router", lifespan=lifespan)
     install_error_handlers(api)
