@@ -8,7 +8,7 @@ outcome event. Each request is tracked by the process's drain, whose deadline en
 
 ``router`` declares the same two routes to FastAPI once, for the OpenAPI document and so that
 other methods on these paths get 405 with ``Allow: POST``. FastAPI itself answers a ``POST``
-only while ``RouterApp`` has no Core, that is before the lifespan has opened one.
+only while ``RouterApp`` has no Core: before the lifespan has started or after it has ended.
 """
 
 from __future__ import annotations
