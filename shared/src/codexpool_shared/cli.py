@@ -102,6 +102,10 @@ def serve(
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=math.ceil(drain.timeout_s + GRACE_S),
+        # Without a listed proxy uvicorn believes no X-Forwarded-* header; its own default
+        # would believe loopback, i.e. any process on the host or in the pod.
+        proxy_headers=bool(built.forwarded_allow_ips),
+        forwarded_allow_ips=built.forwarded_allow_ips or None,
     )
     server = DrainingServer(config, drain)
     # uvicorn re-raises a captured SIGINT once it has shut down; like uvicorn.run, end quietly.

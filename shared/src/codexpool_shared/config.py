@@ -53,6 +53,12 @@ class InfraSettings(BaseSettings):
     """After SIGTERM, how long requests in flight may still run before they are ended
     (``codexpool_shared.drain``); deployment grace periods are derived from it."""
 
+    forwarded_allow_ips: str = Field(default="", validation_alias="FORWARDED_ALLOW_IPS")
+    """Comma-separated addresses or networks of the proxies whose ``X-Forwarded-For`` names the
+    client (``*``: any peer, only behind a NetworkPolicy that admits the proxies alone). None by
+    default: otherwise any process on the host could name the address failed sign-ins count
+    under."""
+
     @field_validator("namespace")
     @classmethod
     def _namespace_is_a_slug(cls, value: str) -> str:
