@@ -13,7 +13,7 @@ from codexpool_shared.store import set_provider_status
 from codexpool_shared.testing.infra import InfraUrls
 from codexpool_shared.testing.messaging import InMemoryPublisher
 from tests.integration.admin_api.helpers import create_agent, error, register, viewer_headers
-from tests.integration.admin_api.tokens import auth_json
+from tests.integration.admin_api.tokens import auth_json, jwt
 
 
 def test_register_reads_claims_and_stores_tokens_encrypted(
@@ -60,6 +60,28 @@ def test_malformed_auth_json_is_refused_naming_the_field(api: TestClient) -> Non
     for param, body in cases.items():
         response = api.post("/api/providers", json=body)
         assert response.status_code == 422, (param, response.text)
+        assert error(response)["param"] == param
+    assert api.get("/api/providers").json() == {"data": []}
+
+
+def test_identities_that_would_break_a_header_are_refused(api: TestClient) -> None:
+    injected = "a\r\nX-Injected: yes"
+    by_field = auth_json("inj")
+    by_field["tokens"]["account_id"] = injected
+    by_claim = auth_json("inj")
+    del by_claim["tokens"]["account_id"]
+    by_claim["tokens"]["id_token"] = jwt(
+        {"email": "x@example.com", "https://api.openai.com/auth": {"chatgpt_account_id": injected}}
+    )
+    by_email = auth_json("inj")
+    by_email["tokens"]["id_token"] = jwt({"email": "x@example.com\x1b[2J"})
+    for doc, param in (
+        (by_field, "auth_json.tokens.account_id"),
+        (by_claim, "auth_json.tokens.account_id"),
+        (by_email, "auth_json.tokens.email"),
+    ):
+        response = api.post("/api/providers", json={"name": "inj", "auth_json": doc})
+        assert response.status_code == 422, response.text
         assert error(response)["param"] == param
     assert api.get("/api/providers").json() == {"data": []}
 

@@ -25,6 +25,7 @@ from codexpool_shared.store import TOKEN_FIELDS, validate_name
 from codexpool_shared.store.agents import AgentKey
 from codexpool_shared.store.errors import Conflict, InvalidField
 from codexpool_shared.store.pools import STRATEGIES
+from codexpool_shared.store.providers import validate_identity
 from codexpool_shared.store.replies import text
 
 _STATUSES = ("active", "needs_reauth", "disabled")
@@ -107,8 +108,12 @@ def validate_export(doc: ConfigExport, keyring: Keyring) -> None:
             raise InvalidField(f"{where}.record.name", "must equal the provider's name")
         if record.get("status") not in _STATUSES:
             raise InvalidField(f"{where}.record.status", f"must be one of {_STATUSES}")
-        if not record.get("account_id"):
-            raise InvalidField(f"{where}.record.account_id", "must be non-empty")
+        validate_identity(
+            record.get("account_id"),
+            record.get("email"),
+            record.get("plan_type"),
+            f"{where}.record",
+        )
         for field in TOKEN_FIELDS:
             envelope = record.get(field, "")
             if not envelope and field == "id_token":

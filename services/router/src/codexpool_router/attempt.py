@@ -111,6 +111,13 @@ async def run_attempt(
             resp.close()
         outcome, code = _connection_outcome(exc)
         return Result(outcome, resp.status if resp is not None else None, started, None, code)
+    except ValueError:
+        if resp is not None:
+            resp.close()
+            raise
+        # aiohttp refuses to build the request (a header value with CR/LF, say): a fault of
+        # this provider's attempt, so the request fails over instead of answering a bare 500.
+        return Result("connection_error", None, started, None, "invalid_upstream_request")
     except BaseException:
         if resp is not None:
             resp.close()

@@ -101,6 +101,30 @@ def validate_name(name: str, field: str = "name") -> str:
     return name
 
 
+_HEADER_SAFE = re.compile(r"^[\x21-\x7e]{1,200}$")
+_PRINTABLE = re.compile(r"^[^\x00-\x1f\x7f]{0,320}$")
+
+
+def validate_identity(account_id: object, email: object, plan_type: object, where: str) -> None:
+    """Reject an account id unfit for a header, or a control character in the email or plan.
+
+    All three reach headers, logs and metric labels.
+
+    Args:
+        account_id: Sent upstream as the ``chatgpt-account-id`` header.
+        email: Shown and logged.
+        plan_type: Shown and logged.
+        where: The field path the error names (``auth_json.tokens``, ``providers[0].record``).
+    """
+    if not isinstance(account_id, str) or not _HEADER_SAFE.match(account_id):
+        raise InvalidField(
+            f"{where}.account_id", "must be 1-200 visible ASCII characters (it becomes a header)"
+        )
+    for field, value in (("email", email), ("plan_type", plan_type)):
+        if value is not None and (not isinstance(value, str) or not _PRINTABLE.match(value)):
+            raise InvalidField(f"{where}.{field}", "must be at most 320 printable characters")
+
+
 def _last_refresh(doc: Mapping[str, Any], now: int) -> int:
     value = doc.get("last_refresh")
     if isinstance(value, int | float):
@@ -166,6 +190,7 @@ async def register_provider(
     account_id = tokens.get("account_id") or claims.account_id
     if not isinstance(account_id, str) or not account_id:
         raise InvalidField("auth_json.tokens.account_id", "missing, and not in the id_token")
+    validate_identity(account_id, claims.email, claims.plan_type, "auth_json.tokens")
     plain = {"access_token": access, "refresh_token": refresh, "id_token": id_token}
     fields: dict[EncodableT, EncodableT] = {
         "name": name,
