@@ -267,3 +267,10 @@ def test_an_admin_api_outage_is_named_on_the_page(client: TestClient, fake: Fake
     assert page.status_code == 503
     assert "The admin API is unavailable" in page.text
     assert "the configuration store is unavailable" in page.text
+
+
+def test_no_redirect_is_built_from_the_host_header(client: TestClient) -> None:
+    sign_in(client, VIEWER_TOKEN)
+    answer = client.get("/agents/", headers={"Host": "evil.example"})
+    assert "evil.example" not in answer.headers.get("location", "")
+    assert answer.status_code == 404

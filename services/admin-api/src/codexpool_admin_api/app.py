@@ -137,6 +137,8 @@ def create_app(
         summary="Providers, agents and pools of Codex Pool",
         lifespan=lifespan,
         generate_unique_id_function=_operation_id,
+        # Starlette builds the redirect to the slash-less path from the Host header.
+        redirect_slashes=False,
     )
     install_error_handlers(app)
     app.add_middleware(NoStore)

@@ -106,7 +106,8 @@ def create_app(
             stack.push_async_callback(core.writer.close)
             yield lifespan_state(State(settings=settings, infra=infra, core=core))
 
-    api = FastAPI(title="codexpool-router", lifespan=lifespan)
+    # redirect_slashes: Starlette builds the redirect to the slash-less path from the Host header.
+    api = FastAPI(title="codexpool-router", lifespan=lifespan, redirect_slashes=False)
     install_error_handlers(api)
     api.include_router(probe_router(registry, redis_readiness, drain))
     for module in (responses, usage, models):

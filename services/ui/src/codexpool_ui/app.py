@@ -76,7 +76,14 @@ def create_app(
                 )
             )
 
-    app = FastAPI(title="codexpool-ui", lifespan=lifespan, docs_url=None, redoc_url=None)
+    # redirect_slashes: Starlette builds the redirect to the slash-less path from the Host header.
+    app = FastAPI(
+        title="codexpool-ui",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        redirect_slashes=False,
+    )
     app.mount("/static", StaticFiles(directory=_HERE / "static"), name="static")
     telemetry.instrument_app(app)
 
