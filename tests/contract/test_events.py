@@ -58,10 +58,16 @@ def test_events_are_frozen_and_tagged() -> None:
     assert json.loads(EventAdapter.dump_json(event))["type"] == "request.outcome.v1"
 
 
-def test_unknown_fields_from_newer_producers_are_ignored() -> None:
+def test_unknown_fields_are_refused_at_every_level() -> None:
+    # Consumers forbid what they do not know; producers add a field only once they all know it.
     payload = json.loads((FIXTURES / "pool.changed.v1" / "v1-member-removed.json").read_text())
     payload["added_in_a_later_release"] = {"anything": 1}
-    assert EventAdapter.validate_python(payload).type == "pool.changed.v1"
+    with pytest.raises(ValidationError, match="extra_forbidden"):
+        EventAdapter.validate_python(payload)
+    outcome = json.loads((FIXTURES / "request.outcome.v1" / "v1-failover.json").read_text())
+    outcome["attempts"][0]["unknown"] = 1
+    with pytest.raises(ValidationError, match="extra_forbidden"):
+        EventAdapter.validate_python(outcome)
 
 
 @pytest.mark.parametrize(

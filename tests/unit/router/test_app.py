@@ -13,7 +13,7 @@ from pydantic import RedisDsn, SecretStr
 from codexpool_router.app import create_app
 from codexpool_router.config import Settings
 from codexpool_shared import telemetry
-from codexpool_shared.events import BaseEvent
+from codexpool_shared.events import BaseEvent, RequestRejectedV1
 
 
 class FakePublisher:
@@ -77,7 +77,12 @@ def test_bad_input_is_answered_in_openai_shape(
     assert response.json()["error"]["code"] == code
     assert response.headers["x-request-id"].startswith("req_")
     assert response.headers["x-codexpool-attempts"] == "0"
-    assert publisher.events == []
+    # Refused before routing, yet accounted: one request.rejected.v1 and no outcome.
+    [event] = publisher.events
+    assert isinstance(event, RequestRejectedV1)
+    assert (event.reason, event.status_code, event.route) == (code, status, "v1")
+    assert event.request_id == response.headers["x-request-id"]
+    assert event.agent_id is None
 
 
 def test_unreachable_store_fails_fast_with_503(settings: Settings) -> None:

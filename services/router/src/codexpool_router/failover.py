@@ -104,16 +104,23 @@ async def _try_provider(
                 attr.FALLBACK: bool(ledger.attempts),
             },
         )
+        started = time.perf_counter()
         with trace.use_span(span, end_on_exit=False):
-            result = await run_attempt(
-                core.session,
-                core.responses_url,
-                inbound.body,
-                headers_for(token),
-                budget_s=min(core.settings.ttfb_timeout_s, deadline - time.perf_counter()),
-                client_timeout=core.client_timeout,
-                stream=inbound.stream,
-            )
+            try:
+                result = await run_attempt(
+                    core.session,
+                    core.responses_url,
+                    inbound.body,
+                    headers_for(token),
+                    budget_s=min(core.settings.ttfb_timeout_s, deadline - time.perf_counter()),
+                    client_timeout=core.client_timeout,
+                    stream=inbound.stream,
+                )
+            except BaseException:
+                # Cancelled before the answer started (client gone, drain deadline): the
+                # attempt still belongs in the outcome event, which ends its span.
+                ledger.interrupted(candidate, started, span)
+                raise
         ledger.attempt(candidate, result, span)
         if result.headers:
             core.writer.quota(candidate.name, result.headers)

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from typing import Literal, get_args
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+AccountState = Literal["closed", "open", "half_open", "cooling_down", "needs_reauth"]
+"""A provider's state as this replica last saw it (``codexpool_router_account_state``)."""
 
 _LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 
@@ -62,8 +67,24 @@ class Metrics:
             "Requests answered 503 because Redis was unreachable (fail-fast policy).",
             registry=registry,
         )
+        self.in_flight = Gauge(
+            "codexpool_router_in_flight",
+            "Requests of the responses routes in progress.",
+            registry=registry,
+        )
+        self._account_state = Gauge(
+            "codexpool_router_account_state",
+            "1 for the state each provider was last seen in by this replica, 0 for the others.",
+            ["provider", "state"],
+            registry=registry,
+        )
         self.background_errors = Counter(
             "codexpool_router_background_errors_total",
             "Live-state writes that failed (quota, cooldown, circuit, affinity).",
             registry=registry,
         )
+
+    def account_state(self, provider: str, state: AccountState) -> None:
+        """Record ``provider``'s state; provider names are registry slugs, so few and bounded."""
+        for each in get_args(AccountState):
+            self._account_state.labels(provider, each).set(1 if each == state else 0)

@@ -12,11 +12,15 @@ from opentelemetry.trace import Span, Status, StatusCode
 
 from codexpool_router.attempt import Result
 from codexpool_router.inbound import Inbound
+from codexpool_router.metrics import AccountState
+from codexpool_shared.errors import ApiError
 from codexpool_shared.events import (
+    HEALTH_FAULTS,
     Attempt,
     FinalOutcome,
     OutcomeClass,
     RequestOutcomeV1,
+    RequestRejectedV1,
     TokenUsage,
 )
 from codexpool_shared.store.selection import Candidate, Selection
@@ -37,6 +41,8 @@ class _Record:
     fallback: bool
     error_code: str | None
     span: Span | None
+    interrupted: bool = False
+    """Stopped before it had a result; its class is settled (and counted) by ``emit``."""
 
 
 def traceparent() -> str | None:
@@ -71,6 +77,10 @@ class Ledger:
         span.set_attribute(attr.AGENT_ID, selection.agent_id)
         span.set_attribute(attr.STRATEGY, selection.strategy)
         span.set_attribute(attr.REQUEST_ID, self.request_id)
+        for candidate in selection.candidates:
+            self.core.metrics.account_state(
+                candidate.name, "half_open" if candidate.probe else "closed"
+            )
 
     def attempt(self, candidate: Candidate, result: Result, span: Span) -> None:
         metrics = self.core.metrics
@@ -90,8 +100,40 @@ class Ledger:
             span=span,
         )
         self.attempts.append(record)
+        self._seen(candidate, result.outcome)
         if result.response is None:
             self._end(record)
+
+    def _seen(self, candidate: Candidate, outcome: OutcomeClass) -> None:
+        """This replica's view of the provider after an attempt (``account_state``)."""
+        state: AccountState | None = None
+        if outcome in ("usage_limit", "rate_limited"):
+            state = "cooling_down"
+        elif outcome in HEALTH_FAULTS:
+            # The circuit opens at the threshold's failure, or at once on a failed probe.
+            opens = candidate.probe or candidate.failures + 1 >= self.core.settings.circuit_failures
+            state = "open" if opens else None
+        elif outcome in ("success", "client_error"):
+            state = "closed"
+        if state is not None:
+            self.core.metrics.account_state(candidate.name, state)
+
+    def interrupted(self, candidate: Candidate, started: float, span: Span) -> None:
+        """An attempt stopped before its result (a client disconnect or the drain's deadline)."""
+        self.attempts.append(
+            _Record(
+                provider=candidate.name,
+                outcome="cancelled",
+                status_code=None,
+                ttfb_ms=None,
+                started=started,
+                duration_ms=0.0,
+                fallback=bool(self.attempts) and self.attempts[-1].provider != candidate.name,
+                error_code=None,
+                span=span,
+                interrupted=True,
+            )
+        )
 
     def skipped(self, candidate: Candidate, code: str) -> None:
         self.attempts.append(
@@ -136,6 +178,20 @@ class Ledger:
         self.final_outcome = outcome
         self.usage = usage
 
+    def rejected(self, error: ApiError, agent_id: str | None) -> None:
+        """Publish the one event of a request refused before routing (no outcome follows)."""
+        self._emitted = True
+        self.core.publish(
+            RequestRejectedV1(
+                request_id=self.request_id,
+                agent_id=agent_id,
+                reason=error.code or error.type,
+                status_code=error.status_code,
+                route=self.route,
+                traceparent=self._traceparent,
+            )
+        )
+
     def emit(self) -> None:
         if self._emitted or self.selection is None or self.inbound is None:
             return
@@ -144,6 +200,10 @@ class Ledger:
             if record.span is not None:
                 if self.client_gone:
                     record.outcome = "cancelled"
+                elif record.interrupted and self.final_outcome == "shutdown":
+                    record.outcome = "shutdown"
+                if record.interrupted:
+                    self.core.metrics.attempts.labels(record.outcome).inc()
                 record.duration_ms = (time.perf_counter() - record.started) * 1000
                 self._end(record)
         final: FinalOutcome = self.final_outcome or "cancelled"

@@ -65,6 +65,19 @@ def build_refresher(
         ),
         lock_s=settings.refresh_lock_s,
         outcome=lambda label: metrics.refreshes.labels(label).inc(),
-        publish=publish,
+        publish=_noting_reauth(metrics, publish),
         actor="router",
     )
+
+
+def _noting_reauth(
+    metrics: Metrics, publish: Callable[[ProviderStatusChangedV1], None]
+) -> Callable[[ProviderStatusChangedV1], None]:
+    """``publish``, after setting ``account_state`` of a provider the refresh found revoked."""
+
+    def forward(event: ProviderStatusChangedV1) -> None:
+        if event.dimension == "account" and event.current == "needs_reauth":
+            metrics.account_state(event.provider, "needs_reauth")
+        publish(event)
+
+    return forward

@@ -1,9 +1,12 @@
 """Versioned event schemas (docs/SPEC.md section 7), decoded by one ``EventAdapter``.
 
-Compatibility policy: within a version, changes are additive only (new optional fields; renames
-through ``validation_alias``). A breaking change is a new ``...v2`` model, and consumers accept
-both until every producer has moved. Payloads kept under ``tests/contract/fixtures/`` must parse
-forever.
+Versioning rule: consumers forbid fields they do not know (``extra="forbid"``, a payload with one
+is dead-lettered), producers stay additive. Within a version a change is a new optional field
+(or a rename through ``validation_alias``), and a producer may send the new field only once every
+consumer runs a release that knows it: deploy consumers first, then producers. Anything else, or
+a field that cannot wait for the consumers, is a new ``...v2`` model, which consumers accept
+alongside v1 until every producer has moved. Payloads kept under ``tests/contract/fixtures/``
+must parse forever.
 """
 
 from __future__ import annotations
@@ -25,9 +28,11 @@ from codexpool_shared.events.outcome import (
 )
 from codexpool_shared.events.pool import PoolChange, PoolChangedV1
 from codexpool_shared.events.provider import HealthBand, ProviderStatus, ProviderStatusChangedV1
+from codexpool_shared.events.rejected import RequestRejectedV1
 
 Event = Annotated[
-    RequestOutcomeV1 | PoolChangedV1 | ProviderStatusChangedV1, Field(discriminator="type")
+    RequestOutcomeV1 | RequestRejectedV1 | PoolChangedV1 | ProviderStatusChangedV1,
+    Field(discriminator="type"),
 ]
 """Any event, told apart by its ``type`` tag."""
 
@@ -36,6 +41,7 @@ EventAdapter: TypeAdapter[Event] = TypeAdapter(Event)
 
 EVENT_MODELS: tuple[type[BaseEvent], ...] = (
     RequestOutcomeV1,
+    RequestRejectedV1,
     PoolChangedV1,
     ProviderStatusChangedV1,
 )
@@ -65,6 +71,7 @@ __all__ = [
     "ProviderStatus",
     "ProviderStatusChangedV1",
     "RequestOutcomeV1",
+    "RequestRejectedV1",
     "Strategy",
     "TokenUsage",
     "event_type",

@@ -17,11 +17,12 @@ def _now() -> datetime:
 class BaseEvent(BaseModel):
     """Fields shared by every event; subclasses add a ``type`` literal, their tag.
 
-    Unknown fields are ignored so that a consumer keeps reading payloads from a newer producer
-    that added optional fields (changes within a version are additive only).
+    Unknown fields are refused (``extra="forbid"``): a consumer dead-letters a payload it does
+    not fully understand rather than apply part of it. So a producer adds an optional field only
+    once every consumer knows it (see the package's versioning rule).
     """
 
-    model_config = ConfigDict(frozen=True, extra="ignore", use_attribute_docstrings=True)
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
 
     event_id: UUID = Field(default_factory=uuid7)
     """UUIDv7, unique per event; consumers deduplicate on it."""

@@ -45,7 +45,7 @@ VERDICTS: frozenset[str] = HEALTH_FAULTS | {"success"}
 class TokenUsage(BaseModel):
     """Token counts reported by the upstream in ``response.completed``."""
 
-    model_config = ConfigDict(frozen=True, extra="ignore", use_attribute_docstrings=True)
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
 
     input_tokens: int = Field(ge=0)
     """Prompt tokens."""
@@ -66,7 +66,7 @@ class TokenUsage(BaseModel):
 class Attempt(BaseModel):
     """One upstream attempt within a request, in the order they were made."""
 
-    model_config = ConfigDict(frozen=True, extra="ignore", use_attribute_docstrings=True)
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
 
     provider: str
     """Name of the provider (account) tried."""

@@ -28,6 +28,7 @@ from codexpool_router.outcome import Ledger
 from codexpool_router.shutdown import InFlight, shutting_down
 from codexpool_shared.drain import Drain
 from codexpool_shared.errors import ApiError
+from codexpool_shared.store.selection import NoPool
 from codexpool_shared.telemetry import TracedRoute
 
 ROUTES = {"/v1/responses": "v1", "/backend-api/codex/responses": "codex"}
@@ -50,6 +51,10 @@ class Responses:
         self._drain = drain
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        with self._core.metrics.in_flight.track_inprogress():
+            await self._serve(scope, receive, send)
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         core = self._core
         ledger = Ledger(core, self._route, "req_" + secrets.token_hex(12))
         try:
@@ -60,6 +65,7 @@ class Responses:
             selection = await core.select(digest, inbound.session_digest)
         except ApiError as error:
             core.metrics.requests.labels(self._route, "rejected").inc()
+            ledger.rejected(error, _agent_of(error))
             await send_error(send, error, router_headers(ledger.request_id, None, 0))
             return
         ledger.routed(selection, inbound)
@@ -86,6 +92,12 @@ class Responses:
             ledger.finished = True
             watcher.cancel()
             ledger.emit()
+
+
+def _agent_of(error: ApiError) -> str | None:
+    # Core.refusal raises "from None", which hides its cause but still keeps it as the context.
+    cause = error.__context__
+    return cause.agent_id if isinstance(cause, NoPool) else None
 
 
 def hot_routes(core: Core, drain: Drain) -> dict[str, TracedRoute]:

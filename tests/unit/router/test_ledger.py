@@ -1,0 +1,122 @@
+"""The ledger's accounting of attempts that never got a result, and of refused requests."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode, Tracer
+from prometheus_client import CollectorRegistry
+
+from codexpool_router.attempt import Result
+from codexpool_router.config import Settings
+from codexpool_router.inbound import Inbound
+from codexpool_router.metrics import Metrics
+from codexpool_router.outcome import Ledger
+from codexpool_shared.errors import ApiError
+from codexpool_shared.events import BaseEvent, RequestOutcomeV1, RequestRejectedV1
+from codexpool_shared.store.selection import Candidate, Selection
+
+
+@dataclass
+class FakeCore:
+    settings: Settings = field(default_factory=Settings)
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+    events: list[BaseEvent] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.metrics = Metrics(self.registry)
+
+    def publish(self, event: BaseEvent) -> None:
+        self.events.append(event)
+
+
+@pytest.fixture
+def spans() -> Iterator[tuple[Tracer, InMemorySpanExporter]]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    yield provider.get_tracer(__name__), exporter
+    provider.shutdown()
+
+
+def candidate(name: str, *, probe: bool = False) -> Candidate:
+    return Candidate(name, "acct", "env", None, 1, probe, 0)
+
+
+def routed(core: FakeCore, *candidates: Candidate) -> Ledger:
+    ledger = Ledger(cast(Any, core), "v1", "req_1")
+    selection = Selection("agent-1", "round-robin", 3, len(candidates), candidates, 0, 0, 0)
+    inbound = cast(Inbound, type("I", (), {"model": "m", "stream": True})())
+    ledger.routed(selection, inbound)
+    return ledger
+
+
+def state(core: FakeCore, provider: str, name: str) -> float | None:
+    labels = {"provider": provider, "state": name}
+    return core.registry.get_sample_value("codexpool_router_account_state", labels)
+
+
+@pytest.mark.parametrize(
+    ("client_gone", "final", "outcome"),
+    [(True, None, "cancelled"), (False, "shutdown", "shutdown")],
+)
+def test_an_attempt_stopped_before_its_first_byte_is_listed_and_its_span_ends(
+    spans: tuple[Tracer, InMemorySpanExporter], client_gone: bool, final: Any, outcome: str
+) -> None:
+    tracer, exporter = spans
+    core = FakeCore()
+    ledger = routed(core, candidate("account-1"))
+    span = tracer.start_span("POST codex/responses")
+    ledger.interrupted(candidate("account-1"), time.perf_counter(), span)
+    ledger.client_gone = client_gone
+    ledger.final_outcome = final
+    ledger.emit()
+
+    [event] = core.events
+    assert isinstance(event, RequestOutcomeV1)
+    assert event.final_outcome == outcome
+    [attempt] = event.attempts
+    assert (attempt.provider, attempt.outcome, attempt.status_code) == ("account-1", outcome, None)
+    [ended] = exporter.get_finished_spans()
+    assert ended.status.status_code is StatusCode.ERROR
+    assert ended.attributes is not None and ended.attributes["codexpool.outcome"] == outcome
+    labels: dict[str, str] = {"outcome": outcome}
+    assert core.registry.get_sample_value("codexpool_router_attempts_total", labels) == 1
+
+
+def test_a_refused_request_publishes_one_rejection_and_no_outcome() -> None:
+    core = FakeCore()
+    ledger = Ledger(cast(Any, core), "codex", "req_2")
+    ledger.rejected(ApiError(503, "no pool", code="no_pool"), "agent-9")
+    ledger.emit()
+    [event] = core.events
+    assert isinstance(event, RequestRejectedV1)
+    assert (event.request_id, event.agent_id, event.reason, event.status_code, event.route) == (
+        "req_2",
+        "agent-9",
+        "no_pool",
+        503,
+        "codex",
+    )
+
+
+def test_account_state_follows_what_the_selection_and_the_attempts_show(
+    spans: tuple[Tracer, InMemorySpanExporter],
+) -> None:
+    span = spans[0].start_span("POST codex/responses")
+    core = FakeCore()
+    routed(core, candidate("account-1"), candidate("account-2", probe=True))
+    assert state(core, "account-1", "closed") == 1
+    assert state(core, "account-2", "half_open") == 1
+    assert state(core, "account-2", "closed") == 0
+    ledger = routed(core, candidate("account-1"))
+    ledger.attempt(candidate("account-1"), Result("usage_limit", 429, time.perf_counter()), span)
+    assert state(core, "account-1", "closed") == 0
+    assert state(core, "account-1", "cooling_down") == 1
