@@ -3,6 +3,7 @@ a Redis outage, and the consume span joining the router's trace."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -21,9 +22,9 @@ from codexpool_health.config import Settings
 from codexpool_health.deps import State
 from codexpool_shared import telemetry
 from codexpool_shared.activity import ALL_POOLS
-from codexpool_shared.events import ProviderStatusChangedV1
+from codexpool_shared.events import BaseEvent, ProviderStatusChangedV1, RequestRejectedV1
 from codexpool_shared.keys import Keys
-from codexpool_shared.messaging import Topology
+from codexpool_shared.messaging import Topology, encode
 from codexpool_shared.service import state_in
 from codexpool_shared.testing.faultproxy import FaultProxy
 from codexpool_shared.testing.infra import InfraUrls
@@ -204,3 +205,59 @@ async def test_the_consume_span_continues_the_routers_trace(
     assert apply.parent is not None and apply.parent.span_id == consume.context.span_id
     script = [s for s in in_trace if s.parent and s.parent.span_id == apply.context.span_id]
     assert script, "the Redis call nests under the apply span"
+
+
+async def test_insane_events_are_dead_lettered_by_reason_and_good_ones_keep_flowing(
+    infra: InfraUrls, namespace: str, redis: Redis, channel: AbstractChannel, publish: Publish
+) -> None:
+    now = time.time()
+    unknown_field = json.loads(encode(outcome_event(now, attempt("p1"))))
+    unknown_field["attempts"][0]["added_by_a_newer_router"] = 1
+    insane: list[BaseEvent | bytes] = [
+        outcome_event(now + 3600, attempt("p1")),  # an hour ahead of this clock
+        outcome_event(now + 365 * 86400 * 900, attempt("p1")),  # year 2900-something
+        outcome_event(now - 3 * 86400, attempt("p1")),  # older than the hourly timeline
+        outcome_event(now, attempt("p" * 5000)),
+        outcome_event(now, attempt("p1"), agent="Agent With Spaces"),
+        outcome_event(now, attempt("p1"), model="m" * 5000),
+        json.dumps(unknown_field).encode(),
+    ]
+    rejection = RequestRejectedV1(
+        request_id="r", reason="invalid_api_key", status_code=401, route="v1"
+    )
+    good = outcome_event(now, attempt("p1"))
+    async with running(infra, namespace, InMemoryPublisher(namespace)) as state:
+        await publish([*insane, rejection, good])
+        registry = state.infra.registry
+
+        async def settled() -> bool:
+            return (
+                sample(registry, "codexpool_health_events_processed_total", result="applied") == 1
+            )
+
+        await poll_until(settled, what="the good event applied after the insane ones")
+
+        async def dead_lettered() -> bool:
+            return await dlq_depth(channel, namespace) == len(insane)
+
+        await poll_until(dead_lettered, what="every insane event in the DLQ")
+        rejected = {
+            reason: sample(registry, "codexpool_health_events_rejected_total", reason=reason)
+            for reason in ("future", "stale", "bad_name", "unknown_field", "malformed")
+        }
+        assert rejected == {
+            "future": 2,
+            "stale": 1,
+            "bad_name": 3,
+            "unknown_field": 1,
+            "malformed": 0,
+        }
+        processed_total = "codexpool_health_events_processed_total"
+        assert sample(registry, processed_total, result="rejected") == 6
+        assert sample(registry, processed_total, result="malformed") == 1
+        # A rejection event reaching this queue is acked and skipped, never dead-lettered.
+        assert sample(registry, processed_total, result="ignored") == 1
+    keys = Keys(namespace)
+    totals = await redis.hgetall(keys.health_totals(ALL_POOLS, "p1"))
+    assert totals[b"requests"] == b"1"
+    assert await redis.keys(keys.health_totals(ALL_POOLS, "p" * 5000)) == []

@@ -118,14 +118,14 @@ async def test_malformed_message_is_rejected_without_requeue_and_counted() -> No
     async def handler(event: Event, delivery: Delivery) -> None:
         raise AssertionError("never called")
 
-    malformed: list[None] = []
-    consumer = _consumer(handler, on_malformed=lambda: malformed.append(None))
+    malformed: list[str] = []
+    consumer = _consumer(handler, on_malformed=lambda error: malformed.append(error.reason))
     channel = FakeChannel()
     message = delivered(channel, b'{"type": "request.outcome.v7"}')
     await consumer.on_message(message)
     assert channel.frames == [f"reject {_tag(message)} requeue=False"]
     assert consumer.stats.results == {"malformed": 1}
-    assert malformed == [None]
+    assert malformed == ["malformed"]
 
 
 async def test_acking_requeues_a_failure_after_a_pause_growing_with_the_delivery_count() -> None:

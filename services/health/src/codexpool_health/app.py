@@ -76,6 +76,8 @@ def create_app(
                     metrics,
                     registry,
                     prefetch=settings.prefetch,
+                    max_future_s=settings.max_future_s,
+                    max_event_age_s=settings.max_event_age_s,
                 )
                 # Readiness never depends on RabbitMQ: this returns at once and keeps trying.
                 await consumer.start()

@@ -35,6 +35,14 @@ class Settings(InfraSettings):
     )
     """Approximate length of the replayable outcome log stream; 0 keeps no log."""
 
+    max_future_s: float = Field(default=300.0, validation_alias="HEALTH_MAX_FUTURE_S", ge=0)
+    """An outcome whose ``occurred_at`` is further ahead of this clock is dead-lettered."""
+
+    max_event_age_s: float = Field(
+        default=86_400.0, validation_alias="HEALTH_MAX_EVENT_AGE_S", gt=0
+    )
+    """An outcome older than this (the hourly timeline's 24 hours) is dead-lettered."""
+
     rescore_interval_s: float = Field(
         default=10.0, validation_alias="HEALTH_RESCORE_INTERVAL_S", gt=0
     )

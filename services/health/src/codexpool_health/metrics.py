@@ -2,7 +2,10 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-RESULTS = ("applied", "duplicate", "malformed", "ignored")
+RESULTS = ("applied", "duplicate", "malformed", "rejected", "ignored")
+
+REJECT_REASONS = ("malformed", "unknown_field", "future", "stale", "bad_name")
+"""Why a delivery was dead-lettered (``codexpool_health_events_rejected_total``)."""
 
 LAG_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600)
 
@@ -19,6 +22,14 @@ class HealthMetrics:
         )
         # Bound children: every result is exported from the start, at zero.
         self.processed = {result: processed.labels(result) for result in RESULTS}
+        rejected = Counter(
+            "codexpool_health_events_rejected_total",
+            "Deliveries dead-lettered by the health service, by reason (malformed and "
+            "unknown_field also count as processed malformed, the others as rejected)",
+            ["reason"],
+            registry=registry,
+        )
+        self.rejected = {reason: rejected.labels(reason) for reason in REJECT_REASONS}
         self.lag = Histogram(
             "codexpool_health_event_lag_seconds",
             "Time from an outcome's occurred_at to its aggregates being written",

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import ValidationError
 
 from codexpool_shared.events import BaseEvent, Event, EventAdapter
 
 CONTENT_TYPE = "application/json"
+
+MalformedReason = Literal["malformed", "unknown_field"]
 
 
 class MalformedMessageError(ValueError):
@@ -14,6 +18,12 @@ class MalformedMessageError(ValueError):
 
     Retrying cannot help, so consumers dead-letter such a message at once.
     """
+
+    def __init__(self, message: str, reason: MalformedReason = "malformed") -> None:
+        super().__init__(message)
+        self.reason: MalformedReason = reason
+        """``unknown_field`` when the only problem is a field the schema does not know (a
+        producer ahead of this consumer, see the events' versioning rule), else ``malformed``."""
 
 
 def encode(event: BaseEvent) -> bytes:
@@ -44,8 +54,11 @@ def decode(body: bytes) -> Event:
     try:
         return EventAdapter.validate_json(body)
     except ValidationError as exc:
+        errors = exc.errors(include_input=False)
         problems = "; ".join(
             f"{'.'.join(map(str, error['loc'])) or '<body>'}: {error['type']}"
-            for error in exc.errors(include_input=False)[:5]
+            for error in errors[:5]
         )
-        raise MalformedMessageError(f"not a known event ({problems})") from None
+        unknown = all(error["type"] == "extra_forbidden" for error in errors)
+        reason: MalformedReason = "unknown_field" if unknown else "malformed"
+        raise MalformedMessageError(f"not a known event ({problems})", reason) from None

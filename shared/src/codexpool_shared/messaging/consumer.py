@@ -94,7 +94,7 @@ class EventConsumer:
         name: str = "codexpool-consumer",
         prefetch: int = 200,
         declare: str | None = None,
-        on_malformed: Callable[[], object] | None = None,
+        on_malformed: Callable[[MalformedMessageError], object] | None = None,
         connect_timeout_s: float = CONNECT_TIMEOUT_S,
         backoff_s: tuple[float, float] = (0.5, 10.0),
     ) -> None:
@@ -110,7 +110,8 @@ class EventConsumer:
             prefetch: Unsettled deliveries in flight, 100-300 (RabbitMQ's throughput advice).
             declare: A namespace whose topology (``declare_topology``) is declared on every
                 connect, so that the queue exists on a fresh or reset broker too.
-            on_malformed: Called for every body that does not decode, for a service's own
+            on_malformed: Called with the error of every body that does not decode (its
+                ``reason`` says whether only unknown fields were wrong), for a service's own
                 counters (the consumer's metrics count it anyway).
             connect_timeout_s: Bound on each connection attempt.
             backoff_s: The wait between connection attempts: first and largest, in seconds.
@@ -269,7 +270,7 @@ class EventConsumer:
             log.warning("dead-lettering message %s: %s", properties.message_id, exc)
             self._count("malformed")
             if self._on_malformed is not None:
-                self._on_malformed()
+                self._on_malformed(exc)
             # A lost channel cannot take the reject; the redelivery is rejected instead.
             with contextlib.suppress(Exception):
                 await delivery.reject()
