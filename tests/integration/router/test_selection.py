@@ -95,6 +95,7 @@ async def test_open_circuit_is_skipped_then_probed_by_one_caller(pool: Fixture) 
         pool.keys,
         "p1",
         now_ms=now_ms() - 120_000,
+        started_ms=now_ms() - 121_000,
         threshold=1,
         base_ms=60_000,
         max_ms=300_000,

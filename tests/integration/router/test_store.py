@@ -117,7 +117,15 @@ async def test_cooldown_is_extend_only_and_bounded(redis: Redis, keys: Keys) -> 
 async def test_circuit_opens_after_threshold_and_backs_off(redis: Redis, keys: Keys) -> None:
     async def fail(probe: bool = False) -> int:
         return await record_failure(
-            redis, keys, "p", now_ms=0, threshold=3, base_ms=1000, max_ms=3000, probe=probe
+            redis,
+            keys,
+            "p",
+            now_ms=0,
+            started_ms=0,
+            threshold=3,
+            base_ms=1000,
+            max_ms=3000,
+            probe=probe,
         )
 
     assert [await fail(), await fail(), await fail()] == [0, 0, 1000]
@@ -126,6 +134,40 @@ async def test_circuit_opens_after_threshold_and_backs_off(redis: Redis, keys: K
     live = await get_live(redis, keys, "p")
     assert (live.circuit_open_until_ms, live.circuit_opens, live.failures) == (0, 0, 0)
     assert live.circuit_closed_at_ms == 5000
+
+
+async def test_late_failures_do_not_escalate_the_backoff(redis: Redis, keys: Keys) -> None:
+    """Attempts in flight when the circuit opened fail later: open, half-open or closed
+    again, their failures neither re-open it nor start a new streak; the probe's does."""
+
+    async def fail(now: int, started: int, probe: bool = False) -> int:
+        return await record_failure(
+            redis,
+            keys,
+            "p",
+            now_ms=now,
+            started_ms=started,
+            threshold=2,
+            base_ms=30_000,
+            max_ms=300_000,
+            probe=probe,
+        )
+
+    # Four requests start at 0 and fail one by one: the second opens for 30 s.
+    assert [await fail(1000, 0), await fail(1100, 0)] == [0, 31_100]
+    assert [await fail(1200, 0), await fail(1300, 0)] == [0, 0]
+    live = await get_live(redis, keys, "p")
+    assert (live.circuit_opens, live.circuit_opened_at_ms, live.failures) == (1, 1100, 0)
+    assert live.circuit_open_until_ms == 31_100
+    # Half-open: a straggler is ignored, the probe's own failure re-opens for 60 s.
+    assert await fail(40_000, 0) == 0
+    assert await fail(40_500, 40_000, probe=True) == 100_500
+    # Closed by a probe; a straggler from before the last opening still does not count.
+    await record_success(redis, keys, "p", now_ms=101_000, probe=True)
+    assert [await fail(102_000, 35_000), await fail(102_100, 35_000)] == [0, 0]
+    assert (await get_live(redis, keys, "p")).failures == 0
+    # Fresh failures do, and the backoff starts again at the base.
+    assert [await fail(103_000, 102_500), await fail(103_100, 102_600)] == [0, 133_100]
 
 
 async def test_token_writes_compare_and_set_on_version(redis: Redis, keys: Keys) -> None:

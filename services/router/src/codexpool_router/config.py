@@ -37,6 +37,18 @@ class Settings(InfraSettings, TokenRefreshSettings):
     deadline_s: float = Field(default=60.0, gt=0, validation_alias="ROUTER_DEADLINE_S")
     """Overall budget of a request before its answer starts (all attempts together)."""
     max_attempts: int = Field(default=3, ge=1, le=10, validation_alias="ROUTER_MAX_ATTEMPTS")
+    retry_budget_percent: float = Field(
+        default=20.0, ge=0, validation_alias="ROUTER_RETRY_BUDGET_PERCENT"
+    )
+    """Failovers allowed per replica, as a percentage of its requests over the window."""
+    retry_budget_min_per_s: float = Field(
+        default=10.0, ge=0, validation_alias="ROUTER_RETRY_BUDGET_MIN_PER_S"
+    )
+    """Failovers per second allowed on top of the percentage (a quiet replica still fails over)."""
+    retry_budget_window_s: int = Field(
+        default=10, ge=1, le=300, validation_alias="ROUTER_RETRY_BUDGET_WINDOW_S"
+    )
+    """The retry budget's sliding window (Finagle's defaults: 20 %, 10/s, 10 s)."""
     max_body_bytes: int = Field(
         default=16 * 1024 * 1024, gt=0, validation_alias="ROUTER_MAX_BODY_BYTES"
     )

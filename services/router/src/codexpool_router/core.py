@@ -10,7 +10,8 @@ every member, in :meth:`Core.members`.
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 
 import aiohttp
 from opentelemetry import trace
@@ -22,6 +23,7 @@ from codexpool_router.config import Settings
 from codexpool_router.livewriter import LiveWriter, now_ms
 from codexpool_router.metrics import Metrics
 from codexpool_router.refresh import Tokens, build_refresher
+from codexpool_router.retry_budget import RetryBudget
 from codexpool_shared.crypto import Keyring
 from codexpool_shared.errors import ApiError
 from codexpool_shared.events import BaseEvent
@@ -67,6 +69,9 @@ class Core:
     metrics: Metrics
     responses_url: str
     client_timeout: aiohttp.ClientTimeout
+    retry_budget: RetryBudget
+    attempts_in_flight: Counter[str] = field(default_factory=Counter)
+    """Upstream attempts this replica is waiting on, per provider (``failover.py``)."""
 
     def publish(self, event: BaseEvent) -> None:
         # An event must never fail a request; the publisher counts its own drops.
@@ -148,5 +153,10 @@ def build_core(
         responses_url=settings.upstream_base_url.rstrip("/") + "/codex/responses",
         client_timeout=aiohttp.ClientTimeout(
             total=None, sock_connect=settings.connect_timeout_s, sock_read=settings.idle_timeout_s
+        ),
+        retry_budget=RetryBudget(
+            settings.retry_budget_percent,
+            settings.retry_budget_min_per_s,
+            settings.retry_budget_window_s,
         ),
     )

@@ -1,4 +1,5 @@
-"""Answers that end a request without a relayed stream: client errors, exhausted pools."""
+"""Answers that end a request without a relayed stream: client errors, exhausted pools, a
+spent retry budget."""
 
 from __future__ import annotations
 
@@ -70,3 +71,17 @@ async def exhausted(send: Send, ledger: Ledger, selection: Selection, quota_rese
             type="service_unavailable_error",
         )
     await send_error(send, error, headers)
+
+
+async def budget_exhausted(send: Send, ledger: Ledger) -> None:
+    """The retry budget refused a failover: 503, and the SDK must not add its own retries to
+    an upstream that is already failing."""
+    ledger.final_outcome = "pool_exhausted"
+    error = ApiError(
+        503,
+        "The provider tried for this request failed and the router's retry budget is spent.",
+        code="retry_budget_exhausted",
+        type="service_unavailable_error",
+        headers={"x-should-retry": "false"},
+    )
+    await send_error(send, error, router_headers(ledger.request_id, None, len(ledger.attempts)))

@@ -1,9 +1,10 @@
 """One selected request through its candidates: up to min(pool size, 3) providers, one deadline.
 
 The first stream that opens is relayed; a client error is answered unchanged; every other
-failure is recorded in live state and the next candidate is tried. Nothing fails over once a
-byte has reached the client: a later failure ends the stream with a ``response.failed`` event
-(``relay.py``).
+failure is recorded in live state and the next candidate is tried while the replica's retry
+budget allows it (``retry_budget.py``; when it binds, the request ends with a 503 the SDK does
+not retry). Nothing fails over once a byte has reached the client: a later failure ends the
+stream with a ``response.failed`` event (``relay.py``).
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from starlette.types import Scope
 from codexpool_router.answers import Send
 from codexpool_router.attempt import Result, run_attempt
 from codexpool_router.core import Core, tracer
-from codexpool_router.endings import client_error, exhausted
+from codexpool_router.endings import budget_exhausted, client_error, exhausted
 from codexpool_router.inbound import Inbound
-from codexpool_router.livewriter import now_ms
+from codexpool_router.livewriter import epoch_ms, now_ms
 from codexpool_router.outcome import Ledger
 from codexpool_router.quota import exhausted_reset, snapshot_from_headers
 from codexpool_router.relay import deliver
@@ -44,10 +45,17 @@ async def serve(
     forwarded, originator, agent = client_headers(scope)
     deadline = ledger.started + core.settings.deadline_s
     quota_reset_ms = 0
+    core.retry_budget.request()
+    tried = False
     for index, candidate in enumerate(selection.candidates):
         remaining = deadline - time.perf_counter()
         if remaining <= 0:
             break
+        if tried and not core.retry_budget.try_retry():
+            core.metrics.retry_budget_exhausted.inc()
+            inflight.answering = True
+            await budget_exhausted(send, ledger)
+            return
         if index:
             core.metrics.failovers.labels(ledger.attempts[-1].outcome).inc()
 
@@ -63,9 +71,14 @@ async def serve(
                 request_id=ledger.request_id,
             )
 
-        result = await _try_provider(core, ledger, inbound, candidate, headers_for, deadline)
+        core.attempts_in_flight[candidate.name] += 1
+        try:
+            result = await _try_provider(core, ledger, inbound, candidate, headers_for, deadline)
+        finally:
+            core.attempts_in_flight[candidate.name] -= 1
         if result is None:
             continue
+        tried = True
         if result.outcome == "success":
             await deliver(core, send, ledger, inbound, candidate, result, inflight)
             return
@@ -165,7 +178,10 @@ def _penalize(core: Core, ledger: Ledger, candidate: Candidate, result: Result) 
         wait = (verdict.retry_after_s if verdict else None) or core.settings.rate_limit_cooldown_s
         core.writer.cooldown(name, now + int(wait * 1000), "rate_limited")
     if result.outcome in HEALTH_FAULTS:
-        core.writer.failure(name, candidate.probe)
+        # A timeout while other attempts still wait on the account opens its circuit at once:
+        # they are likely stalled too, and the requests after them should not wait as well.
+        stalled = result.outcome == "timeout" and core.attempts_in_flight[name] > 0
+        core.writer.failure(name, candidate.probe, epoch_ms(result.started), at_once=stalled)
     elif candidate.probe:
         core.writer.release_probe(name)
     return 0

@@ -98,17 +98,22 @@ class LiveWriter:
             extend_cooldown(self._redis, self._keys, provider, until_ms, reason, now_ms=now_ms())
         )
 
-    def failure(self, provider: str, probe: bool) -> None:
-        self.spawn(self._failure(provider, probe))
+    def failure(
+        self, provider: str, probe: bool, started_ms: int, *, at_once: bool = False
+    ) -> None:
+        """Count a health fault of an attempt that started at ``started_ms`` (epoch ms);
+        ``at_once`` opens a closed circuit without waiting for the streak's threshold."""
+        self.spawn(self._failure(provider, probe, started_ms, at_once))
 
-    async def _failure(self, provider: str, probe: bool) -> None:
+    async def _failure(self, provider: str, probe: bool, started_ms: int, at_once: bool) -> None:
         s = self._settings
         opened = await record_failure(
             self._redis,
             self._keys,
             provider,
             now_ms=now_ms(),
-            threshold=s.circuit_failures,
+            started_ms=started_ms,
+            threshold=1 if at_once else s.circuit_failures,
             base_ms=int(s.circuit_base_s * 1000),
             max_ms=int(s.circuit_max_s * 1000),
             probe=probe,
@@ -142,3 +147,8 @@ class LiveWriter:
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+def epoch_ms(perf_started: float) -> int:
+    """The epoch ms of an earlier ``time.perf_counter()`` reading (an attempt's start)."""
+    return now_ms() - int((time.perf_counter() - perf_started) * 1000)

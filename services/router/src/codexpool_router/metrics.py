@@ -32,6 +32,11 @@ class Metrics:
             ["reason"],
             registry=registry,
         )
+        self.retry_budget_exhausted = Counter(
+            "codexpool_router_retry_budget_exhausted_total",
+            "Failovers refused because this replica's retry budget was spent.",
+            registry=registry,
+        )
         self.ttfb = Histogram(
             "codexpool_router_upstream_ttfb_seconds",
             "Upstream time to first byte per attempt.",

@@ -13,6 +13,7 @@ from codexpool_router.answers import Send, router_headers, send_json
 from codexpool_router.attempt import Result
 from codexpool_router.core import Core
 from codexpool_router.inbound import Inbound
+from codexpool_router.livewriter import epoch_ms
 from codexpool_router.outcome import Ledger
 from codexpool_router.shutdown import CODE, MESSAGE, InFlight
 from codexpool_router.sse import error_event
@@ -107,6 +108,6 @@ async def deliver(
     if outcome == "success":
         await served(core, ledger, inbound, candidate)
     elif outcome in HEALTH_FAULTS:
-        core.writer.failure(candidate.name, candidate.probe)
+        core.writer.failure(candidate.name, candidate.probe, epoch_ms(result.started))
     ledger.finished = True
     await send({"type": "http.response.body", "body": b"", "more_body": False})

@@ -14,9 +14,13 @@ seconds, as the upstream sends them).
   while the admin API's Refresh Live State writes one fetched just now; without the check the
   write that lands last would win, even when it was observed first.
 - Circuit: ``failures`` counts consecutive health faults; at the threshold (or when a probe
-  fails) the circuit opens for ``base * 2^(opens-1)`` capped (``store/circuit.lua``, which the
-  selection script includes too, for circuits a low health score opens). When it has elapsed,
-  one replica probes; success resets everything and stamps ``circuit_closed_at_ms``.
+  fails) the circuit opens for ``base * 2^(opens-1)`` capped and stamps
+  ``circuit_opened_at_ms`` (``store/circuit.lua``, which the selection script includes too, for
+  circuits a low health score opens). When it has elapsed, one replica probes; success resets
+  everything and stamps ``circuit_closed_at_ms``. Only honest failures count: one that lands
+  while the circuit is open or half-open, or of an attempt that started before the last
+  opening, is ignored (requests in flight when it opened would otherwise re-open it with a
+  doubled backoff); the probe's own failure always re-opens it.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ class LiveFields:
     CIRCUIT_OPEN_UNTIL: Final = "circuit_open_until_ms"
     CIRCUIT_OPENS: Final = "circuit_opens"
     CIRCUIT_CLOSED_AT: Final = "circuit_closed_at_ms"
+    CIRCUIT_OPENED_AT: Final = "circuit_opened_at_ms"
     FAILURES: Final = "failures"
     LAST_PROBE_AT: Final = "last_probe_at_ms"
     QUOTA_OBSERVED_AT: Final = "quota_observed_at_ms"
@@ -104,10 +109,17 @@ return 1
     )
 )
 
-# ARGV: now_ms, threshold, base_ms, max_ms, probe ('1'/'0'). Returns open_until (0 = closed).
+# ARGV: now_ms, threshold, base_ms, max_ms, probe ('1'/'0'), the attempt's start (epoch ms).
+# Returns open_until if this failure opened the circuit, else 0.
 _RECORD_FAILURE = render(
     """
 {{> circuit}}
+if ARGV[5] ~= '1' then
+  local state = redis.call('HMGET', KEYS[1], '{{LiveFields.CIRCUIT_OPEN_UNTIL}}',
+    '{{LiveFields.CIRCUIT_OPENED_AT}}')
+  if (tonumber(state[1] or '0') or 0) > 0 then return 0 end
+  if tonumber(ARGV[6]) < (tonumber(state[2] or '0') or 0) then return 0 end
+end
 local failures = redis.call('HINCRBY', KEYS[1], '{{LiveFields.FAILURES}}', 1)
 if ARGV[5] ~= '1' and failures < tonumber(ARGV[2]) then return 0 end
 local open_until = open_circuit(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[3]), tonumber(ARGV[4]))
@@ -157,6 +169,7 @@ class LiveState(BaseModel):
     circuit_open_until_ms: int = 0
     circuit_opens: int = 0
     circuit_closed_at_ms: int = 0
+    circuit_opened_at_ms: int = 0
     failures: int = 0
     last_probe_at_ms: int = 0
 
@@ -236,6 +249,7 @@ def parse_live(provider: str, raw: dict[Any, Any]) -> LiveState:
         circuit_open_until_ms=ms(LiveFields.CIRCUIT_OPEN_UNTIL),
         circuit_opens=ms(LiveFields.CIRCUIT_OPENS),
         circuit_closed_at_ms=ms(LiveFields.CIRCUIT_CLOSED_AT),
+        circuit_opened_at_ms=ms(LiveFields.CIRCUIT_OPENED_AT),
         failures=ms(LiveFields.FAILURES),
         last_probe_at_ms=ms(LiveFields.LAST_PROBE_AT),
     )
@@ -315,6 +329,7 @@ async def record_failure(
     provider: str,
     *,
     now_ms: int,
+    started_ms: int,
     threshold: int,
     base_ms: int,
     max_ms: int,
@@ -322,11 +337,16 @@ async def record_failure(
 ) -> int:
     """Count a health fault; open the circuit at ``threshold`` (or at once after a probe).
 
+    ``started_ms`` is when the failed attempt started (epoch ms). The fault is ignored unless
+    it is the probe's, or the circuit is closed and the attempt started after it last opened
+    (late failures do not escalate the backoff).
+
     Returns:
         The circuit's open-until (epoch ms) if this failure opened it, else 0.
     """
     result = await redis.register_script(_RECORD_FAILURE)(
-        keys=[keys.live(provider)], args=[now_ms, threshold, base_ms, max_ms, int(probe)]
+        keys=[keys.live(provider)],
+        args=[now_ms, threshold, base_ms, max_ms, int(probe), started_ms],
     )
     return int(result)
 
