@@ -85,7 +85,10 @@ def test_bad_input_is_answered_in_openai_shape(
     assert event.agent_id is None
 
 
-def test_unreachable_store_fails_fast_with_503(settings: Settings) -> None:
+def test_unreachable_store_refuses_an_agent_this_replica_has_not_seen(
+    settings: Settings,
+) -> None:
+    # Fail-open serves only agents with a recent snapshot (failopen.py); this one has none.
     with TestClient(create_app(settings, publisher=FakePublisher())) as client:
         response = client.post(
             "/v1/responses", json={"model": "m"}, headers={"authorization": "Bearer cpk_x"}
@@ -94,6 +97,7 @@ def test_unreachable_store_fails_fast_with_503(settings: Settings) -> None:
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "store_unavailable"
     assert "codexpool_router_store_unavailable_total 1.0" in metrics
+    assert "codexpool_router_store_breaker_state 0.0" in metrics  # 1 failure of 3
 
 
 def test_hot_routes_are_traced_and_other_methods_are_refused(settings: Settings) -> None:

@@ -83,6 +83,24 @@ class Settings(InfraSettings, TokenRefreshSettings):
     quota_flush_s: float = Field(default=0.2, gt=0, validation_alias="ROUTER_QUOTA_FLUSH_S")
     """Quota snapshots from response headers are coalesced and written this often."""
 
+    failopen_failures: int = Field(default=3, ge=1, validation_alias="ROUTER_FAILOPEN_FAILURES")
+    """Consecutive Redis errors or timeouts that open the store breaker (``failopen.py``)."""
+    failopen_open_s: float = Field(default=1.0, gt=0, validation_alias="ROUTER_FAILOPEN_OPEN_S")
+    """How long the open breaker serves from snapshots before one request probes Redis."""
+    failopen_max_staleness_s: float = Field(
+        default=300.0, ge=0, validation_alias="ROUTER_FAILOPEN_MAX_STALENESS_S"
+    )
+    """Oldest snapshot an agent is served from while Redis fails (0: fail closed)."""
+    failopen_max_agents: int = Field(
+        default=10_000, ge=1, validation_alias="ROUTER_FAILOPEN_MAX_AGENTS"
+    )
+    """Agents whose last selection this replica remembers (least recently used dropped)."""
+    failopen_fault_cooldown_s: float = Field(
+        default=10.0, ge=0, validation_alias="ROUTER_FAILOPEN_FAULT_COOLDOWN_S"
+    )
+    """Local cooldown of a member after a 5xx, connection error or timeout, for snapshot
+    selections (shared circuits are not updated while Redis fails)."""
+
     originator: str = Field(default="codex_cli_rs", validation_alias="ROUTER_ORIGINATOR")
     user_agent: str = Field(
         default="codex_cli_rs/0.169.0 (codexpool) codexpool-router",

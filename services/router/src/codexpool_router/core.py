@@ -4,11 +4,13 @@ Both ways a request meets the pool authenticate the same way: the agent key's SH
 (``inbound.agent_key_digest``) is looked up at ``Keys.api_key``, and an unknown key, a missing
 pool or an unreachable store is answered by :meth:`Core.refusal`. The responses routes do the
 lookup inside the selection script (one round trip); the usage and models routes, which read
-every member, in :meth:`Core.members`.
+every member, in :meth:`Core.members`. When Redis fails, :meth:`Core.select` answers from the
+agent's last selection (fail-open, ``failopen.py``); :meth:`Core.members` fails closed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections import Counter
 from dataclasses import dataclass, field
@@ -17,9 +19,11 @@ import aiohttp
 from opentelemetry import trace
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from codexpool_router.answers import unavailable
 from codexpool_router.config import Settings
+from codexpool_router.failopen import BREAKER_STATES, LocalRouting, Snapshots, StoreBreaker
 from codexpool_router.livewriter import LiveWriter, now_ms
 from codexpool_router.metrics import Metrics
 from codexpool_router.refresh import Tokens, build_refresher
@@ -42,7 +46,8 @@ from codexpool_shared.store.selection import NoPool, Selection, Selector, Unauth
 
 tracer = trace.get_tracer("codexpool.router")
 
-_REFUSED = (Unauthorized, NoPool, RedisError, OSError, TimeoutError)
+_STORE_FAILED = (RedisError, OSError, TimeoutError)
+_REFUSED = (Unauthorized, NoPool, *_STORE_FAILED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,11 +72,16 @@ class Core:
     writer: LiveWriter
     publisher: Publisher
     metrics: Metrics
+    breaker: StoreBreaker
+    snapshots: Snapshots
+    local: LocalRouting
     responses_url: str
     client_timeout: aiohttp.ClientTimeout
     retry_budget: RetryBudget
     attempts_in_flight: Counter[str] = field(default_factory=Counter)
     """Upstream attempts this replica is waiting on, per provider (``failover.py``)."""
+    probe: asyncio.Task[None] | None = None
+    """The store breaker's probe while it runs (a task must stay referenced)."""
 
     def publish(self, event: BaseEvent) -> None:
         # An event must never fail a request; the publisher counts its own drops.
@@ -81,18 +91,52 @@ class Core:
     async def select(self, key_digest: str, session_digest: str) -> Selection:
         """Authenticate and select in one round trip (``select.lua``).
 
-        Store trouble is answered with a fast 503 (fail-fast) rather than a cached membership:
-        a stale pool would keep sending traffic to a removed or quota-exhausted account, which
-        is the one thing the pool promises not to do. The Redis client's short timeouts bound
-        the cost.
+        When Redis fails or the store breaker is open, the agent's last selection answers
+        (``failopen.py``); an agent without a fresh one gets 503 ``store_unavailable``. A call
+        never waits longer than the Redis timeout, whatever the client's retries would do.
         """
+        breaker = self.breaker
+        if not breaker.allow():
+            if breaker.probe_due():
+                self.probe = asyncio.create_task(self._probe(), name="store-probe")
+            return self._fallback(key_digest, "breaker_open")
         try:
-            return await self.selector.select(key_digest, now_ms(), session_digest)
-        except _REFUSED as exc:
+            async with asyncio.timeout(self.settings.redis_timeout_s):
+                selection = await self.selector.select(key_digest, now_ms(), session_digest)
+        except (Unauthorized, NoPool) as exc:
+            breaker.success()
             raise self.refusal(exc) from None
+        except _STORE_FAILED as exc:
+            breaker.failure()
+            timeout = isinstance(exc, TimeoutError | RedisTimeoutError)
+            return self._fallback(key_digest, "timeout" if timeout else "error")
+        breaker.success()
+        self.snapshots.record(key_digest, selection)
+        return selection
+
+    async def _probe(self) -> None:
+        try:
+            async with asyncio.timeout(self.settings.redis_timeout_s):
+                await self.redis.ping()
+        except _STORE_FAILED:
+            self.breaker.failure()
+        except BaseException:
+            self.breaker.abandon()
+            raise
+        else:
+            self.breaker.success()
+
+    def _fallback(self, key_digest: str, reason: str) -> Selection:
+        selection = self.local.select(key_digest, now_ms())
+        if selection is None:
+            raise self.refusal(ConnectionError("store unavailable"))
+        self.metrics.store_fallback.labels(reason).inc()
+        return selection
 
     async def members(self, key_digest: str) -> Members:
         """Authenticate and read the agent's pool: each member's record and live state."""
+        if not self.breaker.allow():
+            raise self.refusal(ConnectionError("store breaker open"))
         try:
             agent = await self.redis.get(self.keys.api_key(key_digest))
             if agent is None:
@@ -137,6 +181,12 @@ def build_core(
     publisher: Publisher,
     metrics: Metrics,
 ) -> Core:
+    breaker = StoreBreaker(
+        settings.failopen_failures,
+        settings.failopen_open_s,
+        on_change=lambda state: metrics.store_breaker.set(BREAKER_STATES[state]),
+    )
+    snapshots = Snapshots(settings.failopen_max_agents)
     writer = LiveWriter(redis, keys, settings, metrics)
     refresher = build_refresher(redis, keys, keyring, session, settings, metrics, publisher.publish)
     return Core(
@@ -150,6 +200,9 @@ def build_core(
         writer=writer,
         publisher=publisher,
         metrics=metrics,
+        breaker=breaker,
+        snapshots=snapshots,
+        local=LocalRouting(snapshots, settings.failopen_max_staleness_s, settings.max_attempts),
         responses_url=settings.upstream_base_url.rstrip("/") + "/codex/responses",
         client_timeout=aiohttp.ClientTimeout(
             total=None, sock_connect=settings.connect_timeout_s, sock_read=settings.idle_timeout_s

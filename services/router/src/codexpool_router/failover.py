@@ -103,7 +103,8 @@ async def _try_provider(
 ) -> Result | None:
     if candidate.probe:
         core.metrics.circuit.labels("probe").inc()
-    token, refreshed = await _token(core, candidate)
+    fallback = ledger.selection is not None and ledger.selection.fallback
+    token, refreshed = await _token(core, candidate, fallback)
     if token is None:
         ledger.skipped(candidate, "token_unavailable")
         return None
@@ -146,16 +147,23 @@ async def _try_provider(
         token = new_token
 
 
-async def _token(core: Core, candidate: Candidate) -> tuple[str | None, bool]:
+async def _token(core: Core, candidate: Candidate, fallback: bool) -> tuple[str | None, bool]:
+    """The access token, and whether a 401 must fail over instead of refreshing.
+
+    A selection from the local snapshot (``failopen.py``) never refreshes: without the store
+    there is no shared lock, and refresh tokens are single-use.
+    """
     expires = candidate.access_expires_at
     if expires is not None:
         left = expires - time.time()
         if left <= 5:
+            if fallback:
+                return None, True
             token = await core.refresher.refresh(candidate.name, candidate.credential_version)
             return token, True
-        if left <= core.settings.refresh_window_s:
+        if left <= core.settings.refresh_window_s and not fallback:
             core.refresher.refresh_soon(candidate.name, candidate.credential_version)
-    return core.tokens.access_token(candidate.name, candidate.access_envelope), False
+    return core.tokens.access_token(candidate.name, candidate.access_envelope), fallback
 
 
 def _penalize(core: Core, ledger: Ledger, candidate: Candidate, result: Result) -> int:
@@ -171,13 +179,16 @@ def _penalize(core: Core, ledger: Ledger, candidate: Candidate, result: Result) 
             reset_s * 1000 if reset_s else now + int(core.settings.quota_fallback_cooldown_s * 1000)
         )
         ledger.pending.append(core.writer.cooldown(name, until, "usage_limit"))
+        core.local.cool_down(name, until, quota=True)
         if candidate.probe:
             core.writer.release_probe(name)
         return until
     if result.outcome == "rate_limited":
         wait = (verdict.retry_after_s if verdict else None) or core.settings.rate_limit_cooldown_s
         core.writer.cooldown(name, now + int(wait * 1000), "rate_limited")
+        core.local.cool_down(name, now + int(wait * 1000))
     if result.outcome in HEALTH_FAULTS:
+        core.local.cool_down(name, now + int(core.settings.failopen_fault_cooldown_s * 1000))
         # A timeout while other attempts still wait on the account opens its circuit at once:
         # they are likely stalled too, and the requests after them should not wait as well.
         stalled = result.outcome == "timeout" and core.attempts_in_flight[name] > 0

@@ -69,7 +69,8 @@ class Metrics:
         )
         self.store_errors = Counter(
             "codexpool_router_store_unavailable_total",
-            "Requests answered 503 because Redis was unreachable (fail-fast policy).",
+            "Requests answered 503 because Redis was unreachable and this replica had no fresh "
+            "snapshot of the agent (usage and models routes: whenever Redis is unreachable).",
             registry=registry,
         )
         self.in_flight = Gauge(
@@ -81,6 +82,18 @@ class Metrics:
             "codexpool_router_account_state",
             "1 for the state each provider was last seen in by this replica, 0 for the others.",
             ["provider", "state"],
+            registry=registry,
+        )
+        self.store_fallback = Counter(
+            "codexpool_router_store_fallback_total",
+            "Requests served from the local snapshot because Redis failed (error, timeout) or "
+            "the store breaker was open (breaker_open).",
+            ["reason"],
+            registry=registry,
+        )
+        self.store_breaker = Gauge(
+            "codexpool_router_store_breaker_state",
+            "The store breaker: 0 closed, 1 open (serving from snapshots), 2 half-open.",
             registry=registry,
         )
         self.background_errors = Counter(

@@ -22,7 +22,7 @@ if not pool[1] then return cjson.encode({e = 'no_pool', a = agent}) end
 local strategy = pool[1]
 local members = cjson.decode(pool[2])
 
-local eligible, half_open = {}, {}
+local eligible, half_open, snap = {}, {}, {}
 local quota_wait, other_wait, dead = 0, 0, 0
 local function earliest(current, t) if current == 0 or t < current then return t end return current end
 
@@ -42,12 +42,14 @@ for i, name in ipairs(members) do
   if p[1] ~= 'active' then
     dead = dead + 1
   else
+    table.insert(snap, cand)
     local cooldown = tonumber(l[1] or '0') or 0
     local open_until = tonumber(l[3] or '0') or 0
     local closed_at = tonumber(l[4] or '0') or 0
     if cooldown > now then
-      if l[2] == 'usage_limit' then quota_wait = earliest(quota_wait, cooldown)
+      if l[2] == 'usage_limit' then quota_wait = earliest(quota_wait, cooldown); cand[13] = 1
       else other_wait = earliest(other_wait, cooldown) end
+      cand[12] = cooldown
     else
       if open_until == 0 and threshold > 0 and now > closed_at + grace then
         local score = tonumber(redis.call('HGET', key(21, name), '{{HealthFields.SCORE}}') or '')
@@ -57,6 +59,7 @@ for i, name in ipairs(members) do
       end
       if open_until > now then
         other_wait = earliest(other_wait, open_until)
+        cand[12] = open_until
       elseif open_until > 0 then
         table.insert(half_open, cand)
       else
@@ -106,24 +109,24 @@ if m > 0 and strategy ~= 'primary-first' and not sticky_hit then
   end
   rest = rotated
 end
-if strategy == 'quota-aware' then
-  -- Lower is better: used percent, discounted by how soon the window resets.
-  local function pressure(l)
-    local worst = 0
-    for w = 0, 1 do
-      local used = tonumber(l[6 + 3 * w] or '')
-      if used then
-        local window = (tonumber(l[7 + 3 * w] or '') or 0) * 60000
-        local resets = (tonumber(l[8 + 3 * w] or '') or 0) * 1000
-        local share = 1
-        if window > 0 and resets > 0 then
-          share = math.max(0, math.min(1, (resets - now) / window))
-        end
-        worst = math.max(worst, used * share)
+-- Lower is better: used percent, discounted by how soon the window resets.
+local function pressure(l)
+  local worst = 0
+  for w = 0, 1 do
+    local used = tonumber(l[6 + 3 * w] or '')
+    if used then
+      local window = (tonumber(l[7 + 3 * w] or '') or 0) * 60000
+      local resets = (tonumber(l[8 + 3 * w] or '') or 0) * 1000
+      local share = 1
+      if window > 0 and resets > 0 then
+        share = math.max(0, math.min(1, (resets - now) / window))
       end
+      worst = math.max(worst, used * share)
     end
-    return worst
   end
+  return worst
+end
+if strategy == 'quota-aware' then
   for _, c in ipairs(rest) do c[11] = pressure(c[9]) end
   table.sort(rest, function(a, b)
     if a[11] ~= b[11] then return a[11] < b[11] end
@@ -143,5 +146,14 @@ if aff_key and #out > 0 and not sticky_hit then
 elseif aff_key and sticky_hit then
   redis.call('PEXPIRE', aff_key, aff_ttl)
 end
+-- The router's fail-open snapshot: every active member in pool order, with credentials, the
+-- end of its known unavailability (0: eligible or half-open), 1 if that is a quota cooldown,
+-- and its quota pressure (quota-aware pools only).
+local m = {}
+for _, c in ipairs(snap) do
+  local used = 0
+  if strategy == 'quota-aware' then used = c[11] or pressure(c[9]) end
+  table.insert(m, {c[1], c[2], c[3], c[4], c[5], c[12] or 0, c[13] or 0, used})
+end
 return cjson.encode({a = agent, s = strategy, v = tonumber(pool[3]), n = #members, c = out,
-  q = quota_wait, w = other_wait, d = dead})
+  q = quota_wait, w = other_wait, d = dead, m = m})

@@ -18,12 +18,16 @@ probe lock), orders by strategy with session affinity first, INCRs the round-rob
 ``{"a", "s" strategy, "v" version, "n" pool size, "c" [[name, account_id, access token
 envelope, access_expires_at, credential_version, probe 0/1, failures]...] (at most
 min(pool size, max attempts)), "q" earliest quota-cooldown end ms (0 none), "w" earliest end of
-any other unavailability ms, "d" members not active}``.
+any other unavailability ms, "d" members not active, "m" [[name, account_id, access token
+envelope, access_expires_at, credential_version, unavailable until ms (0: eligible or
+half-open), 1 if that is a quota cooldown, quota pressure]...] (every active member, in pool
+order: the router's fail-open snapshot)}``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import orjson
@@ -102,6 +106,23 @@ class Candidate:
 
 
 @dataclass(frozen=True, slots=True)
+class Member:
+    """An active pool member as a selection last saw it (``parse_members``)."""
+
+    name: str
+    account_id: str
+    access_envelope: str
+    access_expires_at: int | None
+    credential_version: int
+    unavailable_until_ms: int
+    """End of its known cooldown or open circuit; 0 when it was eligible (or half-open)."""
+    quota: bool
+    """The unavailability is a usage-limit cooldown."""
+    pressure: float
+    """Quota pressure, lower is better (quota-aware pools; 0 otherwise)."""
+
+
+@dataclass(frozen=True, slots=True)
 class Selection:
     """The authenticated agent, its pool and the candidates (see the module for the fields)."""
 
@@ -113,6 +134,10 @@ class Selection:
     quota_wait_ms: int
     other_wait_ms: int
     inactive: int
+    members: Sequence[Any] = field(default=(), repr=False, compare=False)
+    """The script's member rows, unparsed: read (``parse_members``) only when the store fails."""
+    fallback: bool = False
+    """Made by the router from its local snapshot because the store did not answer."""
 
 
 def _templates(keys: Keys) -> list[str]:
@@ -194,4 +219,26 @@ def parse_selection(doc: dict[str, Any]) -> Selection:
         quota_wait_ms=int(doc.get("q") or 0),
         other_wait_ms=int(doc.get("w") or 0),
         inactive=int(doc.get("d") or 0),
+        members=doc.get("m") or (),
+    )
+
+
+def _expiry(value: Any) -> int | None:
+    return int(float(value)) if value not in ("", None) else None
+
+
+def parse_members(rows: Sequence[Any]) -> tuple[Member, ...]:
+    """The ``m`` rows of a selection (:attr:`Selection.members`) as :class:`Member` records."""
+    return tuple(
+        Member(
+            name=str(r[0]),
+            account_id=str(r[1]),
+            access_envelope=str(r[2]),
+            access_expires_at=_expiry(r[3]),
+            credential_version=int(r[4] or 0),
+            unavailable_until_ms=int(r[5] or 0),
+            quota=bool(r[6]),
+            pressure=float(r[7] or 0),
+        )
+        for r in rows
     )
