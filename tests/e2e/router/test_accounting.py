@@ -1,14 +1,17 @@
+# ruff: noqa: F811 - the OTLP sink fixture is imported by name and requested as a parameter
 """Every request accounted: cancelled attempts in the outcome event, refusals as events too."""
 
 from __future__ import annotations
 
 import httpx
+from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 from prometheus_client.parser import text_string_to_metric_families
 
 from codexpool_shared.store import create_agent
 from codexpool_shared.testing.processes import Service
 from tests.e2e.conftest import EventTap, poll
 from tests.e2e.router.conftest import Pool, Sim
+from tests.e2e.test_health_trace import Exported, OtlpSink, exporting, otlp  # noqa: F401
 
 REQUEST = {"model": "gpt-5-codex", "input": "hi", "stream": True}
 
@@ -31,10 +34,11 @@ async def scrape(router: Service) -> str:
 
 
 async def test_a_client_gone_before_the_first_byte_leaves_the_attempt_in_the_event(
-    sim: Sim, pool: Pool, routers, events: EventTap
+    sim: Sim, pool: Pool, routers, events: EventTap, otlp: tuple[OtlpSink, str]
 ) -> None:
+    sink, endpoint = otlp
     await pool.setup(sim, [1], strategy="primary-first")
-    [router] = routers(1)
+    [router] = routers(1, **exporting(endpoint), OTEL_TRACES_SAMPLER="parentbased_always_on")
     sim.patch(1, ttfb_ms=4000)
     headers = {"Authorization": f"Bearer {pool.api_key}"}
     async with httpx.AsyncClient(base_url=router.url, headers=headers, timeout=0.5) as c:
@@ -60,6 +64,17 @@ async def test_a_client_gone_before_the_first_byte_leaves_the_attempt_in_the_eve
 
     text = await poll(settled)
     assert metric(text, "codexpool_router_attempts_total") == 1
+
+    async def attempt_span() -> Exported | None:
+        # A span is exported only once it has ended.
+        with sink.lock:
+            attempts = (e for e in sink.spans if e.span.kind == Span.SPAN_KIND_CLIENT)
+            return next((e for e in attempts if e.span.name == "POST codex/responses"), None)
+
+    ended = (await poll(attempt_span)).span
+    outcome = next(a.value.string_value for a in ended.attributes if a.key == "codexpool.outcome")
+    assert outcome == "cancelled"
+    assert ended.status.code == Status.STATUS_CODE_ERROR
 
 
 async def test_published_events_reconcile_with_requests_total(

@@ -180,3 +180,7 @@ async def test_streams_past_the_drain_timeout_end_with_a_terminal_event(
     by_id = {e["request_id"]: e for e in outcomes}
     for s in streams:
         assert [a["outcome"] for a in by_id[s.request_id]["attempts"]] == ["shutdown"]
+    # Stopped before their answer started, the attempts are still in the event.
+    for answer in answers:
+        stopped = by_id[answer.headers["x-request-id"]]["attempts"]
+        assert [(a["outcome"], a["status_code"]) for a in stopped] == [("shutdown", None)]
