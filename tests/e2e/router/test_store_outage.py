@@ -212,3 +212,34 @@ async def test_redis_paused_costs_at_most_one_timeout(
     assert slow and all(paused <= s.started < paused + 2 for s in slow), slow
     for text in metrics:
         assert _metric(text, "codexpool_router_store_fallback_total") > 0
+
+
+async def test_without_redis_a_401_fails_over_and_a_429_cools_down_locally(
+    sim: Sim, private_pool: Pool, routers, store: PrivateRedis
+) -> None:
+    await private_pool.setup(sim, [1, 2, 3], strategy="primary-first")
+    [router] = routers(1, REDIS_URL=store.url)
+    headers = {"Authorization": f"Bearer {private_pool.api_key}"}
+    async with httpx.AsyncClient(base_url=router.url, headers=headers, timeout=15) as c:
+
+        async def served() -> tuple[str, str]:
+            response = await c.post("/v1/responses", json=BODY)
+            assert response.status_code == 200, response.text
+            return response.headers["x-codexpool-provider"], response.headers[
+                "x-codexpool-attempts"
+            ]
+
+        assert await served() == ("account-1", "1")
+        await asyncio.to_thread(store.stop)
+        assert await served() == ("account-1", "1")  # from the snapshot
+        # No shared refresh lock: the 401 fails over instead of refreshing.
+        sim.fault(1, kind="token_expired", count=1)
+        assert await served() == ("account-2", "2")
+        assert await served() == ("account-1", "1")
+        # A usage limit keeps the account out of this replica's selections.
+        sim.fault(1, kind="usage_limit", count=1)
+        assert await served() == ("account-2", "2")
+        assert [await served() for _ in range(3)] == [("account-2", "1")] * 3
+        metrics = (await c.get("/metrics")).text
+    assert _metric(metrics, "codexpool_router_token_refreshes_total") == 0
+    assert _metric(metrics, "codexpool_router_store_fallback_total") >= 7
