@@ -129,3 +129,25 @@ def test_an_untrusted_peer_cannot_name_its_own_address(stack: Stack) -> None:
         assert response.status_code == 401
     assert stack.failures("127.0.0.2") == 2
     assert stack.failures(made_up) is None
+
+
+def test_signing_out_ends_the_session_on_the_server(stack: Stack) -> None:
+    def stored() -> set[bytes]:
+        return set(stack.redis.scan_iter(match=stack.keys.ui_session("*")))
+
+    before = stored()
+    with stack.browser() as browser:
+        assert sign_in(browser, ADMIN_TOKEN).status_code == 303
+        cookie = browser.cookies["codexpool_session"]
+        assert len(stored() - before) == 1, "the session is kept in Redis"
+        page = browser.get("/agents")
+        assert page.status_code == 200
+        found = _CSRF.search(page.text)
+        assert found, page.text
+        assert browser.post("/logout", data={"csrf_token": found.group(1)}).status_code == 303
+    assert stored() == before
+    with stack.browser() as replay:
+        replay.cookies.set("codexpool_session", cookie)
+        replayed = replay.get("/agents")
+    assert replayed.status_code == 303
+    assert replayed.headers["location"].startswith("/login")

@@ -137,3 +137,9 @@ class Keys:
     def audit(self) -> str:
         """Stream: the audit log."""
         return self._k("audit")
+
+    # UI ---------------------------------------------------------------------------------------
+
+    def ui_session(self, session_sha256: str) -> str:
+        """Hash with TTL: a signed-in UI session (stored by the SHA-256 of its cookie's id)."""
+        return self._k("ui-session", session_sha256)

@@ -196,7 +196,7 @@ def test_dependents_wait_for_healthy_services() -> None:
             assert how["condition"] == "service_healthy", f"{name} -> {dependency}"
             assert "healthcheck" in services[dependency], f"{name} -> {dependency}"
     assert {"redis", "rabbitmq"} <= set(services["router"]["depends_on"])
-    assert set(services["ui"]["depends_on"]) == {"admin-api"}
+    assert set(services["ui"]["depends_on"]) == {"redis", "admin-api"}
     assert set(services["init"]["depends_on"]) == {"admin-api", "codex-sim"}
 
 

@@ -301,7 +301,7 @@ def test_services_read_their_credentials_from_the_secret(rendered: tuple[str, Do
     assert refs["codexpool-router"] == infra | {"CODEXPOOL_SECRET_KEY"}
     assert refs["codexpool-health"] == infra
     assert refs["codexpool-admin-api"] == infra | {"CODEXPOOL_SECRET_KEY", "CODEXPOOL_ADMIN_TOKEN"}
-    assert refs["codexpool-ui"] == {"CODEXPOOL_SECRET_KEY"}
+    assert refs["codexpool-ui"] == {"REDIS_URL", "CODEXPOOL_SECRET_KEY"}
     secrets = _by_kind(docs, "Secret")
     if overlay == "prod":
         assert not secrets, "production secrets are created out of band, never committed"
@@ -320,7 +320,8 @@ def test_prod_swaps_in_managed_redis_and_rabbitmq() -> None:
     for service in ("router", "health", "admin-api"):
         assert policies.allows(_service_pod(docs, service), address, 6380)
         assert policies.allows(_service_pod(docs, service), address, 5671)
-    assert not policies.allows(_service_pod(docs, "ui"), address, 6380)
+    assert policies.allows(_service_pod(docs, "ui"), address, 6380)
+    assert not policies.allows(_service_pod(docs, "ui"), address, 5671)
 
 
 def test_in_cluster_brokers_take_credentials_from_the_secret() -> None:
@@ -400,7 +401,9 @@ def test_traffic_matrix(rendered: tuple[str, Docs]) -> None:
         if broker is None:
             continue  # managed (prod): test_prod_swaps_in_managed_redis_and_rabbitmq
         allowed += [(router, broker, port), (health, broker, port), (admin, broker, port)]
-        denied += [(stranger, broker, port), (agent, broker, port), (ui, broker, port)]
+        denied += [(stranger, broker, port), (agent, broker, port)]
+        # The UI keeps its sign-ins in Redis and publishes nothing.
+        (allowed if broker is redis else denied).append((ui, broker, port))
     if overlay == "prod":
         allowed += [(INGRESS_NGINX, router, 8080), (INGRESS_NGINX, admin, 8081)]
         allowed += [(INGRESS_NGINX, ui, 8082)]

@@ -8,6 +8,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from codexpool_shared.testing.sessions import InMemoryUiSessions
 from codexpool_ui.app import create_app
 from codexpool_ui.config import Settings
 from tests.unit.ui.fake_admin import FakeAdmin
@@ -35,7 +36,11 @@ def fake() -> FakeAdmin:
 
 @pytest.fixture
 def client(fake: FakeAdmin) -> Iterator[TestClient]:
-    app = create_app(make_settings(), transport=httpx.ASGITransport(app=fake.app))
+    app = create_app(
+        make_settings(),
+        transport=httpx.ASGITransport(app=fake.app),
+        session_store=InMemoryUiSessions(),
+    )
     with TestClient(app, follow_redirects=False) as test_client:
         yield test_client
 

@@ -7,6 +7,7 @@ import re
 import httpx
 from fastapi.testclient import TestClient
 
+from codexpool_shared.testing.sessions import InMemoryUiSessions
 from codexpool_ui.app import create_app
 from tests.unit.ui.conftest import csrf_of, make_settings, sign_in
 from tests.unit.ui.fake_admin import ADMIN_TOKEN, FakeAdmin
@@ -15,7 +16,11 @@ BROWSER = ("203.0.113.7", 50123)
 
 
 def _client(fake: FakeAdmin, address: tuple[str, int] = BROWSER) -> TestClient:
-    app = create_app(make_settings(), transport=httpx.ASGITransport(app=fake.app))
+    app = create_app(
+        make_settings(),
+        transport=httpx.ASGITransport(app=fake.app),
+        session_store=InMemoryUiSessions(),
+    )
     return TestClient(app, follow_redirects=False, client=address)
 
 

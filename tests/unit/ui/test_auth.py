@@ -4,6 +4,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from codexpool_shared.testing.sessions import InMemoryUiSessions
 from codexpool_ui.app import create_app
 from codexpool_ui.pages import safe_next
 from codexpool_ui.session import COOKIE_NAME
@@ -36,7 +37,9 @@ def test_sign_in_sets_an_httponly_cookie_without_the_token(client: TestClient) -
 
 def test_secure_cookie_when_configured(fake: FakeAdmin) -> None:
     settings = make_settings(UI_COOKIE_SECURE="true")
-    app = create_app(settings, transport=httpx.ASGITransport(app=fake.app))
+    app = create_app(
+        settings, transport=httpx.ASGITransport(app=fake.app), session_store=InMemoryUiSessions()
+    )
     with TestClient(app, follow_redirects=False) as client:
         assert "Secure" in client.get("/login").headers["set-cookie"]
 
@@ -87,6 +90,16 @@ def test_sign_out_clears_the_session(client: TestClient) -> None:
     assert response.status_code == 303
     assert response.headers["location"] == "/login?notice=signed-out"
     assert client.get("/agents").status_code == 303
+
+
+def test_a_cookie_replayed_after_sign_out_is_signed_out(client: TestClient) -> None:
+    csrf = sign_in(client, VIEWER_TOKEN)
+    cookie = client.cookies[COOKIE_NAME]
+    assert client.post("/logout", data={"csrf_token": csrf}).status_code == 303
+    client.cookies.set(COOKIE_NAME, cookie)
+    replayed = client.get("/agents")
+    assert replayed.status_code == 303
+    assert replayed.headers["location"].startswith("/login")
 
 
 def test_a_revoked_token_sends_the_user_back_to_sign_in(

@@ -7,6 +7,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from codexpool_shared.errors import ApiError
+from codexpool_shared.testing.sessions import InMemoryUiSessions
 from codexpool_ui.app import create_app
 from tests.unit.ui.conftest import make_settings, sign_in
 from tests.unit.ui.fake_admin import ADMIN_TOKEN, VIEWER_TOKEN, FakeAdmin
@@ -248,7 +249,9 @@ def test_an_unreachable_admin_api_is_a_clear_page() -> None:
     def refuse(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("connection refused", request=request)
 
-    app = create_app(make_settings(), transport=httpx.MockTransport(refuse))
+    app = create_app(
+        make_settings(), transport=httpx.MockTransport(refuse), session_store=InMemoryUiSessions()
+    )
     with TestClient(app, follow_redirects=False) as client:
         assert client.get("/readyz").status_code == 503
         form = client.get("/login")

@@ -9,46 +9,65 @@ from fastapi.testclient import TestClient
 
 from codexpool_shared.crypto import Keyring
 from codexpool_shared.service import state_in
+from codexpool_shared.testing.sessions import InMemoryUiSessions
 from codexpool_ui.app import create_app
 from codexpool_ui.config import Settings
 from codexpool_ui.deps import State
-from codexpool_ui.session import Session, SessionCodec
+from codexpool_ui.session import Sessions
 from tests.unit.ui.conftest import sign_in
 from tests.unit.ui.fake_admin import ADMIN_TOKEN, FakeAdmin
 
 OLD = base64.b64encode(b"o" * 32).decode()
 NEW = base64.b64encode(b"n" * 32).decode()
-SIGNED_IN = Session(csrf="c" * 43, token=ADMIN_TOKEN, name="admin token", role="admin")
 
 
-def test_the_cookie_round_trips_without_the_token_in_clear() -> None:
-    codec = SessionCodec(Keyring.from_secret(NEW), max_age_s=60)
-    value = codec.dumps(SIGNED_IN)
+def _sessions(secret: str = NEW, store: InMemoryUiSessions | None = None) -> Sessions:
+    return Sessions(store or InMemoryUiSessions(), Keyring.from_secret(secret), max_age_s=60)
+
+
+async def test_the_cookie_names_the_session_without_carrying_the_token() -> None:
+    sessions = _sessions()
+    session = await sessions.sign_in(ADMIN_TOKEN, name="admin token", role="admin")
+    value = sessions.cookie(session)
     assert ADMIN_TOKEN not in value
     assert ADMIN_TOKEN not in base64.urlsafe_b64decode(value.split(".")[0] + "==").decode("latin1")
-    assert codec.loads(value) == SIGNED_IN
+    assert await sessions.load(value) == session
+    assert session.signed_in and session.is_admin and session.sid
 
 
-def test_a_tampered_or_foreign_cookie_is_no_session() -> None:
-    codec = SessionCodec(Keyring.from_secret(NEW), max_age_s=60)
-    value = codec.dumps(SIGNED_IN)
-    assert codec.loads(value[:-2] + ("A" if value[-2] != "A" else "B") + value[-1]) is None
-    assert SessionCodec(Keyring.from_secret(OLD), max_age_s=60).loads(value) is None
-    assert codec.loads("") is None and codec.loads("garbage") is None
+async def test_signing_out_ends_the_session_for_a_replayed_cookie() -> None:
+    store = InMemoryUiSessions()
+    sessions, other_replica = _sessions(store=store), _sessions(store=store)
+    session = await sessions.sign_in(ADMIN_TOKEN, name="admin token", role="admin")
+    value = sessions.cookie(session)
+    await sessions.end(session)
+    replayed = await other_replica.load(value)
+    assert replayed is not None and not replayed.signed_in
+    assert replayed.csrf == session.csrf
 
 
-def test_an_expired_cookie_is_no_session(monkeypatch: pytest.MonkeyPatch) -> None:
-    codec = SessionCodec(Keyring.from_secret(NEW), max_age_s=60)
-    value = codec.dumps(SIGNED_IN)
+async def test_a_tampered_or_foreign_cookie_is_no_session() -> None:
+    sessions = _sessions()
+    value = sessions.cookie(await sessions.sign_in(ADMIN_TOKEN, name="a", role="admin"))
+    assert await sessions.load(value[:-2] + ("A" if value[-2] != "A" else "B") + value[-1]) is None
+    assert await _sessions(OLD).load(value) is None
+    assert await sessions.load("") is None and await sessions.load("garbage") is None
+
+
+async def test_an_expired_cookie_is_no_session(monkeypatch: pytest.MonkeyPatch) -> None:
+    sessions = _sessions()
+    value = sessions.cookie(await sessions.sign_in(ADMIN_TOKEN, name="a", role="admin"))
     later = time.time() + 61
     monkeypatch.setattr(time, "time", lambda: later)
-    assert codec.loads(value) is None
+    assert await sessions.load(value) is None
 
 
-def test_cookies_survive_a_key_rotation() -> None:
-    before = SessionCodec(Keyring.from_secret(OLD), max_age_s=60).dumps(SIGNED_IN)
-    rotated = SessionCodec(Keyring.from_secret(f"{NEW},{OLD}"), max_age_s=60)
-    assert rotated.loads(before) == SIGNED_IN
+async def test_cookies_survive_a_key_rotation() -> None:
+    store = InMemoryUiSessions()
+    before = _sessions(OLD, store)
+    session = await before.sign_in(ADMIN_TOKEN, name="a", role="admin")
+    rotated = _sessions(f"{NEW},{OLD}", store)
+    assert await rotated.load(before.cookie(session)) == session
 
 
 def test_the_ui_refuses_to_start_without_a_secret_key() -> None:
@@ -58,9 +77,12 @@ def test_the_ui_refuses_to_start_without_a_secret_key() -> None:
 
 def test_lifespan_closes_the_admin_api_client(fake: FakeAdmin) -> None:
     settings = Settings.model_validate({"CODEXPOOL_SECRET_KEY": NEW})
-    app = create_app(settings, transport=httpx.ASGITransport(app=fake.app))
+    app = create_app(
+        settings, transport=httpx.ASGITransport(app=fake.app), session_store=InMemoryUiSessions()
+    )
     with TestClient(app) as client:
-        assert client.get("/readyz").json() == {"status": "ok", "checks": {"admin_api": "ok"}}
+        ready = client.get("/readyz").json()
+        assert ready == {"status": "ok", "checks": {"admin_api": "ok", "sessions": "ok"}}
         admin_client = state_in(client.app_state, State).admin._http
         assert not admin_client.is_closed
     assert admin_client.is_closed
@@ -93,7 +115,9 @@ def test_unknown_pages_and_methods_get_the_error_page(client: TestClient) -> Non
 
 def test_an_unexpected_error_is_a_page_without_a_traceback(fake: FakeAdmin) -> None:
     settings = Settings.model_validate({"CODEXPOOL_SECRET_KEY": NEW})
-    app = create_app(settings, transport=httpx.ASGITransport(app=fake.app))
+    app = create_app(
+        settings, transport=httpx.ASGITransport(app=fake.app), session_store=InMemoryUiSessions()
+    )
 
     @app.get("/boom")
     async def boom() -> None:

@@ -16,14 +16,17 @@ from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from codexpool_shared import telemetry
 from codexpool_shared.crypto import Keyring
 from codexpool_shared.drain import Drain
+from codexpool_shared.keys import Keys
 from codexpool_shared.probes import ReadinessCheck, probe_router
+from codexpool_shared.redis import create_redis
 from codexpool_shared.service import lifespan_state
+from codexpool_shared.store.ui_sessions import RedisUiSessions, UiSessionStore
 from codexpool_ui.admin import AdminApiError, AdminClient
 from codexpool_ui.api.routes import agents, auth, pool
 from codexpool_ui.config import Settings
 from codexpool_ui.deps import CsrfRefused, SignInRequired, State, ui_state
 from codexpool_ui.pages import clear_session_cookie
-from codexpool_ui.session import SessionCodec
+from codexpool_ui.session import COOKIE_NAME, Sessions
 
 _HERE = Path(__file__).parent
 _LIVE_PATH_SUFFIX = "/live"
@@ -44,13 +47,15 @@ def create_app(
     transport: httpx.AsyncBaseTransport | None = None,
     *,
     drain: Drain | None = None,
+    session_store: UiSessionStore | None = None,
 ) -> FastAPI:
-    """The UI; ``transport`` lets tests put a fake admin API behind the client, ``drain`` is the
-    process's (``serve`` makes it)."""
+    """The UI; ``transport`` lets tests put a fake admin API behind the client, and
+    ``session_store`` the sessions somewhere else than Redis; ``drain`` is the process's
+    (``serve`` makes it)."""
     drain = drain or Drain(settings.drain_timeout_s)
     telemetry.configure("codexpool-ui")
     # Refuses to build without CODEXPOOL_SECRET_KEY: it keys the session cookies.
-    sessions = SessionCodec(Keyring.from_settings(settings), settings.session_max_age_s)
+    keyring = Keyring.from_settings(settings)
     templates = Jinja2Templates(directory=_HERE / "templates")
     registry = CollectorRegistry()
 
@@ -66,6 +71,12 @@ def create_app(
                     follow_redirects=False,
                 )
             )
+            store = session_store
+            if store is None:
+                redis = create_redis(settings)
+                stack.push_async_callback(redis.aclose)
+                store = RedisUiSessions(redis, Keys(settings.namespace), keyring)
+            sessions = Sessions(store, keyring, settings.session_max_age_s)
             yield lifespan_state(
                 State(
                     settings=settings,
@@ -122,6 +133,11 @@ def create_app(
     async def on_admin_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, AdminApiError)
         if exc.status == 401:
+            # The token was revoked (or expired): its session ends for every replica.
+            sessions = ui_state(request).sessions
+            session = await sessions.load(request.cookies.get(COOKIE_NAME))
+            if session is not None:
+                await sessions.end(session)
             response: Response = RedirectResponse("/login?notice=expired", status_code=303)
             if request.url.path.endswith(_LIVE_PATH_SUFFIX):
                 response = PlainTextResponse("sign in again", status_code=401)
@@ -150,7 +166,8 @@ def create_app(
     app.add_exception_handler(Exception, on_unexpected)
 
     def checks(request: Request) -> Mapping[str, ReadinessCheck]:
-        return {"admin_api": ui_state(request).admin.livez}
+        state = ui_state(request)
+        return {"admin_api": state.admin.livez, "sessions": state.sessions.store.ping}
 
     app.include_router(probe_router(registry, checks, drain))
     app.include_router(auth.router)

@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry
 from codexpool_shared.service import state_dependency
 from codexpool_ui.admin import AdminClient
 from codexpool_ui.config import Settings
-from codexpool_ui.session import COOKIE_NAME, CSRF_FIELD, Session, SessionCodec
+from codexpool_ui.session import COOKIE_NAME, CSRF_FIELD, Session, Sessions
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -20,7 +20,7 @@ class State:
 
     settings: Settings
     admin: AdminClient
-    sessions: SessionCodec
+    sessions: Sessions
     templates: Jinja2Templates
     registry: CollectorRegistry
 
@@ -50,7 +50,7 @@ def _admin(request: Request, state: StateDep) -> AdminClient:
     return state.admin.for_client(request.client.host if request.client else None)
 
 
-def _sessions(state: StateDep) -> SessionCodec:
+def _sessions(state: StateDep) -> Sessions:
     return state.sessions
 
 
@@ -58,8 +58,8 @@ def _templates(state: StateDep) -> Jinja2Templates:
     return state.templates
 
 
-def _session(request: Request, state: StateDep) -> Session | None:
-    return state.sessions.loads(request.cookies.get(COOKIE_NAME))
+async def _session(request: Request, state: StateDep) -> Session | None:
+    return await state.sessions.load(request.cookies.get(COOKIE_NAME))
 
 
 def _signed_in(session: Annotated[Session | None, Depends(_session)]) -> Session:
@@ -99,7 +99,7 @@ def _signed_in_form(session: Annotated[Session, Depends(_csrf_checked)]) -> Sess
 
 SettingsDep = Annotated[Settings, Depends(_settings)]
 AdminDep = Annotated[AdminClient, Depends(_admin)]
-SessionsDep = Annotated[SessionCodec, Depends(_sessions)]
+SessionsDep = Annotated[Sessions, Depends(_sessions)]
 TemplatesDep = Annotated[Jinja2Templates, Depends(_templates)]
 MaybeSessionDep = Annotated[Session | None, Depends(_session)]
 SessionDep = Annotated[Session, Depends(_signed_in)]

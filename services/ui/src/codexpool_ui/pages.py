@@ -9,7 +9,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.responses import Response
 
 from codexpool_ui.config import Settings
-from codexpool_ui.session import COOKIE_NAME, CSRF_FIELD, Session, SessionCodec
+from codexpool_ui.session import COOKIE_NAME, CSRF_FIELD, Session, Sessions
 
 NOTICES = {
     "saved": "Routing configuration saved.",
@@ -41,11 +41,11 @@ def render(
 
 
 def set_session_cookie(
-    response: Response, sessions: SessionCodec, settings: Settings, session: Session
+    response: Response, sessions: Sessions, settings: Settings, session: Session
 ) -> None:
     response.set_cookie(
         COOKIE_NAME,
-        sessions.dumps(session),
+        sessions.cookie(session),
         max_age=sessions.max_age_s,
         path="/",
         httponly=True,

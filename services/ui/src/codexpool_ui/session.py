@@ -1,26 +1,28 @@
-"""The session cookie: signed, time-limited, and never carrying the bearer token in clear.
+"""UI sessions: a signed cookie that names a session kept in Redis.
 
-The cookie holds a CSRF token and, once signed in, the user's admin API token encrypted with the
-shared keyring (record ``ui-session``) plus the name and role the admin API reported. It is
-signed with an HKDF subkey of ``CODEXPOOL_SECRET_KEY``, so the UI needs no secret of its own and
-any UI replica can read any cookie. The role in it only decides what the page shows; the admin
-API enforces every permission itself.
+The cookie carries the form's CSRF token and, once signed in, a random session id: never the
+admin API token. The session itself (the token, encrypted, and the name and role the admin API
+reported) lives in Redis (``codexpool_shared.store.ui_sessions``) with the sign-in's lifetime
+as its TTL. Signing out, or the admin API refusing the token (revoked), deletes it, which ends
+the session at once on every UI replica: a replayed cookie finds nothing. The cookie is signed
+with an HKDF subkey of ``CODEXPOOL_SECRET_KEY``, so the UI needs no secret of its own. The role
+only decides what the page shows; the admin API enforces every permission itself.
 """
 
 from __future__ import annotations
 
 import hmac
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
-from codexpool_shared.crypto import DecryptionError, Keyring
+from codexpool_shared.crypto import Keyring
+from codexpool_shared.store.ui_sessions import UiSession, UiSessionStore
 
 COOKIE_NAME = "codexpool_session"
 CSRF_FIELD = "csrf_token"
-_RECORD = "ui-session"
 _PURPOSE = "ui-session"
 
 
@@ -32,6 +34,8 @@ class Session:
     token: str | None = None
     name: str | None = None
     role: str | None = None
+    sid: str | None = None
+    """The server-side session's id, once signed in."""
 
     @property
     def signed_in(self) -> bool:
@@ -56,11 +60,11 @@ def new_session() -> Session:
     return Session(csrf=secrets.token_urlsafe(32))
 
 
-class SessionCodec:
-    """Turns a ``Session`` into a cookie value and back."""
+class Sessions:
+    """Cookie values and the server-side sessions they name."""
 
-    def __init__(self, keyring: Keyring, max_age_s: int) -> None:
-        self._keyring = keyring
+    def __init__(self, store: UiSessionStore, keyring: Keyring, max_age_s: int) -> None:
+        self.store = store
         self._max_age_s = max_age_s
         # itsdangerous signs with the last key and accepts any: the current derived key goes
         # last so that cookies signed before a key rotation stay valid.
@@ -71,16 +75,31 @@ class SessionCodec:
     def max_age_s(self) -> int:
         return self._max_age_s
 
-    def dumps(self, session: Session) -> str:
+    def cookie(self, session: Session) -> str:
         payload: dict[str, Any] = {"csrf": session.csrf}
-        if session.token is not None:
-            payload["tok"] = self._keyring.encrypt(session.token, record=_RECORD, field="token")
-            payload["name"] = session.name
-            payload["role"] = session.role
+        if session.sid is not None:
+            payload["sid"] = session.sid
         return self._serializer.dumps(payload)
 
-    def loads(self, value: str | None) -> Session | None:
-        """The session in a cookie; None when it is absent, forged, expired or unreadable."""
+    async def sign_in(self, token: str, name: str, role: str) -> Session:
+        """A new signed-in session, stored; a fresh CSRF token too, so that one planted before
+        it (session fixation) is useless."""
+        sid = secrets.token_urlsafe(32)
+        await self.store.save(
+            sid, UiSession(token=token, name=name, role=role), ttl_s=self._max_age_s
+        )
+        return replace(new_session(), token=token, name=name, role=role, sid=sid)
+
+    async def end(self, session: Session) -> None:
+        """Sign out: the session is gone for every UI replica."""
+        if session.sid is not None:
+            await self.store.end(session.sid)
+
+    async def load(self, value: str | None) -> Session | None:
+        """The session a cookie names; None when the cookie is absent, forged or expired.
+
+        A cookie whose server-side session ended is a signed-out session (its CSRF token stays).
+        """
         if not value:
             return None
         try:
@@ -89,16 +108,13 @@ class SessionCodec:
             return None
         if not isinstance(payload, dict) or not isinstance(payload.get("csrf"), str):
             return None
-        envelope = payload.get("tok")
-        if not isinstance(envelope, str):
-            return Session(csrf=payload["csrf"])
-        try:
-            token = self._keyring.decrypt(envelope, record=_RECORD, field="token")
-        except DecryptionError:
-            return None
+        anonymous = Session(csrf=payload["csrf"])
+        sid = payload.get("sid")
+        if not isinstance(sid, str):
+            return anonymous
+        stored = await self.store.load(sid)
+        if stored is None:
+            return anonymous
         return Session(
-            csrf=payload["csrf"],
-            token=token,
-            name=str(payload.get("name") or ""),
-            role=str(payload.get("role") or ""),
+            csrf=payload["csrf"], token=stored.token, name=stored.name, role=stored.role, sid=sid
         )

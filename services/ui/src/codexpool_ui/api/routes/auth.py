@@ -85,10 +85,8 @@ async def login(
     except AdminApiError as exc:
         message = "The admin API did not accept this token." if exc.status == 401 else exc.message
         return _login_page(request, templates, session, safe_next(next), message, exc.status)
-    # A fresh CSRF token on sign-in, so a token planted before it (session fixation) is useless.
-    signed_in = Session(
-        csrf=new_session().csrf,
-        token=token,
+    signed_in = await sessions.sign_in(
+        token,
         name=str(principal.get("name") or principal.get("id") or ""),
         role=str(principal.get("role") or "viewer"),
     )
@@ -98,7 +96,8 @@ async def login(
 
 
 @router.post("/logout")
-async def logout(settings: SettingsDep, _: FormSessionDep) -> Response:
+async def logout(settings: SettingsDep, sessions: SessionsDep, session: FormSessionDep) -> Response:
+    await sessions.end(session)
     response = RedirectResponse("/login?notice=signed-out", status_code=303)
     clear_session_cookie(response, settings)
     return response
