@@ -87,3 +87,15 @@ def test_lifespan_exit_exports_buffered_spans(
     finally:
         telemetry.configure("codexpool-test").remove_span_processor(processor)
         processor.shutdown()  # type: ignore[no-untyped-call]
+
+
+@pytest.mark.parametrize("package", SERVICES)
+def test_no_redirect_is_built_from_the_host_header(
+    package: str, infra: InfraUrls, namespace: str
+) -> None:
+    app_module = importlib.import_module(f"{package}.app")
+    app = app_module.create_app(_settings(package, infra, namespace))
+    with TestClient(app, follow_redirects=False) as client:
+        answer = client.get("/livez/", headers={"Host": "evil.example"})
+    assert "evil.example" not in answer.headers.get("location", "")
+    assert answer.status_code == 404

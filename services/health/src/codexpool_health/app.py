@@ -85,7 +85,8 @@ def create_app(
                 stack.push_async_callback(consumer.stop, 5.0)
             yield lifespan_state(State(settings=settings, infra=infra, store=store))
 
-    app = FastAPI(title="codexpool-health", lifespan=lifespan)
+    # redirect_slashes: Starlette builds the redirect to the slash-less path from the Host header.
+    app = FastAPI(title="codexpool-health", lifespan=lifespan, redirect_slashes=False)
     install_error_handlers(app)
     telemetry.instrument_app(app)
 
