@@ -118,6 +118,9 @@ async def test_low_health_score_opens_the_circuit(pool: Fixture) -> None:
     assert await pool.order() == ["p2", "p3"]
     live = await pool.redis.hget(pool.keys.live("p1"), "circuit_open_until_ms")
     assert int(live or 0) > now_ms()
+    # Stamped like any opening: failures of attempts that started earlier do not count.
+    opened_at = await pool.redis.hget(pool.keys.live("p1"), "circuit_opened_at_ms")
+    assert now_ms() - 5_000 < int(opened_at or 0) <= now_ms()
 
 
 async def test_quota_aware_prefers_most_remaining(pool: Fixture) -> None:
