@@ -52,7 +52,8 @@ class ApiError(Exception):
         self.message = message
         self.code = code
         self.param = param
-        self.type = type or _TYPE_BY_STATUS.get(status_code, "server_error")
+        fallback = "invalid_request_error" if 400 <= status_code < 500 else "server_error"
+        self.type = type or _TYPE_BY_STATUS.get(status_code, fallback)
         self.headers = headers or {}
 
     def response(self) -> JSONResponse:

@@ -56,3 +56,5 @@ def test_garbage_and_unknown_codings_are_clear_errors() -> None:
     with pytest.raises(ApiError) as unknown:
         decode_content(BODY, "br", 10_000)
     assert (unknown.value.status_code, unknown.value.code) == (415, "unsupported_content_encoding")
+    # A refusal of the client's request, typed as one (not as a fault of the server).
+    assert unknown.value.type == "invalid_request_error"
