@@ -3,6 +3,8 @@ router's flush and Refresh Live State write in (issue 11)."""
 
 from __future__ import annotations
 
+import asyncio
+import random
 import time
 
 import pytest
@@ -22,6 +24,7 @@ from codexpool_shared.store import (
     write_quota,
     write_quotas,
 )
+from codexpool_shared.testing.infra import InfraUrls
 
 
 def _snapshot(used: float, observed_at_ms: int) -> QuotaSnapshot:
@@ -99,3 +102,51 @@ async def test_the_routers_late_flush_never_replaces_a_fresher_refresh(
     writer.quota("p", {"x-codex-primary-used-percent": "76", "x-codex-primary-reset-at": "9"})
     await writer.close()
     assert await _used(redis, keys, "p") == 76
+
+
+async def test_racing_flushes_and_refreshes_leave_the_newest_observation(
+    redis: Redis, keys: Keys, infra: InfraUrls
+) -> None:
+    # Router flushes (batches over three providers) and Refresh Live State writes (one provider)
+    # on separate connections, interleaved by the event loop in a shuffled order: whatever lands
+    # last, each provider ends with its newest observation.
+    rng = random.Random(11)
+    providers = ("p1", "p2", "p3")
+    observations = {p: rng.sample(range(1_000, 1_400), 120) for p in providers}
+    clients = [Redis.from_url(infra.redis_url) for _ in range(4)]
+
+    async def flusher(client: Redis, round_: int) -> None:
+        await write_quotas(
+            client,
+            keys,
+            {
+                p: _snapshot(observations[p][round_] / 100, observations[p][round_])
+                for p in providers
+            },
+        )
+
+    async def refresher(client: Redis, provider: str, round_: int) -> None:
+        await write_quota(
+            client,
+            keys,
+            provider,
+            _snapshot(observations[provider][round_] / 100, observations[provider][round_]),
+        )
+
+    writes = [flusher(clients[r % 2], r) for r in range(0, 120, 2)]
+    writes += [refresher(clients[2 + r % 2], providers[r % 3], r) for r in range(1, 120, 2)]
+    rng.shuffle(writes)
+    try:
+        await asyncio.gather(*writes)
+    finally:
+        for client in clients:
+            await client.aclose()
+    for provider in providers:
+        written = [
+            observations[provider][r]
+            for r in range(120)
+            if r % 2 == 0 or providers[r % 3] == provider
+        ]
+        live = await get_live(redis, keys, provider)
+        assert live.quota is not None
+        assert live.quota.observed_at_ms == max(written), provider
