@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import pytest
 import redis
 from fastapi.testclient import TestClient
 
@@ -147,3 +148,14 @@ def test_deleting_an_agent_deletes_its_pool_and_says_so(
     assert isinstance(event, PoolChangedV1)
     assert (event.change, event.strategy, event.providers) == ("deleted", None, ())
     assert api.get(POOL).status_code == 404
+
+
+@pytest.mark.parametrize("name", ["nul\x00byte", "escape\x1b[2J", "line\r\nbreak"])
+def test_names_with_control_characters_are_refused(api: TestClient, name: str) -> None:
+    agent = api.post("/api/agents", json={"id": "ctl", "name": name})
+    assert agent.status_code == 422, agent.text
+    assert error(agent)["param"] == "name"
+    token = api.post("/api/tokens", json={"name": name, "role": "viewer"})
+    assert token.status_code == 422, token.text
+    assert error(token)["param"] == "name"
+    assert api.get("/api/agents").json()["data"] == []

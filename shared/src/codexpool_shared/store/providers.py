@@ -102,6 +102,8 @@ def validate_name(name: str, field: str = "name") -> str:
 
 
 _HEADER_SAFE = re.compile(r"^[\x21-\x7e]{1,200}$")
+PRINTABLE_TEXT = r"^[^\x00-\x1f\x7f]*$"
+"""Text without control characters (NUL, ESC, CR/LF...): names shown on pages, logged, audited."""
 _PRINTABLE = re.compile(r"^[^\x00-\x1f\x7f]{0,320}$")
 
 

@@ -25,6 +25,7 @@ from codexpool_shared.store.agents import (
 )
 from codexpool_shared.store.errors import NotFound
 from codexpool_shared.store.pools import get_pool
+from codexpool_shared.store.providers import PRINTABLE_TEXT
 
 router = APIRouter(prefix="/api/agents", tags=["agents"], responses=RESPONSES)
 
@@ -33,7 +34,7 @@ class AgentCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     id: str = Field(min_length=1, max_length=63)
-    name: str | None = Field(default=None, min_length=1, max_length=200)
+    name: str | None = Field(default=None, min_length=1, max_length=200, pattern=PRINTABLE_TEXT)
 
 
 class KeyCreate(BaseModel):

@@ -11,6 +11,7 @@ from codexpool_admin_api.api.errors import RESPONSES
 from codexpool_admin_api.auth import Principal, Role, TokenRecord
 from codexpool_admin_api.deps import AdminDep, AuditorDep, TokenStoreDep, ViewerDep
 from codexpool_shared.errors import ApiError
+from codexpool_shared.store.providers import PRINTABLE_TEXT
 
 router = APIRouter(prefix="/api/tokens", tags=["tokens"], responses=RESPONSES)
 me_router = APIRouter(tags=["tokens"], responses=RESPONSES)
@@ -19,7 +20,7 @@ me_router = APIRouter(tags=["tokens"], responses=RESPONSES)
 class TokenCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=100)
+    name: str = Field(min_length=1, max_length=100, pattern=PRINTABLE_TEXT)
     role: Role
 
 
