@@ -41,7 +41,13 @@ def test_secure_cookie_when_configured(fake: FakeAdmin) -> None:
         settings, transport=httpx.ASGITransport(app=fake.app), session_store=InMemoryUiSessions()
     )
     with TestClient(app, follow_redirects=False) as client:
-        assert "Secure" in client.get("/login").headers["set-cookie"]
+        page = client.get("/login")
+        assert "Secure" in page.headers["set-cookie"]
+        assert page.headers["strict-transport-security"] == "max-age=31536000"
+
+
+def test_no_hsts_over_plain_http(client: TestClient) -> None:
+    assert "strict-transport-security" not in client.get("/login").headers
 
 
 def test_a_wrong_token_is_refused_with_a_clear_message(client: TestClient) -> None:

@@ -98,12 +98,17 @@ def create_app(
     app.mount("/static", StaticFiles(directory=_HERE / "static"), name="static")
     telemetry.instrument_app(app)
 
+    headers = dict(_SECURITY_HEADERS)
+    if settings.cookie_secure:
+        # Served over HTTPS (the secure cookie says so): browsers keep to HTTPS for a year.
+        headers["Strict-Transport-Security"] = "max-age=31536000"
+
     @app.middleware("http")
     async def security_headers(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
         response = await call_next(request)
-        for name, value in _SECURITY_HEADERS.items():
+        for name, value in headers.items():
             response.headers.setdefault(name, value)
         return response
 
