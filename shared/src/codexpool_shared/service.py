@@ -22,10 +22,12 @@ from redis.asyncio import Redis
 
 from codexpool_shared import telemetry
 from codexpool_shared.config import InfraSettings
+from codexpool_shared.crypto import Keyring
 from codexpool_shared.keys import Keys
 from codexpool_shared.messaging import EventPublisher, Publisher
 from codexpool_shared.probes import ReadinessCheck
 from codexpool_shared.redis import create_redis
+from codexpool_shared.store.credentials import check_secret_key
 
 _KEY = "codexpool.service"
 _PUBLISHER_CLOSE_S = 5.0
@@ -97,6 +99,23 @@ PublisherDep = Annotated[Publisher, Depends(_publisher)]
 def redis_readiness(request: Request) -> Mapping[str, ReadinessCheck]:
     """Readiness of a service whose one dependency is Redis (never RabbitMQ)."""
     return {"redis": service_state(request).infra.redis.ping}
+
+
+def decrypting_readiness(keyring: Keyring) -> Callable[[Request], Mapping[str, ReadinessCheck]]:
+    """Readiness of a service that decrypts stored credentials.
+
+    Redis, and ``secret_key``, which fails (and says so) when ``keyring`` cannot decrypt what is
+    stored.
+    """
+
+    def checks(request: Request) -> Mapping[str, ReadinessCheck]:
+        infra = service_state(request).infra
+        return {
+            "redis": infra.redis.ping,
+            "secret_key": lambda: check_secret_key(infra.redis, infra.keys, keyring),
+        }
+
+    return checks
 
 
 async def open_infrastructure(

@@ -36,7 +36,7 @@ from codexpool_shared.drain import Drain
 from codexpool_shared.errors import ApiError, install_error_handlers
 from codexpool_shared.messaging import Publisher
 from codexpool_shared.probes import probe_router
-from codexpool_shared.service import lifespan_state, open_infrastructure, redis_readiness
+from codexpool_shared.service import decrypting_readiness, lifespan_state, open_infrastructure
 from codexpool_shared.store.errors import StoreError
 
 log = logging.getLogger("codexpool_admin_api")
@@ -164,7 +164,7 @@ def create_app(
     app.add_exception_handler(RedisTimeoutError, on_redis_error)
     app.add_exception_handler(Exception, on_unexpected)
 
-    app.include_router(probe_router(registry, redis_readiness, drain))
+    app.include_router(probe_router(registry, decrypting_readiness(keyring), drain))
     for module in (providers, oauth, agents, pools, activity, backup, tokens, audit):
         app.include_router(module.router)
     app.include_router(tokens.me_router)

@@ -22,9 +22,9 @@ from codexpool_shared.errors import install_error_handlers
 from codexpool_shared.messaging import Publisher
 from codexpool_shared.probes import probe_router
 from codexpool_shared.service import (
+    decrypting_readiness,
     lifespan_state,
     open_infrastructure,
-    redis_readiness,
     state_in,
 )
 from codexpool_shared.telemetry import TracedRoute
@@ -109,7 +109,7 @@ def create_app(
     # redirect_slashes: Starlette builds the redirect to the slash-less path from the Host header.
     api = FastAPI(title="codexpool-router", lifespan=lifespan, redirect_slashes=False)
     install_error_handlers(api)
-    api.include_router(probe_router(registry, redis_readiness, drain))
+    api.include_router(probe_router(registry, decrypting_readiness(keyring), drain))
     for module in (responses, usage, models):
         api.include_router(module.router)
     api.add_middleware(RequestIdMiddleware)

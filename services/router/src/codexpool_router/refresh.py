@@ -15,13 +15,27 @@ from redis.asyncio import Redis
 
 from codexpool_router.config import Settings
 from codexpool_router.metrics import Metrics
-from codexpool_shared.crypto import Keyring
+from codexpool_shared.crypto import DecryptionError, Keyring
+from codexpool_shared.errors import ApiError
 from codexpool_shared.events import ProviderStatusChangedV1
 from codexpool_shared.keys import Keys
 from codexpool_shared.oauth import AiohttpTransport, TokenExchange
 from codexpool_shared.store import TokenRefresher
 
 _CACHE_MAX = 4096
+
+
+def secret_key_mismatch() -> ApiError:
+    """The answer when a stored credential does not decrypt: a deployment fault, not a
+    provider's (every replica and retry meets it until the key is fixed)."""
+    return ApiError(
+        503,
+        "The router cannot decrypt the pool's credentials: its CODEXPOOL_SECRET_KEY does not "
+        "include the key they were stored with.",
+        code="secret_key_mismatch",
+        type="service_unavailable_error",
+        headers={"x-should-retry": "false"},
+    )
 
 
 class Tokens:
@@ -37,7 +51,10 @@ class Tokens:
         if token is None:
             if len(self._cache) >= _CACHE_MAX:
                 self._cache.clear()
-            token = self._keyring.decrypt(envelope, record=provider, field="access_token")
+            try:
+                token = self._keyring.decrypt(envelope, record=provider, field="access_token")
+            except DecryptionError:
+                raise secret_key_mismatch() from None
             self._cache[key] = token
         return token
 

@@ -18,7 +18,7 @@ from codexpool_shared.keys import Keys
 from codexpool_shared.store.claims import account_claims
 from codexpool_shared.store.errors import NotFound
 from codexpool_shared.store.providers import TOKEN_FIELDS, ProviderFields
-from codexpool_shared.store.replies import decode_hash, optional_int
+from codexpool_shared.store.replies import decode_hash, optional_int, text
 from codexpool_shared.store.scripts import render
 
 
@@ -108,3 +108,19 @@ async def write_tokens(
     if result == -2:
         raise NotFound("provider", name)
     return None if result == -1 else int(result)
+
+
+async def check_secret_key(redis: Redis, keys: Keys, keyring: Keyring) -> None:
+    """Raise ``DecryptionError`` when the keyring cannot decrypt a stored provider's tokens.
+
+    Readiness of the services that decrypt: a wrong or missing ``CODEXPOOL_SECRET_KEY`` would
+    otherwise pass every probe and fail every request. One provider, drawn at random, is
+    enough: all are encrypted with the same keys. No provider yet is no mismatch.
+    """
+    name = await redis.srandmember(keys.providers)
+    if not isinstance(name, bytes | str):
+        return
+    record = text(name)
+    envelope = await redis.hget(keys.provider(record), ProviderFields.ACCESS_TOKEN)
+    if envelope:
+        keyring.decrypt(text(envelope), record=record, field=ProviderFields.ACCESS_TOKEN)

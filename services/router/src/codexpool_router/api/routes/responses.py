@@ -76,6 +76,13 @@ class Responses:
         watcher = asyncio.create_task(_watch(receive, task, ledger))
         try:
             await serve(core, scope, send, ledger, inbound, selection, inflight)
+        except ApiError as error:
+            # Raised before any answer started: a stored credential this key cannot decrypt.
+            if inflight.answering:
+                raise
+            ledger.final_outcome = "no_eligible_provider"
+            headers = router_headers(ledger.request_id, None, len(ledger.attempts))
+            await send_error(send, error, headers)
         except asyncio.CancelledError:
             if ledger.client_gone:
                 task.uncancel()
