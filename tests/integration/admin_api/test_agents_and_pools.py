@@ -159,3 +159,11 @@ def test_names_with_control_characters_are_refused(api: TestClient, name: str) -
     assert token.status_code == 422, token.text
     assert error(token)["param"] == "name"
     assert api.get("/api/agents").json()["data"] == []
+
+
+def test_a_rotation_flag_must_be_a_boolean(api: TestClient) -> None:
+    create_agent(api, "strict")
+    refused = api.post("/api/agents/strict/keys", json={"revoke_others": 0})
+    assert refused.status_code == 422, refused.text
+    assert error(refused)["param"] == "revoke_others"
+    assert api.post("/api/agents/strict/keys", json={"revoke_others": True}).status_code == 201

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from fastapi import APIRouter, status
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from codexpool_admin_api.api.errors import RESPONSES
 from codexpool_admin_api.deps import AdminDep, AuditorDep, ViewerDep
@@ -40,7 +40,7 @@ class AgentCreate(BaseModel):
 class KeyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    revoke_others: bool = False
+    revoke_others: StrictBool = False
     """Rotate: revoke every other key of the agent once the new one exists."""
 
 
