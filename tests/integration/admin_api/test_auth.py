@@ -129,3 +129,20 @@ def test_redis_down_fails_closed_with_503(settings: Settings) -> None:
             response = client.request(method, path, json={"id": "a"})
             assert response.status_code == 503, response.text
             assert response.json()["error"]["code"] == "store_unavailable"
+
+
+def test_a_body_is_not_read_before_its_caller_is_authenticated(api: TestClient) -> None:
+    garbage = b"{" * 200_000  # malformed JSON: parsing it first would answer 422
+    headers = {"Content-Type": "application/json"}
+    anonymous = api.post(
+        "/api/providers", content=garbage, headers={**headers, "Authorization": ""}
+    )
+    assert anonymous.status_code == 401, anonymous.text
+    assert anonymous.json()["error"]["code"] == "missing_token"
+    wrong = api.post(
+        "/api/agents", content=garbage, headers={**headers, "Authorization": "Bearer cpa_wrong"}
+    )
+    assert wrong.status_code == 401
+    assert wrong.json()["error"]["code"] == "invalid_token"
+    # Authenticated, the same body reaches the route and is refused for what it is.
+    assert api.post("/api/agents", content=garbage, headers=headers).status_code == 422

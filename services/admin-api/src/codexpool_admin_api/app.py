@@ -29,14 +29,24 @@ from codexpool_admin_api.config import Settings
 from codexpool_admin_api.deps import State
 from codexpool_admin_api.live_refresh import live_refresher
 from codexpool_admin_api.metrics import Metrics
-from codexpool_admin_api.middleware import BodyLimit, NoStore
+from codexpool_admin_api.middleware import (
+    AuthenticateFirst,
+    BodyLimit,
+    NoStore,
+    store_unavailable,
+)
 from codexpool_shared import telemetry
 from codexpool_shared.crypto import Keyring
 from codexpool_shared.drain import Drain
 from codexpool_shared.errors import ApiError, install_error_handlers
 from codexpool_shared.messaging import Publisher
 from codexpool_shared.probes import probe_router
-from codexpool_shared.service import decrypting_readiness, lifespan_state, open_infrastructure
+from codexpool_shared.service import (
+    decrypting_readiness,
+    lifespan_state,
+    open_infrastructure,
+    state_in,
+)
 from codexpool_shared.store.errors import StoreError
 
 log = logging.getLogger("codexpool_admin_api")
@@ -142,14 +152,16 @@ def create_app(
     )
     install_error_handlers(app)
     app.add_middleware(NoStore)
+    app.add_middleware(
+        AuthenticateFirst,
+        authenticator=lambda scope: state_in(scope["state"], State).authenticator,
+    )
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     telemetry.instrument_app(app)
 
     async def on_redis_error(_: Request, exc: Exception) -> JSONResponse:
         log.warning("redis unavailable: %s", type(exc).__name__)
-        return ApiError(
-            503, "the configuration store is unavailable", code="store_unavailable"
-        ).response()
+        return store_unavailable().response()
 
     async def on_unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.error("unhandled %s", type(exc).__name__, exc_info=exc)

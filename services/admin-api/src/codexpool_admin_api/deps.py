@@ -71,10 +71,17 @@ LiveRefresherDep = Annotated[LiveRefresher, Depends(_live_refresher)]
 _bearer = HTTPBearer(auto_error=False, description="An admin or viewer token")
 
 
+PRINCIPAL = "codexpool.principal"
+"""Where ``AuthenticateFirst`` leaves the caller it authenticated, in the request's state."""
+
+
 async def _principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
+    known = request.scope.get("state", {}).get(PRINCIPAL)
+    if isinstance(known, Principal):
+        return known
     client = request.client.host if request.client else "unknown"
     token = credentials.credentials if credentials else None
     return await _state(request).authenticator.authenticate(token, client)

@@ -1,12 +1,19 @@
-"""Two small ASGI middlewares that hold for every answer; authorization is not one of them
-(it is a dependency of every route, never a check of the path)."""
+"""Small ASGI middlewares that hold for every answer. Authorization is not one of them (it is a
+dependency of every route, never a check of the path); ``AuthenticateFirst`` only makes sure a
+caller is authenticated before a request body is read."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from codexpool_admin_api.auth import Authenticator
+from codexpool_admin_api.deps import PRINCIPAL
 from codexpool_shared.errors import ApiError
 
 
@@ -55,3 +62,47 @@ class BodyLimit:
             return message
 
         await self._app(scope, counting_receive, send)
+
+
+class AuthenticateFirst:
+    """Authenticate a request that carries a body before anything reads it.
+
+    FastAPI parses a route's body before it resolves the route's dependencies, so without this
+    an unauthenticated caller could have the service parse up to ``max_body_bytes`` of JSON on
+    every try. Every route that takes a body is authenticated; the principal found here is the
+    one the route's dependency uses (no second count of a failure).
+    """
+
+    def __init__(self, app: ASGIApp, authenticator: Callable[[Scope], Authenticator]) -> None:
+        self._app = app
+        self._authenticator = authenticator
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or scope["method"] not in _WITH_BODY
+            or not scope["path"].startswith("/api/")
+        ):
+            await self._app(scope, receive, send)
+            return
+        scheme, _, token = Headers(scope=scope).get("authorization", "").partition(" ")
+        client = scope["client"][0] if scope.get("client") else "unknown"
+        bearer = token.strip() if scheme.lower() == "bearer" else None
+        try:
+            principal = await self._authenticator(scope).authenticate(bearer or None, client)
+        except ApiError as refusal:
+            await refusal.response()(scope, receive, send)
+            return
+        except (RedisConnectionError, RedisTimeoutError):
+            await store_unavailable().response()(scope, receive, send)
+            return
+        scope.setdefault("state", {})[PRINCIPAL] = principal
+        await self._app(scope, receive, send)
+
+
+_WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
+
+
+def store_unavailable() -> ApiError:
+    """The answer while Redis cannot be reached: the admin API fails closed."""
+    return ApiError(503, "the configuration store is unavailable", code="store_unavailable")
