@@ -282,6 +282,7 @@ def _run(args: argparse.Namespace, ports: dict[str, int], redis_url: str, amqp_u
         "CODEXPOOL_UPSTREAM_BASE_URL": urls["codex-sim"] + "/backend-api",
         "CODEXPOOL_AUTH_BASE_URL": urls["codex-sim"],
         "CODEXPOOL_ADMIN_API_URL": urls["admin-api"],
+        "CODEXPOOL_API_DOCS": "true",
     }
     # Cheap requests, so that hours of --traffic do not exhaust the sim accounts' quota.
     sim_args = ["--accounts", "3", "--write-auth", str(auth_dir), "--primary-cost", "0.02"]

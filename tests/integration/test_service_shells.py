@@ -99,3 +99,16 @@ def test_no_redirect_is_built_from_the_host_header(
         answer = client.get("/livez/", headers={"Host": "evil.example"})
     assert "evil.example" not in answer.headers.get("location", "")
     assert answer.status_code == 404
+
+
+@pytest.mark.parametrize("package", SERVICES)
+@pytest.mark.parametrize("docs", [False, True])
+def test_the_api_document_is_served_only_when_asked_for(
+    package: str, docs: bool, infra: InfraUrls, namespace: str
+) -> None:
+    settings = _settings(package, infra, namespace)
+    app_module = importlib.import_module(f"{package}.app")
+    app = app_module.create_app(settings.model_copy(update={"api_docs": docs}))  # type: ignore[attr-defined]
+    with TestClient(app) as client:
+        document, page = client.get("/openapi.json"), client.get("/docs")
+    assert (document.status_code, page.status_code) == ((200, 200) if docs else (404, 404))

@@ -53,6 +53,11 @@ class InfraSettings(BaseSettings):
     """After SIGTERM, how long requests in flight may still run before they are ended
     (``codexpool_shared.drain``); deployment grace periods are derived from it."""
 
+    api_docs: bool = Field(default=False, validation_alias="CODEXPOOL_API_DOCS")
+    """Serve ``/docs`` and ``/openapi.json``. Off by default: they map every route for anyone
+    who can reach the service (and Swagger UI loads its assets from a CDN); development stacks
+    turn them on."""
+
     forwarded_allow_ips: str = Field(default="", validation_alias="FORWARDED_ALLOW_IPS")
     """Comma-separated addresses or networks of the proxies whose ``X-Forwarded-For`` names the
     client (``*``: any peer, only behind a NetworkPolicy that admits the proxies alone). None by

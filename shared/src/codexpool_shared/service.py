@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
 from prometheus_client import CollectorRegistry
@@ -51,6 +51,20 @@ class ServiceState:
 
     settings: InfraSettings
     infra: Infrastructure
+
+
+def api_options(settings: InfraSettings) -> dict[str, Any]:
+    """The FastAPI options every service's app takes (``FastAPI(title=..., **api_options(s))``).
+
+    No trailing-slash redirects: Starlette builds their ``Location`` from the ``Host`` header.
+    The OpenAPI document and ``/docs`` only where ``CODEXPOOL_API_DOCS`` asks for them.
+    """
+    return {
+        "redirect_slashes": False,
+        "docs_url": "/docs" if settings.api_docs else None,
+        "redoc_url": None,
+        "openapi_url": "/openapi.json" if settings.api_docs else None,
+    }
 
 
 def lifespan_state(state: object) -> Mapping[str, object]:

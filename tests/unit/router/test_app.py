@@ -37,6 +37,7 @@ def settings() -> Settings:
         secret_key=SecretStr(base64.b64encode(os.urandom(32)).decode()),
         max_body_bytes=1000,
         redis_url=RedisDsn("redis://127.0.0.1:1/0"),
+        api_docs=True,
     )
 
 

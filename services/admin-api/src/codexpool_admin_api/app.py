@@ -42,6 +42,7 @@ from codexpool_shared.errors import ApiError, install_error_handlers
 from codexpool_shared.messaging import Publisher
 from codexpool_shared.probes import probe_router
 from codexpool_shared.service import (
+    api_options,
     decrypting_readiness,
     lifespan_state,
     open_infrastructure,
@@ -147,8 +148,7 @@ def create_app(
         summary="Providers, agents and pools of Codex Pool",
         lifespan=lifespan,
         generate_unique_id_function=_operation_id,
-        # Starlette builds the redirect to the slash-less path from the Host header.
-        redirect_slashes=False,
+        **api_options(settings),
     )
     install_error_handlers(app)
     app.add_middleware(NoStore)

@@ -21,7 +21,12 @@ from codexpool_shared.drain import Drain
 from codexpool_shared.errors import install_error_handlers
 from codexpool_shared.messaging import Publisher
 from codexpool_shared.probes import probe_router
-from codexpool_shared.service import lifespan_state, open_infrastructure, redis_readiness
+from codexpool_shared.service import (
+    api_options,
+    lifespan_state,
+    open_infrastructure,
+    redis_readiness,
+)
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:
@@ -85,8 +90,7 @@ def create_app(
                 stack.push_async_callback(consumer.stop, 5.0)
             yield lifespan_state(State(settings=settings, infra=infra, store=store))
 
-    # redirect_slashes: Starlette builds the redirect to the slash-less path from the Host header.
-    app = FastAPI(title="codexpool-health", lifespan=lifespan, redirect_slashes=False)
+    app = FastAPI(title="codexpool-health", lifespan=lifespan, **api_options(settings))
     install_error_handlers(app)
     telemetry.instrument_app(app)
 

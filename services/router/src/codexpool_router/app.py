@@ -22,6 +22,7 @@ from codexpool_shared.errors import install_error_handlers
 from codexpool_shared.messaging import Publisher
 from codexpool_shared.probes import probe_router
 from codexpool_shared.service import (
+    api_options,
     decrypting_readiness,
     lifespan_state,
     open_infrastructure,
@@ -106,8 +107,7 @@ def create_app(
             stack.push_async_callback(core.writer.close)
             yield lifespan_state(State(settings=settings, infra=infra, core=core))
 
-    # redirect_slashes: Starlette builds the redirect to the slash-less path from the Host header.
-    api = FastAPI(title="codexpool-router", lifespan=lifespan, redirect_slashes=False)
+    api = FastAPI(title="codexpool-router", lifespan=lifespan, **api_options(settings))
     install_error_handlers(api)
     api.include_router(probe_router(registry, decrypting_readiness(keyring), drain))
     for module in (responses, usage, models):

@@ -19,7 +19,7 @@ from codexpool_shared.drain import Drain
 from codexpool_shared.keys import Keys
 from codexpool_shared.probes import ReadinessCheck, probe_router
 from codexpool_shared.redis import create_redis
-from codexpool_shared.service import lifespan_state
+from codexpool_shared.service import api_options, lifespan_state
 from codexpool_shared.store.ui_sessions import RedisUiSessions, UiSessionStore
 from codexpool_ui.admin import AdminApiError, AdminClient
 from codexpool_ui.api.routes import agents, auth, pool
@@ -87,13 +87,11 @@ def create_app(
                 )
             )
 
-    # redirect_slashes: Starlette builds the redirect to the slash-less path from the Host header.
+    # A web page, not an API: never an OpenAPI document, whatever CODEXPOOL_API_DOCS says.
     app = FastAPI(
         title="codexpool-ui",
         lifespan=lifespan,
-        docs_url=None,
-        redoc_url=None,
-        redirect_slashes=False,
+        **{**api_options(settings), "docs_url": None, "openapi_url": None},
     )
     app.mount("/static", StaticFiles(directory=_HERE / "static"), name="static")
     telemetry.instrument_app(app)
