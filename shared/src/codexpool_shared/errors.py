@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
+from starlette.routing import Match
 
 
 def error_body(
@@ -70,6 +71,26 @@ def _field_path(loc: tuple[int | str, ...]) -> str:
     return ".".join(parts) or "body"
 
 
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route of the app serves at this path.
+
+    Starlette answers a 405 with the methods of the first route whose path matched, but one path
+    is often several routes (GET and POST /api/agents are two), so that list would be short.
+    Each method is tried against the routes as the router would, whatever nests them.
+    """
+    routes = request.app.router.routes
+    return ", ".join(
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes
+        )
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Make every error of ``app`` answer in the shared shape, never with a stack trace."""
 
@@ -77,11 +98,12 @@ def install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, ApiError)
         return exc.response()
 
-    async def on_http_error(_: Request, exc: Exception) -> JSONResponse:
+    async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
-        return ApiError(
-            exc.status_code, str(exc.detail), headers=dict(exc.headers or {})
-        ).response()
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = _allowed_methods(request)
+        return ApiError(exc.status_code, str(exc.detail), headers=headers).response()
 
     async def on_validation_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)

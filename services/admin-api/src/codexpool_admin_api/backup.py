@@ -12,10 +12,10 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
@@ -25,11 +25,18 @@ from codexpool_shared.store import TOKEN_FIELDS, validate_name
 from codexpool_shared.store.agents import AgentKey
 from codexpool_shared.store.errors import Conflict, InvalidField
 from codexpool_shared.store.pools import STRATEGIES
-from codexpool_shared.store.providers import validate_identity
+from codexpool_shared.store.providers import SLUG_PATTERN, validate_identity
 from codexpool_shared.store.replies import text
 
 _STATUSES = ("active", "needs_reauth", "disabled")
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _date_time_text(value: object) -> object:
+    # pydantic would read a number as epoch seconds; the document (and its schema) says a string.
+    if not isinstance(value, str | datetime):
+        raise ValueError("must be an ISO 8601 date-time string")
+    return value
 
 
 class _Strict(BaseModel):
@@ -37,13 +44,13 @@ class _Strict(BaseModel):
 
 
 class ExportedProvider(_Strict):
-    name: str
+    name: str = Field(pattern=SLUG_PATTERN)
     record: dict[str, str]
     """The stored record; ``access_token``, ``refresh_token``, ``id_token`` are envelopes."""
 
 
 class ExportedAgent(_Strict):
-    id: str
+    id: str = Field(pattern=SLUG_PATTERN)
     record: dict[str, str]
     key_digests: dict[str, str]
     """SHA-256 of each router key -> its metadata; the keys themselves are never stored."""
@@ -53,7 +60,7 @@ class ExportedAgent(_Strict):
 class ConfigExport(_Strict):
     format: Literal["codexpool-config"] = "codexpool-config"
     version: Literal[1] = 1
-    exported_at: datetime
+    exported_at: Annotated[datetime, BeforeValidator(_date_time_text)]
     providers: list[ExportedProvider] = Field(max_length=10_000)
     agents: list[ExportedAgent] = Field(max_length=10_000)
 

@@ -43,7 +43,9 @@ class ProviderFields:
 TOKEN_FIELDS = (ProviderFields.ACCESS_TOKEN, "refresh_token", "id_token")
 """Fields that hold encrypted envelopes, never plaintext."""
 
-_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+SLUG_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"
+"""A name fit for a Redis key, a header and a metric label; ``pattern=`` of every name field."""
+_NAME = re.compile(SLUG_PATTERN)
 _STATUSES: frozenset[str] = frozenset({"active", "needs_reauth", "disabled"})
 
 # Status change: KEYS[1] provider hash; ARGV[1] new status, ARGV[2] expected version or ''.
@@ -101,6 +103,8 @@ def validate_name(name: str, field: str = "name") -> str:
     return name
 
 
+HEADER_SAFE_TEXT = r"^[\x21-\x7e]+$"
+"""Visible ASCII only: a value sent upstream in a header (an account id)."""
 _HEADER_SAFE = re.compile(r"^[\x21-\x7e]{1,200}$")
 PRINTABLE_TEXT = r"^[^\x00-\x1f\x7f]*$"
 """Text without control characters (NUL, ESC, CR/LF...): names shown on pages, logged, audited."""

@@ -25,7 +25,7 @@ from codexpool_shared.store.agents import (
 )
 from codexpool_shared.store.errors import NotFound
 from codexpool_shared.store.pools import get_pool
-from codexpool_shared.store.providers import PRINTABLE_TEXT
+from codexpool_shared.store.providers import PRINTABLE_TEXT, SLUG_PATTERN
 
 router = APIRouter(prefix="/api/agents", tags=["agents"], responses=RESPONSES)
 
@@ -33,7 +33,7 @@ router = APIRouter(prefix="/api/agents", tags=["agents"], responses=RESPONSES)
 class AgentCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    id: str = Field(min_length=1, max_length=63)
+    id: str = Field(min_length=1, max_length=63, pattern=SLUG_PATTERN)
     name: str | None = Field(default=None, min_length=1, max_length=200, pattern=PRINTABLE_TEXT)
 
 

@@ -3,6 +3,8 @@ store's one Lua script), is audited, and publishes ``pool.changed.v1``."""
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter, status
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -15,6 +17,7 @@ from codexpool_shared.service import KeysDep, PublisherDep, RedisDep
 from codexpool_shared.store.agents import get_agent
 from codexpool_shared.store.errors import NotFound
 from codexpool_shared.store.pools import Pool, add_member, get_pool, put_pool, remove_member
+from codexpool_shared.store.providers import SLUG_PATTERN
 
 router = APIRouter(prefix="/api/agents/{agent_id}/codex-pool", tags=["pools"], responses=RESPONSES)
 
@@ -23,14 +26,16 @@ class PoolIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     strategy: Strategy
-    providers: list[str] = Field(max_length=64)
+    providers: list[Annotated[str, Field(pattern=SLUG_PATTERN)]] = Field(
+        min_length=1, max_length=64, json_schema_extra={"uniqueItems": True}
+    )
     """Provider names in order; the first is the primary."""
 
 
 class MemberIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    provider: str = Field(min_length=1, max_length=63)
+    provider: str = Field(min_length=1, max_length=63, pattern=SLUG_PATTERN)
     position: int | None = Field(default=None, ge=0, le=64)
     """Where to insert it (0 = primary); at the end when omitted."""
 

@@ -29,6 +29,7 @@ from codexpool_shared.store import (
     register_provider,
     set_provider_status,
 )
+from codexpool_shared.store.providers import HEADER_SAFE_TEXT, SLUG_PATTERN
 
 router = APIRouter(prefix="/api/providers", tags=["providers"], responses=RESPONSES)
 
@@ -36,10 +37,10 @@ router = APIRouter(prefix="/api/providers", tags=["providers"], responses=RESPON
 class TokensIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    id_token: SecretStr | None = None
-    access_token: SecretStr
-    refresh_token: SecretStr
-    account_id: str | None = Field(default=None, max_length=200)
+    id_token: SecretStr | None = Field(default=None, min_length=1)
+    access_token: SecretStr = Field(min_length=1)
+    refresh_token: SecretStr = Field(min_length=1)
+    account_id: str | None = Field(default=None, max_length=200, pattern=HEADER_SAFE_TEXT)
 
 
 class ProviderCreate(BaseModel):
@@ -47,7 +48,7 @@ class ProviderCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=63)
+    name: str = Field(min_length=1, max_length=63, pattern=SLUG_PATTERN)
     auth_json: dict[str, Any] | None = None
     tokens: TokensIn | None = None
 
