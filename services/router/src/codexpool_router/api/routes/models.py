@@ -9,7 +9,13 @@ from fastapi import APIRouter, Request, Response
 from codexpool_router.deps import CoreDep, MembersDep, RequestIdDep
 from codexpool_router.pool_models import openai_models, upstream_models
 
-router = APIRouter(tags=["models"])
+router = APIRouter(
+    tags=["models"],
+    responses={
+        401: {"description": "Missing or unknown agent key"},
+        503: {"description": "No active member could list models, no pool, or no store"},
+    },
+)
 
 
 @router.get("/v1/models")

@@ -9,7 +9,13 @@ from fastapi import APIRouter
 from codexpool_router.deps import MembersDep
 from codexpool_router.pool_usage import usage_document
 
-router = APIRouter(tags=["usage"])
+router = APIRouter(
+    tags=["usage"],
+    responses={
+        401: {"description": "Missing or unknown agent key"},
+        503: {"description": "The agent has no pool, or the store is unreachable"},
+    },
+)
 
 
 @router.get("/v1/usage")
