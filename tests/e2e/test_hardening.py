@@ -88,3 +88,30 @@ def test_dot_segments_in_ui_paths_stay_names(stack: dict[str, Service]) -> None:
             # The admin API was asked for agent '.' or '..' (404), not for the agent list.
             assert page.status_code == 404, page.text
             assert "does not exist" in page.text
+
+
+def test_the_admin_api_refuses_before_it_reads_or_stores(stack: dict[str, Service]) -> None:
+    admin = httpx.Client(base_url=stack["admin-api"].url, timeout=10)
+    with admin:
+        garbage = admin.post(
+            "/api/agents", content=b"{" * 100_000, headers={"Content-Type": "application/json"}
+        )
+        assert garbage.status_code == 401, garbage.text  # authenticated first, never parsed
+        auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        named = admin.post("/api/agents", json={"id": "ctl", "name": "a\x1b[2J"}, headers=auth)
+        assert named.status_code == 422 and named.json()["error"]["param"] == "name"
+        created = admin.post("/api/agents", json={"id": "ok-agent"}, headers=auth)
+        assert created.status_code == 201, created.text
+        rotated = admin.post("/api/agents/ok-agent/keys", json={"revoke_others": 0}, headers=auth)
+        assert rotated.status_code == 422, rotated.text
+
+
+def test_an_unsupported_body_coding_is_the_clients_error(stack: dict[str, Service]) -> None:
+    answer = httpx.post(
+        stack["router"].url + "/v1/responses",
+        content=b"\x00\x01",
+        headers={"Content-Encoding": "br", "Authorization": "Bearer cpk_whatever"},
+        timeout=10,
+    )
+    assert answer.status_code == 415, answer.text
+    assert answer.json()["error"]["type"] == "invalid_request_error"
