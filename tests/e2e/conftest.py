@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -12,6 +14,20 @@ import pytest
 
 from codexpool_shared.messaging.topology import Topology, delete_topology
 from codexpool_shared.testing.infra import InfraUrls
+
+
+def service_env(infra: InfraUrls, namespace: str, **settings: str) -> dict[str, str]:
+    """The environment of a service process on the real Redis and RabbitMQ, in ``namespace``,
+    with a fresh secret key and no telemetry export; ``settings`` add or override variables."""
+    return {
+        "REDIS_URL": infra.redis_url,
+        "AMQP_URL": infra.amqp_url,
+        "CODEXPOOL_NAMESPACE": namespace,
+        "CODEXPOOL_SECRET_KEY": base64.b64encode(os.urandom(32)).decode(),
+        "OTEL_TRACES_EXPORTER": "none",
+        "OTEL_METRICS_EXPORTER": "none",
+        **settings,
+    }
 
 
 @pytest.hookimpl(tryfirst=True)

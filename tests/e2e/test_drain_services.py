@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 
 from codexpool_shared.testing.infra import InfraUrls
 from codexpool_shared.testing.processes import Service, ServiceSpec, free_port, run_services
+from tests.e2e.conftest import service_env
 
 
 def readiness_fails_within(service: Service, seconds: float) -> None:
@@ -43,16 +44,12 @@ def test_every_other_service_fails_readiness_and_exits_on_sigterm(
     infra: InfraUrls, namespace: str, redis: Redis, tmp_path: Path
 ) -> None:
     admin_port = free_port()
-    env = {
-        "REDIS_URL": infra.redis_url,
-        "AMQP_URL": infra.amqp_url,
-        "CODEXPOOL_NAMESPACE": namespace,
-        "CODEXPOOL_SECRET_KEY": base64.b64encode(os.urandom(32)).decode(),
-        "CODEXPOOL_ADMIN_TOKEN": "e2e-drain-" + base64.b32encode(os.urandom(15)).decode(),
-        "CODEXPOOL_ADMIN_API_URL": f"http://127.0.0.1:{admin_port}",
-        "OTEL_TRACES_EXPORTER": "none",
-        "OTEL_METRICS_EXPORTER": "none",
-    }
+    env = service_env(
+        infra,
+        namespace,
+        CODEXPOOL_ADMIN_TOKEN="e2e-drain-" + base64.b32encode(os.urandom(15)).decode(),
+        CODEXPOOL_ADMIN_API_URL=f"http://127.0.0.1:{admin_port}",
+    )
     specs = [
         ServiceSpec("codexpool_health", env, name="health"),
         ServiceSpec("codexpool_admin_api", env, port=admin_port, name="admin-api"),

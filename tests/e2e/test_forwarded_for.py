@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 from codexpool_shared.keys import Keys
 from codexpool_shared.testing.infra import InfraUrls
 from codexpool_shared.testing.processes import Service, ServiceSpec, run_services
+from tests.e2e.conftest import service_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
 
@@ -29,17 +30,13 @@ def admin_api(
 ) -> Iterator[Service]:
     # The default is what is tested: the runner's environment must not choose for the test.
     monkeypatch.delenv("FORWARDED_ALLOW_IPS", raising=False)
-    env = {
-        "REDIS_URL": infra.redis_url,
-        "AMQP_URL": infra.amqp_url,
-        "CODEXPOOL_NAMESPACE": namespace,
-        "CODEXPOOL_SECRET_KEY": base64.b64encode(os.urandom(32)).decode(),
-        "CODEXPOOL_ADMIN_TOKEN": "e2e-xff-" + base64.b32encode(os.urandom(15)).decode(),
-        "ADMIN_AUTH_FAILURES_PER_WINDOW": str(LIMIT),
-        "ADMIN_AUTH_FAILURE_WINDOW_S": "300",
-        "OTEL_TRACES_EXPORTER": "none",
-        "OTEL_METRICS_EXPORTER": "none",
-    }
+    env = service_env(
+        infra,
+        namespace,
+        CODEXPOOL_ADMIN_TOKEN="e2e-xff-" + base64.b32encode(os.urandom(15)).decode(),
+        ADMIN_AUTH_FAILURES_PER_WINDOW=str(LIMIT),
+        ADMIN_AUTH_FAILURE_WINDOW_S="300",
+    )
     with run_services(
         [ServiceSpec("codexpool_admin_api", env, name="admin-api")], log_dir=tmp_path
     ) as [service]:

@@ -13,6 +13,7 @@ import pytest
 from codexpool_shared.testing.cleanup import delete_namespaces, run_blocking
 from codexpool_shared.testing.infra import InfraUrls, unique_namespace
 from codexpool_shared.testing.processes import Service, ServiceSpec, free_port, run_services
+from tests.e2e.conftest import service_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -26,18 +27,14 @@ def stack(
 ) -> Iterator[dict[str, Service]]:
     namespace = unique_namespace()
     admin_port = free_port()
-    env = {
-        "REDIS_URL": infra.redis_url,
-        "AMQP_URL": infra.amqp_url,
-        "CODEXPOOL_NAMESPACE": namespace,
-        "CODEXPOOL_SECRET_KEY": base64.b64encode(os.urandom(32)).decode(),
-        "CODEXPOOL_ADMIN_TOKEN": ADMIN_TOKEN,
-        "CODEXPOOL_ADMIN_API_URL": f"http://127.0.0.1:{admin_port}",
-        "CODEXPOOL_UPSTREAM_BASE_URL": "http://127.0.0.1:9/backend-api",
-        "CODEXPOOL_AUTH_BASE_URL": "http://127.0.0.1:9",
-        "OTEL_TRACES_EXPORTER": "none",
-        "OTEL_METRICS_EXPORTER": "none",
-    }
+    env = service_env(
+        infra,
+        namespace,
+        CODEXPOOL_ADMIN_TOKEN=ADMIN_TOKEN,
+        CODEXPOOL_ADMIN_API_URL=f"http://127.0.0.1:{admin_port}",
+        CODEXPOOL_UPSTREAM_BASE_URL="http://127.0.0.1:9/backend-api",
+        CODEXPOOL_AUTH_BASE_URL="http://127.0.0.1:9",
+    )
     specs = [
         ServiceSpec("codexpool_admin_api", env, port=admin_port, name="admin-api"),
         ServiceSpec("codexpool_ui", env, name="ui"),

@@ -22,6 +22,7 @@ from codexpool_shared.keys import Keys
 from codexpool_shared.testing.cleanup import delete_namespaces, run_blocking
 from codexpool_shared.testing.infra import InfraUrls, unique_namespace
 from codexpool_shared.testing.processes import ServiceSpec, free_port, run_services
+from tests.e2e.conftest import service_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -53,20 +54,16 @@ class Stack:
 def stack(infra: InfraUrls, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     namespace = unique_namespace()
     admin_port = free_port()
-    env = {
-        "REDIS_URL": infra.redis_url,
-        "AMQP_URL": infra.amqp_url,
-        "CODEXPOOL_NAMESPACE": namespace,
-        "CODEXPOOL_SECRET_KEY": base64.b64encode(os.urandom(32)).decode(),
-        "CODEXPOOL_ADMIN_TOKEN": ADMIN_TOKEN,
-        "CODEXPOOL_ADMIN_API_URL": f"http://127.0.0.1:{admin_port}",
-        "ADMIN_AUTH_FAILURES_PER_WINDOW": str(LIMIT),
-        "ADMIN_AUTH_FAILURE_WINDOW_S": "300",
-        # uvicorn's default, spelled out so that the runner's environment cannot widen it.
-        "FORWARDED_ALLOW_IPS": "127.0.0.1",
-        "OTEL_TRACES_EXPORTER": "none",
-        "OTEL_METRICS_EXPORTER": "none",
-    }
+    env = service_env(
+        infra,
+        namespace,
+        CODEXPOOL_ADMIN_TOKEN=ADMIN_TOKEN,
+        CODEXPOOL_ADMIN_API_URL=f"http://127.0.0.1:{admin_port}",
+        ADMIN_AUTH_FAILURES_PER_WINDOW=str(LIMIT),
+        ADMIN_AUTH_FAILURE_WINDOW_S="300",
+        # The UI (and the test, as the UI's proxy) connect from loopback: believe it alone.
+        FORWARDED_ALLOW_IPS="127.0.0.1",
+    )
     specs = [
         ServiceSpec("codexpool_admin_api", env, port=admin_port, name="admin-api"),
         ServiceSpec("codexpool_ui", env, name="ui"),

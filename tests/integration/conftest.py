@@ -1,8 +1,9 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
+import redis
 from aio_pika.abc import AbstractChannel
 
 from codexpool_shared.messaging import close_quietly, connect, declare_topology, delete_topology
@@ -14,6 +15,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "tests/integration/" in str(item.path).replace("\\", "/"):
             item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture
+def sync_redis(infra: InfraUrls, namespace: str) -> Iterator[redis.Redis]:
+    """A blocking client on the real Redis; the namespace's keys are deleted afterwards."""
+    client = redis.Redis.from_url(infra.redis_url, socket_timeout=5)
+    yield client
+    for key in client.scan_iter(match=f"{namespace}:*", count=500):
+        client.delete(key)
+    client.close()
 
 
 @pytest.fixture

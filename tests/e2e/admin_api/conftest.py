@@ -16,6 +16,7 @@ import pytest
 
 from codexpool_shared.testing.infra import InfraUrls
 from codexpool_shared.testing.processes import Service, run_service
+from tests.e2e.conftest import service_env
 
 ADMIN_TOKEN = "e2e-bootstrap-admin-" + base64.b32encode(os.urandom(15)).decode()
 
@@ -55,14 +56,7 @@ class Sim:
 @pytest.fixture
 def env(infra: InfraUrls, namespace: str) -> dict[str, str]:
     """What every service process of the test shares (the sim's URLs are added per fixture)."""
-    return {
-        "REDIS_URL": infra.redis_url,
-        "AMQP_URL": infra.amqp_url,
-        "CODEXPOOL_NAMESPACE": namespace,
-        "CODEXPOOL_SECRET_KEY": base64.b64encode(os.urandom(32)).decode(),
-        "OTEL_TRACES_EXPORTER": "none",
-        "OTEL_METRICS_EXPORTER": "none",
-    }
+    return service_env(infra, namespace)
 
 
 @pytest.fixture

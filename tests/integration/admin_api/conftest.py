@@ -46,15 +46,6 @@ def keys(namespace: str) -> Keys:
 
 
 @pytest.fixture
-def sync_redis(infra: InfraUrls, namespace: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(infra.redis_url, socket_timeout=5)
-    yield client
-    for key in client.scan_iter(match=f"{namespace}:*", count=500):
-        client.delete(key)
-    client.close()
-
-
-@pytest.fixture
 def sink(namespace: str) -> InMemoryPublisher:
     """Stands in for RabbitMQ; the app's lifespan starts and closes it."""
     return InMemoryPublisher(namespace)

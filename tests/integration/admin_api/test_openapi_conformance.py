@@ -9,13 +9,12 @@ from typing import Any
 import pytest
 import redis
 import schemathesis
-from hypothesis import HealthCheck, settings
-from schemathesis.checks import CHECKS, load_all_checks
 
 from codexpool_admin_api.app import create_app
 from codexpool_admin_api.config import Settings
 from codexpool_shared.testing.messaging import InMemoryPublisher
 from tests.integration.admin_api.conftest import ADMIN_TOKEN, serve_in_thread
+from tests.integration.conformance import ALL_CHECKS, bounded
 
 # The document does not depend on the settings; any valid ones build it without connecting.
 _offline = Settings.model_validate({"CODEXPOOL_SECRET_KEY": base64.b64encode(bytes(32)).decode()})
@@ -34,10 +33,6 @@ schema = schemathesis.openapi.from_dict(
     config=schemathesis.config.SchemathesisConfig.from_dict({"operations": [_SEMANTIC_422]}),
 )
 
-# `--checks all`: every registered check, named explicitly so a changed default cannot narrow it.
-load_all_checks()
-ALL_CHECKS = [check for check in CHECKS.get_all() if not isinstance(check, type)]
-
 
 @pytest.fixture
 def admin_url(settings: Settings, sync_redis: redis.Redis) -> Iterator[str]:
@@ -53,13 +48,7 @@ def admin_url(settings: Settings, sync_redis: redis.Redis) -> Iterator[str]:
 
 
 @schema.parametrize()
-@settings(
-    max_examples=15,
-    deadline=None,
-    suppress_health_check=list(HealthCheck),
-    database=None,
-    derandomize=True,
-)
+@bounded
 def test_every_answer_matches_the_schema(case: Any, admin_url: str) -> None:
     case.call_and_validate(
         base_url=admin_url,

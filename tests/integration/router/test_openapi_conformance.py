@@ -16,7 +16,6 @@ import pytest
 import redis
 import schemathesis
 from fastapi.testclient import TestClient
-from hypothesis import HealthCheck, settings
 
 from codexpool_admin_api.app import create_app as create_admin_app
 from codexpool_admin_api.config import Settings as AdminSettings
@@ -25,7 +24,7 @@ from codexpool_router.config import Settings
 from codexpool_shared.testing.infra import InfraUrls
 from codexpool_shared.testing.messaging import InMemoryPublisher
 from tests.integration.admin_api.conftest import ADMIN_TOKEN, serve_in_thread
-from tests.integration.admin_api.test_openapi_conformance import ALL_CHECKS
+from tests.integration.conformance import ALL_CHECKS, bounded
 from tests.integration.router.helpers import auth_json
 
 _CLOSED = "http://127.0.0.1:9"
@@ -38,15 +37,6 @@ schema = schemathesis.openapi.from_dict(
     create_app(_offline).api.openapi(),
     config=schemathesis.config.SchemathesisConfig.from_dict({"checks": _NO_UPSTREAM}),
 )
-
-
-@pytest.fixture
-def sync_redis(infra: InfraUrls, namespace: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(infra.redis_url, socket_timeout=5)
-    yield client
-    for key in client.scan_iter(match=f"{namespace}:*", count=500):
-        client.delete(key)
-    client.close()
 
 
 def _agent_with_a_pool(infra: InfraUrls, namespace: str, secret_key: str) -> str:
@@ -95,13 +85,7 @@ def router(infra: InfraUrls, namespace: str, sync_redis: redis.Redis) -> Iterato
 
 
 @schema.parametrize()
-@settings(
-    max_examples=15,
-    deadline=None,
-    suppress_health_check=list(HealthCheck),
-    database=None,
-    derandomize=True,
-)
+@bounded
 def test_every_answer_matches_the_schema(case: Any, router: tuple[str, str]) -> None:
     url, key = router
     case.call_and_validate(

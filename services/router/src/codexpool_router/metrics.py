@@ -8,6 +8,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 AccountState = Literal["closed", "open", "half_open", "cooling_down", "needs_reauth"]
 """A provider's state as this replica last saw it (``codexpool_router_account_state``)."""
+_ACCOUNT_STATES: tuple[AccountState, ...] = get_args(AccountState)
 
 _LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 
@@ -78,6 +79,7 @@ class Metrics:
             "Requests of the responses routes in progress.",
             registry=registry,
         )
+        self._account_states: dict[str, AccountState] = {}
         self._account_state = Gauge(
             "codexpool_router_account_state",
             "1 for the state each provider was last seen in by this replica, 0 for the others.",
@@ -103,6 +105,13 @@ class Metrics:
         )
 
     def account_state(self, provider: str, state: AccountState) -> None:
-        """Record ``provider``'s state; provider names are registry slugs, so few and bounded."""
-        for each in get_args(AccountState):
+        """Record ``provider``'s state; provider names are registry slugs, so few and bounded.
+
+        Called for every candidate and attempt: the gauges are written only when the state
+        changes, so the common call is one dict lookup, not five labelled sets.
+        """
+        if self._account_states.get(provider) == state:
+            return
+        self._account_states[provider] = state
+        for each in _ACCOUNT_STATES:
             self._account_state.labels(provider, each).set(1 if each == state else 0)
