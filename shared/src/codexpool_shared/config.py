@@ -67,7 +67,7 @@ class InfraSettings(BaseSettings):
     @field_validator("namespace")
     @classmethod
     def _namespace_is_a_slug(cls, value: str) -> str:
-        if not _NAMESPACE.match(value):
+        if not _NAMESPACE.fullmatch(value):
             raise ValueError(
                 "CODEXPOOL_NAMESPACE must be 1-63 characters of a-z, 0-9, '-' or '_', "
                 "starting with a letter or digit"

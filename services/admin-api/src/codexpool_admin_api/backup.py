@@ -145,7 +145,7 @@ def validate_export(doc: ConfigExport, keyring: Keyring) -> None:
         if not agent.record.get("created_at", "").isdigit():
             raise InvalidField(f"{where}.record.created_at", "must be epoch seconds")
         for digest, meta in agent.key_digests.items():
-            if not _DIGEST.match(digest) or digest in digests:
+            if not _DIGEST.fullmatch(digest) or digest in digests:
                 raise InvalidField(f"{where}.key_digests", "holds a malformed or repeated digest")
             digests.add(digest)
             try:

@@ -98,17 +98,17 @@ def provider_from_hash(fields: dict[str, str]) -> Provider:
 
 def validate_name(name: str, field: str = "name") -> str:
     """Reject anything but a slug (1-63 of a-z, 0-9, '.', '_', '-')."""
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise InvalidField(field, "must be 1-63 characters of a-z, 0-9, '.', '_' or '-'")
     return name
 
 
 HEADER_SAFE_TEXT = r"^[\x21-\x7e]+$"
 """Visible ASCII only: a value sent upstream in a header (an account id)."""
-_HEADER_SAFE = re.compile(r"^[\x21-\x7e]{1,200}$")
+_HEADER_SAFE = re.compile(HEADER_SAFE_TEXT)
 PRINTABLE_TEXT = r"^[^\x00-\x1f\x7f]*$"
 """Text without control characters (NUL, ESC, CR/LF...): names shown on pages, logged, audited."""
-_PRINTABLE = re.compile(r"^[^\x00-\x1f\x7f]{0,320}$")
+_PRINTABLE = re.compile(PRINTABLE_TEXT)
 
 
 def validate_identity(account_id: object, email: object, plan_type: object, where: str) -> None:
@@ -122,12 +122,18 @@ def validate_identity(account_id: object, email: object, plan_type: object, wher
         plan_type: Shown and logged.
         where: The field path the error names (``auth_json.tokens``, ``providers[0].record``).
     """
-    if not isinstance(account_id, str) or not _HEADER_SAFE.match(account_id):
+    if (
+        not isinstance(account_id, str)
+        or len(account_id) > 200
+        or not _HEADER_SAFE.fullmatch(account_id)
+    ):
         raise InvalidField(
             f"{where}.account_id", "must be 1-200 visible ASCII characters (it becomes a header)"
         )
     for field, value in (("email", email), ("plan_type", plan_type)):
-        if value is not None and (not isinstance(value, str) or not _PRINTABLE.match(value)):
+        if value is not None and (
+            not isinstance(value, str) or len(value) > 320 or not _PRINTABLE.fullmatch(value)
+        ):
             raise InvalidField(f"{where}.{field}", "must be at most 320 printable characters")
 
 
