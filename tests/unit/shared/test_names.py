@@ -37,4 +37,4 @@ def test_identities_are_checked_whole(account_id: str, email: str | None, field:
 
 def test_a_namespace_with_a_trailing_newline_is_refused() -> None:
     with pytest.raises(ValidationError):
-        InfraSettings(CODEXPOOL_NAMESPACE="codexpool\n")
+        InfraSettings.model_validate({"CODEXPOOL_NAMESPACE": "codexpool\n"})
