@@ -50,6 +50,9 @@ def test_lifespan_opens_and_closes_clients(package: str, infra: InfraUrls, names
         metrics = client.get("/metrics")
         assert metrics.status_code == 200
         assert metrics.headers["content-type"].startswith("text/plain")
+        # Process and runtime metrics on every service's own registry.
+        for name in ("process_cpu_seconds_total", "python_info", "python_gc_objects_collected"):
+            assert f"\n{name}" in metrics.text, name
         assert _connections_named(infra, namespace) > 0
     assert _connections_named(infra, namespace) == 0
 

@@ -17,7 +17,12 @@ from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
-from prometheus_client import CollectorRegistry
+from prometheus_client import (
+    CollectorRegistry,
+    GCCollector,
+    PlatformCollector,
+    ProcessCollector,
+)
 from redis.asyncio import Redis
 
 from codexpool_shared import telemetry
@@ -65,6 +70,20 @@ def api_options(settings: InfraSettings) -> dict[str, Any]:
         "redoc_url": None,
         "openapi_url": "/openapi.json" if settings.api_docs else None,
     }
+
+
+def service_registry() -> CollectorRegistry:
+    """A service's Prometheus registry, with the process and runtime metrics already on it.
+
+    Each app builds its own registry (tests build many apps in one process), so the default
+    registry's ``process_*``, ``python_info`` and ``python_gc_*`` collectors are added here,
+    once per registry, for every service alike.
+    """
+    registry = CollectorRegistry()
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
+    return registry
 
 
 def lifespan_state(state: object) -> Mapping[str, object]:

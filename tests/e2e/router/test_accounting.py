@@ -105,6 +105,9 @@ async def test_published_events_reconcile_with_requests_total(
     requests_total = metric(text, "codexpool_router_requests_total")
     dropped = metric(text, "codexpool_events_dropped_total")
     assert requests_total == 7
+    # Every answer, errors included, is timed from arrival to its first and last byte.
+    assert metric(text, "codexpool_router_request_duration_seconds_count") == 7
+    assert metric(text, "codexpool_router_request_ttfb_seconds_count") == 7
     assert len(outcomes) + len(rejected) + dropped == requests_total
     assert [(e["reason"], e["status_code"], e["route"]) for e in rejected] == [
         ("missing_api_key", 401, "codex"),

@@ -87,7 +87,7 @@ def test_an_attempt_stopped_before_its_first_byte_is_listed_and_its_span_ends(
     [ended] = exporter.get_finished_spans()
     assert ended.status.status_code is StatusCode.ERROR
     assert ended.attributes is not None and ended.attributes["codexpool.outcome"] == outcome
-    labels: dict[str, str] = {"outcome": outcome}
+    labels: dict[str, str] = {"provider": "account-1", "outcome": outcome}
     assert core.registry.get_sample_value("codexpool_router_attempts_total", labels) == 1
 
 
@@ -120,3 +120,81 @@ def test_account_state_follows_what_the_selection_and_the_attempts_show(
     ledger.attempt(candidate("account-1"), Result("usage_limit", 429, time.perf_counter()), span)
     assert state(core, "account-1", "closed") == 0
     assert state(core, "account-1", "cooling_down") == 1
+
+
+def sample(core: FakeCore, name: str, **labels: str) -> float | None:
+    return core.registry.get_sample_value(name, labels)
+
+
+async def test_client_latency_runs_from_arrival_to_the_first_and_last_byte_sent() -> None:
+    core = FakeCore()
+    ledger = routed(core, candidate("account-1"))
+    sent: list[str] = []
+
+    async def send(message: Any) -> None:
+        sent.append(message["type"])
+
+    timed = ledger.timed(send)
+    await timed({"type": "http.response.start", "status": 200, "headers": []})
+    await timed({"type": "http.response.body", "body": b"data: 1\n\n", "more_body": True})
+    await timed({"type": "http.response.body", "body": b"", "more_body": False})
+    ledger.final_outcome = "success"
+    ledger.counted()
+
+    assert sent == ["http.response.start", "http.response.body", "http.response.body"]
+    route = {"route": "v1", "outcome": "success"}
+    assert sample(core, "codexpool_router_requests_total", **route) == 1
+    assert sample(core, "codexpool_router_request_ttfb_seconds_count", **route) == 1
+    assert sample(core, "codexpool_router_request_duration_seconds_count", **route) == 1
+    ttfb = sample(core, "codexpool_router_request_ttfb_seconds_sum", **route)
+    duration = sample(core, "codexpool_router_request_duration_seconds_sum", **route)
+    assert ttfb is not None and duration is not None and 0 < ttfb <= duration
+
+
+async def test_a_refused_request_is_timed_under_rejected_and_a_silent_one_has_no_ttfb() -> None:
+    core = FakeCore()
+    refused = Ledger(cast(Any, core), "codex", "req_3")
+
+    async def send(message: Any) -> None:
+        return None
+
+    refused.rejected(ApiError(401, "no key", code="missing_api_key"), None)
+    await refused.timed(send)({"type": "http.response.start", "status": 401, "headers": []})
+    await refused.timed(send)({"type": "http.response.body", "body": b"{}"})
+    refused.counted()
+    gone = routed(core, candidate("account-1"))
+    gone.counted()
+
+    rejected = {"route": "codex", "outcome": "rejected"}
+    assert sample(core, "codexpool_router_request_ttfb_seconds_count", **rejected) == 1
+    assert sample(core, "codexpool_router_request_duration_seconds_count", **rejected) == 1
+    cancelled = {"route": "v1", "outcome": "cancelled"}
+    assert sample(core, "codexpool_router_requests_total", **cancelled) == 1
+    assert sample(core, "codexpool_router_request_duration_seconds_count", **cancelled) == 1
+    assert sample(core, "codexpool_router_request_ttfb_seconds_count", **cancelled) is None
+
+
+def test_provider_counters_carry_the_provider() -> None:
+    core = FakeCore()
+    metrics = core.metrics
+    metrics.failover("account-1", "timeout")
+    metrics.cooldown("account-2", "usage_limit")
+    metrics.circuit("account-1", "opened")
+    metrics.circuit("account-1", "opened")
+    assert (
+        sample(core, "codexpool_router_failovers_total", provider="account-1", reason="timeout")
+        == 1
+    )
+    assert (
+        sample(core, "codexpool_router_cooldowns_total", provider="account-2", reason="usage_limit")
+        == 1
+    )
+    assert (
+        sample(
+            core,
+            "codexpool_router_circuit_transitions_total",
+            provider="account-1",
+            transition="opened",
+        )
+        == 2
+    )

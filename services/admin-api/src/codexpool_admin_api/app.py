@@ -7,7 +7,6 @@ from contextlib import AsyncExitStack, asynccontextmanager
 import httpx
 from fastapi import FastAPI, Request
 from fastapi.routing import APIRoute
-from prometheus_client import CollectorRegistry
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.responses import JSONResponse
@@ -46,6 +45,7 @@ from codexpool_shared.service import (
     decrypting_readiness,
     lifespan_state,
     open_infrastructure,
+    service_registry,
     state_in,
 )
 from codexpool_shared.store.errors import StoreError
@@ -91,7 +91,7 @@ def create_app(
     """
     drain = drain or Drain(settings.drain_timeout_s)
     telemetry.configure("codexpool-admin-api")
-    registry = CollectorRegistry()
+    registry = service_registry()
     metrics = Metrics(registry)
     # Refuse to start without a usable key rather than fail on the first provider write.
     keyring = Keyring.from_settings(settings)

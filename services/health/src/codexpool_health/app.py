@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI
-from prometheus_client import CollectorRegistry
 
 from codexpool_health.batcher import OutcomeBatcher
 from codexpool_health.config import Settings
@@ -26,6 +25,7 @@ from codexpool_shared.service import (
     lifespan_state,
     open_infrastructure,
     redis_readiness,
+    service_registry,
 )
 
 
@@ -42,7 +42,7 @@ def create_app(
     ``drain`` is the process's (``serve`` makes it)."""
     drain = drain or Drain(settings.drain_timeout_s)
     telemetry.configure("codexpool-health")
-    registry = CollectorRegistry()
+    registry = service_registry()
     metrics = HealthMetrics(registry)
 
     @asynccontextmanager

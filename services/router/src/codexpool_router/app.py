@@ -6,7 +6,6 @@ from contextlib import AsyncExitStack, asynccontextmanager
 import aiohttp
 from fastapi import FastAPI
 from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
-from prometheus_client import CollectorRegistry
 from starlette.types import Message, Receive, Scope, Send
 
 from codexpool_router.api.routes import models, responses, usage
@@ -26,6 +25,7 @@ from codexpool_shared.service import (
     decrypting_readiness,
     lifespan_state,
     open_infrastructure,
+    service_registry,
     state_in,
 )
 from codexpool_shared.telemetry import TracedRoute
@@ -78,7 +78,7 @@ def create_app(
     # Refuse to start without a usable key rather than fail on the first request.
     keyring = Keyring.from_settings(settings)
     telemetry.configure("codexpool-router")
-    registry = CollectorRegistry()
+    registry = service_registry()
     metrics = Metrics(registry)
 
     @asynccontextmanager

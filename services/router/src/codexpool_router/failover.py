@@ -57,7 +57,8 @@ async def serve(
             await budget_exhausted(send, ledger)
             return
         if index:
-            core.metrics.failovers.labels(ledger.attempts[-1].outcome).inc()
+            failed = ledger.attempts[-1]
+            core.metrics.failover(failed.provider, failed.outcome)
 
         def headers_for(token: str, c: Candidate = candidate) -> dict[str, str]:
             return upstream_headers(
@@ -102,7 +103,7 @@ async def _try_provider(
     deadline: float,
 ) -> Result | None:
     if candidate.probe:
-        core.metrics.circuit.labels("probe").inc()
+        core.metrics.circuit(candidate.name, "probe")
     fallback = ledger.selection is not None and ledger.selection.fallback
     token, refreshed = await _token(core, candidate, fallback)
     if token is None:

@@ -93,7 +93,7 @@ class LiveWriter:
             await write_quotas(self._redis, self._keys, snapshots)
 
     def cooldown(self, provider: str, until_ms: int, reason: str) -> asyncio.Task[None]:
-        self._metrics.cooldowns.labels(reason).inc()
+        self._metrics.cooldown(provider, reason)
         return self.spawn(
             extend_cooldown(self._redis, self._keys, provider, until_ms, reason, now_ms=now_ms())
         )
@@ -121,7 +121,7 @@ class LiveWriter:
         if probe:
             await self._redis.delete(self._keys.probe_lock(provider))
         if opened:
-            self._metrics.circuit.labels("opened").inc()
+            self._metrics.circuit(provider, "opened")
 
     def success(self, provider: str, probe: bool) -> asyncio.Task[None]:
         return self.spawn(self._success(provider, probe))
@@ -130,7 +130,7 @@ class LiveWriter:
         await record_success(self._redis, self._keys, provider, now_ms=now_ms(), probe=probe)
         if probe:
             await self._redis.delete(self._keys.probe_lock(provider))
-            self._metrics.circuit.labels("closed").inc()
+            self._metrics.circuit(provider, "closed")
 
     def release_probe(self, provider: str) -> None:
         self.spawn(self._redis.delete(self._keys.probe_lock(provider)))

@@ -9,7 +9,9 @@ from typing import TYPE_CHECKING
 
 from opentelemetry import trace
 from opentelemetry.trace import Span, Status, StatusCode
+from starlette.types import Message
 
+from codexpool_router.answers import Send
 from codexpool_router.attempt import Result
 from codexpool_router.inbound import Inbound
 from codexpool_router.metrics import AccountState
@@ -68,7 +70,34 @@ class Ledger:
         self.client_gone = False
         self._traceparent = traceparent()
         self._emitted = False
+        self._rejected = False
+        self._first_byte: float | None = None
+        self._last_byte: float | None = None
         self.pending: list[asyncio.Task[None]] = []
+
+    def timed(self, send: Send) -> Send:
+        """``send``, noting when the answer's first and last bytes went to the client."""
+
+        async def timed_send(message: Message) -> None:
+            await send(message)
+            if message["type"] == "http.response.start":
+                self._first_byte = time.perf_counter()
+            elif not message.get("more_body", False):
+                self._last_byte = time.perf_counter()
+
+        return timed_send
+
+    def counted(self) -> None:
+        """Count the request and its client-facing latencies, once it has been answered."""
+        outcome = "rejected" if self._rejected else (self.final_outcome or "cancelled")
+        first = self._first_byte
+        end = self._last_byte or time.perf_counter()
+        self.core.metrics.request(
+            self.route,
+            outcome,
+            None if first is None else first - self.started,
+            end - self.started,
+        )
 
     def routed(self, selection: Selection, inbound: Inbound) -> None:
         self.selection = selection
@@ -84,7 +113,7 @@ class Ledger:
 
     def attempt(self, candidate: Candidate, result: Result, span: Span) -> None:
         metrics = self.core.metrics
-        metrics.attempts.labels(result.outcome).inc()
+        metrics.attempt(candidate.name, result.outcome)
         if result.ttfb_s is not None:
             metrics.ttfb.observe(result.ttfb_s)
         record = _Record(
@@ -181,6 +210,7 @@ class Ledger:
     def rejected(self, error: ApiError, agent_id: str | None) -> None:
         """Publish the one event of a request refused before routing (no outcome follows)."""
         self._emitted = True
+        self._rejected = True
         self.core.publish(
             RequestRejectedV1(
                 request_id=self.request_id,
@@ -203,11 +233,10 @@ class Ledger:
                 elif record.interrupted and self.final_outcome == "shutdown":
                     record.outcome = "shutdown"
                 if record.interrupted:
-                    self.core.metrics.attempts.labels(record.outcome).inc()
+                    self.core.metrics.attempt(record.provider, record.outcome)
                 record.duration_ms = (time.perf_counter() - record.started) * 1000
                 self._end(record)
         final: FinalOutcome = self.final_outcome or "cancelled"
-        self.core.metrics.requests.labels(self.route, final).inc()
         selection = self.selection
         event = RequestOutcomeV1(
             request_id=self.request_id,

@@ -9,7 +9,6 @@ import httpx
 from fastapi import FastAPI, Request
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
-from prometheus_client import CollectorRegistry
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 
@@ -19,7 +18,7 @@ from codexpool_shared.drain import Drain
 from codexpool_shared.keys import Keys
 from codexpool_shared.probes import ReadinessCheck, probe_router
 from codexpool_shared.redis import create_redis
-from codexpool_shared.service import api_options, lifespan_state
+from codexpool_shared.service import api_options, lifespan_state, service_registry
 from codexpool_shared.store.ui_sessions import RedisUiSessions, UiSessionStore
 from codexpool_ui.admin import AdminApiError, AdminClient
 from codexpool_ui.api.routes import agents, auth, pool
@@ -57,7 +56,7 @@ def create_app(
     # Refuses to build without CODEXPOOL_SECRET_KEY: it keys the session cookies.
     keyring = Keyring.from_settings(settings)
     templates = Jinja2Templates(directory=_HERE / "templates")
-    registry = CollectorRegistry()
+    registry = service_registry()
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[Mapping[str, object]]:

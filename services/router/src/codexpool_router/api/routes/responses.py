@@ -51,12 +51,15 @@ class Responses:
         self._drain = drain
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        ledger = Ledger(self._core, self._route, "req_" + secrets.token_hex(12))
         with self._core.metrics.in_flight.track_inprogress():
-            await self._serve(scope, receive, send)
+            try:
+                await self._serve(scope, receive, ledger.timed(send), ledger)
+            finally:
+                ledger.counted()
 
-    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _serve(self, scope: Scope, receive: Receive, send: Send, ledger: Ledger) -> None:
         core = self._core
-        ledger = Ledger(core, self._route, "req_" + secrets.token_hex(12))
         try:
             digest = agent_key_digest(scope)
             raw = await read_body(scope, receive, core.settings.max_body_bytes)
@@ -64,7 +67,6 @@ class Responses:
             inbound = parse_body(raw, session)
             selection = await core.select(digest, inbound.session_digest)
         except ApiError as error:
-            core.metrics.requests.labels(self._route, "rejected").inc()
             ledger.rejected(error, _agent_of(error))
             await send_error(send, error, router_headers(ledger.request_id, None, 0))
             return
