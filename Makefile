@@ -10,7 +10,7 @@ UV := $(CURDIR)/.tools/uv/bin/uv
 export PATH := $(CURDIR)/.tools/uv/bin:$(PATH)
 PYTEST_WORKERS ?= 2
 
-.PHONY: help bootstrap sync services chromium check format schemas test test-unit \
+.PHONY: help bootstrap sync services chromium prometheus check format schemas test test-unit \
         test-integration test-e2e test-browser bench demo
 .PHONY: images push-images docker-engine compose-cli
 
@@ -32,6 +32,11 @@ services:
 chromium:
 	@scripts/ensure-chromium.sh
 
+# promtool and amtool check the shipped rules and configs; the e2e tier runs a real Prometheus
+# and Alertmanager against the services.
+prometheus:
+	@scripts/ensure-prometheus.sh
+
 check: sync
 	$(UV) run ruff format --check .
 	$(UV) run ruff check .
@@ -46,19 +51,19 @@ schemas: sync
 
 # The browser tier runs in a pytest process of its own: Playwright's sync API keeps an event loop
 # running in the worker's main thread, which pytest-asyncio's async tests cannot share.
-test: sync services chromium check
+test: sync services chromium prometheus check
 	rc=0; \
 	$(UV) run pytest -m 'not browser' -n $(PYTEST_WORKERS) -p no:cacheprovider || rc=$$?; \
 	$(UV) run pytest -m browser -n $(PYTEST_WORKERS) -p no:cacheprovider || rc=$$?; \
 	exit $$rc
 
-test-unit: sync
+test-unit: sync prometheus
 	$(UV) run pytest tests/unit tests/contract -p no:cacheprovider
 
 test-integration: sync services
 	$(UV) run pytest tests/integration -m integration -p no:cacheprovider
 
-test-e2e: sync services
+test-e2e: sync services prometheus
 	$(UV) run pytest tests/e2e -m e2e -p no:cacheprovider
 
 test-browser: sync services chromium

@@ -240,10 +240,70 @@ def test_the_sims_volume_is_writable_by_the_images_user() -> None:
 
 def test_compose_runs_the_whole_stack() -> None:
     services = _services()
-    expected = {"redis", "rabbitmq", "otel-collector", "jaeger", "prometheus", *PACKAGES}
+    expected = {"redis", "rabbitmq", "otel-collector", "jaeger", "prometheus", "alertmanager"}
+    expected |= set(PACKAGES)
     assert expected <= set(services)
     assert services["router"]["deploy"]["replicas"] == 2
     assert "--appendonly" in services["redis"]["command"]
+
+
+def _mounts(service: dict[str, Any]) -> dict[str, str]:
+    """Container path -> host path of a service's bind mounts."""
+    mounts = {}
+    for mount in service["volumes"]:
+        if isinstance(mount, str):
+            source, target, *_ = mount.split(":")
+        else:
+            source, target = mount["source"], mount["target"]
+        mounts[target] = os.path.relpath(source, REPO_ROOT) if source.startswith("/") else source
+    return mounts
+
+
+def _health_port(service: dict[str, Any]) -> int:
+    """The port a service's healthcheck probes: the one it serves /metrics on too."""
+    (url,) = [word for word in service["healthcheck"]["test"] if word.startswith("http://")]
+    port = re.fullmatch(r"http://127\.0\.0\.1:(\d+)/readyz", url)
+    assert port, url
+    return int(port[1])
+
+
+def test_prometheus_scrapes_every_replica_of_every_service() -> None:
+    # One DNS name over two router replicas alternated scrapes under one instance (false counter
+    # resets): DNS service discovery (type A) makes one target per replica's address.
+    services = _services()
+    prometheus = services["prometheus"]
+    mounts = _mounts(prometheus)
+    config_path = prometheus["command"][0].removeprefix("--config.file=")
+    config = yaml.safe_load((REPO_ROOT / mounts[config_path]).read_text())
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert set(jobs) == PACKAGES.keys() - {"codex-sim"}
+    for name, job in jobs.items():
+        assert "static_configs" not in job, name
+        (discovery,) = job["dns_sd_configs"]
+        assert discovery["type"] == "A" and discovery["names"] == [name], name
+        assert discovery["port"] == _health_port(services[name]), name
+    # The rules, from the one rules file, beside the config where the relative path points.
+    (rules,) = config["rule_files"]
+    in_container = os.path.join(os.path.dirname(config_path), rules)
+    assert mounts[in_container] == "deploy/prometheus/rules.yml"
+
+
+def test_prometheus_alerts_reach_the_alertmanager_service() -> None:
+    services = _services()
+    config_path = services["prometheus"]["command"][0].removeprefix("--config.file=")
+    config = yaml.safe_load((REPO_ROOT / _mounts(services["prometheus"])[config_path]).read_text())
+    ((target,),) = [
+        s["targets"] for a in config["alerting"]["alertmanagers"] for s in a["static_configs"]
+    ]
+    host, port = target.split(":")
+    alertmanager = services[host]
+    assert alertmanager["image"].startswith("prom/alertmanager:")
+    flags = dict(arg.removeprefix("--").split("=", 1) for arg in alertmanager["command"])
+    assert _mounts(alertmanager)[flags["config.file"]] == "deploy/alertmanager/alertmanager.yml"
+    assert f":{port}/" in " ".join(alertmanager["healthcheck"]["test"])
+    assert services["prometheus"]["depends_on"] == {
+        "alertmanager": {"condition": "service_healthy"}
+    }
 
 
 def test_compose_admin_api_believes_forwarded_for_from_the_ui_alone() -> None:
