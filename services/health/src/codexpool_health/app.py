@@ -11,6 +11,7 @@ from codexpool_health.batcher import OutcomeBatcher
 from codexpool_health.config import Settings
 from codexpool_health.consumers import outcome_consumer
 from codexpool_health.deps import State
+from codexpool_health.fleet import FleetMetrics, FleetReporter, QueueDepth
 from codexpool_health.metrics import HealthMetrics
 from codexpool_health.scores import ScoreReporter, rescore_forever
 from codexpool_health.scoring import ScoreConfig
@@ -18,7 +19,7 @@ from codexpool_health.store import HealthStore
 from codexpool_shared import telemetry
 from codexpool_shared.drain import Drain
 from codexpool_shared.errors import install_error_handlers
-from codexpool_shared.messaging import Publisher
+from codexpool_shared.messaging import Publisher, Topology
 from codexpool_shared.probes import probe_router
 from codexpool_shared.service import (
     api_options,
@@ -44,6 +45,7 @@ def create_app(
     telemetry.configure("codexpool-health")
     registry = service_registry()
     metrics = HealthMetrics(registry)
+    fleet_metrics = FleetMetrics(registry)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[Mapping[str, object]]:
@@ -69,8 +71,19 @@ def create_app(
             )
             await batcher.start()
             stack.push_async_callback(batcher.close)
+            queues = None
+            if settings.consume:
+                # Without the consumer nothing declares the queues a passive declare reads.
+                topology = Topology(settings.namespace)
+                queues = QueueDepth(
+                    str(settings.amqp_url),
+                    (topology.health_queue, topology.health_dlq),
+                    name="codexpool-health-fleet",
+                )
+                stack.push_async_callback(queues.close)
+            fleet = FleetReporter(infra.redis, infra.keys, fleet_metrics, queues)
             rescorer = asyncio.create_task(
-                rescore_forever(store, report, settings.rescore_interval_s)
+                rescore_forever(store, report, settings.rescore_interval_s, fleet)
             )
             stack.push_async_callback(_cancel, rescorer)
             if settings.consume:

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 
 from redis.exceptions import RedisError
 
+from codexpool_health.fleet import FleetReporter
 from codexpool_health.metrics import HealthMetrics
 from codexpool_health.store import HealthStore, ProviderScore
 from codexpool_shared.activity import DEGRADED_MIN, HEALTHY_MIN
@@ -57,9 +59,19 @@ class ScoreReporter:
             )
 
 
-async def rescore_forever(store: HealthStore, report: ScoreReporter, interval_s: float) -> None:
-    """Rescore every known provider every ``interval_s``: faults age out even with no traffic."""
+async def rescore_forever(
+    store: HealthStore,
+    report: ScoreReporter,
+    interval_s: float,
+    fleet: FleetReporter | None = None,
+) -> None:
+    """Rescore every known provider every ``interval_s``: faults age out even with no traffic.
+
+    The fleet view (``fleet.py``) is exported at once and then after every rescoring.
+    """
     while True:
+        if fleet is not None:
+            await fleet.refresh(time.time_ns() // 1_000_000)
         await asyncio.sleep(interval_s)
         try:
             report(await store.rescore())
