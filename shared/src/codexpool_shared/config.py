@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+from typing import Literal, get_args
 
 from pydantic import (
     AliasChoices,
@@ -108,7 +109,9 @@ class TokenRefreshSettings(BaseSettings):
     the same single-use refresh token."""
 
 
-_OTLP_PROTOCOL = "http/protobuf"
+OtlpProtocol = Literal["http/protobuf", "grpc"]
+"""The OTLP protocols whose exporters are installed."""
+_OTLP_PROTOCOLS: tuple[OtlpProtocol, ...] = get_args(OtlpProtocol)
 _EXPORTERS = frozenset({"otlp", "console", "none"})
 
 
@@ -147,7 +150,7 @@ class TelemetrySettings(BaseSettings):
     """OTLP endpoint for metrics only."""
 
     otlp_protocol: str | None = Field(default=None, validation_alias="OTEL_EXPORTER_OTLP_PROTOCOL")
-    """OTLP protocol for every signal; only ``http/protobuf`` is installed."""
+    """OTLP protocol for every signal: ``http/protobuf`` (the default) or ``grpc``."""
 
     otlp_traces_protocol: str | None = Field(
         default=None, validation_alias="OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"
@@ -172,7 +175,6 @@ class TelemetrySettings(BaseSettings):
             "OTEL_TRACES_EXPORTER",
             self.traces_exporter,
             self.otlp_traces_endpoint or self.otlp_endpoint,
-            self.otlp_traces_protocol or self.otlp_protocol,
         )
 
     @property
@@ -182,18 +184,43 @@ class TelemetrySettings(BaseSettings):
             "OTEL_METRICS_EXPORTER",
             self.metrics_exporter,
             self.otlp_metrics_endpoint or self.otlp_endpoint,
-            self.otlp_metrics_protocol or self.otlp_protocol,
         )
+
+    @property
+    def span_protocol(self) -> OtlpProtocol:
+        """The OTLP protocol spans are exported with."""
+        if self.otlp_traces_protocol:
+            return _protocol("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", self.otlp_traces_protocol)
+        return _protocol("OTEL_EXPORTER_OTLP_PROTOCOL", self.otlp_protocol)
+
+    @property
+    def metric_protocol(self) -> OtlpProtocol:
+        """The OTLP protocol metrics are exported with."""
+        if self.otlp_metrics_protocol:
+            return _protocol("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", self.otlp_metrics_protocol)
+        return _protocol("OTEL_EXPORTER_OTLP_PROTOCOL", self.otlp_protocol)
 
     @model_validator(mode="after")
     def _exporters_are_supported(self) -> TelemetrySettings:
-        _ = self.span_exporters, self.metric_exporters
+        _ = self.span_exporters, self.metric_exporters, self.span_protocol, self.metric_protocol
         return self
 
 
-def _exporters(
-    variable: str, names: str | None, endpoint: str | None, protocol: str | None
-) -> frozenset[str]:
+def _protocol(variable: str, value: str | None) -> OtlpProtocol:
+    # The specification's default; an unknown value fails the start, as a typo must not
+    # silently lose every span.
+    if value is None:
+        return "http/protobuf"
+    for protocol in _OTLP_PROTOCOLS:
+        if value.strip().lower() == protocol:
+            return protocol
+    raise ValueError(
+        f"{variable}: unsupported OTLP protocol {value!r} "
+        f"(supported: {', '.join(sorted(_OTLP_PROTOCOLS))})"
+    )
+
+
+def _exporters(variable: str, names: str | None, endpoint: str | None) -> frozenset[str]:
     # Unlike the SDK's default of "otlp", nothing configured means no export: a developer
     # machine or a test without a collector must not retry a dead localhost:4318 forever.
     if names is None:
@@ -208,9 +235,4 @@ def _exporters(
         )
     if "none" in chosen:
         return frozenset()
-    if "otlp" in chosen and protocol not in (None, _OTLP_PROTOCOL):
-        raise ValueError(
-            f"{variable} selects otlp, but OTEL_EXPORTER_OTLP_PROTOCOL is {protocol!r}: "
-            f"only {_OTLP_PROTOCOL} is installed"
-        )
     return frozenset(chosen)

@@ -4,6 +4,12 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from opentelemetry import trace
+from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (
+    OTLPMetricExporter as GrpcMetricExporter,
+)
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
+    OTLPSpanExporter as GrpcSpanExporter,
+)
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.metrics import MeterProvider
@@ -16,7 +22,7 @@ from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 
 from codexpool_shared import telemetry
-from codexpool_shared.config import TelemetrySettings
+from codexpool_shared.config import OtlpProtocol, TelemetrySettings
 from codexpool_shared.telemetry import attributes, instrumentation, tracing
 
 _OTEL_VARS = (
@@ -84,12 +90,45 @@ def test_exporters_follow_the_standard_variables(
 
 
 @pytest.mark.parametrize(
+    ("env", "spans", "metrics"),
+    [
+        ({}, "http/protobuf", "http/protobuf"),
+        ({"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}, "grpc", "grpc"),
+        ({"OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"}, "http/protobuf", "http/protobuf"),
+        (
+            {
+                "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+                "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/protobuf",
+            },
+            "http/protobuf",
+            "grpc",
+        ),
+        ({"OTEL_EXPORTER_OTLP_METRICS_PROTOCOL": "grpc"}, "http/protobuf", "grpc"),
+    ],
+)
+def test_the_otlp_protocol_follows_the_standard_variables(
+    otel_env: pytest.MonkeyPatch, env: dict[str, str], spans: str, metrics: str
+) -> None:
+    otel_env.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4317")
+    for name, value in env.items():
+        otel_env.setenv(name, value)
+    settings = TelemetrySettings()
+    assert (settings.span_protocol, settings.metric_protocol) == (spans, metrics)
+    assert settings.span_exporters == {"otlp"}
+
+
+@pytest.mark.parametrize(
     ("env", "message"),
     [
         ({"OTEL_TRACES_EXPORTER": "zipkin"}, "OTEL_TRACES_EXPORTER: unsupported exporter"),
         (
-            {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4317", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"},
-            "only http/protobuf is installed",
+            {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318", "OTEL_EXPORTER_OTLP_PROTOCOL": "http"},
+            "OTEL_EXPORTER_OTLP_PROTOCOL: unsupported OTLP protocol 'http' "
+            r"\(supported: grpc, http/protobuf\)",
+        ),
+        (
+            {"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/json"},
+            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: unsupported OTLP protocol 'http/json'",
         ),
     ],
 )
@@ -118,22 +157,34 @@ def test_resource_takes_the_default_name_unless_the_environment_names_one(
     assert tracing._resource("codexpool-router").attributes[SERVICE_NAME] == "from-env"
 
 
-def test_otlp_exporters_are_built_only_when_asked(otel_env: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    ("protocol", "span_exporter", "metric_exporter"),
+    [
+        ("http/protobuf", OTLPSpanExporter, OTLPMetricExporter),
+        ("grpc", GrpcSpanExporter, GrpcMetricExporter),
+    ],
+)
+def test_otlp_exporters_are_built_only_when_asked(
+    otel_env: pytest.MonkeyPatch,
+    protocol: OtlpProtocol,
+    span_exporter: type[object],
+    metric_exporter: type[object],
+) -> None:
     resource = Resource.create({SERVICE_NAME: "t"})
-    quiet = tracing._build_tracer_provider(resource, frozenset())
+    quiet = tracing._build_tracer_provider(resource, frozenset(), protocol)
     assert quiet._active_span_processor._span_processors == ()
-    assert tracing._build_meter_provider(resource, frozenset())._metric_readers == []
+    assert tracing._build_meter_provider(resource, frozenset(), protocol)._metric_readers == []
 
     otel_env.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9/")
-    loud = tracing._build_tracer_provider(resource, frozenset({"otlp"}))
-    meters = tracing._build_meter_provider(resource, frozenset({"otlp"}))
+    loud = tracing._build_tracer_provider(resource, frozenset({"otlp"}), protocol)
+    meters = tracing._build_meter_provider(resource, frozenset({"otlp"}), protocol)
     try:
         (processor,) = loud._active_span_processor._span_processors
         assert isinstance(processor, BatchSpanProcessor)
-        assert isinstance(processor._batch_processor._exporter, OTLPSpanExporter)
+        assert isinstance(processor._batch_processor._exporter, span_exporter)
         (reader,) = meters._metric_readers
         assert isinstance(reader, PeriodicExportingMetricReader)
-        assert isinstance(reader._exporter, OTLPMetricExporter)
+        assert isinstance(reader._exporter, metric_exporter)
     finally:
         # Shutdown tries one last export: nothing was recorded, so nothing is sent.
         loud.shutdown()

@@ -13,10 +13,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import aiohttp
 from opentelemetry import trace
+from opentelemetry.util.types import AttributeValue
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -28,11 +30,13 @@ from codexpool_router.livewriter import LiveWriter, now_ms
 from codexpool_router.metrics import Metrics
 from codexpool_router.refresh import Tokens, build_refresher
 from codexpool_router.retry_budget import RetryBudget
+from codexpool_router.upstream import attempt_attributes
 from codexpool_shared.crypto import Keyring
 from codexpool_shared.errors import ApiError
 from codexpool_shared.events import BaseEvent
 from codexpool_shared.keys import Keys
 from codexpool_shared.messaging import Publisher
+from codexpool_shared.redis import UNAVAILABLE
 from codexpool_shared.store import (
     LiveState,
     NotFound,
@@ -46,7 +50,7 @@ from codexpool_shared.store.selection import NoPool, Selection, Selector, Unauth
 
 tracer = trace.get_tracer("codexpool.router")
 
-_STORE_FAILED = (RedisError, OSError, TimeoutError)
+_STORE_FAILED = (*UNAVAILABLE, RedisError, OSError, TimeoutError)
 _REFUSED = (Unauthorized, NoPool, *_STORE_FAILED)
 
 
@@ -76,6 +80,8 @@ class Core:
     snapshots: Snapshots
     local: LocalRouting
     responses_url: str
+    attempt_attributes: Mapping[str, AttributeValue]
+    """What every attempt's CLIENT span starts with (``upstream.attempt_attributes``)."""
     client_timeout: aiohttp.ClientTimeout
     retry_budget: RetryBudget
     attempts_in_flight: Counter[str] = field(default_factory=Counter)
@@ -187,6 +193,7 @@ def build_core(
         on_change=lambda state: metrics.store_breaker.set(BREAKER_STATES[state]),
     )
     snapshots = Snapshots(settings.failopen_max_agents)
+    responses_url = settings.upstream_base_url.rstrip("/") + "/codex/responses"
     writer = LiveWriter(redis, keys, settings, metrics)
     refresher = build_refresher(redis, keys, keyring, session, settings, metrics, publisher.publish)
     return Core(
@@ -203,7 +210,8 @@ def build_core(
         breaker=breaker,
         snapshots=snapshots,
         local=LocalRouting(snapshots, settings.failopen_max_staleness_s, settings.max_attempts),
-        responses_url=settings.upstream_base_url.rstrip("/") + "/codex/responses",
+        responses_url=responses_url,
+        attempt_attributes=attempt_attributes(responses_url),
         client_timeout=aiohttp.ClientTimeout(
             total=None, sock_connect=settings.connect_timeout_s, sock_read=settings.idle_timeout_s
         ),

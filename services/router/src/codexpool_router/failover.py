@@ -114,6 +114,8 @@ async def _try_provider(
             "POST codex/responses",
             kind=SpanKind.CLIENT,
             attributes={
+                **core.attempt_attributes,
+                attr.GEN_AI_REQUEST_MODEL: inbound.model,
                 attr.PROVIDER: candidate.name,
                 attr.ATTEMPT: len(ledger.attempts) + 1,
                 attr.FALLBACK: bool(ledger.attempts),

@@ -15,6 +15,7 @@ from codexpool_router.answers import Send
 from codexpool_router.attempt import Result
 from codexpool_router.inbound import Inbound
 from codexpool_router.metrics import AccountState
+from codexpool_router.sse import SseTap
 from codexpool_shared.errors import ApiError
 from codexpool_shared.events import (
     HEALTH_FAULTS,
@@ -69,6 +70,7 @@ class Ledger:
         self.finished = False
         self.client_gone = False
         self._traceparent = traceparent()
+        self._span = trace.get_current_span()
         self._emitted = False
         self._rejected = False
         self._first_byte: float | None = None
@@ -102,10 +104,19 @@ class Ledger:
     def routed(self, selection: Selection, inbound: Inbound) -> None:
         self.selection = selection
         self.inbound = inbound
-        span = trace.get_current_span()
+        span = self._span
         span.set_attribute(attr.AGENT_ID, selection.agent_id)
         span.set_attribute(attr.STRATEGY, selection.strategy)
         span.set_attribute(attr.REQUEST_ID, self.request_id)
+        if span.is_recording():
+            span.set_attributes(
+                {
+                    attr.GEN_AI_PROVIDER_NAME: attr.GEN_AI_OPENAI,
+                    attr.GEN_AI_SYSTEM: attr.GEN_AI_OPENAI,
+                    attr.GEN_AI_OPERATION_NAME: attr.GEN_AI_CHAT,
+                    attr.GEN_AI_REQUEST_MODEL: inbound.model,
+                }
+            )
         for candidate in selection.candidates:
             self.core.metrics.account_state(
                 candidate.name, "half_open" if candidate.probe else "closed"
@@ -131,7 +142,26 @@ class Ledger:
         self.attempts.append(record)
         self._seen(candidate, result.outcome)
         if result.response is None:
+            if result.tap is not None:
+                # Not streamed to the client: the whole upstream stream has been read.
+                self._answered(span, result.tap)
             self._end(record)
+
+    def _answered(self, attempt: Span | None, tap: SseTap) -> None:
+        """Put what ``response.completed`` reported on the attempt's span and the request's."""
+        completed = tap.completed
+        if completed is None:
+            return
+        found: dict[str, str | int] = {}
+        for name, key in ((attr.GEN_AI_RESPONSE_ID, "id"), (attr.GEN_AI_RESPONSE_MODEL, "model")):
+            if isinstance(value := completed.get(key), str):
+                found[name] = value
+        if (usage := tap.usage()) is not None:
+            found[attr.GEN_AI_USAGE_INPUT_TOKENS] = usage.input_tokens
+            found[attr.GEN_AI_USAGE_OUTPUT_TOKENS] = usage.output_tokens
+        for span in (attempt, self._span):
+            if span is not None:
+                span.set_attributes(found)
 
     def _seen(self, candidate: Candidate, outcome: OutcomeClass) -> None:
         """This replica's view of the provider after an attempt (``account_state``)."""
@@ -186,7 +216,7 @@ class Ledger:
             return
         span.set_attribute(attr.OUTCOME, record.outcome)
         if record.status_code is not None:
-            span.set_attribute("http.response.status_code", record.status_code)
+            span.set_attribute(attr.HTTP_RESPONSE_STATUS_CODE, record.status_code)
         if record.outcome != "success":
             span.set_status(Status(StatusCode.ERROR, record.error_code or record.outcome))
         span.end()
@@ -197,15 +227,16 @@ class Ledger:
         self.final_outcome = outcome
         self.usage = usage
 
-    def relayed(self, outcome: OutcomeClass, code: str | None, usage: TokenUsage | None) -> None:
+    def relayed(self, outcome: OutcomeClass, code: str | None, tap: SseTap) -> None:
         record = self.attempts[-1]
         record.outcome = outcome
         record.error_code = code
         record.duration_ms = (time.perf_counter() - record.started) * 1000
+        self._answered(record.span, tap)
         self._end(record)
         self.final_provider = record.provider
         self.final_outcome = outcome
-        self.usage = usage
+        self.usage = tap.usage()
 
     def rejected(self, error: ApiError, agent_id: str | None) -> None:
         """Publish the one event of a request refused before routing (no outcome follows)."""

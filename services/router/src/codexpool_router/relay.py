@@ -104,7 +104,7 @@ async def deliver(
             )
         )
         await send({"type": "http.response.body", "body": ending, "more_body": True})
-    ledger.relayed(outcome, code, tap.usage())
+    ledger.relayed(outcome, code, tap)
     if outcome == "success":
         await served(core, ledger, inbound, candidate)
     elif outcome in HEALTH_FAULTS:

@@ -7,7 +7,12 @@ routing and caching); the provider's token and account id are set here. The clie
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
+from opentelemetry.util.types import AttributeValue
 from starlette.types import Scope
+
+from codexpool_shared.telemetry import attributes as attr
 
 _FORWARD = {
     b"session_id": "session_id",
@@ -75,3 +80,23 @@ def upstream_headers(
     if account_id and not account_id.startswith(("email_", "local_")):
         headers["chatgpt-account-id"] = account_id
     return headers
+
+
+def attempt_attributes(url: str) -> dict[str, AttributeValue]:
+    """What every attempt's CLIENT span starts with: the GenAI system and operation, and the
+    HTTP client attributes of ``url`` (without credentials, query string or fragment)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host
+    if parts.port is not None:
+        netloc = f"{netloc}:{parts.port}"
+    return {
+        attr.GEN_AI_PROVIDER_NAME: attr.GEN_AI_OPENAI,
+        attr.GEN_AI_SYSTEM: attr.GEN_AI_OPENAI,
+        attr.GEN_AI_OPERATION_NAME: attr.GEN_AI_CHAT,
+        attr.OPENAI_API_TYPE: attr.OPENAI_RESPONSES,
+        attr.HTTP_REQUEST_METHOD: "POST",
+        attr.SERVER_ADDRESS: host,
+        attr.SERVER_PORT: parts.port or (443 if parts.scheme == "https" else 80),
+        attr.URL_FULL: f"{parts.scheme}://{netloc}{parts.path}",
+    }

@@ -3,8 +3,9 @@
 OpenTelemetry refuses to replace a global provider, and tests build many apps in one process,
 so ``configure()`` builds the providers the first time and returns the same ``Telemetry`` on
 every later call. Exporters are installed only when ``OTEL_*`` asks for them (see
-``TelemetrySettings``); the SDK reads every other ``OTEL_*`` variable (endpoint, headers,
-timeouts, sampler, batch sizes, ``OTEL_SDK_DISABLED``) itself.
+``TelemetrySettings``), over the OTLP protocol ``OTEL_EXPORTER_OTLP_[TRACES_|METRICS_]PROTOCOL``
+names (``http/protobuf`` by default, or ``grpc``); the SDK reads every other ``OTEL_*`` variable
+(endpoint, headers, timeouts, sampler, batch sizes, ``OTEL_SDK_DISABLED``) itself.
 """
 
 from __future__ import annotations
@@ -17,8 +18,18 @@ from dataclasses import dataclass, field
 from fastapi import FastAPI
 from opentelemetry import metrics, trace
 from opentelemetry.context import Context
-from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (
+    OTLPMetricExporter as GrpcMetricExporter,
+)
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
+    OTLPSpanExporter as GrpcSpanExporter,
+)
+from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
+    OTLPMetricExporter as HttpMetricExporter,
+)
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
+    OTLPSpanExporter as HttpSpanExporter,
+)
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
     ConsoleMetricExporter,
@@ -36,7 +47,11 @@ from opentelemetry.sdk.trace.export import (
 )
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from codexpool_shared.config import TelemetrySettings, prefer_stable_http_conventions
+from codexpool_shared.config import (
+    OtlpProtocol,
+    TelemetrySettings,
+    prefer_stable_http_conventions,
+)
 from codexpool_shared.telemetry.instrumentation import instrument_fastapi, instrument_libraries
 
 
@@ -90,6 +105,12 @@ class Telemetry:
 
     metric_exporters: frozenset[str]
     """Exporters metrics go to; empty when metrics are not exported."""
+
+    span_protocol: OtlpProtocol
+    """The OTLP protocol of the ``otlp`` span exporter."""
+
+    metric_protocol: OtlpProtocol
+    """The OTLP protocol of the ``otlp`` metric exporter."""
 
     _extra: _FanOutSpanProcessor = field(repr=False)
 
@@ -151,9 +172,13 @@ def configure(service_name: str, *, settings: TelemetrySettings | None = None) -
         prefer_stable_http_conventions()
         resource = _resource(service_name)
         extra = _FanOutSpanProcessor()
-        tracer_provider = _tracer_provider(resource, settings.span_exporters)
+        tracer_provider = _tracer_provider(
+            resource, settings.span_exporters, settings.span_protocol
+        )
         tracer_provider.add_span_processor(extra)
-        meter_provider = _meter_provider(resource, settings.metric_exporters)
+        meter_provider = _meter_provider(
+            resource, settings.metric_exporters, settings.metric_protocol
+        )
         instrument_libraries(tracer_provider, meter_provider)
         _configured = Telemetry(
             service_name=str(tracer_provider.resource.attributes.get(SERVICE_NAME, service_name)),
@@ -161,6 +186,8 @@ def configure(service_name: str, *, settings: TelemetrySettings | None = None) -
             meter_provider=meter_provider,
             span_exporters=settings.span_exporters,
             metric_exporters=settings.metric_exporters,
+            span_protocol=settings.span_protocol,
+            metric_protocol=settings.metric_protocol,
             _extra=extra,
         )
         return _configured
@@ -176,22 +203,26 @@ def _resource(service_name: str) -> Resource:
     return Resource.create({SERVICE_NAME: service_name}).merge(OTELResourceDetector().detect())
 
 
-def _tracer_provider(resource: Resource, exporters: frozenset[str]) -> TracerProvider:
+def _tracer_provider(
+    resource: Resource, exporters: frozenset[str], protocol: OtlpProtocol
+) -> TracerProvider:
     current = trace.get_tracer_provider()
     # Someone (e.g. the opentelemetry-instrument launcher) already set an SDK provider: the
     # global one cannot be replaced, so add to it rather than build one nobody uses.
     if isinstance(current, TracerProvider):
         return current
-    provider = _build_tracer_provider(resource, exporters)
+    provider = _build_tracer_provider(resource, exporters, protocol)
     trace.set_tracer_provider(provider)
     return provider
 
 
-def _build_tracer_provider(resource: Resource, exporters: frozenset[str]) -> TracerProvider:
+def _build_tracer_provider(
+    resource: Resource, exporters: frozenset[str], protocol: OtlpProtocol
+) -> TracerProvider:
     provider = TracerProvider(resource=resource)
     span_exporters: list[SpanExporter] = []
     if "otlp" in exporters:
-        span_exporters.append(OTLPSpanExporter())
+        span_exporters.append(GrpcSpanExporter() if protocol == "grpc" else HttpSpanExporter())
     if "console" in exporters:
         span_exporters.append(ConsoleSpanExporter())
     for exporter in span_exporters:
@@ -199,19 +230,25 @@ def _build_tracer_provider(resource: Resource, exporters: frozenset[str]) -> Tra
     return provider
 
 
-def _meter_provider(resource: Resource, exporters: frozenset[str]) -> MeterProvider:
+def _meter_provider(
+    resource: Resource, exporters: frozenset[str], protocol: OtlpProtocol
+) -> MeterProvider:
     current = metrics.get_meter_provider()
     if isinstance(current, MeterProvider):
         return current
-    provider = _build_meter_provider(resource, exporters)
+    provider = _build_meter_provider(resource, exporters, protocol)
     metrics.set_meter_provider(provider)
     return provider
 
 
-def _build_meter_provider(resource: Resource, exporters: frozenset[str]) -> MeterProvider:
+def _build_meter_provider(
+    resource: Resource, exporters: frozenset[str], protocol: OtlpProtocol
+) -> MeterProvider:
     metric_exporters: list[MetricExporter] = []
     if "otlp" in exporters:
-        metric_exporters.append(OTLPMetricExporter())
+        metric_exporters.append(
+            GrpcMetricExporter() if protocol == "grpc" else HttpMetricExporter()
+        )
     if "console" in exporters:
         metric_exporters.append(ConsoleMetricExporter())
     readers: Sequence[MetricReader] = [PeriodicExportingMetricReader(e) for e in metric_exporters]
