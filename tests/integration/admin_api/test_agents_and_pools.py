@@ -39,6 +39,30 @@ def test_agent_key_is_shown_once_and_rotation_revokes_the_old_one(
     assert error(api.get("/api/agents/my-agent"))["param"] == "agent_id"
 
 
+def test_one_router_key_is_revoked_by_its_id(
+    api: TestClient, sync_redis: redis.Redis, keys: Keys
+) -> None:
+    first = create_agent(api)["api_key"]
+    second = api.post("/api/agents/my-agent/keys").json()
+    [old] = [
+        k for k in api.get("/api/agents/my-agent").json()["keys"] if k["key_id"] != second["key_id"]
+    ]
+    # A prefix of an id names no key: only whole ids revoke.
+    for wrong in (old["key_id"][:4], "0" * 12):
+        refused = api.delete(f"/api/agents/my-agent/keys/{wrong}")
+        assert refused.status_code == 404 and error(refused)["param"] == "key_id"
+    assert api.delete(f"/api/agents/my-agent/keys/{old['key_id']}").status_code == 204
+    assert sync_redis.get(keys.api_key(key_digest(first))) is None
+    assert sync_redis.get(keys.api_key(key_digest(second["api_key"]))) == b"my-agent"
+    assert [k["key_id"] for k in api.get("/api/agents/my-agent").json()["keys"]] == [
+        second["key_id"]
+    ]
+    entry = api.get("/api/audit").json()["data"][0]
+    assert (entry["action"], entry["target"]) == ("agent.key.revoke", "my-agent")
+    assert entry["before"]["key"]["key_id"] == old["key_id"]
+    assert api.delete("/api/agents/ghost/keys/abc").status_code == 404
+
+
 def test_pool_changes_bump_version_publish_and_audit(
     api: TestClient, sink: InMemoryPublisher
 ) -> None:

@@ -142,7 +142,7 @@ def _start(api: TestClient, name: str) -> dict[str, Any]:
 def _everything_stored(client: redis.Redis, namespace: str) -> str:
     """Every hash, string and stream of the namespace, as one text to search."""
     out: list[object] = []
-    for key in client.scan_iter(match=f"{namespace}:*"):
+    for key in client.scan_iter(match=Keys(namespace).pattern):
         kind = client.type(key)
         if kind == b"hash":
             out.append(client.hgetall(key))
@@ -210,3 +210,36 @@ def test_device_login_of_another_account_is_refused(
     assert refused.status_code == 409 and error(refused)["code"] == "account_mismatch"
     assert sim_api.get(f"/api/providers/{name}").json() == before
     assert sim_api.post("/api/providers/ghost/oauth/device").status_code == 404
+
+
+def test_device_code_registers_a_new_provider(
+    sim_api: TestClient, sim: SimApp, sim_admin: TestClient, sync_redis: redis.Redis, keys: Keys
+) -> None:
+    account = sorted(sim.accounts, key=lambda a: a.index)[0]
+    name = "signed-in-account"
+    assert sim_api.post(f"/api/providers/{name}/oauth/device").status_code == 404
+    started = sim_api.post(f"/api/providers/{name}/oauth/device", json={"register": True})
+    assert started.status_code == 201, started.text
+    poll = sim_api.post(f"/api/providers/{name}/oauth/device/poll")
+    assert poll.json() == {"status": "pending", "provider": None}
+    assert sim_api.get(f"/api/providers/{name}").status_code == 404
+    approve = {"account_id": account.account_id}
+    sim_admin.post(f"/_sim/device-codes/{started.json()['user_code']}/approve", json=approve)
+    linked = sim_api.post(f"/api/providers/{name}/oauth/device/poll").json()
+    assert linked["status"] == "linked"
+    assert linked["provider"]["account_id"] == account.account_id
+    assert linked["provider"]["status"] == "active"
+    stored = _everything_stored(sync_redis, keys.namespace)
+    for secret in (account.tokens.access_token, account.tokens.refresh_token):
+        assert secret not in stored and secret not in str(linked)
+    [registered, start] = sim_api.get("/api/audit").json()["data"][:2]
+    assert (registered["action"], registered["after"]["via"]) == (
+        "provider.register",
+        "device_code",
+    )
+    assert (start["action"], start["after"]["register"]) == ("provider.oauth.start", True)
+    # The name is taken now, and a bad name is refused by field.
+    taken = sim_api.post(f"/api/providers/{name}/oauth/device", json={"register": True})
+    assert taken.status_code == 409 and error(taken)["param"] == "name"
+    bad = sim_api.post("/api/providers/Not%20A%20Slug/oauth/device", json={"register": True})
+    assert bad.status_code == 422 and error(bad)["param"] == "name"

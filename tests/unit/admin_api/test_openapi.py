@@ -47,6 +47,7 @@ OPERATIONS = {
     "GET /api/agents/{agent_id}": "get_one_agent",
     "DELETE /api/agents/{agent_id}": "delete_one_agent",
     "POST /api/agents/{agent_id}/keys": "add_agent_router_key",
+    "DELETE /api/agents/{agent_id}/keys/{key_id}": "revoke_agent_router_key",
     "GET /api/agents/{agent_id}/codex-pool": "get_codex_pool",
     "PUT /api/agents/{agent_id}/codex-pool": "put_codex_pool",
     "POST /api/agents/{agent_id}/codex-pool/providers": "add_codex_pool_member",

@@ -1,4 +1,4 @@
-"""Pending device-code logins that re-link a provider (``Keys.oauth_device``).
+"""Pending device-code logins that re-link a provider or register one (``Keys.oauth_device``).
 
 One hash per provider, with the issuer's expiry as its TTL, so any admin-api replica can complete
 a login another one started. The device id is a credential of the login in progress: it is
@@ -24,6 +24,8 @@ class DeviceLoginFields:
     """The issuer's device id, an encrypted envelope (associated data: provider + this name)."""
     USER_CODE: Final = "user_code"
     """The code the admin enters at the issuer's device page."""
+    REGISTER: Final = "register"
+    """``"1"`` when the login registers a new provider rather than re-linking one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +34,8 @@ class PendingDeviceLogin:
 
     device_auth_id: str
     user_code: str
+    register: bool = False
+    """The approved account becomes a new provider of this name (else it re-links one)."""
 
 
 async def start_device_login(
@@ -49,7 +53,7 @@ async def start_device_login(
         redis: The Redis client.
         keys: Key names.
         keyring: Encrypts the device id.
-        provider: The provider being re-linked.
+        provider: The provider being re-linked (or registered).
         login: The issuer's device id and user code.
         expires_in_s: The issuer's expiry of the code.
     """
@@ -64,6 +68,7 @@ async def start_device_login(
             mapping={
                 DeviceLoginFields.DEVICE_AUTH_ID: device_auth_id,
                 DeviceLoginFields.USER_CODE: login.user_code,
+                DeviceLoginFields.REGISTER: "1" if login.register else "0",
             },
         )
         pipe.expire(key, expires_in_s)
@@ -86,7 +91,11 @@ async def pending_device_login(
     device_auth_id = keyring.decrypt(
         envelope, record=provider, field=DeviceLoginFields.DEVICE_AUTH_ID
     )
-    return PendingDeviceLogin(device_auth_id=device_auth_id, user_code=user_code)
+    return PendingDeviceLogin(
+        device_auth_id=device_auth_id,
+        user_code=user_code,
+        register=fields.get(DeviceLoginFields.REGISTER) == "1",
+    )
 
 
 async def end_device_login(redis: Redis, keys: Keys, provider: str) -> None:

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from codexpool_admin_api.api.errors import RESPONSES
 from codexpool_admin_api.deps import AdminDep, AuditorDep, ViewerDep
 from codexpool_admin_api.models import epoch
+from codexpool_shared.errors import ApiError
 from codexpool_shared.events import PoolChangedV1
 from codexpool_shared.service import KeysDep, PublisherDep, RedisDep
 from codexpool_shared.store.agents import (
@@ -179,3 +180,28 @@ async def add_agent_router_key(
         after={"added": out.model_dump(mode="json"), "revoked": revoked},
     )
     return KeyCreated(**out.model_dump(), api_key=api_key, revoked=revoked)
+
+
+@router.delete("/{agent_id}/keys/{key_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def revoke_agent_router_key(
+    agent_id: str,
+    key_id: str,
+    admin: AdminDep,
+    redis: RedisDep,
+    keys: KeysDep,
+    audit: AuditorDep,
+) -> None:
+    """Revoke one router key (by its ``key_id``); the router refuses it from the next request."""
+    await get_agent(redis, keys, agent_id)
+    known = {k.key_id: k for k in await list_agent_keys(redis, keys, agent_id)}
+    # Whole ids only: revoke_agent_key matches a prefix, and "" or "a" must not pick a key.
+    if key_id not in known or not await revoke_agent_key(redis, keys, agent_id, key_id):
+        raise ApiError(
+            404, f"agent {agent_id!r} has no key {key_id!r}", code="not_found", param="key_id"
+        )
+    await audit.record(
+        admin,
+        "agent.key.revoke",
+        agent_id,
+        before={"key": _key_out(known[key_id]).model_dump(mode="json")},
+    )
