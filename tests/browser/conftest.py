@@ -114,7 +114,7 @@ def stack(infra: InfraUrls, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     base = tmp_path_factory.mktemp("stack")
     logs = base / "logs"
     admin_token = "cpa_" + secrets.token_urlsafe(32)
-    sim_port, admin_port = free_port(), free_port()
+    sim_port, admin_port, router_port = free_port(), free_port(), free_port()
     sim = f"http://127.0.0.1:{sim_port}"
     namespace = unique_namespace()
     env = {
@@ -129,13 +129,14 @@ def stack(infra: InfraUrls, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         "OTEL_TRACES_EXPORTER": "none",
         "OTEL_METRICS_EXPORTER": "none",
         "UI_LIVE_INTERVAL_MS": "1000",
+        "UI_ROUTER_PUBLIC_URL": f"http://127.0.0.1:{router_port}",
         "HEALTH_RESCORE_INTERVAL_S": "1",
     }
     sim_args = ("--accounts", "1", "--write-auth", str(base / "auth"))
     specs = [
         ServiceSpec("codexpool_sim", env, sim_args, port=sim_port, name="sim"),
         ServiceSpec("codexpool_health", env, name="health"),
-        ServiceSpec("codexpool_router", env, name="router"),
+        ServiceSpec("codexpool_router", env, port=router_port, name="router"),
         ServiceSpec("codexpool_admin_api", env, port=admin_port, name="admin-api"),
         ServiceSpec("codexpool_ui", env, name="ui"),
     ]

@@ -60,6 +60,13 @@ class FakeAdmin:
         self.refreshed = 0
         self.revoked: set[str] = set()
         self.device_polls: dict[str, int] = {}
+        self.registering: set[str] = set()
+        self.keys: dict[str, list[dict[str, Any]]] = {"my-agent": []}
+        self.tokens: dict[str, dict[str, Any]] = {}
+        self.audit: list[dict[str, Any]] = []
+        """Newest first, as the admin API answers."""
+        self.bodies: list[Any] = []
+        """The JSON body of every change, in order."""
         self.outage: ApiError | None = None
         """Raised by every /api call while set, as the real admin API does when Redis is down."""
         self.app = self._build()
@@ -135,8 +142,9 @@ class FakeAdmin:
 
         @app.get("/api/agents/{agent_id}")
         async def agent(request: Request, agent_id: str) -> dict[str, Any]:
-            role(request)
-            return agent_of(agent_id)
+            admin = role(request) == "admin"
+            keys = self.keys.get(agent_id, []) if admin else None
+            return {**agent_of(agent_id), "keys": keys}
 
         @app.get("/api/providers")
         async def providers(request: Request) -> dict[str, Any]:
@@ -196,8 +204,13 @@ class FakeAdmin:
         @app.post("/api/providers/{name}/oauth/device")
         async def device(request: Request, name: str) -> Any:
             role(request, write=True)
-            if name not in self.providers:
+            register = (await request.json() if await request.body() else {}).get("register")
+            if register and name in self.providers:
+                raise ApiError(409, f"provider {name!r} already exists", param="name")
+            if not register and name not in self.providers:
                 return JSONResponse(error_body("no such provider", type="not_found_error"), 404)
+            if register:
+                self.registering.add(name)
             self.device_polls[name] = 0
             return {
                 "provider": name,
@@ -215,7 +228,109 @@ class FakeAdmin:
             self.device_polls[name] += 1
             if self.device_polls[name] < 2:
                 return {"status": "pending", "provider": None}
+            if name in self.registering:
+                self.registering.discard(name)
+                self.providers[name] = {"name": name, "account_id": "acct-new", "status": "active"}
             self.providers[name]["status"] = "active"
             return {"status": "linked", "provider": self.oauth(name)}
 
+        self._console(app, role, agent_of)
         return app
+
+    def _console(self, app: FastAPI, role: Any, agent_of: Any) -> None:
+        """Providers, agents, keys, tokens and audit: the admin console's calls."""
+
+        async def body(request: Request) -> Any:
+            payload = await request.json() if await request.body() else None
+            self.bodies.append(payload)
+            return payload
+
+        @app.post("/api/providers", status_code=201)
+        async def register(request: Request) -> Any:
+            role(request, write=True)
+            payload = await body(request)
+            name = payload["name"]
+            if name in self.providers:
+                raise ApiError(409, f"provider {name!r} already exists", param="name")
+            if "tokens" not in payload["auth_json"]:
+                raise ApiError(422, "auth_json.tokens: missing", param="auth_json.tokens")
+            self.providers[name] = {"name": name, "account_id": "acct-x", "status": "active"}
+            return self.providers[name]
+
+        @app.patch("/api/providers/{name}")
+        async def patch(request: Request, name: str) -> Any:
+            role(request, write=True)
+            self.providers[name]["status"] = (await body(request))["status"]
+            return self.providers[name]
+
+        @app.delete("/api/providers/{name}", status_code=204)
+        async def delete_provider(request: Request, name: str) -> None:
+            role(request, write=True)
+            assert request.query_params.get("force") == "true"
+            del self.providers[name]
+            for pool in self.pools.values():
+                if name in pool["providers"]:
+                    pool["providers"].remove(name)
+
+        @app.post("/api/agents", status_code=201)
+        async def create_agent(request: Request) -> Any:
+            role(request, write=True)
+            payload = await body(request)
+            if payload["id"] in self.agents:
+                raise ApiError(409, f"agent {payload['id']!r} already exists", param="id")
+            self.agents[payload["id"]] = {"id": payload["id"], "name": payload.get("name")}
+            self.keys[payload["id"]] = [{"key_id": "k0", "prefix": "cpk_aaaa"}]
+            return {**self.agents[payload["id"]], "api_key": "cpk_first_key_shown_once"}
+
+        @app.delete("/api/agents/{agent_id}", status_code=204)
+        async def delete_agent(request: Request, agent_id: str) -> None:
+            role(request, write=True)
+            agent_of(agent_id)
+            del self.agents[agent_id]
+
+        @app.post("/api/agents/{agent_id}/keys", status_code=201)
+        async def add_key(request: Request, agent_id: str) -> Any:
+            role(request, write=True)
+            agent_of(agent_id)
+            keys = self.keys.setdefault(agent_id, [])
+            revoked = [k["key_id"] for k in keys] if (await body(request))["revoke_others"] else []
+            keys[:] = [k for k in keys if k["key_id"] not in revoked]
+            keys.append({"key_id": f"k{len(self.bodies)}", "prefix": "cpk_bbbb"})
+            return {**keys[-1], "api_key": f"cpk_new_key_{len(self.bodies)}", "revoked": revoked}
+
+        @app.delete("/api/agents/{agent_id}/keys/{key_id}", status_code=204)
+        async def revoke_key(request: Request, agent_id: str, key_id: str) -> None:
+            role(request, write=True)
+            keys = self.keys.get(agent_id, [])
+            if key_id not in [k["key_id"] for k in keys]:
+                raise ApiError(404, f"no key {key_id!r}", param="key_id")
+            keys[:] = [k for k in keys if k["key_id"] != key_id]
+
+        @app.get("/api/tokens")
+        async def tokens(request: Request) -> Any:
+            role(request, write=True)
+            return {"data": list(self.tokens.values())}
+
+        @app.post("/api/tokens", status_code=201)
+        async def create_token(request: Request) -> Any:
+            role(request, write=True)
+            payload = await body(request)
+            token_id = f"t{len(self.tokens) + 1}"
+            self.tokens[token_id] = {**payload, "id": token_id, "created_by": "bootstrap"}
+            return {**self.tokens[token_id], "token": f"cpa_secret_{token_id}"}
+
+        @app.delete("/api/tokens/{token_id}", status_code=204)
+        async def revoke_token(request: Request, token_id: str) -> None:
+            role(request, write=True)
+            if self.tokens.pop(token_id, None) is None:
+                raise ApiError(404, f"no token {token_id!r}", param="token_id")
+
+        @app.get("/api/audit")
+        async def audit(request: Request) -> Any:
+            role(request, write=True)
+            limit = int(request.query_params.get("limit", "100"))
+            before = request.query_params.get("before")
+            ids = [e["id"] for e in self.audit]
+            start = ids.index(before) + 1 if before in ids else 0
+            page = self.audit[start : start + limit]
+            return {"data": page, "next_before": page[-1]["id"] if len(page) == limit else None}

@@ -80,13 +80,19 @@ class AdminClient:
         response.raise_for_status()
 
     async def _call(
-        self, method: str, path: str, token: str, json: JsonObject | None = None
+        self,
+        method: str,
+        path: str,
+        token: str,
+        json: JsonObject | None = None,
+        params: dict[str, str] | None = None,
     ) -> Any:
         try:
             response = await self._http.request(
                 method,
                 path,
                 json=json,
+                params=params,
                 headers={"Authorization": f"Bearer {token}", **self._forwarded},
             )
         except httpx.HTTPError as exc:
@@ -136,14 +142,63 @@ class AdminClient:
         path = f"/api/agents/{_segment(agent_id)}/codex-pool/providers/{_segment(provider)}"
         await self._call("DELETE", path, token)
 
-    async def start_device_login(self, token: str, provider: str) -> JsonObject:
+    async def start_device_login(
+        self, token: str, provider: str, *, register: bool = False
+    ) -> JsonObject:
+        """Re-link ``provider``, or with ``register`` sign in a new account under that name."""
         path = f"/api/providers/{_segment(provider)}/oauth/device"
-        return _object(await self._call("POST", path, token))
+        return _object(await self._call("POST", path, token, json={"register": register}))
 
     async def poll_device_login(self, token: str, provider: str) -> JsonObject:
         """``{"status": "pending" | "linked", ...}``: completes the re-link once approved."""
         path = f"/api/providers/{_segment(provider)}/oauth/device/poll"
         return _object(await self._call("POST", path, token))
+
+    async def register_provider(self, token: str, name: str, auth_json: JsonObject) -> JsonObject:
+        body = {"name": name, "auth_json": auth_json}
+        return _object(await self._call("POST", "/api/providers", token, json=body))
+
+    async def set_provider_status(self, token: str, name: str, status: str) -> JsonObject:
+        path = f"/api/providers/{_segment(name)}"
+        return _object(await self._call("PATCH", path, token, json={"status": status}))
+
+    async def delete_provider(self, token: str, name: str) -> None:
+        """Delete ``name``, removing it from every pool it is in (the page named them first)."""
+        path = f"/api/providers/{_segment(name)}"
+        await self._call("DELETE", path, token, params={"force": "true"})
+
+    async def create_agent(self, token: str, agent_id: str, name: str | None) -> JsonObject:
+        body: JsonObject = {"id": agent_id} if not name else {"id": agent_id, "name": name}
+        return _object(await self._call("POST", "/api/agents", token, json=body))
+
+    async def delete_agent(self, token: str, agent_id: str) -> None:
+        await self._call("DELETE", f"/api/agents/{_segment(agent_id)}", token)
+
+    async def add_key(self, token: str, agent_id: str, *, rotate: bool) -> JsonObject:
+        """A new router key (shown once); ``rotate`` revokes the agent's other keys."""
+        path = f"/api/agents/{_segment(agent_id)}/keys"
+        return _object(await self._call("POST", path, token, json={"revoke_others": rotate}))
+
+    async def revoke_key(self, token: str, agent_id: str, key_id: str) -> None:
+        path = f"/api/agents/{_segment(agent_id)}/keys/{_segment(key_id)}"
+        await self._call("DELETE", path, token)
+
+    async def tokens(self, token: str) -> list[JsonObject]:
+        return _items(await self._call("GET", "/api/tokens", token))
+
+    async def create_token(self, token: str, name: str, role: str) -> JsonObject:
+        body = {"name": name, "role": role}
+        return _object(await self._call("POST", "/api/tokens", token, json=body))
+
+    async def revoke_token(self, token: str, token_id: str) -> None:
+        await self._call("DELETE", f"/api/tokens/{_segment(token_id)}", token)
+
+    async def audit(self, token: str, *, limit: int, before: str | None) -> JsonObject:
+        """One page of the audit log, newest first: ``{"data": [...], "next_before": ...}``."""
+        params = {"limit": str(limit)}
+        if before:
+            params["before"] = before
+        return _object(await self._call("GET", "/api/audit", token, params=params))
 
 
 def _object(payload: Any) -> JsonObject:

@@ -21,7 +21,7 @@ from codexpool_shared.redis import create_redis
 from codexpool_shared.service import api_options, lifespan_state, service_registry
 from codexpool_shared.store.ui_sessions import RedisUiSessions, UiSessionStore
 from codexpool_ui.admin import AdminApiError, AdminClient
-from codexpool_ui.api.routes import agents, auth, pool
+from codexpool_ui.api.routes import agents, audit, auth, pool, providers, tokens
 from codexpool_ui.config import Settings
 from codexpool_ui.deps import CsrfRefused, SignInRequired, State, ui_state
 from codexpool_ui.pages import clear_session_cookie
@@ -175,4 +175,7 @@ def create_app(
     app.include_router(auth.router)
     app.include_router(agents.router)
     app.include_router(pool.router)
+    app.include_router(providers.router)
+    app.include_router(tokens.router)
+    app.include_router(audit.router)
     return app

@@ -36,9 +36,14 @@ class Settings(InfraSettings):
     live_interval_ms: int = Field(default=2500, validation_alias="UI_LIVE_INTERVAL_MS", ge=500)
     """How often the pool page polls for a fresh activity table."""
 
-    @field_validator("admin_api_url")
+    router_public_url: str = Field(
+        default="http://127.0.0.1:8080", validation_alias="UI_ROUTER_PUBLIC_URL"
+    )
+    """The router's address as agents reach it: the base of the snippets shown with a new key."""
+
+    @field_validator("admin_api_url", "router_public_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):
-            raise ValueError("CODEXPOOL_ADMIN_API_URL must be an http:// or https:// URL")
+            raise ValueError("must be an http:// or https:// URL")
         return value.rstrip("/")

@@ -8,6 +8,7 @@ from fastapi import Request
 from fastapi.templating import Jinja2Templates
 from starlette.responses import Response
 
+from codexpool_ui.admin import AdminApiError
 from codexpool_ui.config import Settings
 from codexpool_ui.session import COOKIE_NAME, CSRF_FIELD, Session, Sessions
 
@@ -17,6 +18,13 @@ NOTICES = {
     "refreshed": "Live state refreshed from the upstream.",
     "relinked": "Account re-linked: the provider is active again.",
     "signed-out": "You are signed out.",
+    "registered": "Provider registered: add it to a pool on an agent's Codex Pool page.",
+    "provider-enabled": "Provider enabled: pools route to it again.",
+    "provider-disabled": "Provider disabled: no pool sends it requests.",
+    "provider-deleted": "Provider deleted and removed from every pool it was in.",
+    "agent-deleted": "Agent deleted: its router keys stopped working.",
+    "key-revoked": "Router key revoked: the router refuses it from the next request.",
+    "token-revoked": "Token revoked: it stopped working, and its sign-ins ended.",
     "expired": "Your session ended or your token was revoked: sign in again.",
 }
 """The fixed texts a redirect can ask a page to show (never text taken from the URL)."""
@@ -65,3 +73,16 @@ def safe_next(target: str | None) -> str:
     if target and target.startswith("/") and not target.startswith(("//", "/\\")):
         return target
     return "/agents"
+
+
+def refusal(exc: AdminApiError) -> str:
+    """The admin API's refusal as the page says it, naming the field it was about."""
+    if exc.param and exc.param not in exc.message:
+        return f"{exc.param}: {exc.message}"
+    return exc.message
+
+
+def passes_on(exc: AdminApiError) -> bool:
+    """True for the refusals the app's handlers answer (an ended session, an unreachable admin
+    API) rather than the page: they are re-raised."""
+    return exc.status in (401, 502)

@@ -1,27 +1,186 @@
-"""The agents list, each with its "Open Pool" link."""
+"""The agents: list and create; each agent's page with its pool in brief and its router keys
+(issue, rotate, revoke; a new key is shown once); delete."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
-from starlette.responses import Response
+from dataclasses import dataclass
+from typing import Annotated, Any
+from urllib.parse import quote
 
-from codexpool_ui.deps import AdminDep, SessionDep, TemplatesDep
-from codexpool_ui.pages import render
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.templating import Jinja2Templates
+from starlette.responses import RedirectResponse, Response
+
+from codexpool_ui import agent_page
+from codexpool_ui.admin import AdminApiError, AdminClient
+from codexpool_ui.agent_page import NewKey
+from codexpool_ui.config import Settings
+from codexpool_ui.deps import AdminDep, FormSessionDep, SessionDep, SettingsDep, TemplatesDep
+from codexpool_ui.pages import passes_on, refusal, render
+from codexpool_ui.pool_page import pool_path
+from codexpool_ui.session import Session
 
 router = APIRouter(tags=["agents"])
 
 
+@dataclass(frozen=True, slots=True)
+class Pages:
+    """One request for the agents pages: what every handler needs, together."""
+
+    request: Request
+    templates: Jinja2Templates
+    settings: Settings
+    admin: AdminClient
+    session: Session
+
+    async def agents(
+        self,
+        *,
+        error: str | None = None,
+        form: dict[str, str] | None = None,
+        status_code: int = 200,
+    ) -> Response:
+        context: dict[str, Any] = {
+            "agents": await self.admin.agents(self.session.bearer),
+            "error": error,
+            "form": form or {},
+        }
+        return render(
+            self.request,
+            self.templates,
+            "agents.html",
+            context,
+            session=self.session,
+            status_code=status_code,
+        )
+
+    async def agent(
+        self,
+        agent_id: str,
+        *,
+        new_key: NewKey | None = None,
+        error: str | None = None,
+        status_code: int = 200,
+    ) -> Response:
+        data = await agent_page.load(self.admin, self.session.bearer, agent_id)
+        context: dict[str, Any] = {
+            "data": data,
+            "agent": data.agent,
+            "pool_path": pool_path(agent_id),
+            "new_key": new_key,
+            "router_url": self.settings.router_public_url,
+            "error": error,
+        }
+        return render(
+            self.request,
+            self.templates,
+            "agent.html",
+            context,
+            session=self.session,
+            status_code=status_code,
+        )
+
+    async def agent_refused(self, agent_id: str, exc: AdminApiError) -> Response:
+        if passes_on(exc):
+            raise exc
+        return await self.agent(agent_id, error=refusal(exc), status_code=exc.status)
+
+
+def _pages(
+    request: Request,
+    templates: TemplatesDep,
+    settings: SettingsDep,
+    admin: AdminDep,
+    session: SessionDep,
+) -> Pages:
+    return Pages(request, templates, settings, admin, session)
+
+
+def _form_pages(
+    request: Request,
+    templates: TemplatesDep,
+    settings: SettingsDep,
+    admin: AdminDep,
+    session: FormSessionDep,
+) -> Pages:
+    return Pages(request, templates, settings, admin, session)
+
+
+PagesDep = Annotated[Pages, Depends(_pages)]
+FormPagesDep = Annotated[Pages, Depends(_form_pages)]
+
+
 @router.get("/agents")
-async def list_agents(
-    request: Request, templates: TemplatesDep, admin: AdminDep, session: SessionDep
+async def list_agents(pages: PagesDep) -> Response:
+    return await pages.agents()
+
+
+@router.post("/agents")
+async def create_agent(
+    pages: FormPagesDep,
+    agent_id: Annotated[str, Form(alias="id")] = "",
+    name: Annotated[str, Form()] = "",
 ) -> Response:
-    agents = await admin.agents(session.bearer)
-    return render(request, templates, "agents.html", {"agents": agents}, session=session)
+    """Create an agent; its page shows the first router key, once."""
+    agent_id, name = agent_id.strip(), name.strip()
+    kept = {"id": agent_id, "name": name}
+    if not agent_id:
+        return await pages.agents(error="id: give the agent an id", form=kept, status_code=422)
+    try:
+        created = await pages.admin.create_agent(pages.session.bearer, agent_id, name or None)
+    except AdminApiError as exc:
+        if passes_on(exc):
+            raise
+        return await pages.agents(error=refusal(exc), form=kept, status_code=exc.status)
+    key = agent_page.new_key(created, pages.settings.router_public_url)
+    return await pages.agent(agent_id, new_key=key, status_code=201)
 
 
 @router.get("/agents/{agent_id}")
-async def show_agent(
-    request: Request, agent_id: str, templates: TemplatesDep, admin: AdminDep, session: SessionDep
+async def show_agent(agent_id: str, pages: PagesDep) -> Response:
+    return await pages.agent(agent_id)
+
+
+@router.post("/agents/{agent_id}/keys")
+async def issue_key(
+    agent_id: str, pages: FormPagesDep, action: Annotated[str, Form()] = "issue"
 ) -> Response:
-    agent = await admin.agent(session.bearer, agent_id)
-    return render(request, templates, "agent.html", {"agent": agent}, session=session)
+    """Issue another router key, or rotate (the new key replaces every other one)."""
+    if action not in ("issue", "rotate"):
+        return await pages.agent(agent_id, error="action: issue or rotate", status_code=422)
+    try:
+        created = await pages.admin.add_key(
+            pages.session.bearer, agent_id, rotate=action == "rotate"
+        )
+    except AdminApiError as exc:
+        return await pages.agent_refused(agent_id, exc)
+    key = agent_page.new_key(created, pages.settings.router_public_url)
+    return await pages.agent(agent_id, new_key=key, status_code=201)
+
+
+@router.post("/agents/{agent_id}/keys/{key_id}/revoke")
+async def revoke_key(agent_id: str, key_id: str, pages: FormPagesDep) -> Response:
+    try:
+        await pages.admin.revoke_key(pages.session.bearer, agent_id, key_id)
+    except AdminApiError as exc:
+        return await pages.agent_refused(agent_id, exc)
+    return RedirectResponse(
+        f"/agents/{quote(agent_id, safe='')}?notice=key-revoked", status_code=303
+    )
+
+
+@router.get("/agents/{agent_id}/delete")
+async def confirm_delete(agent_id: str, pages: PagesDep) -> Response:
+    data = await agent_page.load(pages.admin, pages.session.bearer, agent_id)
+    return render(
+        pages.request, pages.templates, "agent_delete.html", {"data": data}, session=pages.session
+    )
+
+
+@router.post("/agents/{agent_id}/delete")
+async def delete_agent(agent_id: str, pages: FormPagesDep) -> Response:
+    try:
+        await pages.admin.delete_agent(pages.session.bearer, agent_id)
+    except AdminApiError as exc:
+        return await pages.agent_refused(agent_id, exc)
+    return RedirectResponse("/agents?notice=agent-deleted", status_code=303)
