@@ -36,7 +36,6 @@ from codexpool_shared.errors import ApiError
 from codexpool_shared.events import BaseEvent
 from codexpool_shared.keys import Keys
 from codexpool_shared.messaging import Publisher
-from codexpool_shared.redis import UNAVAILABLE
 from codexpool_shared.store import (
     LiveState,
     NotFound,
@@ -50,7 +49,7 @@ from codexpool_shared.store.selection import NoPool, Selection, Selector, Unauth
 
 tracer = trace.get_tracer("codexpool.router")
 
-_STORE_FAILED = (*UNAVAILABLE, RedisError, OSError, TimeoutError)
+_STORE_FAILED = (RedisError, OSError, TimeoutError)
 _REFUSED = (Unauthorized, NoPool, *_STORE_FAILED)
 
 
