@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
@@ -24,6 +25,8 @@ from tests.conftest import REPO_ROOT
 from tests.unit.deploy.netpol import External, Pod, Policies, selects
 
 K8S = REPO_ROOT / "deploy" / "k8s"
+CRDS = Path(__file__).parent / "crds"
+"""openAPIV3Schema of the Prometheus Operator's custom resources (crds/README.md)."""
 OVERLAYS = sorted(p.name for p in (K8S / "overlays").iterdir() if p.is_dir())
 # The Kubernetes versions the manifests support, the one list: the README states its range.
 # Every field used is on by default from 1.31 (the PDB's unhealthyPodEvictionPolicy is GA there;
@@ -112,11 +115,82 @@ def _is_codexpool_image(image: str) -> bool:
 # -- rendering and validation ---------------------------------------------------------------
 
 
+def _closed(schema: Any) -> Any:
+    """The schema with unknown fields refused wherever the API server refuses them.
+
+    A CRD's structural schema lists every field; the API server drops unknown ones, and refuses
+    them under strict field validation (kubectl's default): additionalProperties false on every
+    object with properties, unless the CRD keeps unknown fields there.
+    """
+    if isinstance(schema, list):
+        return [_closed(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    closed = {key: _closed(value) for key, value in schema.items()}
+    if (
+        "properties" in schema
+        and "additionalProperties" not in schema
+        and not schema.get("x-kubernetes-preserve-unknown-fields")
+    ):
+        closed["additionalProperties"] = False
+    return closed
+
+
+@functools.cache
+def _crd_validators() -> dict[tuple[str, str], jsonschema.Draft4Validator]:
+    """(apiVersion, kind) -> a validator of the vendored CRD schema (OpenAPI 3.0's schema
+    objects are JSON Schema draft 4 plus keywords validators ignore)."""
+    validators = {}
+    for path in sorted(CRDS.glob("*.json")):
+        crd = json.loads(path.read_text())
+        # Not check_schema(): a few patterns are Go regexps ("^(?i)..."), which Python's re,
+        # the metaschema's format check, refuses; fields we do not set never compile them.
+        schema = _closed(crd["openAPIV3Schema"])
+        validators[f"{crd['group']}/{crd['version']}", crd["kind"]] = jsonschema.Draft4Validator(
+            schema
+        )
+    return validators
+
+
+def _validate_custom_resource(doc: dict[str, Any]) -> None:
+    validator = _crd_validators().get((doc["apiVersion"], doc["kind"]))
+    assert validator, f"no vendored schema for {doc['apiVersion']} {doc['kind']} (crds/)"
+    errors = sorted(validator.iter_errors(doc), key=lambda e: list(e.absolute_path))
+    assert not errors, "\n".join(f"{list(e.absolute_path)}: {e.message}" for e in errors)
+
+
 @pytest.mark.parametrize("version", SUPPORTED_KUBERNETES)
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_every_object_validates_strictly(overlay: str, version: str) -> None:
     for doc in _build(overlay):
-        kubernetes_validate.validate(doc, version, strict=True)
+        if doc["apiVersion"].startswith("monitoring.coreos.com/"):
+            _validate_custom_resource(doc)
+        else:
+            kubernetes_validate.validate(doc, version, strict=True)
+
+
+@pytest.mark.parametrize(
+    ("kind", "path", "field"),
+    [
+        ("ServiceMonitor", ("spec", "endpoints", 0), "intervall"),
+        ("ServiceMonitor", ("spec",), "endpoint"),
+        ("PodMonitor", ("spec", "podMetricsEndpoints", 0), "targetport"),
+        ("PrometheusRule", ("spec", "groups", 0, "rules", 0), "annotation"),
+        ("PrometheusRule", ("spec", "groups", 0), "rule"),
+    ],
+)
+def test_a_misspelled_field_of_a_custom_resource_is_refused(
+    kind: str, path: tuple[str | int, ...], field: str
+) -> None:
+    (doc,) = [d for d in _build("prod") if d["kind"] == kind][:1]
+    _validate_custom_resource(doc)
+    broken = json.loads(json.dumps(doc))
+    node: Any = broken
+    for key in path:
+        node = node[key]
+    node[field] = "x"
+    with pytest.raises(AssertionError, match=field):
+        _validate_custom_resource(broken)
 
 
 def _components(kustomization_dir: Path) -> Iterator[Path]:
@@ -130,7 +204,11 @@ def _components(kustomization_dir: Path) -> Iterator[Path]:
 def test_every_component_is_rendered_by_an_overlay() -> None:
     # Components are validated through the overlays that use them: none may be left out.
     used = {c for overlay in OVERLAYS for c in _components(K8S / "overlays" / overlay)}
-    assert used == {p.resolve() for p in (K8S / "components").iterdir() if p.is_dir()}
+    components = {p.resolve() for p in (K8S / "components").iterdir() if p.is_dir()}
+    assert components <= used
+    # Those outside components/ sit beside the files they generate from (the dashboard).
+    for outside in used - components:
+        assert outside.is_relative_to(REPO_ROOT / "deploy"), outside
 
 
 def test_a_namespace_holds_every_object(rendered: tuple[str, Docs]) -> None:
@@ -607,3 +685,127 @@ def test_the_readme_http_route_reaches_the_router_for_a_whole_turn() -> None:
     )
     for timeout in route["spec"]["rules"][0]["timeouts"].values():
         assert int(timeout.removesuffix("s")) > drain
+
+
+# -- monitoring: the Prometheus Operator's objects, the collector ---------------------------
+
+PROMETHEUS_OPERATOR = K8S / "components" / "prometheus-operator"
+
+
+def _monitored(overlay: str) -> bool:
+    return PROMETHEUS_OPERATOR.resolve() in set(_components(K8S / "overlays" / overlay))
+
+
+def test_prod_runs_the_prometheus_operator_component() -> None:
+    # Dev clusters (kind, minikube) rarely have the operator's CRDs: prod only.
+    assert _monitored("prod")
+
+
+def test_the_prometheus_rule_is_the_rules_file() -> None:
+    # Two copies (kustomize cannot wrap a file in an object): scripts/prometheus-rule.sh
+    # writes this one from deploy/prometheus/rules.yml.
+    (rule,) = _by_kind(list(_build("prod")), "PrometheusRule").values()
+    shipped = yaml.safe_load((REPO_ROOT / "deploy/prometheus/rules.yml").read_text())
+    assert rule["spec"] == shipped, "run scripts/prometheus-rule.sh"
+
+
+def test_the_dashboard_config_map_is_the_dashboard() -> None:
+    dashboards = [
+        c
+        for c in _by_kind(list(_build("prod")), "ConfigMap").values()
+        if c["metadata"].get("labels", {}).get("grafana_dashboard") == "1"
+    ]
+    (dashboard,) = dashboards
+    source = REPO_ROOT / "deploy/grafana/dashboards/codexpool.json"
+    assert dashboard["data"] == {source.name: source.read_text()}
+
+
+def test_every_service_has_a_service_monitor_prometheus_may_scrape() -> None:
+    docs = list(_build("prod"))
+    services, monitors = _by_kind(docs, "Service"), _by_kind(docs, "ServiceMonitor")
+    policies = _policies(docs)
+    for name in SERVICES:
+        service = services[name]
+        (monitor,) = [
+            m
+            for m in monitors.values()
+            if selects(m["spec"]["selector"], service["metadata"]["labels"])
+        ]
+        assert "namespaceSelector" not in monitor["spec"], "the monitor's own namespace"
+        (endpoint,) = monitor["spec"]["endpoints"]
+        assert endpoint["path"] == "/metrics"
+        ports = {p["name"]: p for p in service["spec"]["ports"]}
+        target = ports[endpoint["port"]]["targetPort"]
+        pod = _service_pod(docs, name)
+        port = pod.ports[target] if isinstance(target, str) else target
+        assert policies.allows(PROMETHEUS, pod, port), f"{name}:{port}"
+    assert len(monitors) == len(SERVICES)
+
+
+def test_the_pod_monitor_scrapes_the_collectors_metrics_ports() -> None:
+    docs = list(_build("prod"))
+    (monitor,) = _by_kind(docs, "PodMonitor").values()
+    collector = _pod(_by_kind(docs, "Deployment")["otel-collector"])
+    assert selects(monitor["spec"]["selector"], collector.labels)
+    policies = _policies(docs)
+    scraped = {e["port"] for e in monitor["spec"]["podMetricsEndpoints"]}
+    assert scraped == {"metrics", "telemetry"}
+    for port in scraped:
+        assert policies.allows(PROMETHEUS, collector, collector.ports[port]), port
+
+
+def _collector_config(docs: Docs) -> dict[str, Any]:
+    deployment = _by_kind(docs, "Deployment")["otel-collector"]
+    (volume,) = deployment["spec"]["template"]["spec"]["volumes"]
+    config_map = _by_kind(docs, "ConfigMap")[volume["configMap"]["name"]]
+    config: dict[str, Any] = yaml.safe_load(config_map["data"]["config.yaml"])
+    return config
+
+
+def test_the_collector_sends_traces_to_the_backend_the_operator_names(
+    rendered: tuple[str, Docs],
+) -> None:
+    _, docs = rendered
+    config = _collector_config(docs)
+    pipelines = config["service"]["pipelines"]
+    (traces,) = pipelines["traces"]["exporters"]
+    endpoint = config["exporters"][traces]["endpoint"]
+    variable = re.fullmatch(r"\$\{env:(\w+)\}", endpoint)
+    assert variable, endpoint
+    deployment = _by_kind(docs, "Deployment")["otel-collector"]
+    (source,) = _container(deployment)["envFrom"]
+    backend = _by_kind(docs, "ConfigMap")[source["configMapRef"]["name"]]["data"][variable[1]]
+    url = re.fullmatch(r"http://([\w.-]+):(\d+)", backend)
+    assert url, backend
+    # The default backend lives in `monitoring`, where the collector's egress goes.
+    assert url[1].split(".")[1] == "monitoring"
+    policies, collector = _policies(docs), _pod(deployment)
+    assert policies.allows(collector, Pod("monitoring", {"app": "tempo"}), int(url[2]))
+    assert not policies.allows(collector, External("104.18.32.47"), 443)
+    # Metrics: the services' /metrics are scraped; what they send over OTLP is re-exported
+    # for Prometheus on the collector's `metrics` port, not pushed anywhere.
+    (metrics,) = pipelines["metrics"]["exporters"]
+    assert metrics == "prometheus"
+    port = int(config["exporters"][metrics]["endpoint"].rsplit(":", 1)[1])
+    assert port == collector.ports["metrics"]
+
+
+def test_services_reach_the_collector_over_both_otlp_protocols(
+    rendered: tuple[str, Docs],
+) -> None:
+    # OTEL_EXPORTER_OTLP_PROTOCOL selects http/protobuf (4318) or grpc (4317).
+    _, docs = rendered
+    config = _collector_config(docs)
+    protocols = config["receivers"]["otlp"]["protocols"]
+    ports = {name: int(p["endpoint"].rsplit(":", 1)[1]) for name, p in protocols.items()}
+    assert ports == {"http": 4318, "grpc": 4317}
+    deployments = _by_kind(docs, "Deployment")
+    collector = _pod(deployments["otel-collector"])
+    service_ports = {
+        p["port"] for p in _by_kind(docs, "Service")["otel-collector"]["spec"]["ports"]
+    }
+    assert set(ports.values()) <= service_ports
+    policies = _policies(docs)
+    for name in SERVICES:
+        for port in ports.values():
+            assert policies.allows(_service_pod(docs, name), collector, port), f"{name}:{port}"
