@@ -20,6 +20,7 @@ from codexpool_shared.probes import ReadinessCheck, probe_router
 from codexpool_shared.redis import create_redis
 from codexpool_shared.service import api_options, lifespan_state, service_registry
 from codexpool_shared.store.ui_sessions import RedisUiSessions, UiSessionStore
+from codexpool_ui import formatting
 from codexpool_ui.admin import AdminApiError, AdminClient
 from codexpool_ui.api.routes import agents, audit, auth, pool, providers, tokens
 from codexpool_ui.config import Settings
@@ -56,6 +57,7 @@ def create_app(
     # Refuses to build without CODEXPOOL_SECRET_KEY: it keys the session cookies.
     keyring = Keyring.from_settings(settings)
     templates = Jinja2Templates(directory=_HERE / "templates")
+    templates.env.filters["when"] = formatting.timestamp
     registry = service_registry()
 
     @asynccontextmanager
