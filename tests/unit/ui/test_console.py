@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 import re
+import tomllib
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
+from pydantic import ValidationError
 
-from tests.unit.ui.conftest import csrf_of, sign_in
+from codexpool_ui import agent_page
+from tests.unit.ui.conftest import csrf_of, make_settings, sign_in
 from tests.unit.ui.fake_admin import ADMIN_TOKEN, VIEWER_TOKEN, FakeAdmin
 
 AUTH_JSON = {"tokens": {"id_token": "x.y.z", "access_token": "a.b.c", "refresh_token": "r"}}
@@ -303,3 +307,18 @@ def test_console_forms_need_the_csrf_token(client: TestClient, fake: FakeAdmin) 
         assert client.post(path, data={"name": "x", "id": "x"}).status_code == 403, path
     assert _changes(fake) == []
     assert csrf_of(client.get("/providers").text)
+
+
+def test_the_snippets_parse_and_name_the_public_router() -> None:
+    settings = make_settings(UI_ROUTER_PUBLIC_URL="https://router.example.com/")
+    assert settings.router_public_url == "https://router.example.com"
+    with pytest.raises(ValidationError, match="must be an http"):
+        make_settings(UI_ROUTER_PUBLIC_URL="router.example.com")
+    python = agent_page.openai_snippet(settings.router_public_url, "cpk_abc")
+    compile(python, "snippet.py", "exec")
+    assert 'base_url="https://router.example.com/v1", api_key="cpk_abc"' in python
+    toml = tomllib.loads(agent_page.codex_snippet(settings.router_public_url))
+    assert toml["model_provider"] == "codexpool"
+    provider = toml["model_providers"]["codexpool"]
+    assert provider["base_url"] == "https://router.example.com/v1"
+    assert (provider["wire_api"], provider["env_key"]) == ("responses", agent_page.KEY_ENV)
