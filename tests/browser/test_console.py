@@ -334,3 +334,23 @@ def test_a_viewer_token_made_on_tokens_is_read_only_then_revoked(
         expect(row).to_have_count(1)
         expect(row.get_by_test_id("audit-actor-cell")).to_contain_text("bootstrap admin token")
     assert re.search(r"token\.create", admin_page.content())
+
+
+def test_relink_from_the_providers_page_finishes_by_itself(
+    admin_page: Page, stack: Stack, make_pool: Callable[..., Pool], quick_device_logins: None
+) -> None:
+    pool = make_pool(1)
+    [provider] = pool.providers
+    admin_page.goto("/providers")
+    admin_page.get_by_test_id(f"provider-relink-{provider}").click()
+    code = (admin_page.get_by_test_id("device-code").text_content() or "").strip()
+    approval = {"account_id": pool.accounts[provider]}
+    httpx.post(f"{stack.sim}/_sim/device-codes/{code}/approve", json=approval, timeout=10)
+    expect(admin_page.get_by_test_id("notice")).to_contain_text("Account re-linked", timeout=SLOW)
+    expect(admin_page.get_by_test_id(f"provider-status-{provider}")).to_have_text("active")
+    # A code nobody approves: the page keeps waiting, and says so.
+    admin_page.get_by_test_id(f"provider-relink-{provider}").click()
+    expect(admin_page.get_by_test_id("device-status")).to_contain_text(
+        "Not approved yet", timeout=SLOW
+    )
+    expect(admin_page.get_by_test_id("device-panel")).to_be_visible()
