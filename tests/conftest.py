@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
+from codexpool_shared.keys import Keys
 from codexpool_shared.testing.cleanup import delete_namespaces, delete_topologies, run_blocking
 from codexpool_shared.testing.infra import (
     InfraUrls,
@@ -88,6 +89,6 @@ async def redis(infra: InfraUrls, namespace: str) -> AsyncIterator[Redis]:
     """A client on the real Redis; every key of the test's namespace is deleted afterwards."""
     client = Redis.from_url(infra.redis_url, socket_timeout=5, socket_connect_timeout=5)
     yield client
-    async for key in client.scan_iter(match=f"{namespace}:*", count=500):
+    async for key in client.scan_iter(match=Keys(namespace).pattern, count=500):
         await client.delete(key)
     await client.aclose()

@@ -27,6 +27,7 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 from redis import Redis
 
+from codexpool_shared.keys import Keys
 from codexpool_shared.messaging.topology import delete_topology
 from codexpool_shared.testing.infra import InfraUrls, unique_namespace
 from codexpool_shared.testing.processes import ServiceSpec, free_port, run_services
@@ -163,7 +164,7 @@ def stack(infra: InfraUrls, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 def delete_namespace(infra: InfraUrls, namespace: str) -> None:
     """Remove a namespace's Redis keys and RabbitMQ queues and exchanges."""
     with Redis.from_url(infra.redis_url, socket_timeout=5) as redis:
-        for key in redis.scan_iter(match=f"{namespace}:*", count=500):
+        for key in redis.scan_iter(match=Keys(namespace).pattern, count=500):
             redis.delete(key)
     # On a thread of its own: Playwright's sync API keeps an event loop on this one.
     with ThreadPoolExecutor(1) as thread:

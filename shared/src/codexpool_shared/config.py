@@ -34,7 +34,12 @@ class InfraSettings(BaseSettings):
     redis_url: RedisDsn = Field(
         default=RedisDsn("redis://127.0.0.1:6379/0"), validation_alias="REDIS_URL"
     )
-    """The one Redis."""
+    """The one Redis: a server, or with ``REDIS_CLUSTER`` any node of a Redis Cluster."""
+
+    redis_cluster: bool = Field(default=False, validation_alias="REDIS_CLUSTER")
+    """``REDIS_URL`` names a node of a Redis Cluster (managed Redis in cluster mode): the client
+    discovers the other nodes and routes each call by its keys' slot (``codexpool_shared.keys``
+    puts every key of a namespace in one slot)."""
 
     amqp_url: AmqpDsn = Field(
         default=AmqpDsn("amqp://guest:guest@127.0.0.1:5672/"), validation_alias="AMQP_URL"
@@ -74,6 +79,16 @@ class InfraSettings(BaseSettings):
                 "starting with a letter or digit"
             )
         return value
+
+    @model_validator(mode="after")
+    def _cluster_has_no_database(self) -> InfraSettings:
+        database = (self.redis_url.path or "/").strip("/")
+        if self.redis_cluster and database not in ("", "0"):
+            raise ValueError(
+                f"REDIS_URL selects database {database}, which a Redis Cluster does not have: "
+                "drop the /N path or unset REDIS_CLUSTER"
+            )
+        return self
 
     def require_secret_key(self) -> SecretStr:
         """The secret key, or a clear error for a service that cannot run without one."""

@@ -1,7 +1,12 @@
 """Every Redis key Codex Pool uses, built from the namespace, in one place.
 
-A single Redis serves the whole system (docs/SPEC.md section 3); keys are plain strings under
-``<namespace>:``. Services never format a key themselves: they ask a ``Keys``.
+One Redis (a single server or a Redis Cluster) serves the whole system (docs/SPEC.md section 3).
+Every key starts with the namespace as a hash tag, ``{<namespace>}:``, so all keys of a namespace
+hash to one cluster slot: each Lua script and MULTI touches keys of many kinds (an agent's key,
+its pool, every member's record and live state), which Redis Cluster only allows within one slot.
+A namespace's state is small (its registry and recent aggregates), so one slot holds it; separate
+deployments or tenants use separate namespaces and spread over the cluster. Services never format
+a key themselves: they ask a ``Keys``.
 """
 
 from __future__ import annotations
@@ -15,13 +20,28 @@ class Keys:
 
     namespace: str
 
+    @property
+    def prefix(self) -> str:
+        """What every key of the namespace starts with: the namespace as a cluster hash tag."""
+        return f"{{{self.namespace}}}:"
+
     def _k(self, *parts: str) -> str:
-        return ":".join((self.namespace, *parts))
+        return self.prefix + ":".join(parts)
 
     @property
     def pattern(self) -> str:
         """A SCAN pattern matching every key of the namespace (tests clean up with it)."""
-        return f"{self.namespace}:*"
+        return f"{self.prefix}*"
+
+    @property
+    def slot_key(self) -> str:
+        """A key of the namespace's slot, declared by scripts that build their keys themselves.
+
+        Redis Cluster routes a script by its declared keys; the selection script derives its keys
+        from the agent's router key, so it declares this one (never written) to reach the node
+        that holds the namespace.
+        """
+        return self._k("slot")
 
     # Registry -----------------------------------------------------------------------------
 

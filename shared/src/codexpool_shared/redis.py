@@ -2,9 +2,25 @@
 
 from __future__ import annotations
 
-from redis.asyncio import BlockingConnectionPool, Redis
+from typing import Any, cast
+
+from redis import exceptions
+from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
 
 from codexpool_shared.config import InfraSettings
+
+UNAVAILABLE: tuple[type[Exception], ...] = (
+    exceptions.ConnectionError,
+    exceptions.TimeoutError,
+    exceptions.ClusterDownError,
+    exceptions.TryAgainError,
+    exceptions.RedisClusterException,
+)
+"""What a Redis call raises when the store cannot answer now (as opposed to a bad command):
+refused or timed-out connections and, on a Redis Cluster, no reachable node, a slot not
+served (``RedisClusterException`` and its ``SlotNotCoveredError``), a cluster marked down or
+a slot mid-migration. Services answer these with ``store_unavailable`` or hold their work and
+retry."""
 
 
 def create_redis(settings: InfraSettings, *, max_connections: int = 64) -> Redis:
@@ -16,14 +32,27 @@ def create_redis(settings: InfraSettings, *, max_connections: int = 64) -> Redis
     blackholed peer then never returns. Every wait here has a deadline, including the wait for a
     free connection: a burst larger than the pool queues for at most the timeout instead of
     failing at once with "Too many connections".
+
+    With ``settings.redis_cluster`` it is redis-py's cluster client, typed as ``Redis``: it
+    offers every command, script and pipeline (MULTI and WATCH within one slot) the stores use,
+    with the same signatures, and every key of a namespace is in one slot. Its pool holds
+    ``max_connections`` per node and fails at once when they are all busy.
     """
+    timeouts: dict[str, Any] = {
+        "socket_connect_timeout": settings.redis_timeout_s,
+        "socket_timeout": settings.redis_timeout_s,
+        "health_check_interval": 15,
+        "client_name": settings.namespace,
+    }
+    if settings.redis_cluster:
+        cluster = RedisCluster.from_url(
+            str(settings.redis_url), max_connections=max_connections, **timeouts
+        )
+        return cast(Redis, cluster)
     pool = BlockingConnectionPool.from_url(
         str(settings.redis_url),
         max_connections=max_connections,
         timeout=settings.redis_timeout_s,
-        socket_connect_timeout=settings.redis_timeout_s,
-        socket_timeout=settings.redis_timeout_s,
-        health_check_interval=15,
-        client_name=settings.namespace,
+        **timeouts,
     )
     return Redis.from_pool(pool)  # the client owns the pool: aclose() disconnects it

@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 from redis.asyncio import Redis
 
+from codexpool_shared.keys import Keys
 from codexpool_shared.testing.processes import Service
 from tests.e2e.admin_api.conftest import ADMIN_TOKEN, Sim
 from tests.e2e.conftest import EventTap, poll
@@ -26,7 +27,7 @@ def _b(value: bytes | str) -> bytes:
 async def _redis_values(redis: Redis, namespace: str) -> bytes:
     """Every key and value of the namespace, concatenated."""
     out: list[bytes | str] = []
-    async for key in redis.scan_iter(match=f"{namespace}:*", count=500):
+    async for key in redis.scan_iter(match=Keys(namespace).pattern, count=500):
         out.append(key)
         kind = _b(await redis.type(key))
         if kind == b"string":

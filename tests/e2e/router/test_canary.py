@@ -55,7 +55,7 @@ async def test_tokens_appear_in_no_sink(sim: Sim, pool: Pool, routers, events: E
     await events.wait_for("request.outcome.v1", 5)
     seen += [json.dumps(body) + json.dumps(hdrs, default=str) for body, hdrs in events.messages]
     stored: list[str] = []
-    async for key in pool.redis.scan_iter(match=f"{pool.keys.namespace}:*"):
+    async for key in pool.redis.scan_iter(match=pool.keys.pattern):
         kind = text(await pool.redis.type(key))
         if kind == "hash":
             for field, value in (await pool.redis.hgetall(key)).items():

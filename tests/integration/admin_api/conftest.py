@@ -22,15 +22,17 @@ from codexpool_shared.testing.messaging import InMemoryPublisher
 from codexpool_sim.app import SimApp
 from codexpool_sim.app import create_app as create_sim
 from codexpool_sim.config import SimConfig
+from tests.integration.conftest import RedisTarget
 
 ADMIN_TOKEN = "integration-bootstrap-admin-token-" + base64.b32encode(os.urandom(10)).decode()
 
 
 @pytest.fixture
-def settings(infra: InfraUrls, namespace: str) -> Settings:
+def settings(infra: InfraUrls, redis_target: RedisTarget, namespace: str) -> Settings:
     return Settings.model_validate(
         {
-            "REDIS_URL": infra.redis_url,
+            "REDIS_URL": redis_target.url,
+            "REDIS_CLUSTER": redis_target.cluster,
             "AMQP_URL": infra.amqp_url,
             "CODEXPOOL_NAMESPACE": namespace,
             "CODEXPOOL_SECRET_KEY": base64.b64encode(os.urandom(32)).decode(),
@@ -75,12 +77,18 @@ def sim_admin(sim: SimApp) -> Iterator[TestClient]:
 
 @pytest.fixture
 def sim_api(
-    infra: InfraUrls, namespace: str, sink: InMemoryPublisher, sim: SimApp, sync_redis: redis.Redis
+    infra: InfraUrls,
+    redis_target: RedisTarget,
+    namespace: str,
+    sink: InMemoryPublisher,
+    sim: SimApp,
+    sync_redis: redis.Redis,
 ) -> Iterator[TestClient]:
     """The admin API whose upstream and OAuth issuer are the in-process codex-sim."""
     settings = Settings.model_validate(
         {
-            "REDIS_URL": infra.redis_url,
+            "REDIS_URL": redis_target.url,
+            "REDIS_CLUSTER": redis_target.cluster,
             "AMQP_URL": infra.amqp_url,
             "CODEXPOOL_NAMESPACE": namespace,
             "CODEXPOOL_SECRET_KEY": base64.b64encode(os.urandom(32)).decode(),

@@ -29,7 +29,7 @@ def test_created_token_is_shown_once_and_stored_hashed(
     assert [t["id"] for t in listed] == [created["id"]]
     assert "token" not in listed[0]
     assert sync_redis.exists(keys.admin_token(secret_digest(token)))
-    for key in sync_redis.scan_iter(match=f"{keys.namespace}:*"):
+    for key in sync_redis.scan_iter(match=keys.pattern):
         if sync_redis.type(key) == b"string":
             assert token.encode() not in (sync_redis.get(key) or b"")
 

@@ -34,7 +34,7 @@ def _seed(api: TestClient) -> dict[str, Any]:
 def _snapshot(client: redis.Redis, namespace: str) -> dict[bytes, Any]:
     """Every key of the namespace with its value, to prove nothing changed."""
     out: dict[bytes, Any] = {}
-    for key in client.scan_iter(match=f"{namespace}:*"):
+    for key in client.scan_iter(match=Keys(namespace).pattern):
         kind = client.type(key)
         if kind == b"hash":
             out[key] = client.hgetall(key)
@@ -53,7 +53,7 @@ def other_api(settings: Settings, sync_redis: redis.Redis) -> Iterator[tuple[Tes
     headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     with TestClient(create_app(other, publisher=InMemoryPublisher()), headers=headers) as client:
         yield client, Keys(namespace)
-    for key in sync_redis.scan_iter(match=f"{namespace}:*"):
+    for key in sync_redis.scan_iter(match=Keys(namespace).pattern):
         sync_redis.delete(key)
 
 

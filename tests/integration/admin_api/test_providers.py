@@ -5,15 +5,15 @@ from typing import cast
 
 import redis
 from fastapi.testclient import TestClient
-from redis.asyncio import Redis
 
 from codexpool_shared.events import PoolChangedV1, ProviderStatusChangedV1
 from codexpool_shared.keys import Keys
+from codexpool_shared.redis import create_redis
 from codexpool_shared.store import set_provider_status
-from codexpool_shared.testing.infra import InfraUrls
 from codexpool_shared.testing.messaging import InMemoryPublisher
 from tests.integration.admin_api.helpers import create_agent, error, register, viewer_headers
 from tests.integration.admin_api.tokens import auth_json, jwt
+from tests.integration.conftest import RedisTarget
 
 
 def test_register_reads_claims_and_stores_tokens_encrypted(
@@ -160,12 +160,12 @@ def test_delete_in_pool_needs_force_and_force_removes_it_everywhere(
 
 
 def test_needs_reauth_is_left_by_relinking_not_by_patching(
-    api: TestClient, infra: InfraUrls, keys: Keys
+    api: TestClient, redis_target: RedisTarget, keys: Keys
 ) -> None:
     register(api, "acct-1")
 
     async def mark() -> None:
-        client = Redis.from_url(infra.redis_url)
+        client = create_redis(redis_target.settings(keys.namespace))
         try:
             await set_provider_status(client, keys, "acct-1", "needs_reauth")
         finally:

@@ -19,6 +19,7 @@ from codexpool_shared.events import BaseEvent
 from codexpool_shared.messaging import OUTCOME_ROUTING_KEY, Topology, declare_topology, encode
 from codexpool_shared.messaging.topology import delete_topology
 from codexpool_shared.testing.infra import InfraUrls
+from tests.integration.conftest import RedisTarget
 
 Publish = Callable[[Iterable[BaseEvent | bytes]], Awaitable[None]]
 
@@ -80,7 +81,9 @@ def _free_port() -> int:
 class HealthProcess:
     """A real ``codexpool-health`` process on a free port."""
 
-    def __init__(self, infra: InfraUrls, namespace: str, log_dir: Path, **env: str) -> None:
+    def __init__(
+        self, infra: InfraUrls, target: RedisTarget, namespace: str, log_dir: Path, **env: str
+    ) -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._log = open(log_dir / f"health-{self.port}.log", "wb")
@@ -88,7 +91,8 @@ class HealthProcess:
             [sys.executable, "-m", "codexpool_health", "--port", str(self.port)],
             env={
                 **os.environ,
-                "REDIS_URL": infra.redis_url,
+                "REDIS_URL": target.url,
+                "REDIS_CLUSTER": str(target.cluster).lower(),
                 "AMQP_URL": infra.amqp_url,
                 "CODEXPOOL_NAMESPACE": namespace,
                 "OTEL_SDK_DISABLED": "true",
@@ -132,12 +136,12 @@ class HealthProcess:
 
 @pytest.fixture
 def health_processes(
-    infra: InfraUrls, namespace: str, tmp_path: Path
+    infra: InfraUrls, redis_target: RedisTarget, namespace: str, tmp_path: Path
 ) -> Iterator[Callable[..., HealthProcess]]:
     started: list[HealthProcess] = []
 
     def start(**env: str) -> HealthProcess:
-        process = HealthProcess(infra, namespace, tmp_path, **env)
+        process = HealthProcess(infra, redis_target, namespace, tmp_path, **env)
         started.append(process)
         return process
 

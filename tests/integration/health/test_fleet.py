@@ -4,7 +4,6 @@ on its tick, removes the series of what is gone, and reads the outcome queue's d
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 
 import aio_pika
 import pytest
@@ -12,10 +11,8 @@ from aio_pika.abc import AbstractChannel
 from redis.asyncio import Redis
 
 from codexpool_health.fleet import QueueDepth
-from codexpool_shared.config import InfraSettings
 from codexpool_shared.keys import Keys
 from codexpool_shared.messaging import Topology
-from codexpool_shared.redis import create_redis
 from codexpool_shared.store import (
     QuotaSnapshot,
     QuotaWindow,
@@ -30,50 +27,39 @@ from codexpool_shared.store import (
 )
 from codexpool_shared.testing.infra import InfraUrls
 from codexpool_shared.testing.messaging import InMemoryPublisher
+from tests.integration.conftest import RedisTarget
 from tests.integration.health.conftest import poll_until
 from tests.integration.health.test_service import running, sample
 from tests.integration.router.helpers import auth_json, keyring
 
 
-@pytest.fixture
-async def store(infra: InfraUrls, namespace: str) -> AsyncIterator[Redis]:
-    """A client on the Redis the health app reads (the shared server); the namespace's keys
-    are deleted afterwards."""
-    settings = InfraSettings.model_validate(
-        {"REDIS_URL": infra.redis_url, "CODEXPOOL_NAMESPACE": namespace}
-    )
-    client = create_redis(settings)
-    try:
-        yield client
-    finally:
-        async for key in client.scan_iter(match=Keys(namespace).pattern, count=500):
-            await client.delete(key)
-        await client.aclose()
-
-
 async def test_the_health_service_exports_the_fleet_on_its_tick(
-    infra: InfraUrls, namespace: str, store: Redis, channel: AbstractChannel
+    infra: InfraUrls,
+    redis_target: RedisTarget,
+    namespace: str,
+    redis: Redis,
+    channel: AbstractChannel,
 ) -> None:
     keys, ring = Keys(namespace), keyring()
     now_ms = time.time_ns() // 1_000_000
     for n in (1, 2, 3):
-        await register_provider(store, keys, ring, f"p{n}", auth_json(f"acc-{n}"))
-    await create_agent(store, keys, "agent-a")
-    await create_agent(store, keys, "agent-b")
-    await put_pool(store, keys, "agent-a", "round-robin", ["p1", "p2", "p3"])
-    await put_pool(store, keys, "agent-b", "primary-first", ["p2"])
-    await extend_cooldown(store, keys, "p2", now_ms + 3_600_000, "usage_limit", now_ms=now_ms)
-    await set_provider_status(store, keys, "p3", "needs_reauth")
+        await register_provider(redis, keys, ring, f"p{n}", auth_json(f"acc-{n}"))
+    await create_agent(redis, keys, "agent-a")
+    await create_agent(redis, keys, "agent-b")
+    await put_pool(redis, keys, "agent-a", "round-robin", ["p1", "p2", "p3"])
+    await put_pool(redis, keys, "agent-b", "primary-first", ["p2"])
+    await extend_cooldown(redis, keys, "p2", now_ms + 3_600_000, "usage_limit", now_ms=now_ms)
+    await set_provider_status(redis, keys, "p3", "needs_reauth")
     reset_at = now_ms // 1000 + 7200
     snapshot = QuotaSnapshot(
         primary=QuotaWindow(used_percent=97.0, window_minutes=300, resets_at=reset_at),
         observed_at_ms=now_ms,
     )
-    await write_quota(store, keys, "p2", snapshot)
+    await write_quota(redis, keys, "p2", snapshot)
     health_queue = Topology(namespace).health_queue
 
     async with running(
-        infra, namespace, InMemoryPublisher(namespace), HEALTH_RESCORE_INTERVAL_S=0.2
+        infra, redis_target, namespace, InMemoryPublisher(namespace), HEALTH_RESCORE_INTERVAL_S=0.2
     ) as state:
         registry = state.infra.registry
 
@@ -105,8 +91,8 @@ async def test_the_health_service_exports_the_fleet_on_its_tick(
         assert left is not None and 7000 < left <= 7200
         assert sample(registry, "codexpool_health_queue_messages", queue=health_queue) == 0
 
-        await delete_agent(store, keys, "agent-b")
-        await remove_member(store, keys, "agent-a", "p3")
+        await delete_agent(redis, keys, "agent-b")
+        await remove_member(redis, keys, "agent-a", "p3")
 
         async def gone() -> bool:
             return (

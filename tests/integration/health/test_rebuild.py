@@ -11,13 +11,13 @@ from redis.asyncio import Redis
 
 from codexpool_health.store import HealthStore
 from codexpool_shared.keys import Keys
-from codexpool_shared.testing.infra import InfraUrls
+from tests.integration.conftest import RedisTarget
 from tests.integration.health.test_exactly_once import scripted_events, snapshot
 from tests.unit.health.factories import as_outcome
 
 
 async def test_rebuild_replays_the_log_into_identical_aggregates(
-    redis: Redis, namespace: str, infra: InfraUrls
+    redis: Redis, namespace: str, redis_target: RedisTarget
 ) -> None:
     keys = Keys(namespace)
     store = HealthStore(redis, keys, log_maxlen=10_000)
@@ -34,7 +34,8 @@ async def test_rebuild_replays_the_log_into_identical_aggregates(
         [sys.executable, "-m", "codexpool_health", "rebuild"],
         env={
             **os.environ,
-            "REDIS_URL": infra.redis_url,
+            "REDIS_URL": redis_target.url,
+            "REDIS_CLUSTER": str(redis_target.cluster).lower(),
             "CODEXPOOL_NAMESPACE": namespace,
             "OTEL_SDK_DISABLED": "true",
         },

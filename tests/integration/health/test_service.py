@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
+import pytest
 from aio_pika.abc import AbstractChannel
 from fastapi import FastAPI
 from opentelemetry import trace
@@ -29,17 +30,23 @@ from codexpool_shared.service import state_in
 from codexpool_shared.testing.faultproxy import FaultProxy
 from codexpool_shared.testing.infra import InfraUrls
 from codexpool_shared.testing.messaging import InMemoryPublisher
+from tests.integration.conftest import RedisTarget
 from tests.integration.health.conftest import Publish, poll_until
 from tests.unit.health.factories import attempt, outcome_event
 
 
 @asynccontextmanager
 async def running(
-    infra: InfraUrls, namespace: str, publisher: InMemoryPublisher, **overrides: Any
+    infra: InfraUrls,
+    redis_target: RedisTarget,
+    namespace: str,
+    publisher: InMemoryPublisher,
+    **overrides: Any,
 ) -> AsyncIterator[State]:
     settings = Settings.model_validate(
         {
-            "REDIS_URL": infra.redis_url,
+            "REDIS_URL": redis_target.url,
+            "REDIS_CLUSTER": redis_target.cluster,
             "AMQP_URL": infra.amqp_url,
             "CODEXPOOL_NAMESPACE": namespace,
             **overrides,
@@ -70,9 +77,14 @@ async def dlq_depth(channel: AbstractChannel, namespace: str) -> int:
 
 
 async def test_poison_messages_go_to_the_dlq_and_are_counted(
-    infra: InfraUrls, namespace: str, redis: Redis, channel: AbstractChannel, publish: Publish
+    infra: InfraUrls,
+    redis_target: RedisTarget,
+    namespace: str,
+    redis: Redis,
+    channel: AbstractChannel,
+    publish: Publish,
 ) -> None:
-    async with running(infra, namespace, InMemoryPublisher(namespace)) as state:
+    async with running(infra, redis_target, namespace, InMemoryPublisher(namespace)) as state:
         good = outcome_event(time.time(), attempt("p1"))
         await publish([b"{not json", b'{"type": "request.outcome.v9", "event_id": "x"}', good])
 
@@ -95,10 +107,10 @@ async def test_poison_messages_go_to_the_dlq_and_are_counted(
 
 
 async def test_a_band_crossing_publishes_status_events_in_order(
-    infra: InfraUrls, namespace: str, publish: Publish
+    infra: InfraUrls, redis_target: RedisTarget, namespace: str, publish: Publish
 ) -> None:
     publisher = InMemoryPublisher(namespace)
-    async with running(infra, namespace, publisher):
+    async with running(infra, redis_target, namespace, publisher):
         events = [
             outcome_event(time.time(), attempt("p1", "server_error"), attempt("p2", fallback=True))
             for _ in range(15)
@@ -120,13 +132,21 @@ async def test_a_band_crossing_publishes_status_events_in_order(
     assert changes[-1].health_score is not None and changes[-1].health_score < 50
 
 
+# Through a fault proxy: a cluster client would follow the nodes' own addresses around it.
+@pytest.mark.parametrize("redis_target", ["server"], indirect=True)
 async def test_a_redis_outage_holds_events_without_dead_lettering_them(
-    infra: InfraUrls, namespace: str, redis: Redis, channel: AbstractChannel, publish: Publish
+    infra: InfraUrls,
+    redis_target: RedisTarget,
+    namespace: str,
+    redis: Redis,
+    channel: AbstractChannel,
+    publish: Publish,
 ) -> None:
     target = urlsplit(infra.redis_url)
     async with FaultProxy(target.hostname or "127.0.0.1", target.port or 6379) as proxy:
         async with running(
             infra,
+            redis_target,
             namespace,
             InMemoryPublisher(namespace),
             REDIS_URL=proxy.url_for(infra.redis_url),
@@ -155,14 +175,21 @@ async def test_a_redis_outage_holds_events_without_dead_lettering_them(
     assert totals[b"requests"] == b"30"
 
 
+# A RabbitMQ fault: the store it writes to does not matter.
+@pytest.mark.parametrize("redis_target", ["server"], indirect=True)
 async def test_the_consumer_reconnects_after_losing_rabbitmq(
-    infra: InfraUrls, namespace: str, redis: Redis, channel: AbstractChannel, publish: Publish
+    infra: InfraUrls,
+    redis_target: RedisTarget,
+    namespace: str,
+    redis: Redis,
+    channel: AbstractChannel,
+    publish: Publish,
 ) -> None:
     target = urlsplit(infra.amqp_url)
     async with FaultProxy(target.hostname or "127.0.0.1", target.port or 5672) as proxy:
         publisher = InMemoryPublisher(namespace)
         async with running(
-            infra, namespace, publisher, AMQP_URL=proxy.url_for(infra.amqp_url)
+            infra, redis_target, namespace, publisher, AMQP_URL=proxy.url_for(infra.amqp_url)
         ) as state:
             total = "codexpool_health_events_processed_total"
 
@@ -183,11 +210,11 @@ async def test_the_consumer_reconnects_after_losing_rabbitmq(
 
 
 async def test_the_consume_span_continues_the_routers_trace(
-    infra: InfraUrls, namespace: str, publish: Publish
+    infra: InfraUrls, redis_target: RedisTarget, namespace: str, publish: Publish
 ) -> None:
     telemetry.configure("codexpool-health-test")
     with telemetry.capture_spans() as spans:
-        async with running(infra, namespace, InMemoryPublisher(namespace)) as state:
+        async with running(infra, redis_target, namespace, InMemoryPublisher(namespace)) as state:
             tracer = trace.get_tracer("test")
             with tracer.start_as_current_span("publish", kind=SpanKind.PRODUCER) as producer:
                 context = producer.get_span_context()
@@ -208,7 +235,12 @@ async def test_the_consume_span_continues_the_routers_trace(
 
 
 async def test_insane_events_are_dead_lettered_by_reason_and_good_ones_keep_flowing(
-    infra: InfraUrls, namespace: str, redis: Redis, channel: AbstractChannel, publish: Publish
+    infra: InfraUrls,
+    redis_target: RedisTarget,
+    namespace: str,
+    redis: Redis,
+    channel: AbstractChannel,
+    publish: Publish,
 ) -> None:
     now = time.time()
     unknown_field = json.loads(encode(outcome_event(now, attempt("p1"))))
@@ -226,7 +258,7 @@ async def test_insane_events_are_dead_lettered_by_reason_and_good_ones_keep_flow
         request_id="r", reason="invalid_api_key", status_code=401, route="v1"
     )
     good = outcome_event(now, attempt("p1"))
-    async with running(infra, namespace, InMemoryPublisher(namespace)) as state:
+    async with running(infra, redis_target, namespace, InMemoryPublisher(namespace)) as state:
         await publish([*insane, rejection, good])
         registry = state.infra.registry
 

@@ -16,6 +16,7 @@ from codexpool_router.config import Settings
 from codexpool_router.livewriter import LiveWriter
 from codexpool_router.metrics import Metrics
 from codexpool_shared.keys import Keys
+from codexpool_shared.redis import create_redis
 from codexpool_shared.store import (
     QuotaSnapshot,
     QuotaWindow,
@@ -24,7 +25,7 @@ from codexpool_shared.store import (
     write_quota,
     write_quotas,
 )
-from codexpool_shared.testing.infra import InfraUrls
+from tests.integration.conftest import RedisTarget
 
 
 def _snapshot(used: float, observed_at_ms: int) -> QuotaSnapshot:
@@ -105,7 +106,7 @@ async def test_the_routers_late_flush_never_replaces_a_fresher_refresh(
 
 
 async def test_racing_flushes_and_refreshes_leave_the_newest_observation(
-    redis: Redis, keys: Keys, infra: InfraUrls
+    redis: Redis, keys: Keys, redis_target: RedisTarget
 ) -> None:
     # Router flushes (batches over three providers) and Refresh Live State writes (one provider)
     # on separate connections, interleaved by the event loop in a shuffled order: whatever lands
@@ -113,7 +114,7 @@ async def test_racing_flushes_and_refreshes_leave_the_newest_observation(
     rng = random.Random(11)
     providers = ("p1", "p2", "p3")
     observations = {p: rng.sample(range(1_000, 1_400), 120) for p in providers}
-    clients = [Redis.from_url(infra.redis_url) for _ in range(4)]
+    clients = [create_redis(redis_target.settings(keys.namespace)) for _ in range(4)]
 
     async def flusher(client: Redis, round_: int) -> None:
         await write_quotas(

@@ -7,8 +7,6 @@ from contextlib import AsyncExitStack, asynccontextmanager
 import httpx
 from fastapi import FastAPI, Request
 from fastapi.routing import APIRoute
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.responses import JSONResponse
 
 from codexpool_admin_api.api.errors import api_error
@@ -40,6 +38,7 @@ from codexpool_shared.drain import Drain
 from codexpool_shared.errors import ApiError, install_error_handlers
 from codexpool_shared.messaging import Publisher
 from codexpool_shared.probes import probe_router
+from codexpool_shared.redis import UNAVAILABLE
 from codexpool_shared.service import (
     api_options,
     decrypting_readiness,
@@ -172,8 +171,8 @@ def create_app(
         return api_error(exc).response()
 
     app.add_exception_handler(StoreError, on_store_error)
-    app.add_exception_handler(RedisConnectionError, on_redis_error)
-    app.add_exception_handler(RedisTimeoutError, on_redis_error)
+    for unavailable in UNAVAILABLE:
+        app.add_exception_handler(unavailable, on_redis_error)
     app.add_exception_handler(Exception, on_unexpected)
 
     app.include_router(probe_router(registry, decrypting_readiness(keyring), drain))

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -15,6 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from codexpool_admin_api.auth import Authenticator
 from codexpool_admin_api.deps import PRINCIPAL
 from codexpool_shared.errors import ApiError
+from codexpool_shared.redis import UNAVAILABLE
 
 
 class NoStore:
@@ -93,7 +92,7 @@ class AuthenticateFirst:
         except ApiError as refusal:
             await refusal.response()(scope, receive, send)
             return
-        except (RedisConnectionError, RedisTimeoutError):
+        except UNAVAILABLE:
             await store_unavailable().response()(scope, receive, send)
             return
         scope.setdefault("state", {})[PRINCIPAL] = principal

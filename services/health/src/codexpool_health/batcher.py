@@ -28,13 +28,12 @@ from dataclasses import dataclass
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Link
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from codexpool_health.metrics import HealthMetrics
 from codexpool_health.store import BatchResult, HealthStore, Outcome, ProviderScore
 from codexpool_shared.events import RequestOutcomeV1
 from codexpool_shared.messaging import Delivery, encode
+from codexpool_shared.redis import UNAVAILABLE
 
 log = logging.getLogger("codexpool_health")
 
@@ -151,7 +150,7 @@ class OutcomeBatcher:
         while True:
             try:
                 return await self._store.apply([w.outcome for w in batch])
-            except (RedisConnectionError, RedisTimeoutError) as exc:
+            except UNAVAILABLE as exc:
                 self._metrics.redis_errors.inc()
                 log.warning("Redis unavailable, holding %d events: %r", len(batch), exc)
                 await asyncio.sleep(delay)

@@ -36,6 +36,7 @@ from codexpool_shared.errors import ApiError
 from codexpool_shared.events import BaseEvent
 from codexpool_shared.keys import Keys
 from codexpool_shared.messaging import Publisher
+from codexpool_shared.redis import UNAVAILABLE
 from codexpool_shared.store import (
     LiveState,
     NotFound,
@@ -49,8 +50,8 @@ from codexpool_shared.store.selection import NoPool, Selection, Selector, Unauth
 
 tracer = trace.get_tracer("codexpool.router")
 
-_STORE_FAILED = (RedisError, OSError, TimeoutError)
-_REFUSED = (Unauthorized, NoPool, *_STORE_FAILED)
+_STORE_FAILED: tuple[type[Exception], ...] = (*UNAVAILABLE, RedisError, OSError, TimeoutError)
+_REFUSED: tuple[type[Exception], ...] = (Unauthorized, NoPool, *_STORE_FAILED)
 
 
 @dataclass(frozen=True, slots=True)

@@ -97,13 +97,25 @@ return current
 
 # ARGV: the snapshot's observed_at_ms, then its field/value pairs. Returns 1 stored, 0 kept the
 # newer one already there (equal times: the later write wins, so a retried write is harmless).
+# KEYS: the live hashes. ARGV, per key: its snapshot's observed_at (epoch ms), the number n of
+# field and value words that follow, then those n words. Returns 1 per key stored, 0 per key
+# that already held a newer observation.
 _WRITE_QUOTA = LuaScript.of(
     render(
         """
-local stored = tonumber(redis.call('HGET', KEYS[1], '{{LiveFields.QUOTA_OBSERVED_AT}}') or '')
-if stored and tonumber(ARGV[1]) < stored then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 2))
-return 1
+local stored_flags, a = {}, 1
+for i, key in ipairs(KEYS) do
+  local observed, n = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
+  local stored = tonumber(redis.call('HGET', key, '{{LiveFields.QUOTA_OBSERVED_AT}}') or '')
+  if stored and observed < stored then
+    stored_flags[i] = 0
+  else
+    redis.call('HSET', key, unpack(ARGV, a + 2, a + 1 + n))
+    stored_flags[i] = 1
+  end
+  a = a + 2 + n
+end
+return stored_flags
 """,
         LiveFields,
     )
@@ -261,10 +273,8 @@ async def get_live(redis: Redis, keys: Keys, provider: str) -> LiveState:
 
 
 def _quota_args(snapshot: QuotaSnapshot) -> list[str]:
-    args = [str(snapshot.observed_at_ms)]
-    for field, value in _quota_fields(snapshot).items():
-        args += [field, value]
-    return args
+    fields = [word for pair in _quota_fields(snapshot).items() for word in pair]
+    return [str(snapshot.observed_at_ms), str(len(fields)), *fields]
 
 
 async def write_quotas(
@@ -272,32 +282,26 @@ async def write_quotas(
 ) -> frozenset[str]:
     """Store each provider's snapshot unless its live hash holds a newer observation.
 
-    One round trip for the whole batch (a pipeline of EVALSHA); a second one only when Redis
-    lost its script cache (restart, failover), to EVAL what it did not know.
+    One script call for the whole batch (every live hash is in the namespace's slot, so this
+    holds on a Redis Cluster too); a second one only when Redis lost its script cache (restart,
+    failover).
 
     Returns:
         The providers whose snapshot was stored; the others already held a newer one.
 
     Raises:
-        redis.exceptions.RedisError: The first error any write met (the others still ran).
+        redis.exceptions.RedisError: The write failed (the snapshots before the failure in the
+            batch may be stored).
     """
-    calls = [(keys.live(p), _quota_args(snapshot)) for p, snapshot in snapshots.items()]
-    async with redis.pipeline(transaction=False) as pipe:
-        for key, args in calls:
-            pipe.evalsha(_WRITE_QUOTA.sha, 1, key, *args)
-        replies: list[Any] = await pipe.execute(raise_on_error=False)
-    unknown = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
-    if unknown:
-        async with redis.pipeline(transaction=False) as pipe:
-            for i in unknown:
-                key, args = calls[i]
-                pipe.eval(_WRITE_QUOTA.source, 1, key, *args)
-            for i, reply in zip(unknown, await pipe.execute(raise_on_error=False), strict=True):
-                replies[i] = reply
-    for reply in replies:
-        if isinstance(reply, Exception):
-            raise reply
-    return frozenset(p for p, reply in zip(snapshots, replies, strict=True) if reply == 1)
+    if not snapshots:
+        return frozenset()
+    live_keys = [keys.live(p) for p in snapshots]
+    args = [word for snapshot in snapshots.values() for word in _quota_args(snapshot)]
+    try:
+        stored = await redis.evalsha(_WRITE_QUOTA.sha, len(live_keys), *live_keys, *args)
+    except NoScriptError:
+        stored = await redis.eval(_WRITE_QUOTA.source, len(live_keys), *live_keys, *args)
+    return frozenset(p for p, flag in zip(snapshots, stored, strict=True) if flag == 1)
 
 
 async def write_quota(redis: Redis, keys: Keys, provider: str, snapshot: QuotaSnapshot) -> bool:

@@ -217,7 +217,8 @@ async def register_provider(
     key = keys.provider(name)
     async with redis.pipeline(transaction=True) as pipe:
         await pipe.watch(key)
-        exists = await pipe.exists(key)
+        # HLEN, not EXISTS: redis-py's cluster pipeline splits EXISTS by slot and drops its reply.
+        exists = bool(await pipe.hlen(key))
         if exists and not replace:
             raise Conflict("name", f"provider {name!r} is already registered")
         pipe.multi()  # type: ignore[no-untyped-call]

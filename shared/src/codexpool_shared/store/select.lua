@@ -1,6 +1,8 @@
 -- Authentication + selection in one round trip (see selection.py for the contract).
--- Key names are built here from templates that Keys produced (ARGV[11..]): fine for our one
--- Redis, not for Redis Cluster (the keys are not declared in KEYS, nor in one hash slot).
+-- Key names are built here from templates that Keys produced (ARGV[11..]): the keys depend on
+-- what the script reads (agent -> pool -> members). Every key of a namespace shares its hash tag,
+-- so they are all in the slot of KEYS[1] (Keys.slot_key, never written), which a Redis Cluster
+-- routes the call by and lets the script touch.
 -- Field names are rendered from their Python definitions (scripts.py).
 {{> circuit}}
 local now = tonumber(ARGV[2])

@@ -162,6 +162,7 @@ class Selector:
     def __init__(self, redis: Redis, keys: Keys, settings: SelectionSettings) -> None:
         self._redis = redis
         self._sha = _SCRIPT.sha
+        self._slot_key = keys.slot_key
         self._fixed: list[EncodableT] = [
             settings.max_attempts,
             settings.health_threshold,
@@ -184,10 +185,10 @@ class Selector:
         # isinstance check against a Protocol-based class costs more than the rest of the call.
         args = (key_digest, now_ms, session_digest, *self._fixed)
         try:
-            raw = await self._redis.evalsha(self._sha, 0, *args)
+            raw = await self._redis.evalsha(self._sha, 1, self._slot_key, *args)
         except NoScriptError:
             # A restarted or failed-over Redis has an empty script cache.
-            raw = await self._redis.eval(_SCRIPT.source, 0, *args)
+            raw = await self._redis.eval(_SCRIPT.source, 1, self._slot_key, *args)
         return parse_selection(orjson.loads(raw))
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from codexpool_shared.keys import Keys
 from codexpool_shared.messaging import close_quietly, connect, delete_topology
 
 
@@ -34,7 +35,7 @@ async def delete_namespaces(redis_url: str, amqp_url: str, namespaces: Collectio
     if not namespaces:
         return
     await delete_topologies(amqp_url, namespaces)
-    prefixes = tuple(f"{namespace}:".encode() for namespace in namespaces)
+    prefixes = tuple(Keys(namespace).prefix.encode() for namespace in namespaces)
     redis = Redis.from_url(redis_url, socket_timeout=10, socket_connect_timeout=10)
     try:
         doomed = [key async for key in redis.scan_iter(count=1000) if key.startswith(prefixes)]
