@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 from codexpool_shared.config import InfraSettings
 from codexpool_shared.keys import Keys
 from codexpool_shared.messaging import close_quietly, connect, declare_topology, delete_topology
-from codexpool_shared.redis import create_redis
+from codexpool_shared.redis import open_redis
 from codexpool_shared.testing.infra import InfraUrls
 from codexpool_shared.testing.redis_cluster import PrivateRedisCluster, private_redis_cluster
 
@@ -62,8 +62,8 @@ def redis_target(request: pytest.FixtureRequest, infra: InfraUrls) -> RedisTarge
 
 @pytest.fixture
 async def redis(redis_target: RedisTarget, namespace: str) -> AsyncIterator[Redis]:
-    """The services' own client (``create_redis``); the namespace's keys are deleted afterwards."""
-    client = create_redis(redis_target.settings(namespace))
+    """The services' own client (``open_redis``); the namespace's keys are deleted afterwards."""
+    client = await open_redis(redis_target.settings(namespace))
     yield client
     async for key in client.scan_iter(match=Keys(namespace).pattern, count=500):
         await client.delete(key)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any, cast
 
 from redis import exceptions
 from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
 
 from codexpool_shared.config import InfraSettings
+
+log = logging.getLogger(__name__)
 
 UNAVAILABLE: tuple[type[Exception], ...] = (
     exceptions.ConnectionError,
@@ -23,7 +26,7 @@ a slot mid-migration. Services answer these with ``store_unavailable`` or hold t
 retry."""
 
 
-def create_redis(settings: InfraSettings, *, max_connections: int = 64) -> Redis:
+def _client(settings: InfraSettings, max_connections: int) -> Redis:
     """A pooled async client; every call is bounded by ``settings.redis_timeout_s``.
 
     Its connections are named after the namespace (``CLIENT LIST`` shows who holds them).
@@ -56,3 +59,23 @@ def create_redis(settings: InfraSettings, *, max_connections: int = 64) -> Redis
         **timeouts,
     )
     return Redis.from_pool(pool)  # the client owns the pool: aclose() disconnects it
+
+
+async def open_redis(settings: InfraSettings, *, max_connections: int = 64) -> Redis:
+    """A service's Redis client (``_client``); on a cluster, with its slot map already learnt.
+
+    redis-py's cluster client otherwise discovers the cluster on the first command; a burst of
+    concurrent first commands (a router's first requests) can then run on connections of the
+    startup node that discovery closes under them (seen as ``AttributeError`` on a closed
+    writer, about one run in ten of the racing quota test). A cluster that cannot be reached
+    now is left to be discovered on first use: readiness reports it meanwhile.
+    """
+    redis = _client(settings, max_connections)
+    if settings.redis_cluster:
+        try:
+            await cast(RedisCluster, redis).initialize()
+        except UNAVAILABLE as exc:
+            log.warning(
+                "Redis Cluster not reachable at start, discovering it on first use: %r", exc
+            )
+    return redis

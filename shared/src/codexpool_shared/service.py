@@ -31,7 +31,7 @@ from codexpool_shared.crypto import Keyring
 from codexpool_shared.keys import Keys
 from codexpool_shared.messaging import EventPublisher, Publisher
 from codexpool_shared.probes import ReadinessCheck
-from codexpool_shared.redis import create_redis
+from codexpool_shared.redis import open_redis
 from codexpool_shared.store.credentials import check_secret_key
 
 _KEY = "codexpool.service"
@@ -174,7 +174,7 @@ async def open_infrastructure(
         max_connections: The size of the Redis connection pool.
     """
     stack.callback(telemetry.flush)
-    redis = create_redis(settings, max_connections=max_connections)
+    redis = await open_redis(settings, max_connections=max_connections)
     stack.push_async_callback(redis.aclose)
     events = publisher or EventPublisher(
         str(settings.amqp_url), settings.namespace, registry=registry, name=name

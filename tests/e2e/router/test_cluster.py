@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 
 from codexpool_shared.config import InfraSettings
 from codexpool_shared.keys import Keys
-from codexpool_shared.redis import create_redis
+from codexpool_shared.redis import open_redis
 from codexpool_shared.store import get_live
 from codexpool_shared.testing.redis_cluster import PrivateRedisCluster, private_redis_cluster
 from tests.e2e.router.conftest import Pool, Sim
@@ -32,7 +32,7 @@ async def redis(cluster: PrivateRedisCluster, namespace: str) -> AsyncIterator[R
     settings = InfraSettings.model_validate(
         {"REDIS_URL": cluster.url, "REDIS_CLUSTER": True, "CODEXPOOL_NAMESPACE": namespace}
     )
-    client = create_redis(settings)
+    client = await open_redis(settings)
     yield client
     async for key in client.scan_iter(match=Keys(namespace).pattern, count=500):
         await client.delete(key)

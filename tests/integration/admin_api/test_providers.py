@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 
 from codexpool_shared.events import PoolChangedV1, ProviderStatusChangedV1
 from codexpool_shared.keys import Keys
-from codexpool_shared.redis import create_redis
+from codexpool_shared.redis import open_redis
 from codexpool_shared.store import set_provider_status
 from codexpool_shared.testing.messaging import InMemoryPublisher
 from tests.integration.admin_api.helpers import create_agent, error, register, viewer_headers
@@ -165,7 +165,7 @@ def test_needs_reauth_is_left_by_relinking_not_by_patching(
     register(api, "acct-1")
 
     async def mark() -> None:
-        client = create_redis(redis_target.settings(keys.namespace))
+        client = await open_redis(redis_target.settings(keys.namespace))
         try:
             await set_provider_status(client, keys, "acct-1", "needs_reauth")
         finally:

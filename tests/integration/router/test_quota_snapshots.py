@@ -16,7 +16,7 @@ from codexpool_router.config import Settings
 from codexpool_router.livewriter import LiveWriter
 from codexpool_router.metrics import Metrics
 from codexpool_shared.keys import Keys
-from codexpool_shared.redis import create_redis
+from codexpool_shared.redis import open_redis
 from codexpool_shared.store import (
     QuotaSnapshot,
     QuotaWindow,
@@ -114,7 +114,7 @@ async def test_racing_flushes_and_refreshes_leave_the_newest_observation(
     rng = random.Random(11)
     providers = ("p1", "p2", "p3")
     observations = {p: rng.sample(range(1_000, 1_400), 120) for p in providers}
-    clients = [create_redis(redis_target.settings(keys.namespace)) for _ in range(4)]
+    clients = [await open_redis(redis_target.settings(keys.namespace)) for _ in range(4)]
 
     async def flusher(client: Redis, round_: int) -> None:
         await write_quotas(

@@ -12,11 +12,11 @@ from codexpool_health.scoring import ScoreConfig
 from codexpool_health.store import HealthStore
 from codexpool_shared.cli import serve
 from codexpool_shared.keys import Keys
-from codexpool_shared.redis import create_redis
+from codexpool_shared.redis import open_redis
 
 
 async def _rebuild(settings: Settings) -> None:
-    redis = create_redis(settings)
+    redis = await open_redis(settings)
     try:
         store = HealthStore(
             redis,

@@ -17,7 +17,7 @@ from codexpool_shared.crypto import Keyring
 from codexpool_shared.drain import Drain
 from codexpool_shared.keys import Keys
 from codexpool_shared.probes import ReadinessCheck, probe_router
-from codexpool_shared.redis import create_redis
+from codexpool_shared.redis import open_redis
 from codexpool_shared.service import api_options, lifespan_state, service_registry
 from codexpool_shared.store.ui_sessions import RedisUiSessions, UiSessionStore
 from codexpool_ui import formatting
@@ -74,7 +74,7 @@ def create_app(
             )
             store = session_store
             if store is None:
-                redis = create_redis(settings)
+                redis = await open_redis(settings)
                 stack.push_async_callback(redis.aclose)
                 store = RedisUiSessions(redis, Keys(settings.namespace), keyring)
             sessions = Sessions(store, keyring, settings.session_max_age_s)
