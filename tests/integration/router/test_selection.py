@@ -20,6 +20,7 @@ from codexpool_shared.store import (
     remove_member,
     set_provider_status,
 )
+from codexpool_shared.store.explain import decision
 from codexpool_shared.store.selection import NoPool, Selector, Unauthorized
 from tests.integration.router.helpers import auth_json, keyring
 
@@ -164,3 +165,26 @@ async def test_selection_survives_an_empty_script_cache(pool: Fixture) -> None:
     await pool.redis.script_flush()
     assert await pool.order() in (["p1", "p2"], ["p2", "p1"])
     assert await pool.order() in (["p1", "p2"], ["p2", "p1"])
+
+
+async def test_decision_names_every_member_and_why(pool: Fixture) -> None:
+    await pool.setup("round-robin", n=5)
+    until = now_ms() + 60_000
+    await extend_cooldown(pool.redis, pool.keys, "p1", until, "usage_limit", now_ms=now_ms())
+    await set_provider_status(pool.redis, pool.keys, "p2", "needs_reauth")
+    await pool.redis.hset(pool.keys.live("p3"), "circuit_open_until_ms", now_ms() + 30_000)
+    selection = await pool.selector.select(pool.digest, now_ms(), "session-1")
+    made = decision(selection)
+    by_name = {c.provider: c for c in made.candidates}
+    assert made.pool_size == 5 and set(by_name) == {"p1", "p2", "p3", "p4", "p5"}
+    assert [c.provider for c in made.candidates[:2]] == [c.name for c in selection.candidates]
+    assert [c.rank for c in made.candidates[:2]] == [0, 1]
+    assert {c.reason for c in made.candidates[:2]} == {"strategy_order"}
+    p1 = by_name["p1"]
+    assert (p1.eligible, p1.reason, p1.detail) == (False, "cooldown", "usage_limit")
+    assert p1.until is not None and abs(p1.until.timestamp() * 1000 - until) < 2
+    assert (by_name["p2"].reason, by_name["p2"].detail) == ("needs_reauth", "needs_reauth")
+    assert by_name["p3"].reason == "circuit_open" and by_name["p3"].until is not None
+    again = decision(await pool.selector.select(pool.digest, now_ms(), "session-1"))
+    assert again.candidates[0].reason == "affinity"
+    assert again.candidates[0].provider == made.candidates[0].provider

@@ -101,6 +101,10 @@ class Settings(InfraSettings, TokenRefreshSettings):
     """Local cooldown of a member after a 5xx, connection error or timeout, for snapshot
     selections (shared circuits are not updated while Redis fails)."""
 
+    explain: bool = Field(default=True, validation_alias="ROUTER_EXPLAIN")
+    """Put the routing decision (every member and why it was tried or skipped) in each outcome
+    event, for ``GET /api/requests/{request_id}``; off for a benchmark's baseline."""
+
     originator: str = Field(default="codex_cli_rs", validation_alias="ROUTER_ORIGINATOR")
     user_agent: str = Field(
         default="codex_cli_rs/0.169.0 (codexpool) codexpool-router",

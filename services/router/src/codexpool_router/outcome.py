@@ -26,6 +26,7 @@ from codexpool_shared.events import (
     RequestRejectedV1,
     TokenUsage,
 )
+from codexpool_shared.store.explain import decision
 from codexpool_shared.store.selection import Candidate, Selection
 from codexpool_shared.telemetry import attributes as attr
 
@@ -293,5 +294,6 @@ class Ledger:
             client_latency_ms=(time.perf_counter() - self.started) * 1000,
             usage=self.usage,
             traceparent=self._traceparent,
+            decision=decision(selection) if self.core.settings.explain else None,
         )
         self.core.publish(event)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -90,6 +91,60 @@ class Attempt(BaseModel):
     """Upstream error code (``usage_limit_reached``, ``server_is_overloaded``, ...), if any."""
 
 
+SkipReason = Literal[
+    "cooldown",
+    "circuit_open",
+    "probe_in_progress",
+    "needs_reauth",
+    "disabled",
+    "not_registered",
+]
+"""Why a pool member was not eligible for a request (docs/SPEC.md section 5, step 2)."""
+
+ChoiceReason = Literal["affinity", "probe", "strategy_order", "beyond_attempt_limit"]
+"""Why an eligible member stood where it did: the session's provider, the one probing its
+half-open circuit, its place in the strategy's order, or eligible but past the attempt limit."""
+
+
+class Considered(BaseModel):
+    """One pool member as the selection saw it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
+
+    provider: str
+    """Member name."""
+
+    eligible: bool
+    """Whether it passed the hard filter (active, no cooldown, circuit not open)."""
+
+    reason: SkipReason | ChoiceReason
+    """Why it was skipped, or why it stood where it did when eligible."""
+
+    rank: int | None = Field(default=None, ge=0)
+    """Its place in the attempt order (0 first), when it was a candidate."""
+
+    until: datetime | None = None
+    """End of the cooldown, open circuit or probe in progress that made it ineligible."""
+
+    detail: str | None = None
+    """The cooldown's cause (``usage_limit``, ``rate_limited``, ...) or the member's status."""
+
+
+class Decision(BaseModel):
+    """The routing decision of one request: every member and why it was or was not tried."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
+
+    candidates: tuple[Considered, ...] = ()
+    """Candidates in attempt order, then eligible members past the limit, then skipped ones."""
+
+    pool_size: int = Field(ge=0)
+    """Members in the pool when the request was routed."""
+
+    local_snapshot: bool = False
+    """Decided from the router's local snapshot because the store did not answer."""
+
+
 class RequestOutcomeV1(BaseEvent):
     """One client request's outcome; exactly one per request."""
 
@@ -128,3 +183,6 @@ class RequestOutcomeV1(BaseEvent):
 
     usage: TokenUsage | None = None
     """Token usage, when the upstream reported it."""
+
+    decision: Decision | None = None
+    """Why the request went where it went (absent when the router's explanations are off)."""

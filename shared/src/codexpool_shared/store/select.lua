@@ -26,6 +26,8 @@ local members = cjson.decode(pool[2])
 
 local eligible, half_open, snap = {}, {}, {}
 local quota_wait, other_wait, dead = 0, 0, 0
+-- Members skipped by the hard filter, for the request's explanation: {name, reason, until ms}.
+local skipped = {}
 local function earliest(current, t) if current == 0 or t < current then return t end return current end
 
 for i, name in ipairs(members) do
@@ -43,6 +45,7 @@ for i, name in ipairs(members) do
     tonumber(l[5] or '0') or 0, i, l}
   if p[1] ~= 'active' then
     dead = dead + 1
+    table.insert(skipped, {name, p[1] or 'not_registered', 0})
   else
     table.insert(snap, cand)
     local cooldown = tonumber(l[1] or '0') or 0
@@ -52,6 +55,7 @@ for i, name in ipairs(members) do
       if l[2] == 'usage_limit' then quota_wait = earliest(quota_wait, cooldown); cand[13] = 1
       else other_wait = earliest(other_wait, cooldown) end
       cand[12] = cooldown
+      table.insert(skipped, {name, 'cooldown:' .. (l[2] or ''), cooldown})
     else
       if open_until == 0 and threshold > 0 and now > closed_at + grace then
         local score = tonumber(redis.call('HGET', key(21, name), '{{HealthFields.SCORE}}') or '')
@@ -62,6 +66,7 @@ for i, name in ipairs(members) do
       if open_until > now then
         other_wait = earliest(other_wait, open_until)
         cand[12] = open_until
+        table.insert(skipped, {name, 'circuit_open', open_until})
       elseif open_until > 0 then
         table.insert(half_open, cand)
       else
@@ -92,6 +97,7 @@ if not sticky_hit then
       table.insert(order, c)
     else
       other_wait = earliest(other_wait, now + probe_ms)
+      table.insert(skipped, {c[1], 'probe_in_progress', now + probe_ms})
     end
   end
 end
@@ -158,4 +164,4 @@ for _, c in ipairs(snap) do
   table.insert(m, {c[1], c[2], c[3], c[4], c[5], c[12] or 0, c[13] or 0, used})
 end
 return cjson.encode({a = agent, s = strategy, v = tonumber(pool[3]), n = #members, c = out,
-  q = quota_wait, w = other_wait, d = dead, m = m})
+  q = quota_wait, w = other_wait, d = dead, m = m, x = skipped, k = sticky_hit and 1 or 0})

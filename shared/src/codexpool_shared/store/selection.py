@@ -21,7 +21,11 @@ min(pool size, max attempts)), "q" earliest quota-cooldown end ms (0 none), "w" 
 any other unavailability ms, "d" members not active, "m" [[name, account_id, access token
 envelope, access_expires_at, credential_version, unavailable until ms (0: eligible or
 half-open), 1 if that is a quota cooldown, quota pressure]...] (every active member, in pool
-order: the router's fail-open snapshot)}``.
+order: the router's fail-open snapshot), "x" [[name, reason, until ms]...] (members the hard
+filter skipped, in pool order; reason ``cooldown:<cause>``, ``circuit_open``,
+``probe_in_progress`` or the status of a member not active), "k" 1 when the first candidate is
+the session's provider}``: the request's explanation (``explain.py``) is read from ``c``, ``m``,
+``x`` and ``k``.
 """
 
 from __future__ import annotations
@@ -136,6 +140,10 @@ class Selection:
     inactive: int
     members: Sequence[Any] = field(default=(), repr=False, compare=False)
     """The script's member rows, unparsed: read (``parse_members``) only when the store fails."""
+    skipped: Sequence[Any] = field(default=(), repr=False, compare=False)
+    """The script's skipped-member rows, unparsed: read by ``explain.decision`` after the answer."""
+    sticky: bool = False
+    """The first candidate is the provider the request's session sticks to."""
     fallback: bool = False
     """Made by the router from its local snapshot because the store did not answer."""
 
@@ -221,6 +229,8 @@ def parse_selection(doc: dict[str, Any]) -> Selection:
         other_wait_ms=int(doc.get("w") or 0),
         inactive=int(doc.get("d") or 0),
         members=doc.get("m") or (),
+        skipped=doc.get("x") or (),
+        sticky=bool(doc.get("k")),
     )
 
 
