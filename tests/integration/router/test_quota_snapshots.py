@@ -22,6 +22,7 @@ from codexpool_shared.store import (
     QuotaWindow,
     extend_cooldown,
     get_live,
+    record_failure,
     write_quota,
     write_quotas,
 )
@@ -60,10 +61,56 @@ async def test_an_older_snapshot_written_later_is_kept_out(redis: Redis, keys: K
 
 async def test_the_quota_write_leaves_the_other_live_fields_alone(redis: Redis, keys: Keys) -> None:
     await extend_cooldown(redis, keys, "p", 90_000, "usage_limit", now_ms=1_000)
-    assert await write_quota(redis, keys, "p", _snapshot(10, 5_000))
+    assert await write_quota(redis, keys, "p", _snapshot(100, 5_000))
     live = await get_live(redis, keys, "p")
     assert (live.cooldown_until_ms, live.cooldown_reason) == (90_000, "usage_limit")
-    assert live.quota == _snapshot(10, 5_000)
+    assert live.quota == _snapshot(100, 5_000)
+
+
+async def test_fresh_capacity_ends_a_quota_cooldown_that_started_before_it(
+    redis: Redis, keys: Keys
+) -> None:
+    """Issue 19: the upstream reset early; an observation newer than the cooldown that shows
+    capacity ends it at once, for every replica (they all read this hash when they select)."""
+    await extend_cooldown(redis, keys, "p", 90_000, "usage_limit", now_ms=1_000)
+    # Observed before the cooldown started: it proves nothing about the account now.
+    assert await write_quota(redis, keys, "p", _snapshot(0, 999))
+    assert (await get_live(redis, keys, "p")).cooldown_until_ms == 90_000
+    # Newer, but still full: stays out.
+    assert (await write_quotas(redis, keys, {"p": _snapshot(100, 2_000)})).cleared == set()
+    assert (await get_live(redis, keys, "p")).cooldown_until_ms == 90_000
+    # A second 429 reaffirms the cooldown without extending it: older observations stay moot.
+    await extend_cooldown(redis, keys, "p", 90_000, "usage_limit", now_ms=3_000)
+    assert (await write_quotas(redis, keys, {"p": _snapshot(5, 2_500)})).cleared == set()
+    writes = await write_quotas(redis, keys, {"p": _snapshot(5, 3_001)})
+    assert writes.stored == writes.cleared == {"p"}
+    live = await get_live(redis, keys, "p")
+    assert live.cooldown_until_ms == 0 and live.quota == _snapshot(5, 3_001)
+
+
+async def test_fresh_capacity_leaves_error_cooldowns_and_circuits_alone(
+    redis: Redis, keys: Keys
+) -> None:
+    await extend_cooldown(redis, keys, "rl", 90_000, "rate_limited", now_ms=1_000)
+    await record_failure(
+        redis,
+        keys,
+        "c",
+        now_ms=1_000,
+        started_ms=1_000,
+        threshold=1,
+        base_ms=60_000,
+        max_ms=60_000,
+    )
+    writes = await write_quotas(redis, keys, {"rl": _snapshot(1, 5_000), "c": _snapshot(1, 5_000)})
+    assert writes.cleared == set()
+    assert (await get_live(redis, keys, "rl")).cooldown_until_ms == 90_000
+    assert (await get_live(redis, keys, "c")).circuit_open_until_ms == 61_000
+    # A window without a used percent, or none at all, shows no capacity either.
+    await extend_cooldown(redis, keys, "q", 90_000, "usage_limit", now_ms=1_000)
+    empty = QuotaSnapshot(plan_type="plus", observed_at_ms=5_000)
+    assert (await write_quotas(redis, keys, {"q": empty})).cleared == set()
+    assert (await get_live(redis, keys, "q")).cooldown_until_ms == 90_000
 
 
 async def test_a_batch_stores_each_provider_on_its_own_merits(redis: Redis, keys: Keys) -> None:
@@ -71,7 +118,7 @@ async def test_a_batch_stores_each_provider_on_its_own_merits(redis: Redis, keys
     written = await write_quotas(
         redis, keys, {"a": _snapshot(20, 2_000), "b": _snapshot(70, 4_000), "c": _snapshot(1, 1)}
     )
-    assert written == {"b", "c"}
+    assert written.stored == {"b", "c"}
     assert [await _used(redis, keys, p) for p in "abc"] == [50, 70, 1]
 
 
@@ -82,7 +129,7 @@ async def test_a_batch_survives_an_empty_script_cache(redis: Redis, keys: Keys) 
     await write_quota(redis, keys, "a", _snapshot(30, 2_000))
     await redis.script_flush()
     written = await write_quotas(redis, keys, {"a": _snapshot(20, 1_000), "b": _snapshot(5, 1)})
-    assert written == {"b"}
+    assert written.stored == {"b"}
     assert [await _used(redis, keys, p) for p in "ab"] == [30, 5]
 
 

@@ -131,3 +131,23 @@ def test_an_agent_not_seen_or_seen_too_long_ago_has_no_local_selection() -> None
     assert local.select("k", now_ms=0) is not None
     clock.now += 1
     assert local.select("k", now_ms=0) is None
+
+
+def test_a_local_quota_cooldown_yields_to_a_later_snapshot_a_fault_cooldown_does_not() -> None:
+    """Issue 19: the store ends a quota cooldown on fresh quota; a snapshot Redis answered
+    after this replica's own 429 says so, and fail-open routing must not keep the member out
+    on the stale local cooldown. A local fault cooldown is this replica's alone and stands."""
+    clock = Clock()
+    snapshots = Snapshots(10, clock=clock)
+    local = LocalRouting(snapshots, max_staleness_s=60, max_attempts=3, clock=clock)
+    snapshots.record("k", _selection(p1=(0, 0, 0), p2=(0, 0, 0)))
+    local.cool_down("p1", 90_000, quota=True)
+    local.cool_down("p2", 90_000)
+    clock.now += 1
+    held = local.select("k", now_ms=1_000)
+    assert held is not None and held.candidates == ()
+    assert (held.quota_wait_ms, held.other_wait_ms) == (90_000, 90_000)
+    snapshots.record("k", _selection(p1=(0, 0, 0), p2=(0, 0, 0)))  # the store cleared p1
+    after = local.select("k", now_ms=1_000)
+    assert after is not None and [c.name for c in after.candidates] == ["p1"]
+    assert after.other_wait_ms == 90_000

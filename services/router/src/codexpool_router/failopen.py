@@ -103,43 +103,63 @@ class Snapshots:
 
     def get(self, key_digest: str, max_age_s: float) -> Selection | None:
         """The agent's last selection, unless it is older than ``max_age_s``."""
+        entry = self.entry(key_digest, max_age_s)
+        return None if entry is None else entry[1]
+
+    def entry(self, key_digest: str, max_age_s: float) -> tuple[float, Selection] | None:
+        """When the agent's last selection was recorded (on the clock) and the selection."""
         entry = self._entries.get(key_digest)
         if entry is None or self._clock() - entry[0] > max_age_s:
             return None
-        return entry[1]
+        return entry
 
     def __len__(self) -> int:
         return len(self._entries)
 
 
 class LocalRouting:
-    """Selections from the snapshot with local cooldowns and a per-process rotation."""
+    """Selections from the snapshot with local cooldowns and a per-process rotation.
 
-    def __init__(self, snapshots: Snapshots, max_staleness_s: float, max_attempts: int) -> None:
+    A local quota cooldown older than the snapshot yields to it: the store, which saw the same
+    429, may since have ended the cooldown on fresh quota (``store/live.py``), and the snapshot
+    is what it said last. (The store write races the next snapshot by a round trip: at worst
+    one more attempt meets the 429 and fails over.) Other local cooldowns are this replica's
+    own and stand.
+    """
+
+    def __init__(
+        self,
+        snapshots: Snapshots,
+        max_staleness_s: float,
+        max_attempts: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._snapshots = snapshots
         self._max_staleness_s = max_staleness_s
         self._max_attempts = max_attempts
-        self._cooldowns: dict[str, tuple[int, bool]] = {}
+        self._clock = clock
+        self._cooldowns: dict[str, tuple[int, bool, float]] = {}
         self._turns: dict[str, int] = {}
 
     def cool_down(self, provider: str, until_ms: int, quota: bool = False) -> None:
         """Keep ``provider`` out of local selections until ``until_ms`` (extend-only)."""
         current = self._cooldowns.get(provider)
         if current is None or current[0] < until_ms:
-            self._cooldowns[provider] = (until_ms, quota)
+            self._cooldowns[provider] = (until_ms, quota, self._clock())
 
     def select(self, key_digest: str, now_ms: int) -> Selection | None:
         """A selection from the agent's snapshot, or None if it has none fresh enough."""
-        last = self._snapshots.get(key_digest, self._max_staleness_s)
-        if last is None:
+        entry = self._snapshots.entry(key_digest, self._max_staleness_s)
+        if entry is None:
             return None
+        recorded, last = entry
         eligible = []
         quota_wait = other_wait = 0
         for member in parse_members(last.members):
             until, quota = member.unavailable_until_ms, member.quota
             local = self._cooldowns.get(member.name)
-            if local is not None and local[0] > until:
-                until, quota = local
+            if local is not None and local[0] > until and not (local[1] and local[2] < recorded):
+                until, quota = local[0], local[1]
             if until <= now_ms:
                 eligible.append(member)
             elif quota:
@@ -155,6 +175,8 @@ class LocalRouting:
             eligible = eligible[start:] + eligible[:start]
             if last.strategy == "quota-aware":
                 eligible.sort(key=lambda m: m.pressure)  # stable: the rotation breaks ties
+        # Priorities (select.lua): burn_first, then normal, preserve members last.
+        eligible.sort(key=lambda m: m.rank)
         limit = min(last.pool_size, self._max_attempts)
         return Selection(
             agent_id=last.agent_id,

@@ -7,7 +7,12 @@ seconds, as the upstream sends them).
 
 - Cooldown is extend-only: a shorter cooldown never shortens a longer one, and every cooldown
   is clamped to ``MAX_COOLDOWN_MS`` after now so a bogus ``resets_at`` cannot park an account
-  for years.
+  for years. Its ``cooldown_since_ms`` is when it was last set or reaffirmed.
+- Fresh quota ends a quota cooldown: a stored snapshot observed after ``cooldown_since_ms`` that
+  shows capacity (every reported window under 100 %) clears a ``usage_limit`` cooldown in the
+  same script that stores it. The upstream resets usage early (team resets, plan changes);
+  waiting for the old ``resets_at`` would keep a usable account out for days. Error cooldowns
+  and circuits are never cleared this way.
 - Quota: the newest observation wins. Every snapshot carries the time its upstream answer
   arrived (``quota_observed_at_ms``), and ``write_quotas`` stores it only if the hash holds no
   later one, checked and written in one script. The router flushes snapshots it parsed earlier
@@ -47,6 +52,7 @@ class LiveFields:
 
     COOLDOWN_UNTIL: Final = "cooldown_until_ms"
     COOLDOWN_REASON: Final = "cooldown_reason"
+    COOLDOWN_SINCE: Final = "cooldown_since_ms"
     CIRCUIT_OPEN_UNTIL: Final = "circuit_open_until_ms"
     CIRCUIT_OPENS: Final = "circuit_opens"
     CIRCUIT_CLOSED_AT: Final = "circuit_closed_at_ms"
@@ -66,6 +72,12 @@ class LiveFields:
     CREDITS_BALANCE: Final = "credits_balance"
 
 
+class CooldownReason:
+    """The ``cooldown_reason`` that fresh quota may end (the router's 429 usage_limit)."""
+
+    QUOTA: Final = "usage_limit"
+
+
 # (used percent, window minutes, resets at) of each quota window.
 _WINDOWS: Final = {
     "primary": (
@@ -80,46 +92,64 @@ _WINDOWS: Final = {
     ),
 }
 
-# ARGV: until_ms, reason, now_ms, max_ms. Returns the deadline in force.
+# ARGV: until_ms, reason, now_ms, max_ms. Returns the deadline in force. A cooldown of the same
+# reason that does not extend the deadline still reaffirms it (``since`` moves to now), so only
+# observations newer than the latest refusal can end it.
 _EXTEND_COOLDOWN = render(
     """
 local deadline = math.min(tonumber(ARGV[1]), tonumber(ARGV[3]) + tonumber(ARGV[4]))
-local current = tonumber(redis.call('HGET', KEYS[1], '{{LiveFields.COOLDOWN_UNTIL}}') or '0')
+local state = redis.call('HMGET', KEYS[1], '{{LiveFields.COOLDOWN_UNTIL}}',
+  '{{LiveFields.COOLDOWN_REASON}}', '{{LiveFields.COOLDOWN_SINCE}}')
+local current = tonumber(state[1] or '0') or 0
 if deadline > current then
   redis.call('HSET', KEYS[1], '{{LiveFields.COOLDOWN_UNTIL}}', deadline,
-    '{{LiveFields.COOLDOWN_REASON}}', ARGV[2])
+    '{{LiveFields.COOLDOWN_REASON}}', ARGV[2], '{{LiveFields.COOLDOWN_SINCE}}', ARGV[3])
   return deadline
+end
+if state[2] == ARGV[2] and tonumber(ARGV[3]) > (tonumber(state[3] or '0') or 0) then
+  redis.call('HSET', KEYS[1], '{{LiveFields.COOLDOWN_SINCE}}', ARGV[3])
 end
 return current
 """,
     LiveFields,
 )
 
-# ARGV: the snapshot's observed_at_ms, then its field/value pairs. Returns 1 stored, 0 kept the
-# newer one already there (equal times: the later write wins, so a retried write is harmless).
-# KEYS: the live hashes. ARGV, per key: its snapshot's observed_at (epoch ms), the number n of
-# field and value words that follow, then those n words. Returns 1 per key stored, 0 per key
-# that already held a newer observation.
+# KEYS: the live hashes. ARGV, per key: its snapshot's observed_at (epoch ms), '1' if it shows
+# capacity (see ``shows_capacity``) else '0', the number n of field and value words that follow,
+# then those n words. Returns per key 0 (it already held a newer observation), 1 (stored) or 2
+# (stored, and it ended a usage-limit cooldown that started before the observation). Equal
+# observation times: the later write wins, so a retried write is harmless.
 _WRITE_QUOTA = LuaScript.of(
     render(
         """
-local stored_flags, a = {}, 1
+local results, a = {}, 1
 for i, key in ipairs(KEYS) do
-  local observed, n = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
+  local observed, n = tonumber(ARGV[a]), tonumber(ARGV[a + 2])
   local stored = tonumber(redis.call('HGET', key, '{{LiveFields.QUOTA_OBSERVED_AT}}') or '')
   if stored and observed < stored then
-    stored_flags[i] = 0
+    results[i] = 0
   else
-    redis.call('HSET', key, unpack(ARGV, a + 2, a + 1 + n))
-    stored_flags[i] = 1
+    redis.call('HSET', key, unpack(ARGV, a + 3, a + 2 + n))
+    results[i] = 1
+    if ARGV[a + 1] == '1' then
+      local c = redis.call('HMGET', key, '{{LiveFields.COOLDOWN_UNTIL}}',
+        '{{LiveFields.COOLDOWN_REASON}}', '{{LiveFields.COOLDOWN_SINCE}}')
+      if c[2] == '{{CooldownReason.QUOTA}}' and (tonumber(c[1] or '0') or 0) > observed
+          and observed > (tonumber(c[3] or '0') or 0) then
+        redis.call('HSET', key, '{{LiveFields.COOLDOWN_UNTIL}}', 0)
+        results[i] = 2
+      end
+    end
   end
-  a = a + 2 + n
+  a = a + 3 + n
 end
-return stored_flags
+return results
 """,
         LiveFields,
+        CooldownReason,
     )
 )
+
 
 # ARGV: now_ms, threshold, base_ms, max_ms, probe ('1'/'0'), the attempt's start (epoch ms).
 # Returns open_until if this failure opened the circuit, else 0.
@@ -272,45 +302,69 @@ async def get_live(redis: Redis, keys: Keys, provider: str) -> LiveState:
     return parse_live(provider, await redis.hgetall(keys.live(provider)))
 
 
+def shows_capacity(snapshot: QuotaSnapshot) -> bool:
+    """Whether ``snapshot`` says the account can serve: it reports a window and none is full."""
+    windows = [w for w in (snapshot.primary, snapshot.secondary) if w is not None]
+    return bool(windows) and all(w.used_percent < 100 for w in windows)
+
+
 def _quota_args(snapshot: QuotaSnapshot) -> list[str]:
     fields = [word for pair in _quota_fields(snapshot).items() for word in pair]
-    return [str(snapshot.observed_at_ms), str(len(fields)), *fields]
+    capacity = "1" if shows_capacity(snapshot) else "0"
+    return [str(snapshot.observed_at_ms), capacity, str(len(fields)), *fields]
+
+
+class QuotaWrites(BaseModel):
+    """What :func:`write_quotas` did."""
+
+    model_config = ConfigDict(frozen=True)
+
+    stored: frozenset[str]
+    """Providers whose snapshot was stored; the others already held a newer one."""
+    cleared: frozenset[str]
+    """Providers whose usage-limit cooldown the stored snapshot ended (fresh capacity)."""
 
 
 async def write_quotas(
     redis: Redis, keys: Keys, snapshots: Mapping[str, QuotaSnapshot]
-) -> frozenset[str]:
+) -> QuotaWrites:
     """Store each provider's snapshot unless its live hash holds a newer observation.
+
+    A stored snapshot that shows capacity ends a usage-limit cooldown that started before it
+    was observed, in the same script (fresh quota ends a quota cooldown on every replica).
 
     One script call for the whole batch (every live hash is in the namespace's slot, so this
     holds on a Redis Cluster too); a second one only when Redis lost its script cache (restart,
     failover).
-
-    Returns:
-        The providers whose snapshot was stored; the others already held a newer one.
 
     Raises:
         redis.exceptions.RedisError: The write failed (the snapshots before the failure in the
             batch may be stored).
     """
     if not snapshots:
-        return frozenset()
+        return QuotaWrites(stored=frozenset(), cleared=frozenset())
     live_keys = [keys.live(p) for p in snapshots]
     args = [word for snapshot in snapshots.values() for word in _quota_args(snapshot)]
     try:
-        stored = await redis.evalsha(_WRITE_QUOTA.sha, len(live_keys), *live_keys, *args)
+        results = await redis.evalsha(_WRITE_QUOTA.sha, len(live_keys), *live_keys, *args)
     except NoScriptError:
-        stored = await redis.eval(_WRITE_QUOTA.source, len(live_keys), *live_keys, *args)
-    return frozenset(p for p, flag in zip(snapshots, stored, strict=True) if flag == 1)
+        results = await redis.eval(_WRITE_QUOTA.source, len(live_keys), *live_keys, *args)
+    flags = dict(zip(snapshots, (int(r) for r in results), strict=True))
+    return QuotaWrites(
+        stored=frozenset(p for p, f in flags.items() if f >= 1),
+        cleared=frozenset(p for p, f in flags.items() if f == 2),
+    )
 
 
 async def write_quota(redis: Redis, keys: Keys, provider: str, snapshot: QuotaSnapshot) -> bool:
     """Store ``snapshot`` unless the provider's live hash holds a newer observation.
 
+    It ends a usage-limit cooldown it proves stale, as :func:`write_quotas` does.
+
     Returns:
         Whether it was stored.
     """
-    return provider in await write_quotas(redis, keys, {provider: snapshot})
+    return provider in (await write_quotas(redis, keys, {provider: snapshot})).stored
 
 
 async def extend_cooldown(
