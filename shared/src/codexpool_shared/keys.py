@@ -134,6 +134,14 @@ class Keys:
         """Capped stream of the applied outcome events, replayed by ``codexpool-health rebuild``."""
         return self._k("outcome-log")
 
+    def request(self, request_id: str) -> str:
+        """String with TTL: one request's outcome event (its routing explanation), by request id."""
+        return self._k("request", request_id)
+
+    def recent_requests(self, agent_id: str) -> str:
+        """Capped list with TTL: an agent's latest request ids, newest first."""
+        return self._k("requests", agent_id)
+
     # Admin ------------------------------------------------------------------------------------
 
     def admin_token(self, token_sha256: str) -> str:

@@ -59,6 +59,8 @@ def create_app(
                 score=ScoreConfig.from_settings(settings),
                 seen_ttl_s=settings.dedupe_ttl_s,
                 log_maxlen=settings.outcome_log_maxlen,
+                explain_ttl_s=settings.explain_ttl_s,
+                recent_max=settings.recent_requests,
             )
             report = ScoreReporter(metrics, infra.publisher)
             batcher = OutcomeBatcher(

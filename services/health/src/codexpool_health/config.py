@@ -35,6 +35,15 @@ class Settings(InfraSettings):
     )
     """Approximate length of the replayable outcome log stream; 0 keeps no log."""
 
+    explain_ttl_s: int = Field(default=86_400, validation_alias="HEALTH_EXPLAIN_TTL_S", ge=0)
+    """How long each request's outcome (its routing explanation) can be looked up by request
+    id; 0 keeps none. Memory: about 1-2 KB per request times the requests of this window."""
+
+    recent_requests: int = Field(
+        default=200, validation_alias="HEALTH_RECENT_REQUESTS", ge=0, le=10_000
+    )
+    """Latest request ids kept per agent for the pool page's list."""
+
     max_future_s: float = Field(default=300.0, validation_alias="HEALTH_MAX_FUTURE_S", ge=0)
     """An outcome whose ``occurred_at`` is further ahead of this clock is dead-lettered."""
 

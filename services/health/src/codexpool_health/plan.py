@@ -60,6 +60,8 @@ class BatchPlan:
     score: ScoreConfig
     seen_ttl_s: int
     log_maxlen: int
+    explain_ttl_s: int = 0
+    recent_max: int = 0
     key_names: list[str] = field(default_factory=list)
     bodies: list[bytes] = field(default_factory=list)
     _index: dict[str, int] = field(default_factory=dict)
@@ -132,8 +134,16 @@ class BatchPlan:
         if delta_id is None:
             self._deltas.append(deltas)
             delta_id = self._delta_index[signature] = len(self._deltas)
-        self._events.append([self.key(self.keys.event_seen(str(event.event_id))), delta_id, maxima])
-        self.bodies.append(body if self.log_maxlen else b"")
+        seen = self.key(self.keys.event_seen(str(event.event_id)))
+        explain: object = 0
+        if self.explain_ttl_s:
+            explain = [
+                self.key(self.keys.request(event.request_id)),
+                self.key(self.keys.recent_requests(event.agent_id)),
+                event.request_id,
+            ]
+        self._events.append([seen, delta_id, maxima, explain])
+        self.bodies.append(body if self.log_maxlen or self.explain_ttl_s else b"")
 
     def rescore(self, provider: str) -> None:
         """Recompute ``provider``'s score (across pools) at the end of the script."""
@@ -164,6 +174,8 @@ class BatchPlan:
                 "expire": [x for pair in self._expire.items() for x in pair],
                 "log": self.key(self.keys.outcome_log) if self.log_maxlen else 0,
                 "log_max": self.log_maxlen,
+                "explain_ttl": self.explain_ttl_s,
+                "recent_max": self.recent_max,
                 "providers_key": self.key(self.keys.health_providers),
                 "providers": sorted(self._providers),
                 "rescore": list(self._rescore.values()),

@@ -67,12 +67,16 @@ class HealthStore:
         score: ScoreConfig | None = None,
         seen_ttl_s: int = 86_400,
         log_maxlen: int = 0,
+        explain_ttl_s: int = 0,
+        recent_max: int = 0,
     ) -> None:
         self._redis = redis
         self._keys = keys
         self._score = score or ScoreConfig()
         self._seen_ttl_s = seen_ttl_s
         self._log_maxlen = log_maxlen
+        self._explain_ttl_s = explain_ttl_s
+        self._recent_max = recent_max
         self._script = redis.register_script(_SCRIPT.source)
 
     def _plan(self, now: float | None, *, log: bool = True) -> BatchPlan:
@@ -82,6 +86,8 @@ class HealthStore:
             self._score,
             self._seen_ttl_s,
             self._log_maxlen if log else 0,
+            self._explain_ttl_s if log else 0,
+            self._recent_max,
         )
 
     async def _run(self, plan: BatchPlan) -> tuple[str, list[ProviderScore]]:

@@ -1,7 +1,7 @@
 -- Apply a batch of outcome events exactly once, then rescore providers; atomic as a whole.
 --
 -- KEYS: every key the plan names, by index. ARGV[1]: the plan (JSON, built by plan.py);
--- ARGV[1 + i]: the body of event i for the outcome log.
+-- ARGV[1 + i]: the body of event i for the outcome log and the request's explanation.
 -- Returns {flags, {provider, score, band, previous band or ""}, ...}: flags has one character
 -- per event, "1" applied or "0" already seen. Field names are rendered from
 -- codexpool_shared.activity (Fields, HealthFields) by codexpool_shared.store.scripts.
@@ -31,6 +31,16 @@ for i, ev in ipairs(plan.events) do
     end
     if plan.log > 0 then
       redis.call('XADD', KEYS[plan.log], 'MAXLEN', '~', plan.log_max, '*', 'e', ARGV[i + 1])
+    end
+    -- ev[4]: {request key, agent's recent list key, request id}, or 0 (explanations off).
+    local x = ev[4]
+    if type(x) == 'table' then
+      redis.call('SET', KEYS[x[1]], ARGV[i + 1], 'EX', plan.explain_ttl)
+      if plan.recent_max > 0 then
+        redis.call('LPUSH', KEYS[x[2]], x[3])
+        redis.call('LTRIM', KEYS[x[2]], 0, plan.recent_max - 1)
+        redis.call('EXPIRE', KEYS[x[2]], plan.explain_ttl)
+      end
     end
   else
     flags[i] = '0'
