@@ -9,6 +9,7 @@ from pydantic import BaseModel
 
 from codexpool_shared.events import ProviderStatus, Strategy
 from codexpool_shared.store import Pool, Provider
+from codexpool_shared.store.pools import Priority
 
 
 def epoch(value: int | float | None) -> datetime | None:
@@ -67,6 +68,9 @@ class PoolOut(BaseModel):
     """Members in order; the first is the primary."""
     version: int
     """Incremented by every change."""
+    priorities: dict[str, Priority] = {}
+    """Members whose priority is not ``normal``."""
+    prefer_earliest_reset: bool = False
 
 
 def pool_out(pool: Pool) -> PoolOut:
@@ -75,4 +79,6 @@ def pool_out(pool: Pool) -> PoolOut:
         strategy=pool.strategy,
         providers=list(pool.providers),
         version=pool.version,
+        priorities=dict(pool.priorities),
+        prefer_earliest_reset=pool.prefer_earliest_reset,
     )

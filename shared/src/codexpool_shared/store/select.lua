@@ -19,10 +19,15 @@ local function key(i, a) return ARGV[i] .. a .. ARGV[i + 1] end
 local agent = redis.call('GET', key(11, ARGV[1]))
 if not agent then return '{"e":"unauthorized"}' end
 local pool = redis.call('HMGET', key(13, agent), '{{PoolFields.STRATEGY}}',
-  '{{PoolFields.PROVIDERS}}', '{{PoolFields.VERSION}}')
+  '{{PoolFields.PROVIDERS}}', '{{PoolFields.VERSION}}', '{{PoolFields.PRIORITIES}}',
+  '{{PoolFields.EARLIEST_RESET}}')
 if not pool[1] then return cjson.encode({e = 'no_pool', a = agent}) end
 local strategy = pool[1]
 local members = cjson.decode(pool[2])
+-- Member priority rank (c[14]): 0 burn_first, 1 normal, 2 preserve.
+local ranks = {burn_first = 0, preserve = 2}
+local prio = pool[4] and cjson.decode(pool[4]) or nil
+local function rank(name) return prio and ranks[prio[name]] or 1 end
 
 local eligible, half_open, snap = {}, {}, {}
 local quota_wait, other_wait, dead = 0, 0, 0
@@ -43,6 +48,7 @@ for i, name in ipairs(members) do
     '{{LiveFields.SECONDARY_WINDOW_MINUTES}}', '{{LiveFields.SECONDARY_RESETS_AT}}')
   local cand = {name, p[2] or '', p[3] or '', p[4] or '', p[5] or '0', 0,
     tonumber(l[5] or '0') or 0, i, l}
+  cand[14] = rank(name)
   if p[1] ~= 'active' then
     dead = dead + 1
     table.insert(skipped, {name, p[1] or 'not_registered', 0})
@@ -76,6 +82,13 @@ for i, name in ipairs(members) do
   end
 end
 
+-- A preserve member serves only while no other member is eligible (not even as a probe or
+-- through session affinity); it stays a failover candidate behind the others.
+local spare = false
+if prio then
+  for _, c in ipairs(eligible) do if c[14] < 2 then spare = true; break end end
+  if not spare then for _, c in ipairs(half_open) do if c[14] < 2 then spare = true end end end
+end
 local sticky, aff_key = nil, nil
 if sdig ~= '' then
   aff_key = ARGV[23] .. agent .. ARGV[24] .. sdig .. ARGV[25]
@@ -85,13 +98,17 @@ local order = {}
 local sticky_hit = false
 if sticky then
   for _, c in ipairs(eligible) do
-    if c[1] == sticky then table.insert(order, c); sticky_hit = true end
+    if c[1] == sticky and not (spare and c[14] == 2) then
+      table.insert(order, c); sticky_hit = true
+    end
   end
 end
 if not sticky_hit then
   -- Half-open members: the one replica that wins the probe lock sends this request there.
   for _, c in ipairs(half_open) do
-    if redis.call('SET', key(26, c[1]), '1', 'NX', 'PX', probe_ms) then
+    if spare and c[14] == 2 then
+      other_wait = earliest(other_wait, now + probe_ms)
+    elseif redis.call('SET', key(26, c[1]), '1', 'NX', 'PX', probe_ms) then
       c[6] = 1
       redis.call('HSET', key(19, c[1]), '{{LiveFields.LAST_PROBE_AT}}', now)
       table.insert(order, c)
@@ -107,15 +124,28 @@ for _, c in ipairs(eligible) do
   if not (sticky_hit and c[1] == sticky) then table.insert(rest, c) end
 end
 local m = #rest
+-- Priority tiers in rank order, each in pool order (one tier when no priority is set).
+local tiers = {rest}
+if prio and m > 0 then
+  tiers = {{}, {}, {}}
+  for _, c in ipairs(rest) do table.insert(tiers[c[14] + 1], c) end
+end
 if m > 0 and strategy ~= 'primary-first' and not sticky_hit then
-  local start = (redis.call('INCR', key(15, agent)) - 1) % m
+  -- One shared counter rotates every tier: exact round-robin within the tier in use.
+  local turn = redis.call('INCR', key(15, agent)) - 1
   local rotated = {}
-  for j = 0, m - 1 do
-    local c = rest[((start + j) % m) + 1]
-    c[10] = j
-    table.insert(rotated, c)
+  for _, tier in ipairs(tiers) do
+    local k = #tier
+    for j = 0, k - 1 do
+      local c = tier[((turn + j) % k) + 1]
+      c[10] = #rotated
+      table.insert(rotated, c)
+    end
   end
   rest = rotated
+elseif prio and m > 0 then
+  rest = {}
+  for _, tier in ipairs(tiers) do for _, c in ipairs(tier) do table.insert(rest, c) end end
 end
 -- Lower is better: used percent, discounted by how soon the window resets.
 local function pressure(l)
@@ -134,9 +164,24 @@ local function pressure(l)
   end
   return worst
 end
+-- The earliest reset (epoch s) of a window with a snapshot; math.huge without one.
+local function next_reset(l)
+  local t = math.huge
+  for w = 0, 1 do
+    local resets = tonumber(l[8 + 3 * w] or '') or 0
+    if resets > 0 and resets < t then t = resets end
+  end
+  return t
+end
 if strategy == 'quota-aware' then
-  for _, c in ipairs(rest) do c[11] = pressure(c[9]) end
+  local by_reset = pool[5] == '1'
+  for _, c in ipairs(rest) do
+    c[11] = pressure(c[9])
+    if by_reset then c[15] = next_reset(c[9]) end
+  end
   table.sort(rest, function(a, b)
+    if a[14] ~= b[14] then return a[14] < b[14] end
+    if by_reset and a[15] ~= b[15] then return a[15] < b[15] end
     if a[11] ~= b[11] then return a[11] < b[11] end
     return (a[10] or a[8]) < (b[10] or b[8])
   end)
@@ -156,12 +201,12 @@ elseif aff_key and sticky_hit then
 end
 -- The router's fail-open snapshot: every active member in pool order, with credentials, the
 -- end of its known unavailability (0: eligible or half-open), 1 if that is a quota cooldown,
--- and its quota pressure (quota-aware pools only).
+-- its quota pressure (quota-aware pools only) and its priority rank.
 local m = {}
 for _, c in ipairs(snap) do
   local used = 0
   if strategy == 'quota-aware' then used = c[11] or pressure(c[9]) end
-  table.insert(m, {c[1], c[2], c[3], c[4], c[5], c[12] or 0, c[13] or 0, used})
+  table.insert(m, {c[1], c[2], c[3], c[4], c[5], c[12] or 0, c[13] or 0, used, c[14]})
 end
 return cjson.encode({a = agent, s = strategy, v = tonumber(pool[3]), n = #members, c = out,
   q = quota_wait, w = other_wait, d = dead, m = m, x = skipped, k = sticky_hit and 1 or 0})

@@ -20,12 +20,12 @@ envelope, access_expires_at, credential_version, probe 0/1, failures]...] (at mo
 min(pool size, max attempts)), "q" earliest quota-cooldown end ms (0 none), "w" earliest end of
 any other unavailability ms, "d" members not active, "m" [[name, account_id, access token
 envelope, access_expires_at, credential_version, unavailable until ms (0: eligible or
-half-open), 1 if that is a quota cooldown, quota pressure]...] (every active member, in pool
-order: the router's fail-open snapshot), "x" [[name, reason, until ms]...] (members the hard
-filter skipped, in pool order; reason ``cooldown:<cause>``, ``circuit_open``,
-``probe_in_progress`` or the status of a member not active), "k" 1 when the first candidate is
-the session's provider}``: the request's explanation (``explain.py``) is read from ``c``, ``m``,
-``x`` and ``k``.
+half-open), 1 if that is a quota cooldown, quota pressure, priority rank (0 burn_first, 1
+normal, 2 preserve)]...] (every active member, in pool order: the router's fail-open snapshot),
+"x" [[name, reason, until ms]...] (members the hard filter skipped, in pool order; reason
+``cooldown:<cause>``, ``circuit_open``, ``probe_in_progress`` or the status of a member not
+active), "k" 1 when the first candidate is the session's provider}``: the request's explanation
+(``explain.py``) is read from ``c``, ``m``, ``x`` and ``k``.
 """
 
 from __future__ import annotations
@@ -124,6 +124,8 @@ class Member:
     """The unavailability is a usage-limit cooldown."""
     pressure: float
     """Quota pressure, lower is better (quota-aware pools; 0 otherwise)."""
+    rank: int = 1
+    """Priority rank: 0 burn_first, 1 normal, 2 preserve (tried in that order)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,6 +252,7 @@ def parse_members(rows: Sequence[Any]) -> tuple[Member, ...]:
             unavailable_until_ms=int(r[5] or 0),
             quota=bool(r[6]),
             pressure=float(r[7] or 0),
+            rank=int(r[8]) if len(r) > 8 else 1,
         )
         for r in rows
     )

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, status
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from codexpool_admin_api.api.errors import RESPONSES
 from codexpool_admin_api.deps import AdminDep, AuditorDep, ViewerDep
@@ -16,7 +16,14 @@ from codexpool_shared.events import PoolChange, Strategy
 from codexpool_shared.service import KeysDep, PublisherDep, RedisDep
 from codexpool_shared.store.agents import get_agent
 from codexpool_shared.store.errors import NotFound
-from codexpool_shared.store.pools import Pool, add_member, get_pool, put_pool, remove_member
+from codexpool_shared.store.pools import (
+    Pool,
+    Priority,
+    add_member,
+    get_pool,
+    put_pool,
+    remove_member,
+)
 from codexpool_shared.store.providers import SLUG_PATTERN
 
 router = APIRouter(prefix="/api/agents/{agent_id}/codex-pool", tags=["pools"], responses=RESPONSES)
@@ -30,6 +37,13 @@ class PoolIn(BaseModel):
         min_length=1, max_length=64, json_schema_extra={"uniqueItems": True}
     )
     """Provider names in order; the first is the primary."""
+    priorities: dict[Annotated[str, Field(pattern=SLUG_PATTERN)], Priority] = Field(
+        default_factory=dict, max_length=64
+    )
+    """Member -> ``burn_first`` (tried first), ``normal`` (the default) or ``preserve`` (used
+    only when no other member is eligible); every strategy honours it."""
+    prefer_earliest_reset: StrictBool = False
+    """quota-aware only: the member whose quota window resets first goes first."""
 
 
 class MemberIn(BaseModel):
@@ -66,7 +80,15 @@ async def put_codex_pool(
 ) -> PoolOut:
     """Replace the routing configuration: strategy and members (registered, not disabled)."""
     before = await _current(redis, keys, agent_id)
-    pool = await put_pool(redis, keys, agent_id, body.strategy, body.providers)
+    pool = await put_pool(
+        redis,
+        keys,
+        agent_id,
+        body.strategy,
+        body.providers,
+        priorities=body.priorities,
+        prefer_earliest_reset=body.prefer_earliest_reset,
+    )
     change: PoolChange = "created" if before is None else "updated"
     return await pool_changed(admin, audit, publisher, change, before, pool)
 
