@@ -97,6 +97,11 @@ class Keys:
         """String lock: the one replica probing an open circuit."""
         return self._k("lock", "probe", provider)
 
+    @property
+    def quota_poll_lock(self) -> str:
+        """String lock with a TTL: the one router replica polling usage this interval."""
+        return self._k("lock", "quota-poll")
+
     # Health aggregates ----------------------------------------------------------------------
 
     def health(self, provider: str) -> str:

@@ -14,6 +14,7 @@ from codexpool_router.core import build_core
 from codexpool_router.deps import State
 from codexpool_router.metrics import Metrics
 from codexpool_router.middleware import RequestIdMiddleware
+from codexpool_router.quota_poll import QuotaPoller
 from codexpool_shared import telemetry
 from codexpool_shared.crypto import Keyring
 from codexpool_shared.drain import Drain
@@ -105,6 +106,11 @@ def create_app(
             )
             core.writer.start()
             stack.push_async_callback(core.writer.close)
+            poller = QuotaPoller(
+                infra.redis, infra.keys, settings, core.tokens, lambda _: session, metrics
+            )
+            poller.start()
+            stack.push_async_callback(poller.close)
             yield lifespan_state(State(settings=settings, infra=infra, core=core))
 
     api = FastAPI(title="codexpool-router", lifespan=lifespan, **api_options(settings))

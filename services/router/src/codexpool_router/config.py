@@ -82,6 +82,13 @@ class Settings(InfraSettings, TokenRefreshSettings):
 
     quota_flush_s: float = Field(default=0.2, gt=0, validation_alias="ROUTER_QUOTA_FLUSH_S")
     """Quota snapshots from response headers are coalesced and written this often."""
+    quota_poll_s: float = Field(default=300.0, ge=0, validation_alias="ROUTER_QUOTA_POLL_S")
+    """How often one replica of the fleet reads ``/wham/usage`` of members cooling down for
+    quota, so an early upstream reset ends their cooldown (``quota_poll.py``; 0: never)."""
+    quota_poll_timeout_s: float = Field(
+        default=10.0, gt=0, validation_alias="ROUTER_QUOTA_POLL_TIMEOUT_S"
+    )
+    """Deadline of one usage read of that poll."""
 
     failopen_failures: int = Field(default=3, ge=1, validation_alias="ROUTER_FAILOPEN_FAILURES")
     """Consecutive Redis errors or timeouts that open the store breaker (``failopen.py``)."""
