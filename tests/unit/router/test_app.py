@@ -126,6 +126,9 @@ def test_openapi_documents_each_route_once_and_other_methods_get_405(settings: S
     assert {path: sorted(operations) for path, operations in paths.items()} == {
         "/v1/responses": ["post"],
         "/backend-api/codex/responses": ["post"],
+        "/v1/chat/completions": ["post"],
+        "/v1/responses/compact": ["post"],
+        "/backend-api/codex/responses/compact": ["post"],
         "/v1/usage": ["get"],
         "/backend-api/wham/usage": ["get"],
         "/v1/models": ["get"],

@@ -51,7 +51,9 @@ async def run_attempt(
     budget_s: float,
     client_timeout: aiohttp.ClientTimeout,
     stream: bool,
+    unary: bool = False,
 ) -> Result:
+    """``unary``: a 200 answer is one JSON document (compaction), read whole into ``body``."""
     started = time.perf_counter()
     resp: aiohttp.ClientResponse | None = None
     try:
@@ -78,6 +80,18 @@ async def run_attempt(
         if not first:
             resp.close()
             return Result("stream_error", 200, started, ttfb, "empty_stream")
+        if unary:
+            body = first + await resp.content.read()
+            resp.release()
+            return Result(
+                "success",
+                200,
+                started,
+                ttfb,
+                body=body,
+                headers=resp.headers,
+                raw_headers=resp.raw_headers,
+            )
         tap = SseTap(collect=True)
         if stream:
             return Result(

@@ -109,9 +109,10 @@ async def _try_provider(
     if token is None:
         ledger.skipped(candidate, "token_unavailable")
         return None
+    unary = inbound.dialect == "compact"
     while True:
         span = tracer.start_span(
-            "POST codex/responses",
+            "POST codex/responses" if not unary else "POST codex/responses/compact",
             kind=SpanKind.CLIENT,
             attributes={
                 **core.attempt_attributes,
@@ -126,12 +127,13 @@ async def _try_provider(
             try:
                 result = await run_attempt(
                     core.session,
-                    core.responses_url,
+                    core.responses_url if not unary else core.responses_url + "/compact",
                     inbound.body,
                     headers_for(token),
                     budget_s=min(core.settings.ttfb_timeout_s, deadline - time.perf_counter()),
                     client_timeout=core.client_timeout,
                     stream=inbound.stream,
+                    unary=unary,
                 )
             except BaseException:
                 # Cancelled before the answer started (client gone, drain deadline): the

@@ -11,12 +11,13 @@ from __future__ import annotations
 import hashlib
 import zlib
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 import zstandard
 from starlette.types import Scope
 
+from codexpool_router import chat
 from codexpool_shared.errors import ApiError
 from codexpool_shared.store import key_digest
 
@@ -114,6 +115,11 @@ def _too_large(limit: int) -> ApiError:
     )
 
 
+Dialect = Literal["responses", "chat", "compact"]
+"""What the client speaks: the Responses API, Chat Completions (translated, ``chat.py``) or
+remote compaction (one JSON answer, ``POST .../responses/compact``)."""
+
+
 @dataclass(slots=True)
 class Inbound:
     body: bytes
@@ -122,15 +128,22 @@ class Inbound:
     stream: bool
     """Whether the client asked for a stream (the upstream always streams)."""
     session_digest: str
+    dialect: Dialect = "responses"
+    include_usage: bool = False
+    """A streaming Chat Completions client asked for the final usage chunk."""
 
 
-def parse_body(raw: bytes, session_header: str | None) -> Inbound:
+def parse_body(raw: bytes, session_header: str | None, dialect: Dialect = "responses") -> Inbound:
     try:
         doc = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise ApiError(400, f"Request body is not valid JSON: {exc}", code="invalid_json") from None
     if not isinstance(doc, dict):
         raise ApiError(400, "Request body must be a JSON object.", code="invalid_json")
+    include_usage = False
+    if dialect == "chat":
+        include_usage = chat.include_usage(doc)
+        doc = chat.to_responses(doc)
     model = doc.get("model")
     if not isinstance(model, str) or not model:
         raise ApiError(
@@ -146,16 +159,25 @@ def parse_body(raw: bytes, session_header: str | None) -> Inbound:
         or session_header
         or (metadata.get("session_id") if isinstance(metadata, dict) else None)
     )
-    changed = False
-    if not stream:
-        doc["stream"] = True
-        changed = True
-    if doc.get("store") is not False:
-        doc["store"] = False
-        changed = True
+    changed = dialect == "chat"
+    # Compaction is one JSON answer: it has no stream flag and stores nothing.
+    if dialect != "compact":
+        if not stream:
+            doc["stream"] = True
+            changed = True
+        if doc.get("store") is not False:
+            doc["store"] = False
+            changed = True
     for name in _STRIP:
         if name in doc:
             del doc[name]
             changed = True
     digest = hashlib.sha256(str(session).encode()).hexdigest()[:32] if session else ""
-    return Inbound(orjson.dumps(doc) if changed else raw, model, stream, digest)
+    return Inbound(
+        orjson.dumps(doc) if changed else raw,
+        model,
+        stream and dialect != "compact",
+        digest,
+        dialect,
+        include_usage,
+    )

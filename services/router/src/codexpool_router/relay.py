@@ -9,6 +9,7 @@ from __future__ import annotations
 import aiohttp
 import orjson
 
+from codexpool_router import chat
 from codexpool_router.answers import Send, router_headers, send_json
 from codexpool_router.attempt import Result
 from codexpool_router.core import Core
@@ -16,7 +17,7 @@ from codexpool_router.inbound import Inbound
 from codexpool_router.livewriter import epoch_ms
 from codexpool_router.outcome import Ledger
 from codexpool_router.shutdown import CODE, MESSAGE, InFlight
-from codexpool_router.sse import error_event
+from codexpool_router.sse import error_event, usage_of
 from codexpool_router.upstream import PASS_BACK
 from codexpool_shared.events import HEALTH_FAULTS, OutcomeClass
 from codexpool_shared.store.selection import Candidate
@@ -50,18 +51,33 @@ async def deliver(
         for key, value in result.raw_headers
         if (name := key.lower()) in PASS_BACK or name.startswith(b"x-codex-")
     ]
+    if inbound.dialect == "compact":
+        inflight.answering = True
+        ledger.finish(candidate, "success", usage_of(_json(result.body)))
+        await served(core, ledger, inbound, candidate)
+        await send_json(send, 200, result.body, [*headers, *passed])
+        return
     tap = result.tap
     assert tap is not None
     if not inbound.stream:
         inflight.answering = True
-        body = orjson.dumps(tap.final_response())
+        response = tap.final_response()
+        if inbound.dialect == "chat":
+            response = chat.completion(response, ledger.request_id, inbound.model)
+        body = orjson.dumps(response)
         ledger.finish(candidate, "success", tap.usage())
         await served(core, ledger, inbound, candidate)
         await send_json(send, 200, body, [*headers, *passed])
         return
-    response = result.response
-    assert response is not None
-    inflight.relaying(response, tap)
+    stream = result.response
+    assert stream is not None
+    inflight.relaying(stream, tap)
+    # Chat Completions clients get the events translated; Responses clients get them as they are.
+    chunks = (
+        chat.ChunkStream(ledger.request_id, inbound.model, usage=inbound.include_usage)
+        if inbound.dialect == "chat"
+        else None
+    )
     await send(
         {
             "type": "http.response.start",
@@ -74,21 +90,29 @@ async def deliver(
             ],
         }
     )
-    if first := tap.relay(result.first_chunk):
+    first = tap.relay(result.first_chunk)
+    if chunks is not None:
+        first = chunks.feed(first)
+    if first:
         await send({"type": "http.response.body", "body": first, "more_body": True})
     try:
-        while chunk := await response.content.readany():
-            if out := tap.relay(chunk):
+        while chunk := await stream.content.readany():
+            out = tap.relay(chunk)
+            if chunks is not None:
+                out = chunks.feed(out)
+            if out:
                 await send({"type": "http.response.body", "body": out, "more_body": True})
-        response.release()
+        stream.release()
     except (aiohttp.ClientError, TimeoutError):
-        response.close()
+        stream.close()
     except BaseException:
-        response.close()
+        stream.close()
         raise
     # Cut by the drain: a held-back event is incomplete, and the client sees the router's end.
     shutdown = inflight.stopping and tap.terminal is None
     if (held := tap.flush()) and not shutdown:
+        if chunks is not None:
+            held = chunks.feed(held)
         await send({"type": "http.response.body", "body": held, "more_body": True})
     outcome: OutcomeClass
     code: str | None
@@ -103,6 +127,8 @@ async def deliver(
                 "The upstream stream ended before the response completed.",
             )
         )
+        if chunks is not None:
+            ending = chunks.feed(ending)
         await send({"type": "http.response.body", "body": ending, "more_body": True})
     ledger.relayed(outcome, code, tap)
     if outcome == "success":
@@ -111,3 +137,10 @@ async def deliver(
         core.writer.failure(candidate.name, candidate.probe, epoch_ms(result.started))
     ledger.finished = True
     await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+def _json(body: bytes) -> object:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None

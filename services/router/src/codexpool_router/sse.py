@@ -152,21 +152,7 @@ class SseTap:
         return "stream_error", code or self.terminal.decode()
 
     def usage(self) -> TokenUsage | None:
-        usage = (self.completed or {}).get("usage")
-        if not isinstance(usage, dict):
-            return None
-        try:
-            details = usage.get("input_tokens_details") or {}
-            out_details = usage.get("output_tokens_details") or {}
-            return TokenUsage(
-                input_tokens=int(usage.get("input_tokens") or 0),
-                output_tokens=int(usage.get("output_tokens") or 0),
-                total_tokens=int(usage.get("total_tokens") or 0),
-                cached_input_tokens=details.get("cached_tokens"),
-                reasoning_output_tokens=out_details.get("reasoning_tokens"),
-            )
-        except (TypeError, ValueError):
-            return None
+        return usage_of(self.completed)
 
     def final_response(self) -> dict[str, Any]:
         """The Response object of ``response.completed``, its empty ``output`` rebuilt from the
@@ -179,6 +165,25 @@ class SseTap:
         response.setdefault("object", "response")
         response.setdefault("output", [])
         return response
+
+
+def usage_of(response: Any) -> TokenUsage | None:
+    """The token usage a Response (or a compaction answer) reports, if it is well formed."""
+    usage = response.get("usage") if isinstance(response, dict) else None
+    if not isinstance(usage, dict):
+        return None
+    try:
+        details = usage.get("input_tokens_details") or {}
+        out_details = usage.get("output_tokens_details") or {}
+        return TokenUsage(
+            input_tokens=int(usage.get("input_tokens") or 0),
+            output_tokens=int(usage.get("output_tokens") or 0),
+            total_tokens=int(usage.get("total_tokens") or 0),
+            cached_input_tokens=details.get("cached_tokens"),
+            reasoning_output_tokens=out_details.get("reasoning_tokens"),
+        )
+    except (TypeError, ValueError, AttributeError):
+        return None
 
 
 def _failure_code(doc: dict[str, Any] | None) -> str | None:

@@ -7,7 +7,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from codexpool_sim.accounts import Account
 from codexpool_sim.admin import admin_routes
-from codexpool_sim.backend import ResponsesEndpoint
+from codexpool_sim.backend import CompactEndpoint, ResponsesEndpoint
 from codexpool_sim.backend_info import info_routes
 from codexpool_sim.config import SimConfig
 from codexpool_sim.oauth import oauth_routes
@@ -23,6 +23,8 @@ class SimApp:
         self._hot: dict[str, ASGIApp] = {
             "/backend-api/codex/responses": ResponsesEndpoint(sim, codex=True),
             "/v1/responses": ResponsesEndpoint(sim, codex=False),
+            "/backend-api/codex/responses/compact": CompactEndpoint(sim, codex=True),
+            "/v1/responses/compact": CompactEndpoint(sim, codex=False),
         }
         routes = [*oauth_routes(sim), *info_routes(sim), *admin_routes(sim), *probe_routes(sim)]
         self._rest = Starlette(routes=routes)

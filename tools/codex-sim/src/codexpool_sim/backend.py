@@ -169,3 +169,75 @@ class ResponsesEndpoint:
         rec.status = status
         await send_bytes(send, status, [JSON, *headers], orjson.dumps(body))
         return True
+
+
+class CompactEndpoint(ResponsesEndpoint):
+    """``POST /backend-api/codex/responses/compact`` or ``POST /v1/responses/compact``: remote
+    compaction (protocol 3.1), one JSON answer whose ``output`` replaces the history.
+
+    The answer keeps the input's user messages and adds one opaque ``compaction`` item, the
+    shape of the public ``response.compaction`` object. Authentication, quota, HTTP-level
+    faults and recording are the model route's; faults that bend a stream do not apply.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        sim = self.sim
+        body = await read_body(receive)
+        rec = sim.recorder.record(
+            "POST", scope["path"], scope["query_string"], scope["headers"], body, sim.clock.now()
+        )
+        account, status, problem = admit(sim, scope, rec)
+        if account is None:
+            rec.status = status
+            return await send_json(send, status, problem)
+        try:
+            request = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            request = None
+        if not isinstance(request, dict) or not isinstance(request.get("input"), list):
+            rec.status = 400
+            return await send_json(send, 400, errors.detail("input must be a list of items"))
+        model = request.get("model")
+        model = model if isinstance(model, str) and model else DEFAULT_MODEL
+        account.requests += 1
+        fault = account.faults.take(sim.rng)
+        if fault is not None:
+            rec.fault = fault.kind.value
+            if await self._refuse(send, rec, account, fault, model):
+                return
+        now = sim.clock.now()
+        quota = account.quota
+        quota.roll(now)
+        if quota.exhausted():
+            rec.status = 429
+            return await send_json(
+                send,
+                429,
+                quota.limit_error(account.plan_type, now),
+                quota.headers(account.plan_type, now),
+            )
+        quota.charge()
+        rec.status = 200
+        rid = sim.next_response_id().decode()
+        kept = [
+            item
+            for item in request["input"]
+            if isinstance(item, dict)
+            and item.get("type", "message") == "message"
+            and item.get("role") == "user"
+        ]
+        answer = {
+            "id": rid,
+            "object": "response.compaction",
+            "created_at": int(now),
+            "output": [
+                *kept,
+                {
+                    "id": "cmp_" + rid[5:],
+                    "type": "compaction",
+                    "encrypted_content": "gAAAAB-codex-sim-compacted-history",
+                },
+            ],
+            "usage": account.style.usage.view(),
+        }
+        await send_json(send, 200, answer, quota.headers(account.plan_type, now))

@@ -1,4 +1,5 @@
-"""``POST /v1/responses`` and ``POST /backend-api/codex/responses``.
+"""``POST /v1/responses``, ``POST /backend-api/codex/responses``, their ``/compact`` twins and
+``POST /v1/chat/completions``: every route that sends a request through the pool.
 
 :class:`Responses` is the handler: a plain ASGI app that ``app.RouterApp`` calls before any
 FastAPI or Starlette layer, under its own SERVER span (:func:`hot_routes`). It authenticates and
@@ -6,7 +7,7 @@ selects in one Redis round trip, hands the candidates to ``failover.serve``, and
 outcome event. Each request is tracked by the process's drain, whose deadline ends it cleanly
 (``shutdown.py``).
 
-``router`` declares the same two routes to FastAPI once, for the OpenAPI document and so that
+``router`` declares the same routes to FastAPI once, for the OpenAPI document and so that
 other methods on these paths get 405 with ``Allow: POST``. FastAPI itself answers a ``POST``
 only while ``RouterApp`` has no Core: before the lifespan has started or after it has ended.
 """
@@ -23,7 +24,7 @@ from starlette.types import Receive, Scope, Send
 from codexpool_router.answers import router_headers, send_error
 from codexpool_router.core import Core
 from codexpool_router.failover import serve
-from codexpool_router.inbound import agent_key_digest, header, parse_body, read_body
+from codexpool_router.inbound import Dialect, agent_key_digest, header, parse_body, read_body
 from codexpool_router.outcome import Ledger
 from codexpool_router.shutdown import InFlight, shutting_down
 from codexpool_shared.drain import Drain
@@ -31,8 +32,14 @@ from codexpool_shared.errors import ApiError
 from codexpool_shared.store.selection import NoPool
 from codexpool_shared.telemetry import TracedRoute
 
-ROUTES = {"/v1/responses": "v1", "/backend-api/codex/responses": "codex"}
-"""Each responses path and its ``route`` label in metrics and outcome events."""
+ROUTES: dict[str, tuple[str, Dialect]] = {
+    "/v1/responses": ("v1", "responses"),
+    "/backend-api/codex/responses": ("codex", "responses"),
+    "/v1/chat/completions": ("chat", "chat"),
+    "/v1/responses/compact": ("v1_compact", "compact"),
+    "/backend-api/codex/responses/compact": ("codex_compact", "compact"),
+}
+"""Each pooled path, its ``route`` label in metrics and outcome events, and what it speaks."""
 
 
 async def _watch(receive: Receive, task: asyncio.Task[Any], ledger: Ledger) -> None:
@@ -45,10 +52,11 @@ async def _watch(receive: Receive, task: asyncio.Task[Any], ledger: Ledger) -> N
 class Responses:
     """The handler of one responses route."""
 
-    def __init__(self, core: Core, route: str, drain: Drain) -> None:
+    def __init__(self, core: Core, route: str, drain: Drain, dialect: Dialect) -> None:
         self._core = core
         self._route = route
         self._drain = drain
+        self._dialect: Dialect = dialect
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         ledger = Ledger(self._core, self._route, "req_" + secrets.token_hex(12))
@@ -64,7 +72,7 @@ class Responses:
             digest = agent_key_digest(scope)
             raw = await read_body(scope, receive, core.settings.max_body_bytes)
             session = header(scope, b"session-id") or header(scope, b"session_id")
-            inbound = parse_body(raw, session)
+            inbound = parse_body(raw, session, self._dialect)
             selection = await core.select(digest, inbound.session_digest)
         except ApiError as error:
             ledger.rejected(error, _agent_of(error))
@@ -112,7 +120,8 @@ def _agent_of(error: ApiError) -> str | None:
 def hot_routes(core: Core, drain: Drain) -> dict[str, TracedRoute]:
     """Each responses path and its traced handler, as ``RouterApp`` dispatches ``POST``."""
     return {
-        path: TracedRoute(Responses(core, route, drain), path) for path, route in ROUTES.items()
+        path: TracedRoute(Responses(core, route, drain, dialect), path)
+        for path, (route, dialect) in ROUTES.items()
     }
 
 
@@ -139,6 +148,27 @@ _REQUEST_BODY = {
     "description": "An OpenAI Responses API request; gzip, deflate or zstd bodies are decoded.",
 }
 
+_CHAT_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "required": ["model", "messages"],
+                "properties": {
+                    "model": {"type": "string", "minLength": 1},
+                    "messages": {"type": "array", "minItems": 1, "items": {"type": "object"}},
+                    "stream": {"type": "boolean"},
+                    "tools": {"type": "array", "items": {"type": "object"}},
+                },
+                "additionalProperties": True,
+            }
+        }
+    },
+    "description": "An OpenAI Chat Completions request, translated to the Responses backend; "
+    "parameters the backend refuses (max_tokens, stop, ...) get a 400 naming them.",
+}
+
 _ANSWERS: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "The upstream's Response, or its event stream when `stream` is true",
@@ -158,12 +188,12 @@ async def create_response() -> NoReturn:
     raise ApiError(503, "The router is starting.", code="starting")
 
 
-for _path in ROUTES:
+for _path, (_, _dialect) in ROUTES.items():
     router.add_api_route(
         _path,
         create_response,
         methods=["POST"],
         response_model=None,
         responses=_ANSWERS,
-        openapi_extra={"requestBody": _REQUEST_BODY},
+        openapi_extra={"requestBody": _CHAT_BODY if _dialect == "chat" else _REQUEST_BODY},
     )
