@@ -54,6 +54,8 @@ OPERATIONS = {
     "DELETE /api/agents/{agent_id}/codex-pool/providers/{name}": "remove_codex_pool_member",
     "GET /api/agents/{agent_id}/codex-pool/activity": "get_codex_pool_activity",
     "POST /api/agents/{agent_id}/codex-pool/refresh": "refresh_codex_pool_live_state",
+    "GET /api/agents/{agent_id}/codex-pool/requests": "list_codex_pool_requests",
+    "GET /api/requests/{request_id}": "get_request_explanation",
     "GET /api/export": "export_configuration",
     "POST /api/import": "import_configuration",
     "GET /api/tokens": "list_tokens",

@@ -18,6 +18,7 @@ from codexpool_admin_api.api.routes import (
     oauth,
     pools,
     providers,
+    requests,
     tokens,
 )
 from codexpool_admin_api.audit import Auditor
@@ -176,7 +177,7 @@ def create_app(
     app.add_exception_handler(Exception, on_unexpected)
 
     app.include_router(probe_router(registry, decrypting_readiness(keyring), drain))
-    for module in (providers, oauth, agents, pools, activity, backup, tokens, audit):
+    for module in (providers, oauth, agents, pools, activity, requests, backup, tokens, audit):
         app.include_router(module.router)
     app.include_router(tokens.me_router)
     return app

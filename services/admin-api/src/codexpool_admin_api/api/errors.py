@@ -46,6 +46,7 @@ _NOT_FOUND_PARAM = {
     "pool": "agent_id",
     "provider": "name",
     "pool member": "name",
+    "request": "request_id",
 }
 
 
