@@ -67,6 +67,8 @@ class FakeAdmin:
         """Newest first, as the admin API answers."""
         self.bodies: list[Any] = []
         """The JSON body of every change, in order."""
+        self.explanations: dict[str, dict[str, Any]] = {}
+        """Request id -> its explanation; listed newest last-added first for every agent."""
         self.outage: ApiError | None = None
         """Raised by every /api call while set, as the real admin API does when Redis is down."""
         self.app = self._build()
@@ -180,6 +182,29 @@ class FakeAdmin:
                 raise ApiError(404, f"{name!r} is not in the pool", code="not_found", param="name")
             pool["providers"].remove(name)
             pool["version"] += 1
+
+        @app.get("/api/agents/{agent_id}/codex-pool/requests")
+        async def recent_requests(request: Request, agent_id: str) -> list[dict[str, Any]]:
+            role(request)
+            agent_of(agent_id)
+            return [
+                {
+                    "request_id": e["request_id"],
+                    "at": e["at"],
+                    "final_provider": e["final_provider"],
+                    "final_outcome": e["final_outcome"],
+                    "attempts": len(e["attempts"]),
+                    "client_latency_ms": e["client_latency_ms"],
+                }
+                for e in reversed(self.explanations.values())
+            ]
+
+        @app.get("/api/requests/{request_id}")
+        async def explanation(request: Request, request_id: str) -> dict[str, Any]:
+            role(request)
+            if request_id not in self.explanations:
+                raise ApiError(404, "no such request", code="request_not_found")
+            return self.explanations[request_id]
 
         @app.get("/api/agents/{agent_id}/codex-pool/activity")
         async def get_activity(request: Request, agent_id: str) -> dict[str, Any]:

@@ -277,3 +277,44 @@ def test_no_redirect_is_built_from_the_host_header(client: TestClient) -> None:
     answer = client.get("/agents/", headers={"Host": "evil.example"})
     assert "evil.example" not in answer.headers.get("location", "")
     assert answer.status_code == 404
+
+
+def test_latest_requests_open_their_explanation_in_words(
+    client: TestClient, fake: FakeAdmin
+) -> None:
+    _with_pool(fake, ONE, TWO, THREE)
+    fake.explanations["req_1"] = {
+        "request_id": "req_1",
+        "agent_id": "my-agent",
+        "at": "2026-12-04T21:00:00Z",
+        "strategy": "round-robin",
+        "pool_version": 1,
+        "model": "gpt-5-codex",
+        "stream": False,
+        "explained": True,
+        "candidates": [
+            {"provider": TWO, "eligible": True, "reason": "strategy_order", "rank": 0,
+             "until": None, "detail": None},
+            {"provider": ONE, "eligible": False, "reason": "cooldown", "rank": None,
+             "until": "2026-12-04T22:00:00Z", "detail": "usage_limit"},
+        ],
+        "attempts": [
+            {"provider": TWO, "outcome": "success", "status_code": 200, "ttfb_ms": 5.0,
+             "duration_ms": 9.0, "fallback": False, "error_code": None},
+        ],
+        "final_provider": TWO,
+        "final_outcome": "success",
+        "client_latency_ms": 12.0,
+        "usage": None,
+        "words": [f"{ONE} skipped: cooling down until 22:00:00 UTC after usage_limit",
+                  f"{TWO} chosen: next in round-robin"],
+    }  # fmt: skip
+    sign_in(client, VIEWER_TOKEN)
+    page = client.get(POOL)
+    assert {"request-row-req_1", "request-link-req_1"} <= _testids(page.text)
+    assert f'href="{POOL}/requests/req_1"' in page.text
+    detail = client.get(f"{POOL}/requests/req_1")
+    assert detail.status_code == 200
+    assert f"{ONE} skipped: cooling down until 22:00:00 UTC after usage_limit" in detail.text
+    assert {f"candidate-{ONE}", f"candidate-{TWO}", "attempt-1"} <= _testids(detail.text)
+    assert client.get(f"{POOL}/requests/req_missing").status_code == 404

@@ -127,6 +127,15 @@ class AdminClient:
         path = f"/api/agents/{_segment(agent_id)}/codex-pool/activity"
         return _object(await self._call("GET", path, token))
 
+    async def recent_requests(self, token: str, agent_id: str, limit: int) -> list[JsonObject]:
+        """The pool's latest requests, newest first (``GET .../codex-pool/requests``)."""
+        path = f"/api/agents/{_segment(agent_id)}/codex-pool/requests"
+        return _items(await self._call("GET", path, token, params={"limit": str(limit)}))
+
+    async def request_explanation(self, token: str, request_id: str) -> JsonObject:
+        """Why one request went where it went (``GET /api/requests/{request_id}``)."""
+        return _object(await self._call("GET", f"/api/requests/{_segment(request_id)}", token))
+
     async def refresh(self, token: str, agent_id: str) -> JsonObject:
         path = f"/api/agents/{_segment(agent_id)}/codex-pool/refresh"
         return _object(await self._call("POST", path, token))

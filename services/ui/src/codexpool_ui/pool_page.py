@@ -39,6 +39,12 @@ class PoolData:
     activity: JsonObject
     registered: list[JsonObject]
     links: list[LinkView] = field(default_factory=list)
+    requests: list[JsonObject] = field(default_factory=list)
+    """The pool's latest requests, newest first (each one's explanation is a page)."""
+
+
+LATEST_REQUESTS = 20
+"""Requests listed on the pool page."""
 
 
 def pool_path(agent_id: str) -> str:
@@ -66,8 +72,10 @@ async def activity_or_empty(admin: AdminClient, token: str, agent_id: str) -> Js
 async def load(admin: AdminClient, session: Session, agent_id: str) -> PoolData:
     token = session.bearer
     agent = await admin.agent(token, agent_id)
-    activity, registered = await asyncio.gather(
-        activity_or_empty(admin, token, agent_id), admin.providers(token)
+    activity, registered, requests = await asyncio.gather(
+        activity_or_empty(admin, token, agent_id),
+        admin.providers(token),
+        admin.recent_requests(token, agent_id, LATEST_REQUESTS),
     )
     rows = [r for r in activity.get("providers") or [] if isinstance(r, Mapping)]
     return PoolData(
@@ -81,6 +89,7 @@ async def load(admin: AdminClient, session: Session, agent_id: str) -> PoolData:
         registered=registered,
         # The admin API puts the OAuth link details in the rows for admins only.
         links=[link_view(r["oauth"]) for r in rows if isinstance(r.get("oauth"), Mapping)],
+        requests=requests,
     )
 
 
@@ -139,6 +148,7 @@ class PoolPage:
             "strategies": STRATEGIES,
             "addable": addable,
             "links": data.links,
+            "requests": data.requests,
             "device": device,
             "error": error,
         }

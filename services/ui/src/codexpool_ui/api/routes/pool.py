@@ -66,6 +66,14 @@ async def live_activity(page: PageDep) -> Response:
     return render(page.request, page.templates, "_activity.html", context, session=page.session)
 
 
+@router.get("/requests/{request_id}")
+async def show_request(page: PageDep, request_id: str) -> Response:
+    """One request's routing explanation: every member and why, the attempts, in words."""
+    explained = await page.admin.request_explanation(page.session.bearer, request_id)
+    context = {"agent_id": page.agent_id, "pool_path": page.path, "r": explained}
+    return render(page.request, page.templates, "request.html", context, session=page.session)
+
+
 def _edited(draft: Draft, action: str, add: str | None) -> Draft:
     names = list(draft.providers)
     if action == "add" and add and add not in names:
