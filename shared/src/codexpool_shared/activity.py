@@ -11,8 +11,9 @@ Per provider and scope (an agent id, or :data:`ALL_POOLS` across every pool):
 - ``Keys.health_minute``: the same counters for one minute of ``occurred_at``, plus the latency
   histograms ``ttfb:<i>`` and ``dur:<i>`` (bucket ``i`` of :data:`LATENCY_BOUNDS_MS`); they
   expire :data:`MINUTE_RETENTION_S` after the minute starts.
-- ``Keys.health_hour``: the timeline counters for one hour; they expire after
-  :data:`HOUR_RETENTION_S`.
+- ``Keys.health_hour``: the timeline counters for one hour, plus the tokens of the requests
+  the provider answered (``input_tokens``, ``output_tokens``); they expire after
+  :data:`HOUR_RETENTION_S`, so they also make the 28-day usage history.
 - ``Keys.health(provider)`` (scope-free): the fields of :class:`HealthFields`, ``score``,
   ``band``, ``components`` (JSON), ``updated_at`` and ``last_fault_at``; the router's selection
   script reads the score to open circuits.
@@ -48,8 +49,12 @@ LATENCY_BOUNDS_MS: Final[tuple[float, ...]] = (
 MINUTE_RETENTION_S: Final = 2 * 3600
 """How long a minute bucket lives after its minute starts (the timeline shows 60 minutes)."""
 
-HOUR_RETENTION_S: Final = 26 * 3600
-"""How long an hour bucket lives after its hour starts (the hourly timeline shows 24 hours)."""
+USAGE_HISTORY_HOURS: Final = 28 * 24
+"""Hour buckets in the usage history (``codexpool_shared.usage_history``): 28 days."""
+
+HOUR_RETENTION_S: Final = (USAGE_HISTORY_HOURS + 2) * 3600
+"""How long an hour bucket lives after its hour starts: the usage history's 28 days (the hourly
+timeline shows the last 24 of them). At most 676 small hashes per provider and scope."""
 
 TIMELINE_MINUTES: Final = 60
 """Minute buckets in the timeline, the current minute last."""
@@ -77,6 +82,10 @@ class Fields:
     OUTCOME_PREFIX: Final = "outcome:"
     TTFB_PREFIX: Final = "ttfb:"
     DURATION_PREFIX: Final = "dur:"
+    INPUT_TOKENS: Final = "input_tokens"
+    """Hour buckets only: input tokens of the requests this provider answered."""
+    OUTPUT_TOKENS: Final = "output_tokens"
+    """Hour buckets only: output tokens of the requests this provider answered."""
 
 
 class HealthFields:

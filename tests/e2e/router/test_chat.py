@@ -74,7 +74,14 @@ async def test_openai_sdk_chat_completions_with_a_tool_call(sim: Sim, pool: Pool
                 "role": "assistant",
                 "content": None,
                 "tool_calls": [
-                    {"id": call.id, "type": "function", "function": call.function.model_dump()}
+                    {
+                        "id": call.id,
+                        "type": "function",
+                        "function": {
+                            "name": call.function.name,
+                            "arguments": call.function.arguments,
+                        },
+                    }
                 ],
             },
             {"role": "tool", "tool_call_id": call.id, "content": "a.txt"},
@@ -112,12 +119,13 @@ async def test_chat_with_a_failing_account_still_answers_every_request(
             model="gpt-5-codex", messages=MESSAGES, stream=stream
         )
         assert raw.headers["x-codexpool-provider"] == "account-2"
-        if stream:
+        answer = raw.parse()
+        if isinstance(answer, openai.AsyncStream):
             text = ""
-            async for chunk in await raw.parse():
+            async for chunk in answer:
                 text += "".join(c.delta.content or "" for c in chunk.choices)
         else:
-            text = (await raw.parse()).choices[0].message.content or ""
+            text = answer.choices[0].message.content or ""
         assert text == "Hello world"
     await sdk.close()
 

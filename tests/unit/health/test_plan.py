@@ -4,7 +4,7 @@ import orjson
 
 from codexpool_health.plan import BatchPlan, attempt_fields, latency_fields
 from codexpool_health.scoring import ScoreConfig
-from codexpool_shared.activity import ALL_POOLS
+from codexpool_shared.activity import ALL_POOLS, HOUR_RETENTION_S
 from codexpool_shared.keys import Keys
 from tests.unit.health.factories import attempt, outcome_event
 
@@ -73,7 +73,30 @@ def test_buckets_past_their_retention_are_not_written() -> None:
     assert isinstance(expire, list)
     ttl_of = dict(zip(expire[::2], expire[1::2], strict=True))
     hour_index = keys.index(KEYS.health_hour(ALL_POOLS, "p1", hour)) + 1
-    assert ttl_of[hour_index] == hour + 26 * 3600 - (minute + 3 * 3600)
+    assert ttl_of[hour_index] == hour + HOUR_RETENTION_S - (minute + 3 * 3600)
+
+
+def test_tokens_go_to_the_hour_bucket_of_the_attempt_that_answered() -> None:
+    at = 1_800_000_001.0
+    plan = plan_at(at + 30)
+    usage = {"input_tokens": 1234, "output_tokens": 56, "total_tokens": 1290}
+    plan.add(outcome_event(at, attempt("p1", "server_error"), attempt("p2"), usage=usage), b"{}")
+    plan.add(outcome_event(at, attempt("p2")), b"{}")  # no usage reported: no token fields
+    keys, script_plan, _ = decoded(plan)
+    hour = int(at // 3600 * 3600)
+    deltas = script_plan["deltas"]
+    assert isinstance(deltas, list)
+    tokens: dict[tuple[str, str], int] = {}
+    for d in deltas:
+        for i in range(0, len(d), 3):
+            if d[i + 1] in ("input_tokens", "output_tokens"):
+                key = (keys[d[i] - 1], d[i + 1])
+                tokens[key] = tokens.get(key, 0) + d[i + 2]
+    assert tokens == {
+        (KEYS.health_hour(scope, "p2", hour), field): n
+        for scope in ("agent-1", ALL_POOLS)
+        for field, n in (("input_tokens", 1234), ("output_tokens", 56))
+    }
 
 
 def test_rescoring_reads_the_window_of_minute_buckets_across_pools() -> None:

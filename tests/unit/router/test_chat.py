@@ -11,14 +11,11 @@ from codexpool_router.chat import ChunkStream, completion, to_responses
 from codexpool_router.inbound import parse_body
 from codexpool_shared.errors import ApiError
 
+PARAMETERS = {"type": "object", "properties": {"command": {"type": "array"}}}
 TOOLS = [
     {
         "type": "function",
-        "function": {
-            "name": "shell",
-            "description": "Run a command",
-            "parameters": {"type": "object", "properties": {"command": {"type": "array"}}},
-        },
+        "function": {"name": "shell", "description": "Run a command", "parameters": PARAMETERS},
     }
 ]
 
@@ -83,7 +80,7 @@ def test_messages_become_instructions_and_input_items() -> None:
             "type": "function",
             "name": "shell",
             "description": "Run a command",
-            "parameters": TOOLS[0]["function"]["parameters"],
+            "parameters": PARAMETERS,
         }
     ]
     assert body["tool_choice"] == {"type": "function", "name": "shell"}

@@ -110,6 +110,7 @@ class BatchPlan:
         at = event.occurred_at.timestamp()
         minute, hour = int(at // 60) * 60, int(at // 3600) * 3600
         count = len(event.attempts)
+        usage = event.usage
         for position, attempt in enumerate(event.attempts):
             provider = attempt.provider
             self._providers.add(provider)
@@ -126,6 +127,10 @@ class BatchPlan:
                 if hour_key is not None:
                     for name in fields:
                         deltas += (hour_key, name, 1)
+                    # The tokens go to the attempt that answered, in the hash already written.
+                    if usage is not None and position == count - 1:
+                        deltas += (hour_key, Fields.INPUT_TOKENS, usage.input_tokens)
+                        deltas += (hour_key, Fields.OUTPUT_TOKENS, usage.output_tokens)
             if attempt.outcome in HEALTH_FAULTS:
                 totals = self._keys_of(ALL_POOLS, provider, minute, hour)[0]
                 maxima += (totals, Fields.LAST_FAULT_AT, at)

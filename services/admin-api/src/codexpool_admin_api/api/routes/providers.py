@@ -17,6 +17,7 @@ from codexpool_admin_api.models import (
     provider_out,
 )
 from codexpool_admin_api.pool_events import pool_changed
+from codexpool_shared.activity import USAGE_HISTORY_HOURS
 from codexpool_shared.errors import ApiError
 from codexpool_shared.events import ProviderStatusChangedV1
 from codexpool_shared.service import KeysDep, PublisherDep, RedisDep
@@ -30,6 +31,7 @@ from codexpool_shared.store import (
     set_provider_status,
 )
 from codexpool_shared.store.providers import HEADER_SAFE_TEXT, SLUG_PATTERN
+from codexpool_shared.usage_history import UsageHistory, read_usage_history
 
 router = APIRouter(prefix="/api/providers", tags=["providers"], responses=RESPONSES)
 
@@ -119,6 +121,20 @@ async def get_registered_provider(
 ) -> ProviderDetail | ProviderOut:
     """One provider; admins also see the OAuth link details."""
     return provider_out(await get_provider(redis, keys, name), admin=principal.role == "admin")
+
+
+@router.get("/{name}/usage-history")
+async def get_provider_usage_history(
+    name: str,
+    _: ViewerDep,
+    redis: RedisDep,
+    keys: KeysDep,
+    hours: Annotated[int, Query(ge=1, le=USAGE_HISTORY_HOURS)] = USAGE_HISTORY_HOURS,
+) -> UsageHistory:
+    """Requests and tokens of one provider across every pool, one point per hour, oldest first,
+    up to 28 days (computed by the health service from the outcome events)."""
+    await get_provider(redis, keys, name)
+    return await read_usage_history(redis, keys, [name], hours=hours)
 
 
 @router.patch("/{name}")
