@@ -34,6 +34,8 @@ class ProviderDetail(ProviderOut):
     """When the stored access token expires (it is refreshed before that)."""
     last_refresh: datetime | None
     credential_version: int
+    proxy: str | None = None
+    """Its egress proxy as scheme://host:port (credentials never shown), or null: direct."""
 
 
 def provider_out(provider: Provider, *, admin: bool) -> ProviderDetail | ProviderOut:
@@ -58,6 +60,7 @@ def provider_detail(provider: Provider) -> ProviderDetail:
         access_expires_at=epoch(provider.access_expires_at),
         last_refresh=epoch(provider.last_refresh),
         credential_version=provider.credential_version,
+        proxy=provider.proxy,
     )
 
 

@@ -106,8 +106,10 @@ def create_app(
             )
             core.writer.start()
             stack.push_async_callback(core.writer.close)
+            await core.egress.start()
+            stack.push_async_callback(core.egress.close)
             poller = QuotaPoller(
-                infra.redis, infra.keys, settings, core.tokens, lambda _: session, metrics
+                infra.redis, infra.keys, settings, core.tokens, core.egress.session, metrics
             )
             poller.start()
             stack.push_async_callback(poller.close)

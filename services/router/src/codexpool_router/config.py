@@ -89,6 +89,8 @@ class Settings(InfraSettings, TokenRefreshSettings):
         default=10.0, gt=0, validation_alias="ROUTER_QUOTA_POLL_TIMEOUT_S"
     )
     """Deadline of one usage read of that poll."""
+    egress_sync_s: float = Field(default=2.0, gt=0, validation_alias="ROUTER_EGRESS_SYNC_S")
+    """How often the providers' egress proxies are re-read (``egress.py``)."""
 
     failopen_failures: int = Field(default=3, ge=1, validation_alias="ROUTER_FAILOPEN_FAILURES")
     """Consecutive Redis errors or timeouts that open the store breaker (``failopen.py``)."""

@@ -25,6 +25,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from codexpool_router.answers import unavailable
 from codexpool_router.config import Settings
+from codexpool_router.egress import Egress
 from codexpool_router.failopen import BREAKER_STATES, LocalRouting, Snapshots, StoreBreaker
 from codexpool_router.livewriter import LiveWriter, now_ms
 from codexpool_router.metrics import Metrics
@@ -84,6 +85,8 @@ class Core:
     """What every attempt's CLIENT span starts with (``upstream.attempt_attributes``)."""
     client_timeout: aiohttp.ClientTimeout
     retry_budget: RetryBudget
+    egress: Egress
+    """Each provider's upstream session (its egress proxy, or ``session``)."""
     attempts_in_flight: Counter[str] = field(default_factory=Counter)
     """Upstream attempts this replica is waiting on, per provider (``failover.py``)."""
     probe: asyncio.Task[None] | None = None
@@ -195,7 +198,10 @@ def build_core(
     snapshots = Snapshots(settings.failopen_max_agents)
     responses_url = settings.upstream_base_url.rstrip("/") + "/codex/responses"
     writer = LiveWriter(redis, keys, settings, metrics)
-    refresher = build_refresher(redis, keys, keyring, session, settings, metrics, publisher.publish)
+    egress = Egress(redis, keys, keyring, session, settings, metrics)
+    refresher = build_refresher(
+        redis, keys, keyring, egress.session, settings, metrics, publisher.publish
+    )
     return Core(
         settings=settings,
         keys=keys,
@@ -220,4 +226,5 @@ def build_core(
             settings.retry_budget_min_per_s,
             settings.retry_budget_window_s,
         ),
+        egress=egress,
     )

@@ -126,7 +126,7 @@ async def _try_provider(
         with trace.use_span(span, end_on_exit=False):
             try:
                 result = await run_attempt(
-                    core.session,
+                    core.egress.session(candidate.name),
                     core.responses_url if not unary else core.responses_url + "/compact",
                     inbound.body,
                     headers_for(token),

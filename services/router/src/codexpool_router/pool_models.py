@@ -43,7 +43,7 @@ async def upstream_models(
             accept="application/json",
         )
         try:
-            async with core.session.get(
+            async with core.egress.session(provider.name).get(
                 url,
                 params={"client_version": CLIENT_VERSION},
                 headers=headers,

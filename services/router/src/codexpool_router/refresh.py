@@ -9,6 +9,7 @@ its metrics.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 import aiohttp
 from redis.asyncio import Redis
@@ -63,27 +64,30 @@ def build_refresher(
     redis: Redis,
     keys: Keys,
     keyring: Keyring,
-    session: aiohttp.ClientSession,
+    session_for: Callable[[str], aiohttp.ClientSession],
     settings: Settings,
     metrics: Metrics,
     publish: Callable[[ProviderStatusChangedV1], None],
 ) -> TokenRefresher:
-    """The router's token refresher: single-flight with every other process of the pool."""
+    """The router's token refresher: single-flight with every other process of the pool; each
+    provider's exchange goes out through that provider's session (its egress proxy)."""
+    exchange = TokenExchange(
+        AiohttpTransport(session_for("")),
+        settings.auth_base_url,
+        settings.refresh_timeout_s,
+        headers={"originator": settings.originator, "User-Agent": settings.user_agent},
+        client_id=settings.oauth_client_id,
+    )
     return TokenRefresher(
         redis,
         keys,
         keyring,
-        TokenExchange(
-            AiohttpTransport(session),
-            settings.auth_base_url,
-            settings.refresh_timeout_s,
-            headers={"originator": settings.originator, "User-Agent": settings.user_agent},
-            client_id=settings.oauth_client_id,
-        ),
+        exchange,
         lock_s=settings.refresh_lock_s,
         outcome=lambda label: metrics.refreshes.labels(label).inc(),
         publish=_noting_reauth(metrics, publish),
         actor="router",
+        exchange_for=lambda name: replace(exchange, transport=AiohttpTransport(session_for(name))),
     )
 
 

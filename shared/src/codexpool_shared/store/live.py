@@ -114,8 +114,9 @@ return current
     LiveFields,
 )
 
-# KEYS: the live hashes. ARGV, per key: its snapshot's observed_at (epoch ms), '1' if it shows
-# capacity (see ``shows_capacity``) else '0', the number n of field and value words that follow,
+# KEYS: the live hashes. ARGV, per key: its snapshot's observed_at (epoch ms), the cooldown
+# reason it may end (``CooldownReason.QUOTA`` when it shows capacity, see ``shows_capacity``;
+# else ''), the number n of field and value words that follow,
 # then those n words. Returns per key 0 (it already held a newer observation), 1 (stored) or 2
 # (stored, and it ended a usage-limit cooldown that started before the observation). Equal
 # observation times: the later write wins, so a retried write is harmless.
@@ -131,10 +132,10 @@ for i, key in ipairs(KEYS) do
   else
     redis.call('HSET', key, unpack(ARGV, a + 3, a + 2 + n))
     results[i] = 1
-    if ARGV[a + 1] == '1' then
+    if ARGV[a + 1] ~= '' then
       local c = redis.call('HMGET', key, '{{LiveFields.COOLDOWN_UNTIL}}',
         '{{LiveFields.COOLDOWN_REASON}}', '{{LiveFields.COOLDOWN_SINCE}}')
-      if c[2] == '{{CooldownReason.QUOTA}}' and (tonumber(c[1] or '0') or 0) > observed
+      if c[2] == ARGV[a + 1] and (tonumber(c[1] or '0') or 0) > observed
           and observed > (tonumber(c[3] or '0') or 0) then
         redis.call('HSET', key, '{{LiveFields.COOLDOWN_UNTIL}}', 0)
         results[i] = 2
@@ -146,7 +147,6 @@ end
 return results
 """,
         LiveFields,
-        CooldownReason,
     )
 )
 
@@ -310,7 +310,7 @@ def shows_capacity(snapshot: QuotaSnapshot) -> bool:
 
 def _quota_args(snapshot: QuotaSnapshot) -> list[str]:
     fields = [word for pair in _quota_fields(snapshot).items() for word in pair]
-    capacity = "1" if shows_capacity(snapshot) else "0"
+    capacity = CooldownReason.QUOTA if shows_capacity(snapshot) else ""
     return [str(snapshot.observed_at_ms), capacity, str(len(fields)), *fields]
 
 

@@ -22,6 +22,7 @@ from codexpool_shared.crypto import Keyring
 from codexpool_shared.events import ProviderStatus
 from codexpool_shared.keys import Keys
 from codexpool_shared.store.claims import account_claims
+from codexpool_shared.store.egress import EgressFields
 from codexpool_shared.store.errors import Conflict, InvalidField, NotFound
 from codexpool_shared.store.replies import decode_hash, optional_int, text
 from codexpool_shared.store.scripts import render
@@ -79,6 +80,8 @@ class Provider(BaseModel):
     last_refresh: int | None = None
     credential_version: int
     created_at: int
+    proxy: str | None = None
+    """Its egress proxy without user info (``store/egress.py``), or None: direct."""
 
 
 def provider_from_hash(fields: dict[str, str]) -> Provider:
@@ -93,6 +96,7 @@ def provider_from_hash(fields: dict[str, str]) -> Provider:
         last_refresh=optional_int(fields.get("last_refresh")),
         credential_version=optional_int(fields.get(ProviderFields.CREDENTIAL_VERSION)) or 0,
         created_at=optional_int(fields.get("created_at")) or 0,
+        proxy=fields.get(EgressFields.PROXY) or None,
     )
 
 

@@ -52,6 +52,8 @@ class TokenRefresher:
         outcome: Called with ``refreshed``, ``adopted``, ``refused``, ``failed`` or ``timeout``.
         publish: Publishes the ``provider.status_changed.v1`` of a permanent refusal.
         actor: The ``actor`` of those events (``router``, ``admin-api``).
+        exchange_for: The exchange for one provider, when providers reach the issuer
+            differently (the router's per-provider egress proxy); default ``exchange``.
 
     Raises:
         ValueError: The exchange's deadline is not shorter than the lock's lifetime.
@@ -68,6 +70,7 @@ class TokenRefresher:
         outcome: Callable[[str], None],
         publish: Callable[[ProviderStatusChangedV1], None],
         actor: str,
+        exchange_for: Callable[[str], TokenExchange] | None = None,
     ) -> None:
         if exchange.timeout_s >= lock_s:
             raise ValueError(
@@ -79,6 +82,7 @@ class TokenRefresher:
         self._keys = keys
         self._keyring = keyring
         self._exchange_call = exchange
+        self._exchange_for = exchange_for
         self._lock_s = lock_s
         self._outcome = outcome
         self._publish = publish
@@ -173,7 +177,8 @@ class TokenRefresher:
         refresh_token = self._keyring.decrypt(
             creds.refresh_token, record=provider, field="refresh_token"
         )
-        answer = await self._exchange_call(refresh_token)
+        exchange = self._exchange_for(provider) if self._exchange_for else self._exchange_call
+        answer = await exchange(refresh_token)
         if isinstance(answer, Refreshed):
             version = await write_tokens(
                 self._redis,

@@ -9,6 +9,8 @@ from fastapi import APIRouter, Query, status
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from codexpool_admin_api.api.errors import RESPONSES
+from codexpool_admin_api.audit import Auditor
+from codexpool_admin_api.auth import Principal
 from codexpool_admin_api.deps import AdminDep, AuditorDep, KeyringDep, ViewerDep
 from codexpool_admin_api.models import (
     ProviderDetail,
@@ -30,7 +32,8 @@ from codexpool_shared.store import (
     register_provider,
     set_provider_status,
 )
-from codexpool_shared.store.providers import HEADER_SAFE_TEXT, SLUG_PATTERN
+from codexpool_shared.store.egress import set_proxy
+from codexpool_shared.store.providers import HEADER_SAFE_TEXT, SLUG_PATTERN, Provider
 from codexpool_shared.usage_history import UsageHistory, read_usage_history
 
 router = APIRouter(prefix="/api/providers", tags=["providers"], responses=RESPONSES)
@@ -75,8 +78,11 @@ class ProviderCreate(BaseModel):
 class ProviderPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    status: Literal["active", "disabled"]
+    status: Literal["active", "disabled"] | None = None
     """``needs_reauth`` is set by the system; leave it by re-linking the account."""
+    proxy_url: SecretStr | None = None
+    """Egress proxy (``http://`` or ``https://``, credentials allowed: stored encrypted, never
+    shown back); ``null`` removes it. Absent: unchanged."""
 
 
 class ProviderList(BaseModel):
@@ -146,9 +152,16 @@ async def update_provider_status(
     keys: KeysDep,
     audit: AuditorDep,
     publisher: PublisherDep,
+    keyring: KeyringDep,
 ) -> ProviderDetail:
-    """Enable or disable a provider; a disabled provider gets no requests."""
+    """Enable or disable a provider (a disabled provider gets no requests), and set or remove
+    its egress proxy (every router request for it, token refreshes too, goes through it)."""
     before = await get_provider(redis, keys, name)
+    if "proxy_url" in body.model_fields_set:
+        url = body.proxy_url.get_secret_value() if body.proxy_url is not None else None
+        await set_proxy(redis, keys, keyring, name, url)
+    if body.status is None:
+        return await _audited(admin, audit, before, await get_provider(redis, keys, name))
     if before.status == "needs_reauth" and body.status == "active":
         raise ApiError(
             409,
@@ -169,11 +182,17 @@ async def update_provider_status(
                 actor=admin.id,
             )
         )
+    return await _audited(admin, audit, before, after)
+
+
+async def _audited(
+    admin: Principal, audit: Auditor, before: Provider, after: Provider
+) -> ProviderDetail:
     out = provider_detail(after)
     await audit.record(
         admin,
         "provider.update",
-        name,
+        after.name,
         before=provider_detail(before).model_dump(mode="json"),
         after=out.model_dump(mode="json"),
     )

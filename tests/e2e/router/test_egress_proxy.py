@@ -1,0 +1,130 @@
+"""A provider's egress proxy (issue 19): its upstream requests and its token refresh pass
+through the proxy, the other providers' do not; a proxy that stops fails that provider over
+while the rest serve."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import aiohttp
+import httpx
+from aiohttp import web
+from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
+
+from codexpool_shared.store.egress import set_proxy
+from tests.e2e.router.conftest import Pool, Sim
+
+BODY = {"model": "gpt-5-codex", "input": "hi"}
+PROXY_USER, PROXY_PASSWORD = "pool", "proxy-password-not-for-logs"
+
+
+@dataclass
+class ForwardingProxy:
+    """A plain HTTP forward proxy (absolute-form request targets) that records what it relays
+    and insists on its credentials."""
+
+    seen: list[tuple[str, str, str]] = field(default_factory=list)
+    """(method, target URL, chatgpt-account-id) of every relayed request."""
+    port: int = 0
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        expected = base64.b64encode(f"{PROXY_USER}:{PROXY_PASSWORD}".encode()).decode()
+        if request.headers.get("Proxy-Authorization") != f"Basic {expected}":
+            return web.Response(status=407)
+        target = request.raw_path
+        self.seen.append((request.method, target, request.headers.get("chatgpt-account-id", "")))
+        headers = {
+            k: v
+            for k, v in request.headers.items()
+            if k.lower() not in {"host", "proxy-authorization", "proxy-connection"}
+        }
+        async with (
+            aiohttp.ClientSession(auto_decompress=False) as session,
+            session.request(
+                request.method, target, headers=headers, data=await request.read()
+            ) as upstream,
+        ):
+            AioHttpClientInstrumentor.uninstrument_session(session)
+            answer = web.StreamResponse(status=upstream.status)
+            for k, v in upstream.headers.items():
+                if k.lower() not in {"transfer-encoding", "content-length", "connection"}:
+                    answer.headers[k] = v
+            await answer.prepare(request)
+            async for chunk in upstream.content.iter_any():
+                await answer.write(chunk)
+            await answer.write_eof()
+            return answer
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[ForwardingProxy]:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self.handle)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", self.port)
+        await site.start()
+        self.port = runner.addresses[0][1]
+        try:
+            yield self
+        finally:
+            await runner.cleanup()
+
+
+async def test_one_providers_traffic_and_refresh_go_through_its_proxy(
+    sim: Sim, pool: Pool, routers
+) -> None:
+    await pool.setup(sim, [1, 2, 3])
+    sim.client.patch(
+        "/_sim/accounts", json={"primary_cost_percent": 0, "secondary_cost_percent": 0}
+    ).raise_for_status()
+    proxy = ForwardingProxy()
+    async with proxy.running():
+        url = f"http://{PROXY_USER}:{PROXY_PASSWORD}@127.0.0.1:{proxy.port}"
+        shown = await set_proxy(pool.redis, pool.keys, pool.keyring, "account-2", url)
+        assert shown == f"http://127.0.0.1:{proxy.port}"
+        sim.patch(2, expire_access_token=True)  # its first request refreshes the token
+        [router] = routers(1, ROUTER_EGRESS_SYNC_S="0.2")
+        headers = {"Authorization": f"Bearer {pool.api_key}"}
+        async with httpx.AsyncClient(base_url=router.url, headers=headers, timeout=30) as client:
+            served = []
+            for _ in range(9):
+                response = await client.post("/v1/responses", json=BODY)
+                assert response.status_code == 200, response.text
+                served.append(response.headers["x-codexpool-provider"])
+            assert set(served) == {"account-1", "account-2", "account-3"}
+
+            through = [target.split("/", 3)[-1] for _, target, _ in proxy.seen]
+            assert "oauth/token" in through  # account-2's refresh
+            responses = [s for s in proxy.seen if s[1].endswith("/codex/responses")]
+            assert {account for _, _, account in responses} == {sim.account_id(2)}
+            # Every upstream request of account-2 went through it (the sim saw no other).
+            upstream = sim.requests()
+            mine = [r for r in upstream if r["account_id"] == sim.account_id(2)]
+            assert len(mine) == len(responses) >= served.count("account-2")
+
+            # The proxy stops: account-2 is a connection failure and fails over.
+            stopped_at = len(proxy.seen)
+    async with httpx.AsyncClient(base_url=router.url, headers=headers, timeout=30) as client:
+        failovers = 0
+        for _ in range(9):
+            started = time.monotonic()
+            response = await client.post("/v1/responses", json=BODY)
+            assert response.status_code == 200, response.text
+            assert time.monotonic() - started < 5
+            assert response.headers["x-codexpool-provider"] != "account-2"
+            failovers += int(response.headers["x-codexpool-attempts"]) - 1
+        assert failovers >= 1
+        metrics = (await client.get("/metrics")).text
+    assert len(proxy.seen) == stopped_at
+    failed = [
+        line
+        for line in metrics.splitlines()
+        if line.startswith("codexpool_router_attempts_total")
+        and 'provider="account-2"' in line
+        and 'outcome="connection_error"' in line
+    ]
+    assert failed and float(failed[0].rsplit(" ", 1)[1]) >= 1, metrics
