@@ -1,8 +1,11 @@
-"""Member priorities on the pool (PUT codex-pool) through the admin API."""
+"""Member priorities (PUT codex-pool) and agent limits (PATCH agent) through the admin API."""
 
 from __future__ import annotations
 
+import redis
 from fastapi.testclient import TestClient
+
+from codexpool_shared.keys import Keys
 
 from tests.integration.admin_api.helpers import create_agent, error, register
 
@@ -39,3 +42,45 @@ def test_priorities_are_set_shown_audited_and_validated(api: TestClient) -> None
     # Without priorities a PUT makes every member normal again.
     plain = api.put(POOL, json={"strategy": "round-robin", "providers": ["acct-1", "acct-2"]})
     assert plain.json()["priorities"] == {} and plain.json()["prefer_earliest_reset"] is False
+
+
+def test_agent_limits_are_patched_shown_audited_and_validated(
+    api: TestClient, sync_redis: redis.Redis, keys: Keys
+) -> None:
+    create_agent(api)
+    assert api.get("/api/agents/my-agent").json()["limits"] == {
+        "requests_per_minute": None,
+        "tokens_per_day": None,
+        "models": None,
+        "expires_at": None,
+    }
+    body = {
+        "requests_per_minute": 3,
+        "tokens_per_day": 5000,
+        "models": ["gpt-5-codex"],
+        "expires_at": "2030-01-01T00:00:00Z",
+    }
+    patched = api.patch("/api/agents/my-agent", json={"limits": body})
+    assert patched.status_code == 200, patched.text
+    limits = patched.json()["limits"]
+    assert limits["requests_per_minute"] == 3 and limits["models"] == ["gpt-5-codex"]
+    assert limits["expires_at"].startswith("2030-01-01T00:00:00")
+    assert sync_redis.hget(keys.agent("my-agent"), "limit_expires_at") == b"1893456000"
+    # Only the fields given change; null removes one.
+    again = api.patch("/api/agents/my-agent", json={"limits": {"tokens_per_day": None}})
+    assert again.json()["limits"]["tokens_per_day"] is None
+    assert again.json()["limits"]["requests_per_minute"] == 3
+    entry = api.get("/api/audit").json()["data"][0]
+    assert entry["action"] == "agent.limits"
+    assert entry["before"]["tokens_per_day"] == 5000 and entry["after"]["tokens_per_day"] is None
+    for bad, param in (
+        ({"requests_per_minute": 0}, "limits.requests_per_minute"),
+        ({"models": []}, "limits.models"),
+        ({"tokens_per_day": "many"}, "limits.tokens_per_day"),
+        ({"burst": 3}, "limits.burst"),
+    ):
+        response = api.patch("/api/agents/my-agent", json={"limits": bad})
+        assert response.status_code == 422, (bad, response.text)
+        assert error(response)["param"] == param, response.text
+    missing = api.patch("/api/agents/nobody", json={"limits": {"requests_per_minute": 1}})
+    assert missing.status_code == 404

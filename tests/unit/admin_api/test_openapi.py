@@ -46,6 +46,7 @@ OPERATIONS = {
     "GET /api/agents": "list_all_agents",
     "POST /api/agents": "create_new_agent",
     "GET /api/agents/{agent_id}": "get_one_agent",
+    "PATCH /api/agents/{agent_id}": "patch_agent_limits",
     "DELETE /api/agents/{agent_id}": "delete_one_agent",
     "POST /api/agents/{agent_id}/keys": "add_agent_router_key",
     "DELETE /api/agents/{agent_id}/keys/{key_id}": "revoke_agent_router_key",

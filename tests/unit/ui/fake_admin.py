@@ -313,6 +313,17 @@ class FakeAdmin:
             agent_of(agent_id)
             del self.agents[agent_id]
 
+        @app.patch("/api/agents/{agent_id}")
+        async def patch_agent(request: Request, agent_id: str) -> Any:
+            role(request, write=True)
+            agent = agent_of(agent_id)
+            limits = (await body(request))["limits"]
+            rpm = limits.get("requests_per_minute")
+            if rpm is not None and rpm < 1:
+                raise ApiError(422, "must be at least 1", param="limits.requests_per_minute")
+            agent["limits"] = {**agent.get("limits", {}), **limits}
+            return agent
+
         @app.post("/api/agents/{agent_id}/keys", status_code=201)
         async def add_key(request: Request, agent_id: str) -> Any:
             role(request, write=True)

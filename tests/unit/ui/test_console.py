@@ -322,3 +322,40 @@ def test_the_snippets_parse_and_name_the_public_router() -> None:
     provider = toml["model_providers"]["codexpool"]
     assert provider["base_url"] == "https://router.example.com/v1"
     assert (provider["wire_api"], provider["env_key"]) == ("responses", agent_page.KEY_ENV)
+
+
+def test_agent_limits_are_shown_and_saved(client: TestClient, fake: FakeAdmin) -> None:
+    csrf = sign_in(client, ADMIN_TOKEN)
+    page = client.get("/agents/my-agent").text
+    assert 'data-testid="limits-form"' in page and "no limit" in page
+    saved = client.post(
+        "/agents/my-agent/limits",
+        data={
+            "csrf_token": csrf,
+            "requests_per_minute": "3",
+            "tokens_per_day": "",
+            "models": "gpt-5, gpt-5-codex",
+            "expires_at": "2030-01-01T00:00",
+        },
+    )
+    assert saved.headers["location"] == "/agents/my-agent?notice=limits-saved"
+    assert fake.bodies[-1] == {
+        "limits": {
+            "requests_per_minute": 3,
+            "tokens_per_day": None,
+            "models": ["gpt-5", "gpt-5-codex"],
+            "expires_at": "2030-01-01T00:00Z",
+        }
+    }
+    shown = client.get("/agents/my-agent").text
+    assert "gpt-5, gpt-5-codex" in shown and 'value="3"' in shown
+    bad = client.post(
+        "/agents/my-agent/limits", data={"csrf_token": csrf, "requests_per_minute": "lots"}
+    )
+    assert bad.status_code == 422 and "requests_per_minute: a whole number" in bad.text
+    refused = client.post(
+        "/agents/my-agent/limits", data={"csrf_token": csrf, "requests_per_minute": "0"}
+    )
+    assert refused.status_code == 422 and "limits.requests_per_minute" in refused.text
+    sign_in(client, VIEWER_TOKEN)
+    assert 'data-testid="limits-form"' not in client.get("/agents/my-agent").text

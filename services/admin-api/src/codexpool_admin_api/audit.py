@@ -34,13 +34,16 @@ EntryId = Annotated[str, Field(pattern=r"^\d{1,20}-\d{1,20}$"), AfterValidator(_
 unsigned 64-bit integer (Redis refuses larger ones as "Invalid stream ID")."""
 
 _SECRET_KEY = re.compile(r"token|secret|password|api_key|authorization|cookie", re.IGNORECASE)
+_COUNTS = frozenset({"tokens_per_day"})
+"""Keys that match ``_SECRET_KEY`` but name a quantity (an agent's limit), never a credential."""
 
 
 def scrub(value: Any) -> Any:
     """``value`` with every mapping entry whose key looks secret replaced by ``"[redacted]"``."""
     if isinstance(value, dict):
         return {
-            k: "[redacted]" if _SECRET_KEY.search(str(k)) else scrub(v) for k, v in value.items()
+            k: "[redacted]" if _SECRET_KEY.search(str(k)) and k not in _COUNTS else scrub(v)
+            for k, v in value.items()
         }
     if isinstance(value, list | tuple):
         return [scrub(v) for v in value]

@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 
 from codexpool_shared.errors import ApiError, error_body
+from codexpool_shared.store.selection import AgentRefused
 
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 Headers = list[tuple[bytes, bytes]]
@@ -73,3 +74,37 @@ def unavailable(message: str, code: str, retry_at_ms: int, now_ms: int) -> ApiEr
     if retry_at_ms > now_ms:
         headers["retry-after"] = str(max(1, math.ceil((retry_at_ms - now_ms) / 1000)))
     return ApiError(503, message, code=code, type="service_unavailable_error", headers=headers)
+
+
+def agent_refused(refused: AgentRefused, now_ms: int) -> ApiError:
+    """The agent's own limits: 429 ``agent_limit_reached`` (not the pool's
+    ``usage_limit_reached``), or 403 for an expired agent or a model outside its list."""
+    if refused.code == "agent_expired":
+        return ApiError(
+            403,
+            "This agent has expired; ask an administrator to extend it.",
+            code="agent_expired",
+            type="permission_error",
+            headers={"x-should-retry": "false"},
+        )
+    if refused.code == "model_not_allowed":
+        return ApiError(
+            403,
+            "This agent may not use the requested model.",
+            code="model_not_allowed",
+            type="permission_error",
+            param="model",
+            headers={"x-should-retry": "false"},
+        )
+    wait_s = max(1, math.ceil((refused.until_ms - now_ms) / 1000))
+    # A minute's window frees within a minute, which a client's own retry may wait for; a
+    # day's tokens do not.
+    retry = refused.limit == "requests_per_minute"
+    return ApiError(
+        429,
+        f"This agent has reached its {refused.limit} limit; it frees in {wait_s} s.",
+        code="agent_limit_reached",
+        type="rate_limit_error",
+        param=refused.limit,
+        headers={"retry-after": str(wait_s), "x-should-retry": "true" if retry else "false"},
+    )

@@ -23,7 +23,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from codexpool_router.answers import unavailable
+from codexpool_router.answers import agent_refused, unavailable
 from codexpool_router.config import Settings
 from codexpool_router.egress import Egress
 from codexpool_router.failopen import BREAKER_STATES, LocalRouting, Snapshots, StoreBreaker
@@ -47,7 +47,13 @@ from codexpool_shared.store import (
     get_pool,
     get_provider,
 )
-from codexpool_shared.store.selection import NoPool, Selection, Selector, Unauthorized
+from codexpool_shared.store.selection import (
+    AgentRefused,
+    NoPool,
+    Selection,
+    Selector,
+    Unauthorized,
+)
 
 tracer = trace.get_tracer("codexpool.router")
 
@@ -97,8 +103,10 @@ class Core:
         with contextlib.suppress(Exception):
             self.publisher.publish(event)
 
-    async def select(self, key_digest: str, session_digest: str) -> Selection:
-        """Authenticate and select in one round trip (``select.lua``).
+    async def select(
+        self, key_digest: str, session_digest: str, model: str = "", request_id: str = ""
+    ) -> Selection:
+        """Authenticate, apply the agent's limits and select in one round trip (``select.lua``).
 
         When Redis fails or the store breaker is open, the agent's last selection answers
         (``failopen.py``); an agent without a fresh one gets 503 ``store_unavailable``. A call
@@ -111,8 +119,10 @@ class Core:
             return self._fallback(key_digest, "breaker_open")
         try:
             async with asyncio.timeout(self.settings.redis_timeout_s):
-                selection = await self.selector.select(key_digest, now_ms(), session_digest)
-        except (Unauthorized, NoPool) as exc:
+                selection = await self.selector.select(
+                    key_digest, now_ms(), session_digest, model, request_id
+                )
+        except (Unauthorized, NoPool, AgentRefused) as exc:
             breaker.success()
             raise self.refusal(exc) from None
         except _STORE_FAILED as exc:
@@ -172,6 +182,8 @@ class Core:
             return ApiError(401, "Incorrect agent key provided.", code="invalid_api_key")
         if isinstance(exc, NoPool):
             return unavailable(f"Agent {exc.agent_id!r} has no pool configured.", "no_pool", 0, 0)
+        if isinstance(exc, AgentRefused):
+            return agent_refused(exc, now_ms())
         self.metrics.store_errors.inc()
         return ApiError(
             503,

@@ -31,6 +31,8 @@ from codexpool_shared.store import (
 
 log = logging.getLogger(__name__)
 
+DAY_MS = 86_400_000
+
 
 class LiveWriter:
     def __init__(self, redis: Redis, keys: Keys, settings: Settings, metrics: Metrics) -> None:
@@ -131,6 +133,17 @@ class LiveWriter:
         if probe:
             await self._redis.delete(self._keys.probe_lock(provider))
             self._metrics.circuit(provider, "closed")
+
+    def agent_tokens(self, agent_id: str, tokens: int) -> None:
+        """Add a request's tokens to the agent's day (its ``tokens_per_day`` limit)."""
+        self.spawn(self._agent_tokens(agent_id, tokens))
+
+    async def _agent_tokens(self, agent_id: str, tokens: int) -> None:
+        key = self._keys.agent_tokens(agent_id, str(now_ms() // DAY_MS))
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.incrby(key, tokens)
+            pipe.pexpire(key, 2 * DAY_MS)
+            await pipe.execute()
 
     def release_probe(self, provider: str) -> None:
         self.spawn(self._redis.delete(self._keys.probe_lock(provider)))

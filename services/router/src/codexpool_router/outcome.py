@@ -270,6 +270,8 @@ class Ledger:
                 self._end(record)
         final: FinalOutcome = self.final_outcome or "cancelled"
         selection = self.selection
+        if selection.count_tokens and self.usage is not None and self.usage.total_tokens:
+            self.core.writer.agent_tokens(selection.agent_id, self.usage.total_tokens)
         event = RequestOutcomeV1(
             request_id=self.request_id,
             agent_id=selection.agent_id,

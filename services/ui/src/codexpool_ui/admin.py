@@ -188,6 +188,11 @@ class AdminClient:
         path = f"/api/agents/{_segment(agent_id)}/keys"
         return _object(await self._call("POST", path, token, json={"revoke_others": rotate}))
 
+    async def set_limits(self, token: str, agent_id: str, limits: JsonObject) -> JsonObject:
+        """Set the agent's limits (``None`` removes one)."""
+        path = f"/api/agents/{_segment(agent_id)}"
+        return _object(await self._call("PATCH", path, token, json={"limits": limits}))
+
     async def revoke_key(self, token: str, agent_id: str, key_id: str) -> None:
         path = f"/api/agents/{_segment(agent_id)}/keys/{_segment(key_id)}"
         await self._call("DELETE", path, token)

@@ -24,6 +24,7 @@ NOTICES = {
     "provider-deleted": "Provider deleted and removed from every pool it was in.",
     "agent-deleted": "Agent deleted: its router keys stopped working.",
     "key-revoked": "Router key revoked: the router refuses it from the next request.",
+    "limits-saved": "Limits saved: every router applies them from the next request.",
     "token-revoked": "Token revoked: it stopped working, and its sign-ins ended.",
     "expired": "Your session ended or your token was revoked: sign in again.",
 }

@@ -3,16 +3,23 @@
 A router key is ``cpk_`` + 43 URL-safe characters (256 random bits). Only its SHA-256 is
 stored: ``Keys.api_key(sha)`` -> agent id is what the router's selection script reads, and
 ``Keys.agent_keys(agent)`` lists the agent's keys with their metadata.
+
+An agent's limits (:class:`AgentLimits`) live in its hash (:class:`AgentFields`), where the
+selection script reads them in the same call that authenticates the key: an expired agent, a
+model outside its list, a spent day of tokens or a full minute of requests is refused there.
 """
 
 from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Mapping, Sequence
+from typing import Final
 
 import orjson
 from pydantic import BaseModel, ConfigDict
 from redis.asyncio import Redis
+from redis.typing import EncodableT, FieldT
 
 from codexpool_shared.crypto import secret_digest
 from codexpool_shared.keys import Keys
@@ -23,6 +30,54 @@ from codexpool_shared.store.replies import text
 KEY_PREFIX = "cpk_"
 
 
+class AgentFields:
+    """Field names of the agent hash (``Keys.agent``) that scripts read."""
+
+    LIMIT_EXPIRES_AT: Final = "limit_expires_at"
+    """Epoch seconds after which the agent's keys are refused."""
+    LIMIT_MODELS: Final = "limit_models"
+    """JSON list of the models the agent may request."""
+    LIMIT_TOKENS_PER_DAY: Final = "limit_tokens_per_day"
+    LIMIT_REQUESTS_PER_MINUTE: Final = "limit_requests_per_minute"
+
+
+class AgentLimits(BaseModel):
+    """What one agent may use, whatever its pool holds; ``None`` is no limit."""
+
+    model_config = ConfigDict(frozen=True)
+
+    requests_per_minute: int | None = None
+    """Requests in any sliding 60 s window, across every router replica."""
+    tokens_per_day: int | None = None
+    """Tokens (``response.completed`` usage) per UTC day, counted once the limit is set."""
+    models: tuple[str, ...] | None = None
+    """The models the agent may request."""
+    expires_at: int | None = None
+    """Epoch seconds after which every request is refused."""
+
+
+_LIMIT_FIELDS: Final = {
+    "requests_per_minute": AgentFields.LIMIT_REQUESTS_PER_MINUTE,
+    "tokens_per_day": AgentFields.LIMIT_TOKENS_PER_DAY,
+    "models": AgentFields.LIMIT_MODELS,
+    "expires_at": AgentFields.LIMIT_EXPIRES_AT,
+}
+
+
+def _limits(raw: dict[str, str]) -> AgentLimits:
+    def number(field: str) -> int | None:
+        value = raw.get(field)
+        return int(value) if value else None
+
+    models = raw.get(AgentFields.LIMIT_MODELS)
+    return AgentLimits(
+        requests_per_minute=number(AgentFields.LIMIT_REQUESTS_PER_MINUTE),
+        tokens_per_day=number(AgentFields.LIMIT_TOKENS_PER_DAY),
+        models=tuple(orjson.loads(models)) if models else None,
+        expires_at=number(AgentFields.LIMIT_EXPIRES_AT),
+    )
+
+
 class Agent(BaseModel):
     """An agent: one fleet member (or fleet) calling the router with its own keys."""
 
@@ -31,6 +86,7 @@ class Agent(BaseModel):
     id: str
     name: str
     created_at: int
+    limits: AgentLimits = AgentLimits()
 
 
 class AgentKey(BaseModel):
@@ -78,7 +134,40 @@ async def get_agent(redis: Redis, keys: Keys, agent_id: str) -> Agent:
     raw = {text(k): text(v) for k, v in (await redis.hgetall(keys.agent(agent_id))).items()}
     if not raw:
         raise NotFound("agent", agent_id)
-    return Agent(id=agent_id, name=raw.get("name", agent_id), created_at=int(raw["created_at"]))
+    return Agent(
+        id=agent_id,
+        name=raw.get("name", agent_id),
+        created_at=int(raw["created_at"]),
+        limits=_limits(raw),
+    )
+
+
+async def set_agent_limits(
+    redis: Redis, keys: Keys, agent_id: str, changes: Mapping[str, int | Sequence[str] | None]
+) -> tuple[Agent, Agent]:
+    """Set (or, with ``None``, clear) the named limits of an agent; the others stay.
+
+    ``changes`` maps :class:`AgentLimits` field names to validated values. Returns the agent
+    before and after. Raises ``NotFound``.
+    """
+    before = await get_agent(redis, keys, agent_id)
+    sets: dict[FieldT, EncodableT] = {}
+    clears: list[str] = []
+    for name, value in changes.items():
+        field = _LIMIT_FIELDS[name]
+        if value is None:
+            clears.append(field)
+        elif isinstance(value, int):
+            sets[field] = str(value)
+        else:
+            sets[field] = orjson.dumps(list(value)).decode()
+    async with redis.pipeline(transaction=True) as pipe:
+        if sets:
+            pipe.hset(keys.agent(agent_id), mapping=sets)
+        if clears:
+            pipe.hdel(keys.agent(agent_id), *clears)
+        await pipe.execute()
+    return before, await get_agent(redis, keys, agent_id)
 
 
 async def list_agents(redis: Redis, keys: Keys) -> list[Agent]:
@@ -146,6 +235,7 @@ async def delete_agent(redis: Redis, keys: Keys, agent_id: str) -> None:
             keys.agent_keys(agent_id),
             keys.pool(agent_id),
             keys.rr_counter(agent_id),
+            keys.agent_requests(agent_id),
         )
         pipe.srem(keys.agents, agent_id)
         await pipe.execute()

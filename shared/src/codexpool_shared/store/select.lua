@@ -18,6 +18,44 @@ local function key(i, a) return ARGV[i] .. a .. ARGV[i + 1] end
 
 local agent = redis.call('GET', key(11, ARGV[1]))
 if not agent then return '{"e":"unauthorized"}' end
+-- The agent's own limits (store/agents.py), before anything is chosen or counted.
+local lim = redis.call('HMGET', key(28, agent), '{{AgentFields.LIMIT_EXPIRES_AT}}',
+  '{{AgentFields.LIMIT_MODELS}}', '{{AgentFields.LIMIT_TOKENS_PER_DAY}}',
+  '{{AgentFields.LIMIT_REQUESTS_PER_MINUTE}}')
+local count_tokens = 0
+if lim[1] or lim[2] or lim[3] or lim[4] then
+  local expires = tonumber(lim[1] or '')
+  if expires and now >= expires * 1000 then return cjson.encode({e = 'agent_expired', a = agent}) end
+  if lim[2] then
+    local allowed = false
+    for _, name in ipairs(cjson.decode(lim[2])) do
+      if name == ARGV[35] then allowed = true; break end
+    end
+    if not allowed then return cjson.encode({e = 'model_not_allowed', a = agent}) end
+  end
+  local tpd = tonumber(lim[3] or '')
+  if tpd then
+    count_tokens = 1
+    local day = math.floor(now / 86400000)
+    local used = tonumber(redis.call('GET', ARGV[32] .. agent .. ARGV[33] .. day .. ARGV[34]) or '0')
+    if used >= tpd then
+      return cjson.encode({e = 'agent_limit', a = agent, l = 'tokens_per_day', r = (day + 1) * 86400000})
+    end
+  end
+  local rpm = tonumber(lim[4] or '')
+  if rpm then
+    -- A sliding window: this minute's request ids by arrival; a refused request is not added.
+    local window = key(30, agent)
+    redis.call('ZREMRANGEBYSCORE', window, '-inf', now - 60000)
+    if redis.call('ZCARD', window) >= rpm then
+      local first = redis.call('ZRANGE', window, 0, 0, 'WITHSCORES')
+      return cjson.encode({e = 'agent_limit', a = agent, l = 'requests_per_minute',
+        r = tonumber(first[2]) + 60000})
+    end
+    redis.call('ZADD', window, now, ARGV[36])
+    redis.call('PEXPIRE', window, 60000)
+  end
+end
 local pool = redis.call('HMGET', key(13, agent), '{{PoolFields.STRATEGY}}',
   '{{PoolFields.PROVIDERS}}', '{{PoolFields.VERSION}}', '{{PoolFields.PRIORITIES}}',
   '{{PoolFields.EARLIEST_RESET}}')
@@ -209,4 +247,5 @@ for _, c in ipairs(snap) do
   table.insert(m, {c[1], c[2], c[3], c[4], c[5], c[12] or 0, c[13] or 0, used, c[14]})
 end
 return cjson.encode({a = agent, s = strategy, v = tonumber(pool[3]), n = #members, c = out,
-  q = quota_wait, w = other_wait, d = dead, m = m, x = skipped, k = sticky_hit and 1 or 0})
+  q = quota_wait, w = other_wait, d = dead, m = m, x = skipped, k = sticky_hit and 1 or 0,
+  t = count_tokens})

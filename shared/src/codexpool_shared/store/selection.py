@@ -9,12 +9,18 @@ Contract of the script (EVALSHA, no KEYS; ARGV):
   1 SHA-256 of the agent key, 2 now (epoch ms), 3 session digest or '', 4 max attempts,
   5 health threshold (0 = ignore scores), 6 circuit grace ms, 7 affinity TTL ms,
   8 probe lock ms, 9 circuit base ms, 10 circuit max ms, 11.. key templates (prefix, suffix)
-  for api key, pool, round-robin counter, provider, live, health, affinity (3 parts), probe lock.
+  for api key, pool, round-robin counter, provider, live, health, affinity (3 parts), probe lock,
+  28.. agent, agent requests window, agent tokens (3 parts), 35 model, 36 request id.
+It first applies the agent's limits (``agents.py``): refused when expired, for a model outside
+its list, with its day's tokens spent, or with ``requests_per_minute`` requests in the last 60 s
+(the window records this request otherwise).
 It resolves the agent, reads its pool, every member's record, live state and health score,
 applies eligibility (active; no cooldown; circuit closed, or half-open and this caller won the
 probe lock), orders by strategy with session affinity first, INCRs the round-robin counter
 (rotation over the *eligible* members), records the affinity, and returns JSON:
-``{"e": "unauthorized"}``, ``{"e": "no_pool", "a": agent}`` or
+``{"e": "unauthorized"}``, ``{"e": "no_pool", "a": agent}``, ``{"e": "agent_expired" |
+"model_not_allowed", "a"}``, ``{"e": "agent_limit", "a", "l" limit name, "r" ms when it
+frees}`` or
 ``{"a", "s" strategy, "v" version, "n" pool size, "c" [[name, account_id, access token
 envelope, access_expires_at, credential_version, probe 0/1, failures]...] (at most
 min(pool size, max attempts)), "q" earliest quota-cooldown end ms (0 none), "w" earliest end of
@@ -25,11 +31,13 @@ normal, 2 preserve)]...] (every active member, in pool order: the router's fail-
 "x" [[name, reason, until ms]...] (members the hard filter skipped, in pool order; reason
 ``cooldown:<cause>``, ``circuit_open``, ``probe_in_progress`` or the status of a member not
 active), "k" 1 when the first candidate is the session's provider}``: the request's explanation
-(``explain.py``) is read from ``c``, ``m``, ``x`` and ``k``.
+(``explain.py``) is read from ``c``, ``m``, ``x`` and ``k``; "t" 1 when the agent's tokens
+are counted (it has a ``tokens_per_day`` limit).
 """
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -42,13 +50,20 @@ from redis.typing import EncodableT
 from codexpool_shared.activity import HealthFields
 from codexpool_shared.events import Strategy
 from codexpool_shared.keys import Keys
+from codexpool_shared.store.agents import AgentFields
 from codexpool_shared.store.live import LiveFields
 from codexpool_shared.store.pools import PoolFields, parse_strategy
 from codexpool_shared.store.providers import ProviderFields
 from codexpool_shared.store.scripts import load
 
 _SCRIPT = load(
-    "codexpool_shared.store", "select.lua", LiveFields, PoolFields, ProviderFields, HealthFields
+    "codexpool_shared.store",
+    "select.lua",
+    LiveFields,
+    PoolFields,
+    ProviderFields,
+    HealthFields,
+    AgentFields,
 )
 
 
@@ -86,6 +101,22 @@ class SelectionSettings(Protocol):
 
 class Unauthorized(Exception):
     """The agent key is unknown."""
+
+
+class AgentRefused(Exception):
+    """The agent's own limits refuse the request.
+
+    ``code`` is ``agent_expired``, ``model_not_allowed`` or ``agent_limit``.
+    """
+
+    def __init__(self, agent_id: str, code: str, limit: str | None, until_ms: int) -> None:
+        super().__init__(code)
+        self.agent_id = agent_id
+        self.code = code
+        self.limit = limit
+        """The limit reached (``requests_per_minute`` or ``tokens_per_day``)."""
+        self.until_ms = until_ms
+        """When a request would be accepted again (epoch ms; 0: not by waiting)."""
 
 
 class NoPool(Exception):
@@ -146,6 +177,8 @@ class Selection:
     """The script's skipped-member rows, unparsed: read by ``explain.decision`` after the answer."""
     sticky: bool = False
     """The first candidate is the provider the request's session sticks to."""
+    count_tokens: bool = False
+    """The agent has a ``tokens_per_day`` limit: its usage is added after the answer."""
     fallback: bool = False
     """Made by the router from its local snapshot because the store did not answer."""
 
@@ -163,6 +196,9 @@ def _templates(keys: Keys) -> list[str]:
         out += template.split("\0")
     out += keys.affinity("\0", "\0").split("\0")
     out += keys.probe_lock("\0").split("\0")
+    out += keys.agent("\0").split("\0")
+    out += keys.agent_requests("\0").split("\0")
+    out += keys.agent_tokens("\0", "\0").split("\0")
     return out
 
 
@@ -184,16 +220,34 @@ class Selector:
             *_templates(keys),
         ]
 
-    async def select(self, key_digest: str, now_ms: int, session_digest: str) -> Selection:
+    async def select(
+        self,
+        key_digest: str,
+        now_ms: int,
+        session_digest: str,
+        model: str = "",
+        request_id: str = "",
+    ) -> Selection:
         """Authenticate the agent by its key's SHA-256 and select its candidates.
+
+        ``model`` is checked against the agent's allowed models; ``request_id`` (unique per
+        request) enters its requests-per-minute window.
 
         Raises:
             Unauthorized: The key is unknown.
             NoPool: The agent has no pool.
+            AgentRefused: The agent's limits refuse the request.
         """
         # EVALSHA directly rather than through redis-py's Script object, whose per-call
         # isinstance check against a Protocol-based class costs more than the rest of the call.
-        args = (key_digest, now_ms, session_digest, *self._fixed)
+        args = (
+            key_digest,
+            now_ms,
+            session_digest,
+            *self._fixed,
+            model,
+            request_id or secrets.token_hex(12),
+        )
         try:
             raw = await self._redis.evalsha(self._sha, 1, self._slot_key, *args)
         except NoScriptError:
@@ -209,6 +263,8 @@ def parse_selection(doc: dict[str, Any]) -> Selection:
         raise Unauthorized()
     if error == "no_pool":
         raise NoPool(str(doc["a"]))
+    if error is not None:
+        raise AgentRefused(str(doc["a"]), str(error), doc.get("l"), int(doc.get("r") or 0))
     rows = doc.get("c") or []
     return Selection(
         agent_id=str(doc["a"]),
@@ -233,6 +289,7 @@ def parse_selection(doc: dict[str, Any]) -> Selection:
         members=doc.get("m") or (),
         skipped=doc.get("x") or (),
         sticky=bool(doc.get("k")),
+        count_tokens=bool(doc.get("t")),
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 from fastapi import APIRouter, status
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
@@ -16,6 +17,7 @@ from codexpool_shared.service import KeysDep, PublisherDep, RedisDep
 from codexpool_shared.store.agents import (
     Agent,
     AgentKey,
+    AgentLimits,
     add_agent_key,
     create_agent,
     delete_agent,
@@ -23,6 +25,7 @@ from codexpool_shared.store.agents import (
     list_agent_keys,
     list_agents,
     revoke_agent_key,
+    set_agent_limits,
 )
 from codexpool_shared.store.errors import NotFound
 from codexpool_shared.store.pools import get_pool
@@ -45,6 +48,45 @@ class KeyCreate(BaseModel):
     """Rotate: revoke every other key of the agent once the new one exists."""
 
 
+class LimitsIn(BaseModel):
+    """The limits to change: a field given sets it (``null`` removes it), an absent one stays."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    requests_per_minute: int | None = Field(default=None, ge=1, le=1_000_000)
+    """Requests in any sliding 60 s window, across every router replica."""
+    tokens_per_day: int | None = Field(default=None, ge=1, le=10**12)
+    """Tokens (``response.completed`` usage) per UTC day, counted from when the limit is set."""
+    models: (
+        list[Annotated[str, Field(min_length=1, max_length=100, pattern=PRINTABLE_TEXT)]] | None
+    ) = Field(default=None, min_length=1, max_length=100)
+    """The models the agent may request (exact names)."""
+    expires_at: datetime | None = None
+    """After this instant every request of the agent is refused (403 ``agent_expired``)."""
+
+
+class AgentPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    limits: LimitsIn
+
+
+class LimitsOut(BaseModel):
+    requests_per_minute: int | None
+    tokens_per_day: int | None
+    models: list[str] | None
+    expires_at: datetime | None
+
+
+def _limits_out(limits: AgentLimits) -> LimitsOut:
+    return LimitsOut(
+        requests_per_minute=limits.requests_per_minute,
+        tokens_per_day=limits.tokens_per_day,
+        models=None if limits.models is None else list(limits.models),
+        expires_at=epoch(limits.expires_at),
+    )
+
+
 class AgentKeyOut(BaseModel):
     key_id: str
     prefix: str
@@ -59,6 +101,8 @@ class AgentOut(BaseModel):
     """Router key ids and prefixes; ``null`` for viewers, who see no key details."""
     pool_version: int | None
     """Version of the agent's pool; ``null`` while it has none."""
+    limits: LimitsOut
+    """The agent's own limits (``null``: none), enforced by every router replica."""
 
 
 class AgentCreated(AgentOut):
@@ -94,6 +138,7 @@ async def _agent_out(
         created_at=epoch(agent.created_at),
         keys=[_key_out(k) for k in await list_agent_keys(redis, keys, agent.id)] if admin else None,
         pool_version=version,
+        limits=_limits_out(agent.limits),
     )
 
 
@@ -126,6 +171,31 @@ async def get_one_agent(
     """One agent with its key ids (never the keys)."""
     agent = await get_agent(redis, keys, agent_id)
     return await _agent_out(redis, keys, agent, admin=principal.role == "admin")
+
+
+@router.patch("/{agent_id}")
+async def patch_agent_limits(
+    agent_id: str,
+    body: AgentPatch,
+    admin: AdminDep,
+    redis: RedisDep,
+    keys: KeysDep,
+    audit: AuditorDep,
+) -> AgentOut:
+    """Change the agent's limits; every router replica applies them from the next request."""
+    changes: dict[str, int | list[str] | None] = {}
+    for name in body.limits.model_fields_set:
+        value = getattr(body.limits, name)
+        changes[name] = int(value.timestamp()) if isinstance(value, datetime) else value
+    before, after = await set_agent_limits(redis, keys, agent_id, changes)
+    await audit.record(
+        admin,
+        "agent.limits",
+        agent_id,
+        before=_limits_out(before.limits).model_dump(mode="json"),
+        after=_limits_out(after.limits).model_dump(mode="json"),
+    )
+    return await _agent_out(redis, keys, after)
 
 
 @router.delete("/{agent_id}", status_code=status.HTTP_204_NO_CONTENT)

@@ -29,7 +29,7 @@ from codexpool_router.outcome import Ledger
 from codexpool_router.shutdown import InFlight, shutting_down
 from codexpool_shared.drain import Drain
 from codexpool_shared.errors import ApiError
-from codexpool_shared.store.selection import NoPool
+from codexpool_shared.store.selection import AgentRefused, NoPool
 from codexpool_shared.telemetry import TracedRoute
 
 ROUTES: dict[str, tuple[str, Dialect]] = {
@@ -73,7 +73,9 @@ class Responses:
             raw = await read_body(scope, receive, core.settings.max_body_bytes)
             session = header(scope, b"session-id") or header(scope, b"session_id")
             inbound = parse_body(raw, session, self._dialect)
-            selection = await core.select(digest, inbound.session_digest)
+            selection = await core.select(
+                digest, inbound.session_digest, inbound.model, ledger.request_id
+            )
         except ApiError as error:
             ledger.rejected(error, _agent_of(error))
             await send_error(send, error, router_headers(ledger.request_id, None, 0))
@@ -114,7 +116,7 @@ class Responses:
 def _agent_of(error: ApiError) -> str | None:
     # Core.refusal raises "from None", which hides its cause but still keeps it as the context.
     cause = error.__context__
-    return cause.agent_id if isinstance(cause, NoPool) else None
+    return cause.agent_id if isinstance(cause, NoPool | AgentRefused) else None
 
 
 def hot_routes(core: Core, drain: Drain) -> dict[str, TracedRoute]:
@@ -178,7 +180,11 @@ _ANSWERS: dict[int | str, dict[str, Any]] = {
     401: {"description": "Missing or unknown agent key"},
     413: {"description": "The body (or its decoded form) is larger than the limit"},
     415: {"description": "Unsupported Content-Encoding"},
-    429: {"description": "Every member of the pool has reached its usage limit"},
+    403: {"description": "The agent has expired, or may not use the requested model"},
+    429: {
+        "description": "Every member of the pool has reached its usage limit "
+        "(`usage_limit_reached`), or the agent its own limit (`agent_limit_reached`)"
+    },
     503: {"description": "No eligible member, all attempts failed, or the store is unreachable"},
 }
 

@@ -169,6 +169,38 @@ async def revoke_key(agent_id: str, key_id: str, pages: FormPagesDep) -> Respons
     )
 
 
+@router.post("/agents/{agent_id}/limits")
+async def save_limits(
+    agent_id: str,
+    pages: FormPagesDep,
+    requests_per_minute: Annotated[str, Form()] = "",
+    tokens_per_day: Annotated[str, Form()] = "",
+    models: Annotated[str, Form()] = "",
+    expires_at: Annotated[str, Form()] = "",
+) -> Response:
+    """Set every limit of the agent; an empty field removes that limit."""
+    limits: dict[str, Any] = {}
+    for name, value in (
+        ("requests_per_minute", requests_per_minute),
+        ("tokens_per_day", tokens_per_day),
+    ):
+        value = value.strip()
+        if value and not value.isdigit():
+            return await pages.agent(agent_id, error=f"{name}: a whole number", status_code=422)
+        limits[name] = int(value) if value else None
+    names = [m.strip() for m in models.split(",") if m.strip()]
+    limits["models"] = names or None
+    # A datetime-local field has no zone: the console means UTC, as it shows times.
+    limits["expires_at"] = expires_at.strip() + "Z" if expires_at.strip() else None
+    try:
+        await pages.admin.set_limits(pages.session.bearer, agent_id, limits)
+    except AdminApiError as exc:
+        return await pages.agent_refused(agent_id, exc)
+    return RedirectResponse(
+        f"/agents/{quote(agent_id, safe='')}?notice=limits-saved", status_code=303
+    )
+
+
 @router.get("/agents/{agent_id}/delete")
 async def confirm_delete(agent_id: str, pages: PagesDep) -> Response:
     data = await agent_page.load(pages.admin, pages.session.bearer, agent_id)
