@@ -127,6 +127,16 @@ class AdminClient:
         path = f"/api/agents/{_segment(agent_id)}/codex-pool/activity"
         return _object(await self._call("GET", path, token))
 
+    async def usage_history(self, token: str, agent_id: str) -> JsonObject:
+        """The agent's hourly requests and tokens over 28 days (``total`` and per member)."""
+        path = f"/api/agents/{_segment(agent_id)}/codex-pool/usage-history"
+        return _object(await self._call("GET", path, token))
+
+    async def provider_usage_history(self, token: str, name: str) -> JsonObject:
+        """One provider's hourly requests and tokens over 28 days, across every pool."""
+        path = f"/api/providers/{_segment(name)}/usage-history"
+        return _object(await self._call("GET", path, token))
+
     async def recent_requests(self, token: str, agent_id: str, limit: int) -> list[JsonObject]:
         """The pool's latest requests, newest first (``GET .../codex-pool/requests``)."""
         path = f"/api/agents/{_segment(agent_id)}/codex-pool/requests"

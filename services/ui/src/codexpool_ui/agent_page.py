@@ -1,4 +1,5 @@
-"""An agent's page: its pool in brief, its router keys, and the snippets shown with a new key."""
+"""An agent's page: its pool in brief, its 28-day usage, its router keys, and the snippets shown
+with a new key."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 from codexpool_ui import formatting
 from codexpool_ui.admin import AdminClient, JsonObject
 from codexpool_ui.pool_page import activity_or_empty
+from codexpool_ui.usage_chart import UsageChart, charts
 from codexpool_ui.view import RowView, activity_rows
 
 SNIPPET_MODEL = "gpt-5-codex"
@@ -32,6 +34,8 @@ class AgentData:
     version: Any
     keys: list[KeyView] | None
     """``None`` for viewers: the admin API shows them no key details."""
+    usage: UsageChart | None = None
+    """The agent's hourly requests and tokens; ``None`` when the admin API gave none."""
 
     @property
     def healthy(self) -> int:
@@ -64,8 +68,10 @@ def key_views(raw: Any) -> list[KeyView] | None:
 
 
 async def load(admin: AdminClient, token: str, agent_id: str) -> AgentData:
-    agent, activity = await asyncio.gather(
-        admin.agent(token, agent_id), activity_or_empty(admin, token, agent_id)
+    agent, activity, usage = await asyncio.gather(
+        admin.agent(token, agent_id),
+        activity_or_empty(admin, token, agent_id),
+        charts({agent_id: admin.usage_history(token, agent_id)}),
     )
     return AgentData(
         agent=agent,
@@ -73,6 +79,7 @@ async def load(admin: AdminClient, token: str, agent_id: str) -> AgentData:
         members=activity_rows(activity),
         version=agent.get("pool_version"),
         keys=key_views(agent.get("keys")),
+        usage=usage[agent_id],
     )
 
 

@@ -16,6 +16,7 @@ from typing import Any
 from codexpool_ui import formatting
 from codexpool_ui.admin import AdminApiError, AdminClient, JsonObject
 from codexpool_ui.pool_page import activity_or_empty
+from codexpool_ui.usage_chart import UsageChart, charts
 from codexpool_ui.view import STATUS_LABELS, QuotaView, RowView, activity_rows
 
 MAX_AUTH_JSON_BYTES = 64 * 1024
@@ -123,6 +124,13 @@ async def load(admin: AdminClient, token: str) -> list[ProviderView]:
     ids = [str(a["id"]) for a in agents if isinstance(a.get("id"), str)]
     activities = await asyncio.gather(*(_activity(admin, token, i) for i in ids))
     return provider_views(providers, dict(zip(ids, activities, strict=True)))
+
+
+async def usage(admin: AdminClient, token: str, providers: list[ProviderView]) -> list[UsageChart]:
+    """Each provider's 28-day usage across every pool, in the page's order. Read once per page
+    load, not on the live refresh: the history moves by the hour."""
+    found = await charts({p.name: admin.provider_usage_history(token, p.name) for p in providers})
+    return [chart for chart in found.values() if chart is not None]
 
 
 def device_view(provider: str, device: Mapping[str, Any], *, register: bool) -> JsonObject:

@@ -39,8 +39,10 @@ class ProvidersPage:
         form: dict[str, str] | None = None,
         status_code: int = 200,
     ) -> Response:
+        providers = await providers_page.load(self.admin, self.session.bearer)
         context: dict[str, Any] = {
-            "providers": await providers_page.load(self.admin, self.session.bearer),
+            "providers": providers,
+            "usage": await providers_page.usage(self.admin, self.session.bearer, providers),
             "live_url": "/providers/live",
             "live_interval_ms": self.settings.live_interval_ms,
             "error": error,
