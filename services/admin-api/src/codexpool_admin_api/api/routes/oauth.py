@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Path, status
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from codexpool_admin_api.api.errors import RESPONSES
@@ -32,7 +32,11 @@ from codexpool_shared.store.device_logins import (
     start_device_login,
 )
 from codexpool_shared.store.errors import Conflict, NotFound
-from codexpool_shared.store.providers import validate_name
+from codexpool_shared.store.providers import SLUG_PATTERN, validate_name
+
+ProviderName = Annotated[str, Path(min_length=1, max_length=63, pattern=SLUG_PATTERN)]
+"""A provider's name in the path: a registration takes it as the new provider's, so the schema
+states the registry's rule."""
 
 router = APIRouter(prefix="/api/providers/{name}/oauth", tags=["oauth"], responses=RESPONSES)
 
@@ -63,7 +67,7 @@ class DevicePoll(BaseModel):
 
 @router.post("/device", status_code=status.HTTP_201_CREATED)
 async def start_provider_device_login(
-    name: str,
+    name: ProviderName,
     admin: AdminDep,
     redis: RedisDep,
     keys: KeysDep,
@@ -120,7 +124,7 @@ async def _name_is_free(redis: RedisDep, keys: KeysDep, name: str) -> None:
 
 @router.post("/device/poll")
 async def poll_provider_device_login(
-    name: str,
+    name: ProviderName,
     admin: AdminDep,
     redis: RedisDep,
     keys: KeysDep,
