@@ -71,27 +71,6 @@ class Keys:
         """String: the agent id that owns the router key with this SHA-256."""
         return self._k("apikey", key_sha256)
 
-    def agent_requests(self, agent_id: str) -> str:
-        """Sorted set with TTL: the agent's requests of the last minute (id -> epoch ms).
-
-        The sliding window of its ``requests_per_minute`` limit.
-        """
-        return self._k("agent", agent_id, "rpm")
-
-    def agent_tokens(self, agent_id: str, day: str) -> str:
-        """String counter with TTL: tokens the agent used on one UTC day (days since the epoch).
-
-        Counted while it has a ``tokens_per_day`` limit.
-        """
-        return self._k("agent", agent_id, "tokens", day)
-
-    def provider_leases(self, provider: str) -> str:
-        """Sorted set: a provider's in-flight streams across replicas (lease id -> expiry ms).
-
-        Held while it has ``max_concurrent``.
-        """
-        return self._k("leases", provider)
-
     # Pools and routing state ----------------------------------------------------------------
 
     def pool(self, agent_id: str) -> str:
@@ -167,6 +146,14 @@ class Keys:
     def recent_requests(self, agent_id: str) -> str:
         """Capped list with TTL: an agent's latest request ids, newest first."""
         return self._k("requests", agent_id)
+
+    def quota_history(self, provider: str) -> str:
+        """Capped stream: a provider's quota snapshots over time (ids = observation ms)."""
+        return self._k("quota-history", provider)
+
+    def runway_low(self, agent_id: str) -> str:
+        """String with TTL: a pool's runway-low episode is open (its event was published)."""
+        return self._k("runway-low", agent_id)
 
     # Admin ------------------------------------------------------------------------------------
 

@@ -59,6 +59,7 @@ OPERATIONS = {
     "POST /api/agents/{agent_id}/codex-pool/refresh": "refresh_codex_pool_live_state",
     "GET /api/agents/{agent_id}/codex-pool/requests": "list_codex_pool_requests",
     "GET /api/requests/{request_id}": "get_request_explanation",
+    "GET /api/agents/{agent_id}/codex-pool/forecast": "get_codex_pool_forecast",
     "GET /api/export": "export_configuration",
     "POST /api/import": "import_configuration",
     "GET /api/tokens": "list_tokens",

@@ -15,6 +15,7 @@ from codexpool_admin_api.api.routes import (
     agents,
     audit,
     backup,
+    forecast,
     oauth,
     pools,
     providers,
@@ -177,7 +178,18 @@ def create_app(
     app.add_exception_handler(Exception, on_unexpected)
 
     app.include_router(probe_router(registry, decrypting_readiness(keyring), drain))
-    for module in (providers, oauth, agents, pools, activity, requests, backup, tokens, audit):
+    for module in (
+        providers,
+        oauth,
+        agents,
+        pools,
+        activity,
+        forecast,
+        requests,
+        backup,
+        tokens,
+        audit,
+    ):
         app.include_router(module.router)
     app.include_router(tokens.me_router)
     return app

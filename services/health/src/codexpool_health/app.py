@@ -13,6 +13,7 @@ from codexpool_health.consumers import outcome_consumer
 from codexpool_health.deps import State
 from codexpool_health.fleet import FleetMetrics, FleetReporter, QueueDepth
 from codexpool_health.metrics import HealthMetrics
+from codexpool_health.runway import RunwayMetrics, RunwayMonitor, runway_forever
 from codexpool_health.scores import ScoreReporter, rescore_forever
 from codexpool_health.scoring import ScoreConfig
 from codexpool_health.store import HealthStore
@@ -46,6 +47,7 @@ def create_app(
     registry = service_registry()
     metrics = HealthMetrics(registry)
     fleet_metrics = FleetMetrics(registry)
+    runway_metrics = RunwayMetrics(registry)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[Mapping[str, object]]:
@@ -88,6 +90,15 @@ def create_app(
                 rescore_forever(store, report, settings.rescore_interval_s, fleet)
             )
             stack.push_async_callback(_cancel, rescorer)
+            monitor = RunwayMonitor(
+                infra.redis,
+                infra.keys,
+                infra.publisher,
+                runway_metrics,
+                history_maxlen=settings.quota_history_maxlen,
+            )
+            runway = asyncio.create_task(runway_forever(monitor, settings.forecast_interval_s))
+            stack.push_async_callback(_cancel, runway)
             if settings.consume:
                 consumer = outcome_consumer(
                     str(settings.amqp_url),

@@ -44,6 +44,16 @@ class Settings(InfraSettings):
     )
     """Latest request ids kept per agent for the pool page's list."""
 
+    forecast_interval_s: float = Field(
+        default=10.0, validation_alias="HEALTH_FORECAST_INTERVAL_S", gt=0
+    )
+    """How often quota snapshots are sampled into their history and the runways forecast."""
+
+    quota_history_maxlen: int = Field(
+        default=2000, validation_alias="HEALTH_QUOTA_HISTORY_MAXLEN", ge=10, le=100_000
+    )
+    """Approximate samples kept per provider (the forecast reads the last hour of them)."""
+
     max_future_s: float = Field(default=300.0, validation_alias="HEALTH_MAX_FUTURE_S", ge=0)
     """An outcome whose ``occurred_at`` is further ahead of this clock is dead-lettered."""
 

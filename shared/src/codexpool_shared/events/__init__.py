@@ -33,9 +33,14 @@ from codexpool_shared.events.outcome import (
 from codexpool_shared.events.pool import PoolChange, PoolChangedV1
 from codexpool_shared.events.provider import HealthBand, ProviderStatus, ProviderStatusChangedV1
 from codexpool_shared.events.rejected import RequestRejectedV1
+from codexpool_shared.events.runway import PoolRunwayLowV1
 
 Event = Annotated[
-    RequestOutcomeV1 | RequestRejectedV1 | PoolChangedV1 | ProviderStatusChangedV1,
+    RequestOutcomeV1
+    | RequestRejectedV1
+    | PoolChangedV1
+    | ProviderStatusChangedV1
+    | PoolRunwayLowV1,
     Field(discriminator="type"),
 ]
 """Any event, told apart by its ``type`` tag."""
@@ -48,6 +53,7 @@ EVENT_MODELS: tuple[type[BaseEvent], ...] = (
     RequestRejectedV1,
     PoolChangedV1,
     ProviderStatusChangedV1,
+    PoolRunwayLowV1,
 )
 """Every event model, for schema generation and routing."""
 
@@ -75,6 +81,7 @@ __all__ = [
     "OutcomeClass",
     "PoolChange",
     "PoolChangedV1",
+    "PoolRunwayLowV1",
     "ProviderStatus",
     "ProviderStatusChangedV1",
     "RequestOutcomeV1",
