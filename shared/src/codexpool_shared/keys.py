@@ -71,6 +71,27 @@ class Keys:
         """String: the agent id that owns the router key with this SHA-256."""
         return self._k("apikey", key_sha256)
 
+    def agent_requests(self, agent_id: str) -> str:
+        """Sorted set with TTL: the agent's requests of the last minute (id -> epoch ms).
+
+        The sliding window of its ``requests_per_minute`` limit.
+        """
+        return self._k("agent", agent_id, "rpm")
+
+    def agent_tokens(self, agent_id: str, day: str) -> str:
+        """String counter with TTL: tokens the agent used on one UTC day (days since the epoch).
+
+        Counted while it has a ``tokens_per_day`` limit.
+        """
+        return self._k("agent", agent_id, "tokens", day)
+
+    def provider_leases(self, provider: str) -> str:
+        """Sorted set: a provider's in-flight streams across replicas (lease id -> expiry ms).
+
+        Held while it has ``max_concurrent``.
+        """
+        return self._k("leases", provider)
+
     # Pools and routing state ----------------------------------------------------------------
 
     def pool(self, agent_id: str) -> str:
