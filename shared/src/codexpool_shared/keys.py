@@ -123,6 +123,10 @@ class Keys:
         """String lock with a TTL: the one router replica polling usage this interval."""
         return self._k("lock", "quota-poll")
 
+    def overflow(self, agent_id: str) -> str:
+        """Hash: the pool's opt-in overflow endpoint (base URL, encrypted API key)."""
+        return self._k("overflow", agent_id)
+
     # Health aggregates ----------------------------------------------------------------------
 
     def health(self, provider: str) -> str:

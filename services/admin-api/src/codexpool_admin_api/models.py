@@ -9,6 +9,7 @@ from pydantic import BaseModel
 
 from codexpool_shared.events import ProviderStatus, Strategy
 from codexpool_shared.store import Pool, Provider
+from codexpool_shared.store.overflow import OverflowShown
 from codexpool_shared.store.pools import Priority
 
 
@@ -74,6 +75,8 @@ class PoolOut(BaseModel):
     priorities: dict[str, Priority] = {}
     """Members whose priority is not ``normal``."""
     prefer_earliest_reset: bool = False
+    overflow: OverflowShown | None = None
+    """The opt-in overflow endpoint (its key is never shown), or null: none."""
 
 
 def pool_out(pool: Pool) -> PoolOut:

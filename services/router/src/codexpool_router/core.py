@@ -93,6 +93,8 @@ class Core:
     retry_budget: RetryBudget
     egress: Egress
     """Each provider's upstream session (its egress proxy, or ``session``)."""
+    keyring: Keyring
+    """Decrypts what the store keeps encrypted off the hot path (the pool's overflow key)."""
     attempts_in_flight: Counter[str] = field(default_factory=Counter)
     """Upstream attempts this replica is waiting on, per provider (``failover.py``)."""
     probe: asyncio.Task[None] | None = None
@@ -239,4 +241,5 @@ def build_core(
             settings.retry_budget_window_s,
         ),
         egress=egress,
+        keyring=keyring,
     )

@@ -23,6 +23,7 @@ from codexpool_router.endings import budget_exhausted, client_error, exhausted
 from codexpool_router.inbound import Inbound
 from codexpool_router.livewriter import epoch_ms, now_ms
 from codexpool_router.outcome import Ledger
+from codexpool_router.overflow import serve_overflow
 from codexpool_router.quota import exhausted_reset, snapshot_from_headers
 from codexpool_router.relay import deliver
 from codexpool_router.shutdown import InFlight
@@ -90,6 +91,8 @@ async def serve(
         reset = _penalize(core, ledger, candidate, result)
         if reset:
             quota_reset_ms = reset if not quota_reset_ms else min(quota_reset_ms, reset)
+    if await serve_overflow(core, send, ledger, inbound, selection, inflight, deadline):
+        return
     inflight.answering = True
     await exhausted(send, ledger, selection, quota_reset_ms)
 

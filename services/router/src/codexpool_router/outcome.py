@@ -67,6 +67,8 @@ class Ledger:
         self.inbound: Inbound | None = None
         self.final_provider: str | None = None
         self.final_outcome: FinalOutcome | None = None
+        self.overflow = False
+        """The pool's overflow endpoint was tried (``overflow.py``)."""
         self.usage: TokenUsage | None = None
         self.finished = False
         self.client_gone = False
@@ -297,5 +299,6 @@ class Ledger:
             usage=self.usage,
             traceparent=self._traceparent,
             decision=decision(selection) if self.core.settings.explain else None,
+            overflow=self.overflow,
         )
         self.core.publish(event)

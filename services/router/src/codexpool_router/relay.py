@@ -20,6 +20,7 @@ from codexpool_router.shutdown import CODE, MESSAGE, InFlight
 from codexpool_router.sse import error_event, usage_of
 from codexpool_router.upstream import PASS_BACK
 from codexpool_shared.events import HEALTH_FAULTS, OutcomeClass
+from codexpool_shared.store.overflow import OVERFLOW
 from codexpool_shared.store.selection import Candidate
 
 
@@ -32,7 +33,12 @@ async def served(core: Core, ledger: Ledger, inbound: Inbound, candidate: Candid
         verdict = core.writer.success(candidate.name, candidate.probe)
         if candidate.probe:
             await verdict
-    if inbound.session_digest and candidate.name != selection.candidates[0].name:
+    # The overflow is no member: a session does not stick to it.
+    if (
+        inbound.session_digest
+        and candidate.name != OVERFLOW
+        and candidate.name != selection.candidates[0].name
+    ):
         core.writer.affinity(selection.agent_id, inbound.session_digest, candidate.name)
 
 

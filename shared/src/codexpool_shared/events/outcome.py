@@ -186,3 +186,7 @@ class RequestOutcomeV1(BaseEvent):
 
     decision: Decision | None = None
     """Why the request went where it went (absent when the router's explanations are off)."""
+
+    overflow: bool = False
+    """The pool's opt-in overflow endpoint was tried because no member was eligible (issue 19);
+    its attempt is the one with provider ``overflow``, which is not a pool member."""

@@ -6,16 +6,22 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, status
-from pydantic import BaseModel, ConfigDict, Field, StrictBool
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, StrictBool
 
 from codexpool_admin_api.api.errors import RESPONSES
-from codexpool_admin_api.deps import AdminDep, AuditorDep, ViewerDep
+from codexpool_admin_api.deps import AdminDep, AuditorDep, KeyringDep, ViewerDep
 from codexpool_admin_api.models import PoolOut, pool_out
 from codexpool_admin_api.pool_events import pool_changed
 from codexpool_shared.events import PoolChange, Strategy
 from codexpool_shared.service import KeysDep, PublisherDep, RedisDep
 from codexpool_shared.store.agents import get_agent
 from codexpool_shared.store.errors import NotFound
+from codexpool_shared.store.overflow import (
+    clear_overflow,
+    get_overflow,
+    set_overflow,
+    validate_overflow,
+)
 from codexpool_shared.store.pools import (
     Pool,
     Priority,
@@ -27,6 +33,15 @@ from codexpool_shared.store.pools import (
 from codexpool_shared.store.providers import SLUG_PATTERN
 
 router = APIRouter(prefix="/api/agents/{agent_id}/codex-pool", tags=["pools"], responses=RESPONSES)
+
+
+class OverflowIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    base_url: str = Field(min_length=1, max_length=2048)
+    """An OpenAI-compatible API root: requests go to ``{base_url}/responses``."""
+    api_key: SecretStr = Field(min_length=1, max_length=4096)
+    """Sent as ``Authorization: Bearer``; stored encrypted, never returned."""
 
 
 class PoolIn(BaseModel):
@@ -44,6 +59,9 @@ class PoolIn(BaseModel):
     only when no other member is eligible); every strategy honours it."""
     prefer_earliest_reset: StrictBool = False
     """quota-aware only: the member whose quota window resets first goes first."""
+    overflow: OverflowIn | None = None
+    """Opt-in overflow endpoint, used only when no member is eligible; ``null`` removes it,
+    absent leaves it as it is."""
 
 
 class MemberIn(BaseModel):
@@ -65,7 +83,8 @@ async def _current(redis: RedisDep, keys: KeysDep, agent_id: str) -> Pool | None
 async def get_codex_pool(agent_id: str, _: ViewerDep, redis: RedisDep, keys: KeysDep) -> PoolOut:
     """The routing configuration."""
     await get_agent(redis, keys, agent_id)
-    return pool_out(await get_pool(redis, keys, agent_id))
+    out = pool_out(await get_pool(redis, keys, agent_id))
+    return out.model_copy(update={"overflow": await get_overflow(redis, keys, agent_id)})
 
 
 @router.put("")
@@ -77,8 +96,12 @@ async def put_codex_pool(
     keys: KeysDep,
     audit: AuditorDep,
     publisher: PublisherDep,
+    keyring: KeyringDep,
 ) -> PoolOut:
-    """Replace the routing configuration: strategy and members (registered, not disabled)."""
+    """Replace the routing configuration: strategy and members (registered, not disabled), and
+    set or remove the overflow endpoint when the body names ``overflow``."""
+    if body.overflow is not None:  # refused before anything is written
+        validate_overflow(body.overflow.base_url, body.overflow.api_key.get_secret_value())
     before = await _current(redis, keys, agent_id)
     pool = await put_pool(
         redis,
@@ -89,8 +112,14 @@ async def put_codex_pool(
         priorities=body.priorities,
         prefer_earliest_reset=body.prefer_earliest_reset,
     )
+    if body.overflow is not None:
+        key = body.overflow.api_key.get_secret_value()
+        await set_overflow(redis, keys, keyring, agent_id, body.overflow.base_url, key)
+    elif "overflow" in body.model_fields_set:
+        await clear_overflow(redis, keys, agent_id)
     change: PoolChange = "created" if before is None else "updated"
-    return await pool_changed(admin, audit, publisher, change, before, pool)
+    out = await pool_changed(admin, audit, publisher, change, before, pool)
+    return out.model_copy(update={"overflow": await get_overflow(redis, keys, agent_id)})
 
 
 @router.post("/providers", status_code=status.HTTP_201_CREATED)
