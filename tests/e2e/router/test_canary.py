@@ -1,15 +1,20 @@
-"""Canary: the providers' token plaintexts never leave the router's memory."""
+"""Canary: the providers' token plaintexts, their proxies' credentials and the pools' overflow
+keys never leave the router's memory."""
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
 import httpx
 
+from codexpool_shared.store.egress import set_proxy
+from codexpool_shared.store.overflow import set_overflow
 from codexpool_shared.testing.processes import stop
 from tests.e2e.conftest import EventTap, poll
 from tests.e2e.router.conftest import Pool, Sim
+from tests.e2e.router.test_egress_proxy import PROXY_PASSWORD, PROXY_USER, ForwardingProxy
 
 STREAM = {"model": "gpt-5-codex", "input": "hi", "stream": True}
 
@@ -80,3 +85,76 @@ async def test_tokens_appear_in_no_sink(sim: Sim, pool: Pool, routers, events: E
             ("redis", "\n".join(stored)),
         ):
             assert canary not in sink, f"a token leaked into the {name}"
+
+
+async def test_proxy_credentials_and_overflow_key_appear_in_no_sink(
+    sim: Sim, pool: Pool, routers, events: EventTap
+) -> None:
+    """Issue 19: a provider behind a proxy with credentials (its token refreshed through it)
+    and a pool that overflows; neither the proxy's password (nor its Proxy-Authorization
+    value) nor the overflow key reaches a log, span, event, metric, answer or stored value."""
+    await pool.setup(sim, [1, 2])
+    sim.client.patch(
+        "/_sim/accounts", json={"primary_cost_percent": 0, "secondary_cost_percent": 0}
+    ).raise_for_status()
+    overflow_key = sim.auth_json(3)["tokens"]["access_token"]
+    await set_overflow(
+        pool.redis, pool.keys, pool.keyring, pool.agent_id, sim.url + "/v1", overflow_key
+    )
+    proxy = ForwardingProxy()
+    seen: list[str] = []
+    async with proxy.running():
+        url = f"http://{PROXY_USER}:{PROXY_PASSWORD}@127.0.0.1:{proxy.port}"
+        seen.append(str(await set_proxy(pool.redis, pool.keys, pool.keyring, "account-2", url)))
+        sim.patch(2, expire_access_token=True)
+        [router] = routers(
+            1,
+            OTEL_TRACES_EXPORTER="console",
+            OTEL_TRACES_SAMPLER="always_on",
+            OTEL_BSP_SCHEDULE_DELAY="100",
+        )
+        headers = {"Authorization": f"Bearer {pool.api_key}"}
+        async with httpx.AsyncClient(base_url=router.url, headers=headers, timeout=30) as c:
+            for body in (STREAM, STREAM, {**STREAM, "stream": False}, STREAM):
+                response = await c.post("/v1/responses", json=body)
+                assert response.status_code == 200, response.text
+                seen.append(response.text + json.dumps(dict(response.headers)))
+            for n in (1, 2):
+                sim.patch(n, primary_used_percent=100, primary_reset_after_seconds=600)
+            for body in (STREAM, {**STREAM, "stream": False}, STREAM):
+                response = await c.post("/v1/responses", json=body)
+                assert response.headers.get("x-codexpool-provider") == "overflow", response.text
+                seen.append(response.text + json.dumps(dict(response.headers)))
+            for path in ("/v1/usage", "/backend-api/wham/usage", "/v1/models", "/metrics"):
+                response = await c.get(path)
+                assert response.status_code == 200, (path, response.text)
+                seen.append(response.text + json.dumps(dict(response.headers)))
+    assert any(target.endswith("/oauth/token") for _, target, _ in proxy.seen)
+    await events.wait_for("request.outcome.v1", 7)
+    assert any(body.get("overflow") for body in events.of_type("request.outcome.v1"))
+    seen += [json.dumps(body) + json.dumps(hdrs, default=str) for body, hdrs in events.messages]
+    stored: list[str] = []
+    async for key in pool.redis.scan_iter(match=pool.keys.pattern):
+        kind = text(await pool.redis.type(key))
+        if kind == "hash":
+            for field, value in (await pool.redis.hgetall(key)).items():
+                if text(field) in ("proxy_url", "api_key"):
+                    assert text(value).startswith("v1:"), (key, field)
+                stored.append(text(value))
+        elif kind == "string":
+            stored.append(text(await pool.redis.get(key)))
+
+    async def spans_exported() -> bool:
+        return "POST responses" in router.log()
+
+    await poll(spans_exported)
+    stop(router.process)
+    log = router.log()
+    basic = base64.b64encode(f"{PROXY_USER}:{PROXY_PASSWORD}".encode()).decode()
+    for canary in (PROXY_PASSWORD, basic, overflow_key):
+        for name, sink in (
+            ("log", log),
+            ("answers", "\n".join(seen)),
+            ("redis", "\n".join(stored)),
+        ):
+            assert canary not in sink, f"a secret leaked into the {name}"
