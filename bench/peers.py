@@ -1,0 +1,588 @@
+"""Side by side: codex-sim directly, Codex Pool's router and LiteLLM's proxy over the same accounts.
+
+    uv run python bench/peers.py [--latency-requests 300] [--rounds 3] [--seconds 4]
+                                 [--connections 32] [--failover-requests 100] [--no-litellm]
+
+One codex-sim process (two accounts, zero latency, zero quota cost) is the upstream of both
+gateways; each gateway runs one worker. With two or more CPUs the gateway under test has the last
+CPU to itself (every thread pinned, as ``taskset -a`` does) and codex-sim and the load generator
+share the others, so a gateway's figures are its own core's. LiteLLM (pinned to ``LITELLM_VERSION``)
+is installed from PyPI into an environment of its own under ``~/.cache/codexpool-bench`` on the
+first run; never a dependency of the product. Without PyPI it is skipped with a message.
+
+Every figure is a streamed ``POST /v1/responses``:
+
+1. latency at one connection: requests to the three targets interleaved one by one; the whole
+   response and the time to its first body byte (TTFB) added over the direct request just before;
+2. throughput at ``--connections`` connections: interleaved rounds (the order rotates), responses
+   per second (the router's counted until RabbitMQ confirmed its outcome events) and per
+   CPU-second of the gateway's processes;
+3. failover: the first account answers 503 on every call; time to a full answer and the share of
+   requests the client got a full answer for (Codex Pool: a primary-first pool; LiteLLM: the same
+   two deployments ordered, no SDK retries, one router retry, a failed deployment cooled down).
+
+Writes ``bench/results/peers.md`` (a table) and ``bench/results/peers.png`` (latency distribution
+and throughput bars) and prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import orjson
+import uvloop
+from redis.asyncio import Redis
+
+from codexpool_shared.crypto import Keyring
+from codexpool_shared.keys import Keys
+from codexpool_shared.store import create_agent, put_pool, register_provider
+from codexpool_shared.testing.cleanup import delete_namespaces
+from codexpool_shared.testing.processes import Service, free_port, run_service, stop, wait_ready
+
+LITELLM_VERSION = "1.108.7"
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+AMQP_URL = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "codexpool-bench"
+MODEL = "gpt-5-codex"
+BODY = orjson.dumps({"model": MODEL, "input": "hi", "stream": True, "store": False})
+FAILOVER_MODEL = "gpt-5-codex-failover"
+
+
+# --- processes -------------------------------------------------------------------------------
+
+
+def descendants(pid: int) -> list[int]:
+    """``pid`` and every process below it (a LiteLLM proxy may fork its server)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo.extend(children.get(current, []))
+    return found
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of ``pid`` and its descendants so far (Linux ``/proc``)."""
+    total = 0
+    for each in descendants(pid):
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def pin(pid: int, cpus: set[int]) -> None:
+    """Every thread of ``pid`` and its descendants onto ``cpus`` (what ``taskset -a -p`` does)."""
+    for each in descendants(pid):
+        for task in Path(f"/proc/{each}/task").glob("*"):
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(int(task.name), cpus)
+
+
+def cpu_layout() -> tuple[set[int], set[int]] | None:
+    """(gateway CPUs, sim and load generator CPUs), or None on a single CPU."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return None
+    return {cpus[-1]}, set(cpus[:-1])
+
+
+def uv_binary() -> str:
+    found = shutil.which("uv")
+    return found or str(ROOT / ".tools" / "uv" / "bin" / "uv")
+
+
+def ensure_litellm() -> Path | None:
+    """The ``litellm`` executable of its own environment, installing it on first use.
+
+    Returns None (after saying why) when PyPI cannot be reached or the install fails.
+    """
+    venv = CACHE / f"litellm-{LITELLM_VERSION}"
+    exe = venv / "bin" / "litellm"
+    marker = venv / ".installed"
+    if exe.exists() and marker.exists():
+        return exe
+    CACHE.mkdir(parents=True, exist_ok=True)
+    uv = uv_binary()
+    steps = [
+        [uv, "venv", "-q", "--allow-existing", "--python", "python3", str(venv)],
+        [uv, "pip", "install", "-q", "--python", str(venv / "bin" / "python"),
+         f"litellm[proxy]=={LITELLM_VERSION}"],
+    ]  # fmt: skip
+    print(f"installing litellm[proxy]=={LITELLM_VERSION} into {venv} (first run only)")
+    for step in steps:
+        done = subprocess.run(step, capture_output=True, text=True, timeout=600, check=False)
+        if done.returncode != 0:
+            why = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            print(f"LiteLLM skipped: could not install it from PyPI ({why})")
+            return None
+    marker.write_text(LITELLM_VERSION)
+    return exe
+
+
+@contextlib.contextmanager
+def run_litellm(exe: Path, sim_url: str, tokens: list[str], log_dir: Path) -> Iterator[Service]:
+    """LiteLLM's proxy, one worker, both sim accounts as deployments of ``MODEL`` (shuffled, its
+    default) and of ``FAILOVER_MODEL`` (ordered: account 1 first)."""
+    deployments = []
+    for i, token in enumerate(tokens):
+        common = {"api_base": sim_url + "/v1", "api_key": token, "max_retries": 0}
+        deployments.append(
+            {"model_name": MODEL, "litellm_params": {"model": "openai/" + MODEL, **common}}
+        )
+        deployments.append(
+            {
+                "model_name": FAILOVER_MODEL,
+                "litellm_params": {"model": "openai/" + MODEL, "order": i + 1, **common},
+            }
+        )
+    config = {
+        "model_list": deployments,
+        "router_settings": {"num_retries": 1, "retry_after": 0, "allowed_fails": 0,
+                            "cooldown_time": 60},
+        "litellm_settings": {"set_verbose": False, "telemetry": False},
+        "general_settings": {"master_key": "sk-bench", "disable_spend_logs": True},
+    }  # fmt: skip
+    config_path = log_dir / "litellm.json"
+    config_path.write_text(json.dumps(config))  # LiteLLM reads YAML, and JSON is YAML
+    port = free_port()
+    env = {
+        **os.environ,
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",  # no fetch from GitHub at start
+        "LITELLM_LOG": "ERROR",
+        "NO_DOCS": "True",
+    }
+    command = [str(exe), "--config", str(config_path), "--host", "127.0.0.1", "--port", str(port),
+               "--num_workers", "1"]  # fmt: skip
+    log_path = log_dir / "litellm.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    service = Service("litellm", port, process, log_path)
+    try:
+        wait_ready(service.url + "/health/liveliness", timeout_s=120, process=process)
+        yield service
+    finally:
+        stop(process)
+
+
+# --- the load generator: raw HTTP/1.1 keep-alive, cheaper than the servers it measures ----------
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    name: str
+    port: int
+    request: bytes
+    pid: int | None = None  # the gateway process (None: codex-sim itself)
+    settle_url: str | None = None  # a router: wait for its outcome events before stopping
+
+
+def http_request(port: int, path: str, headers: dict[str, str], body: bytes = BODY) -> bytes:
+    lines = [f"POST {path} HTTP/1.1", f"host: 127.0.0.1:{port}", "accept: text/event-stream",
+             "content-type: application/json", f"content-length: {len(body)}"]  # fmt: skip
+    lines += [f"{k}: {v}" for k, v in headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+@dataclass(slots=True)
+class Answer:
+    status: int
+    ttfb: float
+    total: float
+    complete: bool  # a 200 whose stream reached response.completed
+
+
+class Connection:
+    """One keep-alive connection; reopened when the server closes it."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.reader = self.writer = None
+
+    async def send(self, request: bytes) -> Answer:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+        assert self.reader is not None
+        started = time.perf_counter()
+        self.writer.write(request)
+        buffer = b""
+        head_end = -1
+        first = 0.0
+        while True:
+            chunk = await self.reader.read(65536)
+            if not chunk:
+                await self.close()
+                raise ConnectionError("the server closed the connection mid-answer")
+            buffer += chunk
+            if head_end < 0:
+                head_end = buffer.find(b"\r\n\r\n")
+                if head_end < 0:
+                    continue
+                head = buffer[:head_end].lower()
+                length = re.search(rb"\r\ncontent-length: *(\d+)", head)
+                chunked = b"transfer-encoding: chunked" in head
+                closes = b"connection: close" in head
+            if not first and len(buffer) > head_end + 4:
+                first = time.perf_counter() - started
+            if chunked and buffer.endswith(b"\r\n0\r\n\r\n"):
+                break
+            if length and len(buffer) - head_end - 4 >= int(length.group(1)):
+                break
+        total = time.perf_counter() - started
+        if closes:
+            await self.close()
+        status = int(buffer[9:12])
+        complete = status == 200 and b"response.completed" in buffer
+        return Answer(status, first or total, total, complete)
+
+
+async def settle(client: httpx.AsyncClient, router_url: str) -> None:
+    """Until RabbitMQ confirmed every outcome event the router accepted."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        text = (await client.get(router_url + "/metrics")).text
+        match = re.search(r"^codexpool_event_buffer_depth (\S+)$", text, re.MULTILINE)
+        if match is None or float(match.group(1)) == 0:
+            return
+        await asyncio.sleep(0.01)
+
+
+# --- the three measurements ---------------------------------------------------------------------
+
+
+@dataclass
+class Results:
+    whole: dict[str, list[float]] = field(default_factory=dict)  # ms at one connection
+    added_whole: dict[str, list[float]] = field(default_factory=dict)
+    added_ttfb: dict[str, list[float]] = field(default_factory=dict)
+    rates: dict[str, list[float]] = field(default_factory=dict)  # per round
+    per_cpu: dict[str, list[float]] = field(default_factory=dict)
+    failover: dict[str, tuple[list[float], int, int]] = field(default_factory=dict)
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def latency(targets: list[Target], n: int, results: Results) -> None:
+    """One connection per target; request i goes to every target in turn (order rotating)."""
+    conns = {t.name: Connection(t.port) for t in targets}
+    direct, gateways = targets[0], targets[1:]
+    for t in targets:
+        results.whole[t.name] = []
+    for t in gateways:
+        results.added_whole[t.name], results.added_ttfb[t.name] = [], []
+    for _ in range(20):  # warm-up
+        for t in targets:
+            await conns[t.name].send(t.request)
+    for i in range(n):
+        for k in range(len(gateways)):
+            gateway = gateways[(i + k) % len(gateways)]
+            base = await conns[direct.name].send(direct.request)
+            routed = await conns[gateway.name].send(gateway.request)
+            if not (base.complete and routed.complete):
+                raise RuntimeError(f"{gateway.name}: HTTP {routed.status} at one connection")
+            results.whole[direct.name].append(base.total * 1000)
+            results.whole[gateway.name].append(routed.total * 1000)
+            results.added_whole[gateway.name].append((routed.total - base.total) * 1000)
+            results.added_ttfb[gateway.name].append((routed.ttfb - base.ttfb) * 1000)
+    for c in conns.values():
+        await c.close()
+
+
+async def load(target: Target, connections: int, seconds: float) -> tuple[float, float | None]:
+    """Responses per second at ``connections`` connections, and per CPU-second of the gateway."""
+    done = 0
+    failed = 0
+    stop_at = time.perf_counter() + seconds
+
+    async def worker() -> None:
+        nonlocal done, failed
+        conn = Connection(target.port)
+        try:
+            while time.perf_counter() < stop_at:
+                answer = await conn.send(target.request)
+                if answer.complete:
+                    done += 1
+                else:
+                    failed += 1
+        finally:
+            await conn.close()
+
+    cpu = cpu_seconds(target.pid) if target.pid else 0.0
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(connections)))
+    if target.settle_url:
+        async with httpx.AsyncClient() as client:
+            await settle(client, target.settle_url)
+    wall = time.perf_counter() - started
+    if failed:
+        print(f"  {target.name}: {failed} answers were not a complete 200 stream")
+    per_cpu = done / (cpu_seconds(target.pid) - cpu) if target.pid else None
+    return done / wall, per_cpu
+
+
+async def throughput(
+    targets: list[Target], rounds: int, connections: int, seconds: float, results: Results
+) -> None:
+    for t in targets:
+        await load(t, connections, 1.0)  # warm-up
+        results.rates[t.name], results.per_cpu[t.name] = [], []
+    for r in range(rounds):
+        for k in range(len(targets)):
+            t = targets[(r + k) % len(targets)]
+            rate, per_cpu = await load(t, connections, seconds)
+            results.rates[t.name].append(rate)
+            if per_cpu is not None:
+                results.per_cpu[t.name].append(per_cpu)
+            print(f"  round {r + 1}: {t.name:<12} {rate:8.0f} responses/s")
+
+
+async def failover(targets: list[Target], n: int, results: Results) -> None:
+    """Sequential requests to each gateway's failover route while account 1 answers 503."""
+    for t in targets:
+        conn = Connection(t.port)
+        times, ok = [], 0
+        for _ in range(n):
+            try:
+                answer = await conn.send(t.request)
+            except ConnectionError:
+                await conn.close()
+                continue
+            times.append(answer.total * 1000)
+            ok += answer.complete
+        await conn.close()
+        results.failover[t.name] = (times, ok, n)
+
+
+# --- report -----------------------------------------------------------------------------------
+
+
+def commit() -> str:
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout
+
+    dirty = " (with uncommitted changes)" if git("status", "--porcelain", "--", "services",
+                                                    "shared/src").strip() else ""  # fmt: skip
+    return git("rev-parse", "--short", "HEAD").strip() + dirty
+
+
+def report(results: Results, args: argparse.Namespace, layout: str, load_before: str) -> str:
+    names = list(results.whole)
+    direct = names[0]
+    lines = [
+        f"Commit {commit()}, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} CPUs, "
+        f"load average before the run {load_before}; {layout}.",
+        "",
+        "| target | whole response p50 / p99 (1 conn) | added whole p50 / p99 "
+        "| added TTFB p50 / p99 "
+        f"| responses/s at {args.connections} conns (median of {args.rounds}) | per gateway CPU-s "
+        "| failover: full answer p50 / p99 | failover success |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name in names:
+        w = results.whole[name]
+        row = [name, f"{pct(w, 0.5):.2f} / {pct(w, 0.99):.2f} ms"]
+        if name == direct:
+            row += ["-", "-"]
+        else:
+            aw, at = results.added_whole[name], results.added_ttfb[name]
+            row += [f"+{pct(aw, 0.5):.2f} / +{pct(aw, 0.99):.2f} ms",
+                    f"+{pct(at, 0.5):.2f} / +{pct(at, 0.99):.2f} ms"]  # fmt: skip
+        rates = results.rates[name]
+        row.append(f"{statistics.median(rates):,.0f} ({min(rates):,.0f}-{max(rates):,.0f})")
+        cpu = results.per_cpu.get(name)
+        row.append(f"{statistics.median(cpu):,.0f}" if cpu else "-")
+        if name in results.failover:
+            times, ok, n = results.failover[name]
+            row.append(f"{pct(times, 0.5):.2f} / {pct(times, 0.99):.2f} ms" if times else "-")
+            row.append(f"{ok}/{n} ({100 * ok / n:.0f} %)")
+        else:
+            row += ["-", "-"]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def chart(results: Results, path: Path, title: str) -> None:
+    import matplotlib  # a bench-only dependency (dev group): imported where it is used
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(results.whole)
+    colors = ["#888888", "#2a6fdb", "#d9822b"][: len(names)]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8))
+    for name, color in zip(names, colors, strict=True):
+        values = sorted(results.whole[name])
+        share = [(i + 1) / len(values) for i in range(len(values))]
+        left.plot(values, share, label=name, color=color)
+    left.set_xscale("log")
+    left.set_xlabel("whole streamed response at 1 connection (ms, log scale)")
+    left.set_ylabel("share of requests at or below")
+    left.legend(loc="lower right")
+    left.grid(alpha=0.3)
+    medians = [statistics.median(results.rates[n]) for n in names]
+    lows = [m - min(results.rates[n]) for n, m in zip(names, medians, strict=True)]
+    highs = [max(results.rates[n]) - m for n, m in zip(names, medians, strict=True)]
+    bars = right.bar(names, medians, color=colors, yerr=[lows, highs], capsize=4)
+    right.bar_label(bars, labels=[f"{m:,.0f}" for m in medians])
+    right.set_yscale("log")
+    right.set_ylabel("streamed responses/s (log scale; bars: min-max of rounds)")
+    right.set_title("throughput at the bench's connections, one worker", fontsize=10)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# --- main -------------------------------------------------------------------------------------
+
+
+async def run(args: argparse.Namespace) -> None:
+    load_before = "{:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
+    exe = None if args.no_litellm else ensure_litellm()
+    namespace = "bench-peers-" + uuid.uuid4().hex[:8]
+    secret = base64.b64encode(os.urandom(32)).decode()
+    tmp = Path(tempfile.mkdtemp(prefix="peers-bench-"))
+    redis = Redis.from_url(REDIS_URL)
+    keys = Keys(namespace)
+    layout = cpu_layout()
+    sim_args = ["--accounts", "2", "--write-auth", str(tmp / "auth"), "--primary-cost", "0",
+                "--secondary-cost", "0", "--record-limit", "100"]  # fmt: skip
+    results = Results()
+    try:
+        with run_service("codexpool_sim", env={}, log_dir=tmp, args=sim_args, name="sim") as sim:
+            docs = [orjson.loads((tmp / "auth" / f"account-{n}.auth.json").read_bytes())
+                    for n in (1, 2)]  # fmt: skip
+            ring = Keyring.from_secret(secret)
+            for n, doc in enumerate(docs, start=1):
+                await register_provider(redis, keys, ring, f"account-{n}", doc)
+            _, key = await create_agent(redis, keys, "peers")
+            await put_pool(redis, keys, "peers", "round-robin", ["account-1", "account-2"])
+            _, fo_key = await create_agent(redis, keys, "peers-fo")
+            await put_pool(redis, keys, "peers-fo", "primary-first", ["account-1", "account-2"])
+            env = {
+                "REDIS_URL": REDIS_URL,
+                "AMQP_URL": AMQP_URL,
+                "CODEXPOOL_NAMESPACE": namespace,
+                "CODEXPOOL_SECRET_KEY": secret,
+                "CODEXPOOL_UPSTREAM_BASE_URL": sim.url + "/backend-api",
+                "CODEXPOOL_AUTH_BASE_URL": sim.url,
+                "OTEL_TRACES_EXPORTER": "none",  # spans are still made and sampled
+                "OTEL_METRICS_EXPORTER": "none",
+            }
+            tokens = [doc["tokens"]["access_token"] for doc in docs]
+            with contextlib.ExitStack() as stack:
+                router = stack.enter_context(
+                    run_service("codexpool_router", env=env, log_dir=tmp, name="router")
+                )
+                litellm = (
+                    stack.enter_context(run_litellm(exe, sim.url, tokens, tmp)) if exe else None
+                )
+                gateways, others = layout or (set(), set())
+                if layout:
+                    for gateway in (router, litellm):
+                        if gateway:
+                            pin(gateway.process.pid, gateways)
+                    pin(sim.process.pid, others)
+                    os.sched_setaffinity(0, others)
+                direct = Target("codex-sim", sim.port,
+                                http_request(sim.port, "/v1/responses",
+                                             {"authorization": f"Bearer {tokens[1]}"}))  # fmt: skip
+
+                def routed(agent_key: str) -> Target:
+                    headers = {"authorization": f"Bearer {agent_key}"}
+                    return Target("Codex Pool", router.port,
+                                  http_request(router.port, "/v1/responses", headers),
+                                  router.process.pid, router.url)  # fmt: skip
+
+                def proxied(model: str) -> Target:
+                    assert litellm is not None
+                    body = orjson.dumps(
+                        {"model": model, "input": "hi", "stream": True, "store": False}
+                    )
+                    headers = {"authorization": "Bearer sk-bench"}
+                    return Target(f"LiteLLM {LITELLM_VERSION}", litellm.port,
+                                  http_request(litellm.port, "/v1/responses", headers, body),
+                                  litellm.process.pid)  # fmt: skip
+
+                targets = [direct, routed(key)] + ([proxied(MODEL)] if litellm else [])
+                print(
+                    f"latency at 1 connection ({args.latency_requests} interleaved requests each)"
+                )
+                await latency(targets, args.latency_requests, results)
+                print(f"throughput at {args.connections} connections")
+                await throughput(targets, args.rounds, args.connections, args.seconds, results)
+                print("failover: account-1 answers 503 on every call")
+                async with httpx.AsyncClient(base_url=sim.url) as client:
+                    fault = {"kind": "http_error", "status": 503, "probability": 1.0}
+                    (
+                        await client.post("/_sim/accounts/account-1/faults", json=fault)
+                    ).raise_for_status()
+                fo_targets = [routed(fo_key)] + ([proxied(FAILOVER_MODEL)] if litellm else [])
+                await failover(fo_targets, args.failover_requests, results)
+                await settle(httpx.AsyncClient(), router.url)
+    finally:
+        os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
+        await redis.aclose()
+        await delete_namespaces(REDIS_URL, AMQP_URL, [namespace])
+    where = (
+        f"one worker per gateway pinned to CPU {sorted(layout[0])}, codex-sim and the load "
+        f"generator on CPU {sorted(layout[1])}"
+        if layout
+        else "one CPU, nothing pinned"
+    )
+    table = report(results, args, where, load_before)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "peers.md").write_text(table)
+    chart(results, RESULTS / "peers.png", f"streamed POST /v1/responses, commit {commit()}")
+    print(table)
+    print(f"written: {RESULTS / 'peers.md'}, {RESULTS / 'peers.png'}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--latency-requests", type=int, default=300)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--failover-requests", type=int, default=100)
+    parser.add_argument("--no-litellm", action="store_true", help="Codex Pool and the sim only")
+    uvloop.run(run(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
