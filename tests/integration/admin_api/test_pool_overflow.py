@@ -63,3 +63,20 @@ def test_a_bad_overflow_is_refused_and_nothing_is_written(api: TestClient) -> No
         assert KEY not in refused.text
     current = api.get("/api/agents/my-agent/codex-pool").json()
     assert current["strategy"] == "round-robin" and current["overflow"] is None
+
+
+def test_the_activity_counts_the_overflow_apart_from_the_members(api: TestClient) -> None:
+    register(api, "acct-1")
+    create_agent(api)
+    api.put("/api/agents/my-agent/codex-pool", json=POOL)
+    activity = api.get("/api/agents/my-agent/codex-pool/activity").json()
+    assert activity["overflow"] is None
+    assert [row["provider"] for row in activity["providers"]] == ["acct-1"]
+    overflow = {"base_url": "https://api.example/v1", "api_key": KEY}
+    api.put("/api/agents/my-agent/codex-pool", json={**POOL, "overflow": overflow})
+    activity = api.get("/api/agents/my-agent/codex-pool/activity")
+    row = activity.json()["overflow"]
+    assert row["base_url"] == "https://api.example/v1"
+    assert (row["requests"], row["successes"], row["failures"]) == (0, 0, 0)
+    assert [r["provider"] for r in activity.json()["providers"]] == ["acct-1"]
+    assert KEY not in activity.text

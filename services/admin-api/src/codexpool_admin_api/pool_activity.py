@@ -16,6 +16,7 @@ from codexpool_shared.keys import Keys
 from codexpool_shared.store import get_provider
 from codexpool_shared.store.errors import NotFound
 from codexpool_shared.store.live import LiveState, QuotaWindow, get_live
+from codexpool_shared.store.overflow import OVERFLOW, get_overflow
 from codexpool_shared.store.pools import Pool
 
 
@@ -58,11 +59,24 @@ class ProviderRow(BaseModel):
     """OAuth link details (account, email, plan, token expiry, last refresh); admins only."""
 
 
+class OverflowRow(BaseModel):
+    """The pool's overflow endpoint, counted apart from the members (it is none of them)."""
+
+    base_url: str | None
+    """Where it sends requests now; null when the pool has none (its counts may remain)."""
+    requests: int
+    successes: int
+    failures: int
+    timeline: list[TimelinePoint]
+
+
 class ActivityOut(BaseModel):
     agent_id: str
     strategy: Strategy
     version: int
     providers: list[ProviderRow]
+    overflow: OverflowRow | None = None
+    """Requests the overflow took for this pool; null when it has none and never had."""
 
 
 def _quota(live: LiveState) -> QuotaOut | None:
@@ -135,5 +149,28 @@ async def pool_activity(
             )
         )
     return ActivityOut(
-        agent_id=pool.agent_id, strategy=pool.strategy, version=pool.version, providers=rows
+        agent_id=pool.agent_id,
+        strategy=pool.strategy,
+        version=pool.version,
+        providers=rows,
+        overflow=await _overflow(redis, keys, pool.agent_id),
+    )
+
+
+async def _overflow(redis: Redis, keys: Keys, agent_id: str) -> OverflowRow | None:
+    """The overflow's counts in this pool.
+
+    The health service keeps its attempts under the provider name ``overflow``, as the router
+    records them.
+    """
+    shown = await get_overflow(redis, keys, agent_id)
+    [counts] = await read_activity(redis, keys, [OVERFLOW], scope=agent_id)
+    if shown is None and not counts.requests:
+        return None
+    return OverflowRow(
+        base_url=shown.base_url if shown else None,
+        requests=counts.requests,
+        successes=counts.successes,
+        failures=counts.failures,
+        timeline=counts.timeline,
     )
