@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 
 from codexpool_shared.keys import Keys
 from tests.integration.admin_api.helpers import create_agent, error, register, viewer_headers
+from tests.integration.admin_api.tokens import auth_json
 
 KEY = "sk-overflow-key-not-for-logs"
 POOL = {"strategy": "round-robin", "providers": ["acct-1"]}
@@ -80,3 +81,8 @@ def test_the_activity_counts_the_overflow_apart_from_the_members(api: TestClient
     assert (row["requests"], row["successes"], row["failures"]) == (0, 0, 0)
     assert [r["provider"] for r in activity.json()["providers"]] == ["acct-1"]
     assert KEY not in activity.text
+
+
+def test_no_provider_may_take_the_overflows_name(api: TestClient) -> None:
+    refused = api.post("/api/providers", json={"name": "overflow", "auth_json": auth_json("o")})
+    assert refused.status_code == 422 and error(refused)["param"] == "name"

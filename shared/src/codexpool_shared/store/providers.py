@@ -24,6 +24,7 @@ from codexpool_shared.keys import Keys
 from codexpool_shared.store.claims import account_claims
 from codexpool_shared.store.egress import EgressFields
 from codexpool_shared.store.errors import Conflict, InvalidField, NotFound
+from codexpool_shared.store.overflow import OVERFLOW
 from codexpool_shared.store.replies import decode_hash, optional_int, text
 from codexpool_shared.store.scripts import render
 
@@ -195,6 +196,9 @@ async def register_provider(
         Conflict: The name is taken and ``replace`` is false.
     """
     validate_name(name)
+    if name == OVERFLOW:
+        # Metrics, spans and events name the pool's overflow endpoint so (issue 19).
+        raise InvalidField("name", f"{OVERFLOW!r} is reserved for the pools' overflow endpoint")
     now = int(time.time()) if now is None else now
     tokens = auth_json.get("tokens") if isinstance(auth_json, Mapping) else None
     if not isinstance(tokens, Mapping):
