@@ -69,6 +69,8 @@ class ProviderForecast:
     exhausts_at: float | None
     resets_at: float | None
     window_s: float
+    observed_at: float
+    """When ``used_percent`` was observed (the last sample)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,7 +179,7 @@ def provider_forecast(provider: str, window: Window, samples: Sequence[Sample]) 
         elif per_s > 0:
             exhausts = last.t + (100 - last.used) / per_s
     return ProviderForecast(
-        provider, window, last.used, burn, exhausts, last.resets_at or None, last.window_s
+        provider, window, last.used, burn, exhausts, last.resets_at or None, last.window_s, last.t
     )
 
 
@@ -189,11 +191,15 @@ def _pool_window(rows: Sequence[ProviderForecast], now: float) -> tuple[float, b
     total = sum(burns.values())
     if total <= 0:
         return None
-    headroom = sum(max(0.0, 100 - r.used_percent) for r in rows)
+    # Each member's use projected from its last sample to now, along its own line.
+    now_used = {
+        r.provider: r.used_percent + burns[r.provider] * (now - r.observed_at) for r in rows
+    }
+    headroom = sum(max(0.0, 100 - used) for used in now_used.values())
     resets = sorted((r.resets_at, r.provider) for r in rows if r.resets_at and r.resets_at > now)
     first_reset = resets[0][0] if resets else None
     window = {r.provider: r.window_s for r in rows}
-    used = {r.provider: r.used_percent for r in rows}
+    used = {name: min(100.0, value) for name, value in now_used.items()}
     t = now
     while t - now < HORIZON_S:
         dry = t + headroom / total
