@@ -6,7 +6,9 @@ Reports the added time to first byte (p50, p99) at 1 and at N concurrent request
 routed requests interleaved in one run), streamed responses per second through the router on
 the full path (auth, one Redis round trip, publish; counted until RabbitMQ confirmed the last
 outcome event), and the failover cost: the extra time of a
-request whose first attempt gets an instant 429, beyond that 429's own time.
+request whose first attempt gets an instant 429, beyond that 429's own time. Last, the routing
+explanation in the outcome event (``ROUTER_EXPLAIN``) on and off side by side: a second router
+with it off, requests to both interleaved, and each one's throughput per CPU-second.
 """
 
 from __future__ import annotations
@@ -112,6 +114,25 @@ async def throughput(
     return done / wall, done / cpu, drain
 
 
+async def explain_overhead(
+    session, direct, on, off, pairs: int, concurrency: int
+) -> dict[str, tuple[float, float]]:
+    """Added TTFB (p50, p99 ms) through the router with explanations on and off, interleaved."""
+    added: dict[str, list[float]] = {"on": [], "off": []}
+    per_worker = max(1, pairs // concurrency)
+
+    async def worker() -> None:
+        for i in range(per_worker):
+            # Alternate which router goes first so neither always follows the direct request.
+            order = (("on", on), ("off", off)) if i % 2 else (("off", off), ("on", on))
+            for name, routed in order:
+                d = await ttfb(session, *direct)
+                added[name].append(await ttfb(session, *routed) - d)
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return {k: (pct(v, 0.5) * 1000, pct(v, 0.99) * 1000) for k, v in added.items()}
+
+
 async def failover_cost(session, sim_url, direct, routed_fo, redis, keys, n) -> tuple[float, float]:
     fault = {"kind": "usage_limit", "count": 1}
     normal, failover, quota = [], [], []
@@ -180,7 +201,11 @@ async def main() -> None:
             "OTEL_TRACES_SAMPLER": os.environ.get("OTEL_TRACES_SAMPLER", "parentbased_always_on"),
             "OTEL_METRICS_EXPORTER": "none",
         }
-        with run_service("codexpool_router", env=env, log_dir=tmp, name="router") as router:
+        off_env = {**env, "ROUTER_EXPLAIN": "false"}
+        with (
+            run_service("codexpool_router", env=env, log_dir=tmp, name="router") as router,
+            run_service("codexpool_router", env=off_env, log_dir=tmp, name="router-off") as off,
+        ):
             tokens = docs[1]["tokens"]
             direct = (
                 sim.url + "/backend-api/codex/responses",
@@ -214,6 +239,22 @@ async def main() -> None:
                 fo50, fo99 = await failover_cost(
                     session, sim.url, direct, routed_fo, redis, keys, 200
                 )
+                routed_off = (off.url + routed[0].removeprefix(router.url), routed[1])
+                await overhead(session, direct, routed_off, 50, 1)  # warm up
+                await settle(session, off.url)
+                explain = await explain_overhead(session, direct, routed, routed_off, args.pairs, 1)
+                explain_n = await explain_overhead(
+                    session, direct, routed, routed_off, args.pairs * 2, args.concurrency
+                )
+                rates = {}
+                for name, url, pid, r in (
+                    ("on", router.url, router.process.pid, routed),
+                    ("off", off.url, off.process.pid, routed_off),
+                ):
+                    await settle(session, url)
+                    rates[name] = await throughput(
+                        session, url, pid, r, args.concurrency, args.seconds
+                    )
     await redis.aclose()
     # The router's publisher declared the namespace's quorum queues: leave nothing behind.
     await delete_namespaces(REDIS_URL, AMQP_URL, [namespace])
@@ -225,6 +266,14 @@ async def main() -> None:
         f"{per_cpu:.0f} per CPU-second of the router"
     )
     print(f"failover cost (instant 429 first): p50 {fo50:.2f} ms, p99 {fo99:.2f} ms")
+    print("routing explanation (ROUTER_EXPLAIN)        on          off")
+    for label, found in (("1 concurrent", explain), (f"{args.concurrency} concurrent", explain_n)):
+        on50, on99 = found["on"]
+        off50, off99 = found["off"]
+        print(f"  added TTFB p50, {label:<14} {on50:7.2f} ms  {off50:7.2f} ms")
+        print(f"  added TTFB p99, {label:<14} {on99:7.2f} ms  {off99:7.2f} ms")
+    print(f"  responses/s                    {rates['on'][0]:7.0f}     {rates['off'][0]:7.0f}")
+    print(f"  responses per CPU-second       {rates['on'][1]:7.0f}     {rates['off'][1]:7.0f}")
 
 
 if __name__ == "__main__":
