@@ -1,0 +1,305 @@
+"""What one routed request costs Redis, router and health separately, and the services' memory.
+
+    uv run python bench/redis_cost.py [--seconds 20] [--sizes 3,6,12] [--connections 32]
+                                      [--memory-seconds 60]
+
+Everything runs against a private ``redis-server`` this bench starts (its statistics are reset
+with ``CONFIG RESETSTAT``, which the shared server must never see) and the shared RabbitMQ, in a
+namespace of its own. codex-sim serves 12 accounts at zero latency and zero quota cost.
+
+1. Redis cost, for each pool size (round-robin pools of 3, 6 and 12 members): ``--seconds`` of
+   load through one router worker while no health service runs (the outcome events wait in the
+   queue), then one health service applies that backlog. Around each phase: ``INFO cpu``
+   (``used_cpu_sys + used_cpu_user`` of the Redis server) and ``INFO commandstats``, so the router's
+   and the health service's costs are separate. Reported: Redis CPU microseconds per routed
+   request (and per applied event), the per-command calls per request and ``usec_per_call``, and
+   the ceiling it implies: routed requests per second one Redis primary's core can serve.
+2. Memory (``--memory-seconds``, 0 to skip): router and health together under sustained load
+   (pool of 3), the resident set size (``VmRSS``) of each at the start (after a warm-up) and
+   the end, and its peak in between. The issue's 10-minute check:
+   ``uv run python bench/redis_cost.py --sizes 3 --seconds 5 --memory-seconds 600``.
+
+The background work of each service during its phase (the router's pollers, the health service's
+fleet gauges and quota history) is counted with it, as it would be in production.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import os
+import re
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import httpx
+import orjson
+import uvloop
+from redis.asyncio import Redis
+
+from codexpool_shared.crypto import Keyring
+from codexpool_shared.keys import Keys
+from codexpool_shared.store import create_agent, put_pool, register_provider
+from codexpool_shared.testing.cleanup import delete_namespaces
+from codexpool_shared.testing.processes import Service, run_service
+from codexpool_shared.testing.redis_server import private_redis
+
+AMQP_URL = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+ACCOUNTS = 12
+BODY = orjson.dumps({"model": "gpt-5-codex", "input": "hi", "stream": True, "store": False})
+APPLIED = 'codexpool_health_events_processed_total{result="applied"}'
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """What Redis spent in one phase."""
+
+    cpu_us: float
+    commands: dict[str, tuple[int, float]]  # command -> (calls, usec_per_call)
+
+
+async def redis_usage(redis: Redis) -> tuple[float, dict[str, tuple[int, float]]]:
+    cpu = await redis.info("cpu")
+    stats = await redis.info("commandstats")
+    commands = {
+        name.removeprefix("cmdstat_"): (int(v["calls"]), float(v["usec_per_call"]))
+        for name, v in stats.items()
+    }
+    return (float(cpu["used_cpu_sys"]) + float(cpu["used_cpu_user"])) * 1e6, commands
+
+
+async def measured(redis: Redis, phase: Callable[[], Awaitable[None]]) -> Usage:
+    """Reset the command statistics, run ``phase``, return what Redis spent meanwhile."""
+    await redis.config_resetstat()
+    before, _ = await redis_usage(redis)
+    await phase()
+    after, commands = await redis_usage(redis)
+    # The two INFO calls of the measurement itself are not the services' cost.
+    commands.pop("info", None)
+    commands.pop("config|resetstat", None)
+    return Usage(after - before, commands)
+
+
+def metric(text: str, name: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    return 0.0
+
+
+async def wait_applied(health: Service, count: int, timeout_s: float = 180.0) -> None:
+    """Until this health process applied ``count`` events (its counter starts at zero)."""
+    deadline = time.monotonic() + timeout_s
+    async with httpx.AsyncClient() as client:
+        while time.monotonic() < deadline:
+            text = (await client.get(health.url + "/metrics")).text
+            if metric(text, APPLIED) >= count:
+                return
+            await asyncio.sleep(0.05)
+    raise RuntimeError(f"the health service did not apply {count} events in {timeout_s} s")
+
+
+async def settle(router: Service) -> None:
+    """Until RabbitMQ confirmed every outcome event the router accepted."""
+    async with httpx.AsyncClient() as client:
+        while True:
+            text = (await client.get(router.url + "/metrics")).text
+            if metric(text, "codexpool_event_buffer_depth") == 0:
+                return
+            await asyncio.sleep(0.01)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Streamed ``POST /v1/responses`` through the router for one agent."""
+
+    url: str
+    headers: dict[str, str]
+
+
+async def drive(route: Route, connections: int, seconds: float) -> int:
+    """Complete streamed answers through the router in ``seconds`` at ``connections``."""
+    done = 0
+    stop_at = time.perf_counter() + seconds
+
+    async def worker(session: aiohttp.ClientSession) -> None:
+        nonlocal done
+        while time.perf_counter() < stop_at:
+            async with session.post(route.url, data=BODY, headers=route.headers) as resp:
+                body = await resp.read()
+            if resp.status != 200 or b"response.completed" not in body:
+                raise RuntimeError(f"a routed request failed: HTTP {resp.status}")
+            done += 1
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+        await asyncio.gather(*(worker(session) for _ in range(connections)))
+    return done
+
+
+def rss_mib(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    match = re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE)
+    assert match
+    return int(match.group(1)) / 1024
+
+
+def print_usage(label: str, usage: Usage, count: int, unit: str) -> None:
+    """The CPU figure, then every command by its share. Redis counts the commands a script calls
+    as calls of their own too, and its ``usec_per_call`` is elapsed time (a script's includes
+    theirs; on a busy machine both include time the server waited for a core): the breakdown
+    says where the work goes, the CPU figure what it costs."""
+    print(f"  {label}: {usage.cpu_us / count:6.1f} us of Redis CPU per {unit}")
+    ranked = sorted(usage.commands.items(), key=lambda kv: -kv[1][0] * kv[1][1])
+    for name, (calls, per_call) in ranked:
+        if calls / count >= 0.01:
+            print(
+                f"    {name:<16} {calls / count:6.2f} calls/{unit}  {per_call:6.2f} us/call  "
+                f"{calls * per_call / count:6.1f} us/{unit}"
+            )
+
+
+async def run(args: argparse.Namespace) -> None:
+    namespace = "bench-rcost-" + uuid.uuid4().hex[:8]
+    secret = base64.b64encode(os.urandom(32)).decode()
+    tmp = Path(tempfile.mkdtemp(prefix="redis-cost-"))
+    sizes = [int(s) for s in args.sizes.split(",")]
+    sim_args = ["--accounts", str(ACCOUNTS), "--write-auth", str(tmp / "auth"), "--primary-cost",
+                "0", "--secondary-cost", "0", "--record-limit", "100"]  # fmt: skip
+    with (
+        private_redis(tmp / "redis") as store,
+        run_service("codexpool_sim", env={}, log_dir=tmp, args=sim_args, name="sim") as sim,
+    ):
+        redis = Redis.from_url(store.url)
+        keys = Keys(namespace)
+        ring = Keyring.from_secret(secret)
+        for n in range(1, ACCOUNTS + 1):
+            doc = orjson.loads((tmp / "auth" / f"account-{n}.auth.json").read_bytes())
+            await register_provider(redis, keys, ring, f"account-{n}", doc)
+        agent_keys = {}
+        for size in sorted(set(sizes) | ({3} if args.memory_seconds else set())):
+            _, agent_keys[size] = await create_agent(redis, keys, f"pool-{size}")
+            members = [f"account-{n}" for n in range(1, size + 1)]
+            await put_pool(redis, keys, f"pool-{size}", "round-robin", members)
+        env = {
+            "REDIS_URL": store.url,
+            "AMQP_URL": AMQP_URL,
+            "CODEXPOOL_NAMESPACE": namespace,
+            "CODEXPOOL_SECRET_KEY": secret,
+            "CODEXPOOL_UPSTREAM_BASE_URL": sim.url + "/backend-api",
+            "CODEXPOOL_AUTH_BASE_URL": sim.url,
+            "OTEL_TRACES_EXPORTER": "none",
+            "OTEL_METRICS_EXPORTER": "none",
+        }
+        try:
+            with run_service("codexpool_router", env=env, log_dir=tmp, name="router") as router:
+
+                def request(size: int) -> Route:
+                    headers = {
+                        "Authorization": f"Bearer {agent_keys[size]}",
+                        "Content-Type": "application/json",
+                    }
+                    return Route(router.url + "/v1/responses", headers)
+
+                # Warm-up, and the health service's first start (it declares nothing the router
+                # has not: the router's publisher declares the queues).
+                warm = await drive(request(sizes[0]), 4, 1.0)
+                with run_service("codexpool_health", env=env, log_dir=tmp, name="health") as h:
+                    await wait_applied(h, warm)
+                summary = []
+                for size in sizes:
+                    done = 0
+
+                    async def load(size: int = size) -> None:
+                        nonlocal done
+                        done = await drive(request(size), args.connections, args.seconds)
+                        await settle(router)
+
+                    cpu = cpu_seconds(router.process.pid)
+                    routed = await measured(redis, load)
+                    router_cpu = cpu_seconds(router.process.pid) - cpu
+
+                    async def apply(count: int = done) -> None:
+                        with run_service(
+                            "codexpool_health", env=env, log_dir=tmp, name="health"
+                        ) as h:
+                            await wait_applied(h, count)
+
+                    healthy = await measured(redis, apply)
+                    print(
+                        f"pool of {size}: {done} routed requests in {args.seconds:.0f} s "
+                        f"({done / args.seconds:,.0f}/s, {done / router_cpu:,.0f} per router "
+                        "CPU-second)"
+                    )
+                    print_usage("router", routed, done, "request")
+                    print_usage("health", healthy, done, "event")
+                    total = (routed.cpu_us + healthy.cpu_us) / done
+                    print(
+                        f"  together: {total:.1f} us per routed request: one Redis primary's "
+                        f"core tops out near {1e6 / total:,.0f} routed requests/s"
+                    )
+                    summary.append((size, routed.cpu_us / done, healthy.cpu_us / done, total))
+                print(
+                    "\n| pool members | router us/request | health us/event | together | ceiling |"
+                )
+                print("|---|---|---|---|---|")
+                for size, r, h_, t in summary:
+                    print(f"| {size} | {r:.1f} | {h_:.1f} | {t:.1f} | {1e6 / t:,.0f} req/s |")
+                if args.memory_seconds:
+                    await memory(router, env, tmp, request(3), args)
+        finally:
+            await redis.aclose()
+            await delete_namespaces(store.url, AMQP_URL, [namespace])
+
+
+async def memory(
+    router: Service, env: dict[str, str], tmp: Path, route: Route, args: argparse.Namespace
+) -> None:
+    """RSS of the router and the health service at the start and end of a sustained load."""
+    with run_service("codexpool_health", env=env, log_dir=tmp, name="health-memory") as health:
+        await drive(route, args.connections, 5.0)  # warm-up: pools, caches
+        pids = {"router": router.process.pid, "health": health.process.pid}
+        start = {name: rss_mib(pid) for name, pid in pids.items()}
+        peak = dict(start)
+        done = 0
+        stop_at = time.monotonic() + args.memory_seconds
+        while (left := stop_at - time.monotonic()) > 0:
+            done += await drive(route, args.connections, min(10.0, left))
+            for name, pid in pids.items():
+                peak[name] = max(peak[name], rss_mib(pid))
+        end = {name: rss_mib(pid) for name, pid in pids.items()}
+    print(
+        f"\nmemory: {done} routed requests in {args.memory_seconds:.0f} s "
+        f"({done / args.memory_seconds:,.0f}/s), router and health both live"
+    )
+    for name in pids:
+        print(
+            f"  {name:<7} RSS start {start[name]:6.1f} MiB, end {end[name]:6.1f} MiB "
+            f"({end[name] - start[name]:+.1f}), peak {peak[name]:6.1f} MiB"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--sizes", default="3,6,12", help="pool sizes, at most 12")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--memory-seconds", type=float, default=60.0)
+    uvloop.run(run(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
