@@ -84,3 +84,23 @@ def test_agent_limits_are_patched_shown_audited_and_validated(
         assert error(response)["param"] == param, response.text
     missing = api.patch("/api/agents/nobody", json={"limits": {"requests_per_minute": 1}})
     assert missing.status_code == 404
+
+
+def test_max_concurrent_is_set_shown_and_its_leases_counted(
+    api: TestClient, sync_redis: redis.Redis, keys: Keys
+) -> None:
+    register(api, "acct-1")
+    create_agent(api)
+    api.put(POOL, json={"strategy": "round-robin", "providers": ["acct-1"]})
+    patched = api.patch("/api/providers/acct-1", json={"max_concurrent": 2})
+    assert patched.status_code == 200, patched.text
+    assert patched.json()["max_concurrent"] == 2 and patched.json()["status"] == "active"
+    far = 2**50
+    sync_redis.zadd(keys.provider_leases("acct-1"), {"r1:acct-1": far, "old:acct-1": 1})
+    [row] = api.get(f"{POOL}/activity").json()["providers"]
+    assert row["in_flight"] == 1 and row["max_concurrent"] == 2
+    bad = api.patch("/api/providers/acct-1", json={"max_concurrent": 0})
+    assert bad.status_code == 422 and error(bad)["param"] == "max_concurrent"
+    cleared = api.patch("/api/providers/acct-1", json={"max_concurrent": None})
+    assert cleared.json()["max_concurrent"] is None
+    assert api.get(f"{POOL}/activity").json()["providers"][0]["in_flight"] == 0

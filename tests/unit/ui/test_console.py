@@ -359,3 +359,13 @@ def test_agent_limits_are_shown_and_saved(client: TestClient, fake: FakeAdmin) -
     assert refused.status_code == 422 and "limits.requests_per_minute" in refused.text
     sign_in(client, VIEWER_TOKEN)
     assert 'data-testid="limits-form"' not in client.get("/agents/my-agent").text
+
+
+def test_the_activity_shows_in_flight_against_the_cap(client: TestClient, fake: FakeAdmin) -> None:
+    one, two = "chatgpt-oauth-account-1", "chatgpt-oauth-account-2"
+    fake.pools["my-agent"] = {"strategy": "round-robin", "providers": [one, two], "version": 1}
+    fake.row(one).update(in_flight=1, max_concurrent=2)
+    sign_in(client, VIEWER_TOKEN)
+    page = client.get("/agents/my-agent/codex-pool").text
+    assert f'data-testid="in-flight-{one}"' in page and "1 of 2 in flight" in page
+    assert f'data-testid="in-flight-{two}"' not in page

@@ -24,6 +24,8 @@ class ProviderOut(BaseModel):
     status: ProviderStatus
     plan_type: str | None
     created_at: datetime | None
+    max_concurrent: int | None = None
+    """Most requests in flight to it across every router replica; null: no cap."""
 
 
 class ProviderDetail(ProviderOut):
@@ -47,6 +49,7 @@ def provider_out(provider: Provider, *, admin: bool) -> ProviderDetail | Provide
         status=provider.status,
         plan_type=provider.plan_type,
         created_at=epoch(provider.created_at or None),
+        max_concurrent=provider.max_concurrent,
     )
 
 
@@ -61,6 +64,7 @@ def provider_detail(provider: Provider) -> ProviderDetail:
         access_expires_at=epoch(provider.access_expires_at),
         last_refresh=epoch(provider.last_refresh),
         credential_version=provider.credential_version,
+        max_concurrent=provider.max_concurrent,
         proxy=provider.proxy,
     )
 

@@ -15,6 +15,7 @@ from codexpool_shared.events import HealthBand, ProviderStatus, Strategy
 from codexpool_shared.keys import Keys
 from codexpool_shared.store import get_provider
 from codexpool_shared.store.errors import NotFound
+from codexpool_shared.store.leases import in_flight
 from codexpool_shared.store.live import LiveState, QuotaWindow, get_live
 from codexpool_shared.store.overflow import OVERFLOW, get_overflow
 from codexpool_shared.store.pools import Pool
@@ -55,6 +56,10 @@ class ProviderRow(BaseModel):
     circuit_open_until: datetime | None
     refresh_error: str | None = None
     """Why Refresh Live State could not read this provider's quota just now."""
+    in_flight: int = 0
+    """Requests in flight to it across every router replica (its unexpired leases; counted
+    only while it has ``max_concurrent``)."""
+    max_concurrent: int | None = None
     oauth: ProviderDetail | None = None
     """OAuth link details (account, email, plan, token expiry, last refresh); admins only."""
 
@@ -145,6 +150,12 @@ async def pool_activity(
                 circuit="open" if live.circuit_open_until_ms > now_ms else "closed",
                 circuit_open_until=_ms(live.circuit_open_until_ms, now_ms),
                 refresh_error=(refresh_errors or {}).get(name),
+                in_flight=(
+                    await in_flight(redis, keys, name, now_ms)
+                    if provider and provider.max_concurrent
+                    else 0
+                ),
+                max_concurrent=provider.max_concurrent if provider else None,
                 oauth=provider_detail(provider) if admin and provider else None,
             )
         )

@@ -106,6 +106,8 @@ def create_app(
             )
             core.writer.start()
             stack.push_async_callback(core.writer.close)
+            core.leases.start()
+            stack.push_async_callback(core.leases.close)
             await core.egress.start()
             stack.push_async_callback(core.egress.close)
             poller = QuotaPoller(

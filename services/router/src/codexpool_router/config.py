@@ -62,6 +62,12 @@ class Settings(InfraSettings, TokenRefreshSettings):
     circuit_grace_s: float = Field(default=120.0, ge=0, validation_alias="ROUTER_CIRCUIT_GRACE_S")
     """After a successful probe, the health score is ignored this long (it lags)."""
     probe_lock_s: float = Field(default=30.0, gt=0, validation_alias="ROUTER_PROBE_LOCK_S")
+    lease_ttl_s: float = Field(default=30.0, gt=0, validation_alias="ROUTER_LEASE_TTL_S")
+    """A concurrency lease's life unless renewed (every third of it while its request runs):
+    how long a dead router's slots stay taken."""
+    capacity_wait_s: float = Field(default=2.0, ge=0, validation_alias="ROUTER_CAPACITY_WAIT_S")
+    """How long a request whose every eligible member is at its cap waits for a slot."""
+    capacity_poll_s: float = Field(default=0.1, gt=0, validation_alias="ROUTER_CAPACITY_POLL_S")
 
     affinity_ttl_s: float = Field(default=3600.0, gt=0, validation_alias="ROUTER_AFFINITY_TTL_S")
     rate_limit_cooldown_s: float = Field(

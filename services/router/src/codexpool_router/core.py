@@ -27,6 +27,7 @@ from codexpool_router.answers import agent_refused, unavailable
 from codexpool_router.config import Settings
 from codexpool_router.egress import Egress
 from codexpool_router.failopen import BREAKER_STATES, LocalRouting, Snapshots, StoreBreaker
+from codexpool_router.leases import Leases
 from codexpool_router.livewriter import LiveWriter, now_ms
 from codexpool_router.metrics import Metrics
 from codexpool_router.refresh import Tokens, build_refresher
@@ -91,6 +92,8 @@ class Core:
     """What every attempt's CLIENT span starts with (``upstream.attempt_attributes``)."""
     client_timeout: aiohttp.ClientTimeout
     retry_budget: RetryBudget
+    leases: Leases
+    """Concurrency leases this replica holds (``leases.py``)."""
     egress: Egress
     """Each provider's upstream session (its egress proxy, or ``session``)."""
     keyring: Keyring
@@ -133,7 +136,31 @@ class Core:
             return self._fallback(key_digest, "timeout" if timeout else "error")
         breaker.success()
         self.snapshots.record(key_digest, selection)
+        if not selection.candidates and selection.at_capacity:
+            return await self._wait_for_room(key_digest, session_digest, model, request_id)
         return selection
+
+    async def _wait_for_room(
+        self, key_digest: str, session_digest: str, model: str, request_id: str
+    ) -> Selection:
+        """Every eligible member is at its concurrency cap: select again until one has a free
+        slot or ``capacity_wait_s`` has passed (the last selection then answers 503)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.capacity_wait_s
+        while True:
+            await asyncio.sleep(self.settings.capacity_poll_s)
+            try:
+                async with asyncio.timeout(self.settings.redis_timeout_s):
+                    selection = await self.selector.select(
+                        key_digest, now_ms(), session_digest, model, request_id
+                    )
+            except (Unauthorized, NoPool, AgentRefused) as exc:
+                raise self.refusal(exc) from None
+            except _STORE_FAILED:
+                self.breaker.failure()
+                return self._fallback(key_digest, "error")
+            if selection.candidates or not selection.at_capacity or loop.time() >= deadline:
+                return selection
 
     async def _probe(self) -> None:
         try:
@@ -240,6 +267,7 @@ def build_core(
             settings.retry_budget_min_per_s,
             settings.retry_budget_window_s,
         ),
+        leases=Leases(redis, keys, settings, writer, metrics),
         egress=egress,
         keyring=keyring,
     )

@@ -54,7 +54,18 @@ async def exhausted(send: Send, ledger: Ledger, selection: Selection, quota_rese
         extra = [(k.encode(), v.encode()) for k, v in error.headers.items()]
         await send_json(send, 429, body, [*headers, *extra])
         return
-    if not ledger.attempts:
+    if not ledger.attempts and selection.at_capacity:
+        # Busy, not broken: every eligible member is at its concurrency cap, and a slot frees
+        # as soon as one of their streams ends.
+        ledger.final_outcome = "no_eligible_provider"
+        error = ApiError(
+            503,
+            "Every eligible provider in this pool is at its concurrency cap; retry shortly.",
+            code="provider_at_capacity",
+            type="service_unavailable_error",
+            headers={"retry-after": "1", "x-should-retry": "true"},
+        )
+    elif not ledger.attempts:
         ledger.final_outcome = "no_eligible_provider"
         error = unavailable(
             "No provider in this pool is available right now.",

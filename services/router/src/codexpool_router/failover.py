@@ -57,7 +57,9 @@ async def serve(
             inflight.answering = True
             await budget_exhausted(send, ledger)
             return
-        if index:
+        if candidate.max_concurrent and not await _lease(core, ledger, candidate, index):
+            continue  # at its cap since the selection: the next candidate
+        if index and ledger.attempts:
             failed = ledger.attempts[-1]
             core.metrics.failover(failed.provider, failed.outcome)
 
@@ -88,6 +90,8 @@ async def serve(
             inflight.answering = True
             await client_error(send, ledger, candidate, result)
             return
+        if candidate.max_concurrent:
+            core.leases.release(f"{ledger.request_id}:{candidate.name}")
         reset = _penalize(core, ledger, candidate, result)
         if reset:
             quota_reset_ms = reset if not quota_reset_ms else min(quota_reset_ms, reset)
@@ -95,6 +99,21 @@ async def serve(
         return
     inflight.answering = True
     await exhausted(send, ledger, selection, quota_reset_ms)
+
+
+async def _lease(core: Core, ledger: Ledger, candidate: Candidate, index: int) -> bool:
+    """Hold a lease on a capped candidate: the first one's was taken by the selection script,
+    a later one's is taken now; False when that member is at its cap (or the store fails)."""
+    lease_id = f"{ledger.request_id}:{candidate.name}"
+    ledger.leases.append(lease_id)
+    if index == 0:
+        core.leases.hold(candidate.name, lease_id)
+        return True
+    try:
+        return await core.leases.acquire(candidate.name, lease_id, candidate.max_concurrent)
+    except Exception:
+        core.metrics.background_errors.inc()
+        return False
 
 
 async def _try_provider(

@@ -70,6 +70,8 @@ class Ledger:
         self.overflow = False
         """The pool's overflow endpoint was tried (``overflow.py``)."""
         self.usage: TokenUsage | None = None
+        self.leases: list[str] = []
+        """Concurrency leases this request took (``leases.py``), released by ``emit``."""
         self.finished = False
         self.client_gone = False
         self._traceparent = traceparent()
@@ -257,6 +259,8 @@ class Ledger:
         )
 
     def emit(self) -> None:
+        for lease_id in self.leases:
+            self.core.leases.release(lease_id)
         if self._emitted or self.selection is None or self.inbound is None:
             return
         self._emitted = True

@@ -51,6 +51,8 @@ class RowView:
     quota: list[QuotaView] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     """Why the router may be skipping it right now: circuit, cooldown, a failed refresh."""
+    in_flight: str = ""
+    """Requests in flight against its concurrency cap ("1 of 2 in flight"); empty: no cap."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +167,11 @@ def activity_rows(activity: Mapping[str, Any], now: datetime | None = None) -> l
                 timeline=timeline(points if isinstance(points, list) else [], name),
                 quota=_quota(raw.get("quota"), name, moment),
                 notes=_notes(raw),
+                in_flight=(
+                    f"{_int(raw.get('in_flight'))} of {_int(raw['max_concurrent'])} in flight"
+                    if raw.get("max_concurrent")
+                    else ""
+                ),
             )
         )
     return rows

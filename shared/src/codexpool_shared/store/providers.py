@@ -40,6 +40,8 @@ class ProviderFields:
     ACCESS_TOKEN: Final = "access_token"
     ACCESS_EXPIRES_AT: Final = "access_expires_at"
     CREDENTIAL_VERSION: Final = "credential_version"
+    MAX_CONCURRENT: Final = "max_concurrent"
+    """Most in-flight requests across replicas (absent: no cap; ``store/leases.py``)."""
 
 
 TOKEN_FIELDS = (ProviderFields.ACCESS_TOKEN, "refresh_token", "id_token")
@@ -83,6 +85,8 @@ class Provider(BaseModel):
     created_at: int
     proxy: str | None = None
     """Its egress proxy without user info (``store/egress.py``), or None: direct."""
+    max_concurrent: int | None = None
+    """Most in-flight requests across every router replica (``store/leases.py``), or None."""
 
 
 def provider_from_hash(fields: dict[str, str]) -> Provider:
@@ -98,6 +102,7 @@ def provider_from_hash(fields: dict[str, str]) -> Provider:
         credential_version=optional_int(fields.get(ProviderFields.CREDENTIAL_VERSION)) or 0,
         created_at=optional_int(fields.get("created_at")) or 0,
         proxy=fields.get(EgressFields.PROXY) or None,
+        max_concurrent=optional_int(fields.get(ProviderFields.MAX_CONCURRENT)),
     )
 
 

@@ -76,7 +76,8 @@ local function earliest(current, t) if current == 0 or t < current then return t
 for i, name in ipairs(members) do
   local p = redis.call('HMGET', key(17, name), '{{ProviderFields.STATUS}}',
     '{{ProviderFields.ACCOUNT_ID}}', '{{ProviderFields.ACCESS_TOKEN}}',
-    '{{ProviderFields.ACCESS_EXPIRES_AT}}', '{{ProviderFields.CREDENTIAL_VERSION}}')
+    '{{ProviderFields.ACCESS_EXPIRES_AT}}', '{{ProviderFields.CREDENTIAL_VERSION}}',
+    '{{ProviderFields.MAX_CONCURRENT}}')
   local live = key(19, name)
   local l = redis.call('HMGET', live, '{{LiveFields.COOLDOWN_UNTIL}}',
     '{{LiveFields.COOLDOWN_REASON}}', '{{LiveFields.CIRCUIT_OPEN_UNTIL}}',
@@ -87,6 +88,7 @@ for i, name in ipairs(members) do
   local cand = {name, p[2] or '', p[3] or '', p[4] or '', p[5] or '0', 0,
     tonumber(l[5] or '0') or 0, i, l}
   cand[14] = rank(name)
+  cand[16] = tonumber(p[6] or '')
   if p[1] ~= 'active' then
     dead = dead + 1
     table.insert(skipped, {name, p[1] or 'not_registered', 0})
@@ -226,11 +228,28 @@ if strategy == 'quota-aware' then
 end
 for _, c in ipairs(rest) do table.insert(order, c) end
 
+-- Concurrency caps (leases.py): a capped member with every slot leased is passed over (the
+-- request goes to the next one); the first candidate's lease is taken here, a later one's by
+-- the router when it fails over.
+local at_cap = 0
 local limit = math.min(#members, max_attempts)
 local out = {}
-for j = 1, math.min(#order, limit) do
-  local c = order[j]
-  table.insert(out, {c[1], c[2], c[3], c[4], c[5], c[6], c[7]})
+for _, c in ipairs(order) do
+  if #out >= limit then break end
+  local cap, room = c[16], true
+  if cap then
+    local leases = key(37, c[1])
+    redis.call('ZREMRANGEBYSCORE', leases, '-inf', now)
+    room = redis.call('ZCARD', leases) < cap
+    if room and #out == 0 then
+      redis.call('ZADD', leases, now + tonumber(ARGV[39]), ARGV[36] .. ':' .. c[1])
+    end
+  end
+  if room then
+    table.insert(out, {c[1], c[2], c[3], c[4], c[5], c[6], c[7], cap or 0})
+  else
+    at_cap = at_cap + 1
+  end
 end
 if aff_key and #out > 0 and not sticky_hit then
   redis.call('SET', aff_key, out[1][1], 'PX', aff_ttl)
@@ -248,4 +267,4 @@ for _, c in ipairs(snap) do
 end
 return cjson.encode({a = agent, s = strategy, v = tonumber(pool[3]), n = #members, c = out,
   q = quota_wait, w = other_wait, d = dead, m = m, x = skipped, k = sticky_hit and 1 or 0,
-  t = count_tokens})
+  t = count_tokens, b = at_cap})

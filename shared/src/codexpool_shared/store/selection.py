@@ -10,7 +10,8 @@ Contract of the script (EVALSHA, no KEYS; ARGV):
   5 health threshold (0 = ignore scores), 6 circuit grace ms, 7 affinity TTL ms,
   8 probe lock ms, 9 circuit base ms, 10 circuit max ms, 11.. key templates (prefix, suffix)
   for api key, pool, round-robin counter, provider, live, health, affinity (3 parts), probe lock,
-  28.. agent, agent requests window, agent tokens (3 parts), 35 model, 36 request id.
+  28.. agent, agent requests window, agent tokens (3 parts), 35 model, 36 request id, 37..
+  provider leases template, 39 lease TTL ms.
 It first applies the agent's limits (``agents.py``): refused when expired, for a model outside
 its list, with its day's tokens spent, or with ``requests_per_minute`` requests in the last 60 s
 (the window records this request otherwise).
@@ -22,8 +23,10 @@ probe lock), orders by strategy with session affinity first, INCRs the round-rob
 "model_not_allowed", "a"}``, ``{"e": "agent_limit", "a", "l" limit name, "r" ms when it
 frees}`` or
 ``{"a", "s" strategy, "v" version, "n" pool size, "c" [[name, account_id, access token
-envelope, access_expires_at, credential_version, probe 0/1, failures]...] (at most
-min(pool size, max attempts)), "q" earliest quota-cooldown end ms (0 none), "w" earliest end of
+envelope, access_expires_at, credential_version, probe 0/1, failures, max_concurrent (0: no
+cap)]...] (at most min(pool size, max attempts); a capped member with every slot leased is left
+out, and the first candidate's lease ``<request id>:<name>`` is taken; ``leases.py``), "b"
+members left out at their cap, "q" earliest quota-cooldown end ms (0 none), "w" earliest end of
 any other unavailability ms, "d" members not active, "m" [[name, account_id, access token
 envelope, access_expires_at, credential_version, unavailable until ms (0: eligible or
 half-open), 1 if that is a quota cooldown, quota pressure, priority rank (0 burn_first, 1
@@ -98,6 +101,10 @@ class SelectionSettings(Protocol):
     def circuit_max_s(self) -> float:
         """The longest circuit opening."""
 
+    @property
+    def lease_ttl_s(self) -> float:
+        """How long a concurrency lease lives unless renewed (``leases.py``)."""
+
 
 class Unauthorized(Exception):
     """The agent key is unknown."""
@@ -138,6 +145,9 @@ class Candidate:
     credential_version: int
     probe: bool
     failures: int
+    max_concurrent: int = 0
+    """Its concurrency cap (0: none): the first candidate holds a lease from the script, a
+    later one must take one (``leases.acquire``) before it is tried."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +187,8 @@ class Selection:
     """The script's skipped-member rows, unparsed: read by ``explain.decision`` after the answer."""
     sticky: bool = False
     """The first candidate is the provider the request's session sticks to."""
+    at_capacity: int = 0
+    """Eligible members left out because every one of their slots is leased."""
     count_tokens: bool = False
     """The agent has a ``tokens_per_day`` limit: its usage is added after the answer."""
     fallback: bool = False
@@ -219,6 +231,10 @@ class Selector:
             int(settings.circuit_max_s * 1000),
             *_templates(keys),
         ]
+        self._tail: list[EncodableT] = [
+            *keys.provider_leases("\0").split("\0"),
+            int(settings.lease_ttl_s * 1000),
+        ]
 
     async def select(
         self,
@@ -247,6 +263,7 @@ class Selector:
             *self._fixed,
             model,
             request_id or secrets.token_hex(12),
+            *self._tail,
         )
         try:
             raw = await self._redis.evalsha(self._sha, 1, self._slot_key, *args)
@@ -280,6 +297,7 @@ def parse_selection(doc: dict[str, Any]) -> Selection:
                 credential_version=int(r[4] or 0),
                 probe=bool(r[5]),
                 failures=int(r[6] or 0),
+                max_concurrent=int(r[7] or 0) if len(r) > 7 else 0,
             )
             for r in rows
         ),
@@ -290,6 +308,7 @@ def parse_selection(doc: dict[str, Any]) -> Selection:
         skipped=doc.get("x") or (),
         sticky=bool(doc.get("k")),
         count_tokens=bool(doc.get("t")),
+        at_capacity=int(doc.get("b") or 0),
     )
 
 

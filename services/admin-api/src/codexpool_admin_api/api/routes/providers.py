@@ -33,6 +33,7 @@ from codexpool_shared.store import (
     set_provider_status,
 )
 from codexpool_shared.store.egress import set_proxy
+from codexpool_shared.store.leases import set_max_concurrent
 from codexpool_shared.store.providers import HEADER_SAFE_TEXT, SLUG_PATTERN, Provider
 from codexpool_shared.usage_history import UsageHistory, read_usage_history
 
@@ -83,6 +84,9 @@ class ProviderPatch(BaseModel):
     proxy_url: SecretStr | None = None
     """Egress proxy (``http://`` or ``https://``, credentials allowed: stored encrypted, never
     shown back); ``null`` removes it. Absent: unchanged."""
+    max_concurrent: int | None = Field(default=None, ge=1, le=10_000)
+    """Most requests in flight to it across every router replica (leases); ``null`` removes
+    the cap. Absent: unchanged."""
 
 
 class ProviderList(BaseModel):
@@ -160,6 +164,8 @@ async def update_provider_status(
     if "proxy_url" in body.model_fields_set:
         url = body.proxy_url.get_secret_value() if body.proxy_url is not None else None
         await set_proxy(redis, keys, keyring, name, url)
+    if "max_concurrent" in body.model_fields_set:
+        await set_max_concurrent(redis, keys, name, body.max_concurrent)
     if body.status is None:
         return await _audited(admin, audit, before, await get_provider(redis, keys, name))
     if before.status == "needs_reauth" and body.status == "active":
