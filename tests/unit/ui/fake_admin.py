@@ -285,7 +285,16 @@ class FakeAdmin:
         @app.patch("/api/providers/{name}")
         async def patch(request: Request, name: str) -> Any:
             role(request, write=True)
-            self.providers[name]["status"] = (await body(request))["status"]
+            payload = await body(request)
+            if "status" in payload:
+                self.providers[name]["status"] = payload["status"]
+            if "proxy_url" in payload:
+                url = payload["proxy_url"]
+                if url is not None and not url.startswith(("http://", "https://")):
+                    raise ApiError(422, "proxy_url: unsupported scheme", param="proxy_url")
+                # As the admin API: the URL without its credentials, never the URL itself.
+                shown = None if url is None else url.split("://")[0] + "://" + url.split("@")[-1]
+                self.providers[name]["proxy"] = shown
             return self.providers[name]
 
         @app.delete("/api/providers/{name}", status_code=204)

@@ -181,6 +181,11 @@ class AdminClient:
         path = f"/api/providers/{_segment(name)}"
         return _object(await self._call("PATCH", path, token, json={"status": status}))
 
+    async def set_provider_proxy(self, token: str, name: str, proxy_url: str | None) -> JsonObject:
+        """Set (or with None remove) the provider's egress proxy; it is never read back."""
+        path = f"/api/providers/{_segment(name)}"
+        return _object(await self._call("PATCH", path, token, json={"proxy_url": proxy_url}))
+
     async def delete_provider(self, token: str, name: str) -> None:
         """Delete ``name``, removing it from every pool it is in (the page named them first)."""
         path = f"/api/providers/{_segment(name)}"

@@ -21,6 +21,8 @@ NOTICES = {
     "registered": "Provider registered: add it to a pool on an agent's Codex Pool page.",
     "provider-enabled": "Provider enabled: pools route to it again.",
     "provider-disabled": "Provider disabled: no pool sends it requests.",
+    "provider-proxy-set": "Egress proxy set: the provider's requests now go through it.",
+    "provider-proxy-removed": "Egress proxy removed: the provider's requests go out directly.",
     "provider-deleted": "Provider deleted and removed from every pool it was in.",
     "agent-deleted": "Agent deleted: its router keys stopped working.",
     "key-revoked": "Router key revoked: the router refuses it from the next request.",

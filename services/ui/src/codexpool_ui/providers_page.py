@@ -40,6 +40,8 @@ class ProviderView:
     quota: list[QuotaView] = field(default_factory=list)
     pools: list[str] = field(default_factory=list)
     """Agents whose pool lists this provider."""
+    proxy: str = ""
+    """Its egress proxy as scheme://host:port (the admin API never returns credentials)."""
 
 
 class BadAuthJson(ValueError):
@@ -105,6 +107,7 @@ def provider_views(
                 health_band=row.health_band if row else "unknown",
                 quota=row.quota if row else [],
                 pools=pools.get(name, []),
+                proxy=str(raw.get("proxy") or ""),
             )
         )
     return views

@@ -148,6 +148,19 @@ async def set_status(name: str, page: FormPageDep, status: Annotated[str, Form()
     return RedirectResponse(f"/providers?notice={notice}", status_code=303)
 
 
+@router.post("/{name}/proxy")
+async def set_proxy(
+    name: str, page: FormPageDep, proxy_url: Annotated[str, Form()] = ""
+) -> Response:
+    """Set the provider's egress proxy; an empty field removes it."""
+    try:
+        await page.admin.set_provider_proxy(page.session.bearer, name, proxy_url.strip() or None)
+    except AdminApiError as exc:
+        return await page.refused(exc)
+    notice = "provider-proxy-set" if proxy_url.strip() else "provider-proxy-removed"
+    return RedirectResponse(f"/providers?notice={notice}", status_code=303)
+
+
 @router.get("/{name}/delete")
 async def confirm_delete(name: str, page: PageDep) -> Response:
     """Names the pools the provider will leave before anything is deleted."""
