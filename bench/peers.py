@@ -390,12 +390,17 @@ async def failover(targets: list[Target], n: int, results: Results) -> None:
 
 
 def commit() -> str:
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout
+    """The commit measured, and whether the product's code differed from it."""
 
-    dirty = " (with uncommitted changes)" if git("status", "--porcelain", "--", "services",
-                                                    "shared/src").strip() else ""  # fmt: skip
-    return git("rev-parse", "--short", "HEAD").strip() + dirty
+    def git(*args: str) -> str:
+        # No optional locks: other work in the same checkout may be committing meanwhile.
+        env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0"}
+        done = subprocess.run(["git", *args], cwd=ROOT, env=env, capture_output=True, text=True)
+        return done.stdout.strip()
+
+    head = git("rev-parse", "--short", "HEAD") or "unknown"
+    changed = git("diff", "--name-only", "HEAD", "--", "services", "shared/src", "tools")
+    return head + (" (with uncommitted changes)" if changed else "")
 
 
 def report(results: Results, args: argparse.Namespace, layout: str, load_before: str) -> str:
