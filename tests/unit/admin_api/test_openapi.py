@@ -60,6 +60,7 @@ OPERATIONS = {
     "GET /api/agents/{agent_id}/codex-pool/requests": "list_codex_pool_requests",
     "GET /api/requests/{request_id}": "get_request_explanation",
     "GET /api/agents/{agent_id}/codex-pool/forecast": "get_codex_pool_forecast",
+    "POST /api/agents/{agent_id}/codex-pool/replay": "replay_codex_pool",
     "GET /api/export": "export_configuration",
     "POST /api/import": "import_configuration",
     "GET /api/tokens": "list_tokens",
