@@ -114,17 +114,6 @@ def create_app(
             stack.push_async_callback(http.aclose)
             token_store = TokenStore(redis, keys)
             auditor = Auditor(redis, keys, max_entries=settings.audit_max_entries, metrics=metrics)
-            refresher = live_refresher(
-                redis,
-                keys,
-                keyring,
-                http,
-                settings,
-                auditor=auditor,
-                metrics=metrics,
-                publish=infra.publisher.publish,
-            )
-            stack.push_async_callback(refresher.clients.close)
             yield lifespan_state(
                 State(
                     settings=settings,
@@ -143,7 +132,16 @@ def create_app(
                     ),
                     auditor=auditor,
                     metrics=metrics,
-                    live_refresher=refresher,
+                    live_refresher=live_refresher(
+                        redis,
+                        keys,
+                        keyring,
+                        http,
+                        settings,
+                        auditor=auditor,
+                        metrics=metrics,
+                        publish=infra.publisher.publish,
+                    ),
                 )
             )
 
