@@ -313,3 +313,17 @@ def test_without_include_usage_the_stream_has_no_usage_chunk() -> None:
     assert chunks[-1] == b"[DONE]"
     assert chunks[0]["choices"][0]["finish_reason"] == "stop"
     assert len(chunks) == 2
+
+
+def test_malformed_upstream_events_do_not_break_the_stream() -> None:
+    stream = ChunkStream("req_x", "m", usage=True)
+    odd = _sse(
+        {"type": "response.created", "response": "not an object"},
+        {"type": "response.output_item.done", "item": ["not", "an", "object"]},
+        {"type": "response.completed", "response": {"created_at": "soon", "usage": {"x": "y"}}},
+    )
+    chunks = _chunks(stream.feed(odd + b"data: {not json\n\n"))
+    assert chunks[-1] == b"[DONE]"
+    assert chunks[-2]["usage"]["total_tokens"] == 0
+    message = completion({"output": [{"type": "message", "content": "text"}], "usage": 3}, "r", "m")
+    assert message["choices"][0]["message"]["content"] is None and message["usage"] is None

@@ -112,7 +112,10 @@ def _input(messages: Any) -> tuple[str, list[dict[str, Any]]]:
                         "content": [{"type": "output_text", "text": text}],
                     }
                 )
-            for call in message.get("tool_calls") or ():
+            calls = message.get("tool_calls") or []
+            if not isinstance(calls, list):
+                raise _bad("'tool_calls' must be a list.", f"{param}.tool_calls")
+            for call in calls:
                 function = call.get("function") if isinstance(call, dict) else None
                 if not isinstance(function, dict):
                     raise _bad("Each tool call needs a function.", f"{param}.tool_calls")
@@ -208,6 +211,8 @@ def to_responses(doc: dict[str, Any]) -> dict[str, Any]:
     tools = doc.get("tools") if doc.get("tools") is not None else doc.get("functions")
     if tools is not None:
         if doc.get("tools") is None:
+            if not isinstance(tools, list):
+                raise _bad("'functions' must be a list.", "functions")
             tools = [{"type": "function", "function": f} for f in tools]
         body["tools"] = _tools(tools)
     if doc.get("tool_choice") is not None:
@@ -235,17 +240,17 @@ def chat_usage(usage: Any) -> dict[str, Any] | None:
     """A Responses ``usage`` object as Chat Completions reports it."""
     if not isinstance(usage, dict):
         return None
-    prompt = int(usage.get("input_tokens") or 0)
-    completion_tokens = int(usage.get("output_tokens") or 0)
-    details = usage.get("input_tokens_details") or {}
-    out_details = usage.get("output_tokens_details") or {}
+    prompt = _seconds(usage.get("input_tokens"))
+    completion_tokens = _seconds(usage.get("output_tokens"))
+    details = _object(usage.get("input_tokens_details"))
+    out_details = _object(usage.get("output_tokens_details"))
     return {
         "prompt_tokens": prompt,
         "completion_tokens": completion_tokens,
-        "total_tokens": int(usage.get("total_tokens") or prompt + completion_tokens),
-        "prompt_tokens_details": {"cached_tokens": int(details.get("cached_tokens") or 0)},
+        "total_tokens": _seconds(usage.get("total_tokens")) or prompt + completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": _seconds(details.get("cached_tokens"))},
         "completion_tokens_details": {
-            "reasoning_tokens": int(out_details.get("reasoning_tokens") or 0)
+            "reasoning_tokens": _seconds(out_details.get("reasoning_tokens"))
         },
     }
 
@@ -254,9 +259,20 @@ def finish_reason(response: dict[str, Any], tool_calls: bool) -> str:
     """``length`` or ``content_filter`` for an incomplete response, else ``tool_calls`` when
     the model called a function, else ``stop``."""
     if response.get("status") == "incomplete":
-        details = response.get("incomplete_details") or {}
+        details = _object(response.get("incomplete_details"))
         return "content_filter" if details.get("reason") == "content_filter" else "length"
     return "tool_calls" if tool_calls else "stop"
+
+
+def _object(value: Any) -> dict[str, Any]:
+    """``value`` if it is a JSON object, else an empty one: upstream documents are not trusted
+    to have the documented shape, and a surprise must not end a relayed stream."""
+    return value if isinstance(value, dict) else {}
+
+
+def _seconds(value: Any) -> int:
+    """A whole number (seconds, tokens) from an upstream field; 0 when it is not a number."""
+    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0
 
 
 def _completion_id(response_id: Any, fallback: str) -> str:
@@ -272,7 +288,8 @@ def completion(response: dict[str, Any], request_id: str, model: str) -> dict[st
         if not isinstance(item, dict):
             continue
         if item.get("type") == "message":
-            for part in item.get("content") or ():
+            parts = item.get("content")
+            for part in map(_object, parts if isinstance(parts, list) else ()):
                 if part.get("type") == "output_text":
                     texts.append(str(part.get("text") or ""))
                 elif part.get("type") == "refusal":
@@ -295,7 +312,7 @@ def completion(response: dict[str, Any], request_id: str, model: str) -> dict[st
     return {
         "id": _completion_id(response.get("id"), request_id),
         "object": "chat.completion",
-        "created": int(response.get("created_at") or 0),
+        "created": _seconds(response.get("created_at")),
         "model": response.get("model") or model,
         "choices": [
             {
@@ -402,14 +419,15 @@ class ChunkStream:
                     self._streamed.add(item_id)
                     self._arguments(item_id, str(item["arguments"]), out)
         elif kind == "response.created":
-            response = doc.get("response") or {}
+            response = _object(doc.get("response"))
             if isinstance(response.get("id"), str):
                 self._id = _completion_id(response["id"], self._id)
-            self._created = int(response.get("created_at") or 0)
-            self._model = response.get("model") or self._model
+            self._created = _seconds(response.get("created_at"))
+            if isinstance(response.get("model"), str):
+                self._model = response["model"]
             out.append(self._chunk({"role": "assistant", "content": ""}))
         elif kind in ("response.completed", "response.incomplete"):
-            response = doc.get("response") or {}
+            response = _object(doc.get("response"))
             out.append(self._chunk({}, finish_reason(response, bool(self._calls))))
             if self._usage:
                 usage = chat_usage(response.get("usage"))
@@ -430,11 +448,7 @@ class ChunkStream:
             out.append(DONE)
             self.ended = True
         elif kind in ("response.failed", "error"):
-            response = doc.get("response")
-            error = (response.get("error") if isinstance(response, dict) else None) or doc.get(
-                "error"
-            )
-            error = error if isinstance(error, dict) else {}
+            error = _object(_object(doc.get("response")).get("error") or doc.get("error"))
             body = {
                 "error": {
                     "message": error.get("message") or "The upstream response failed.",

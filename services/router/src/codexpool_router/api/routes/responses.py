@@ -150,6 +150,99 @@ _REQUEST_BODY = {
     "description": "An OpenAI Responses API request; gzip, deflate or zstd bodies are decoded.",
 }
 
+_TEXT_PARTS = {
+    "type": "array",
+    "items": {
+        "type": "object",
+        "required": ["type", "text"],
+        "properties": {"type": {"const": "text"}, "text": {"type": "string"}},
+    },
+}
+_TEXT = {"anyOf": [{"type": "string"}, _TEXT_PARTS]}
+_USER_PARTS = {
+    "type": "array",
+    "items": {
+        "anyOf": [
+            _TEXT_PARTS["items"],
+            {
+                "type": "object",
+                "required": ["type", "image_url"],
+                "properties": {
+                    "type": {"const": "image_url"},
+                    "image_url": {
+                        "type": "object",
+                        "required": ["url"],
+                        "properties": {"url": {"type": "string"}},
+                    },
+                },
+            },
+        ]
+    },
+}
+_TOOL_CALL = {
+    "type": "object",
+    "required": ["id", "type", "function"],
+    "properties": {
+        "id": {"type": "string"},
+        "type": {"const": "function"},
+        "function": {
+            "type": "object",
+            "required": ["name", "arguments"],
+            "properties": {"name": {"type": "string"}, "arguments": {"type": "string"}},
+        },
+    },
+}
+_MESSAGE = {
+    "oneOf": [
+        {
+            "type": "object",
+            "required": ["role", "content"],
+            "properties": {"role": {"enum": ["system", "developer"]}, "content": _TEXT},
+        },
+        {
+            "type": "object",
+            "required": ["role", "content"],
+            "properties": {
+                "role": {"const": "user"},
+                "content": {"anyOf": [{"type": "string"}, _USER_PARTS]},
+            },
+        },
+        {
+            "type": "object",
+            "required": ["role"],
+            "properties": {
+                "role": {"const": "assistant"},
+                "content": {"anyOf": [_TEXT, {"type": "null"}]},
+                "tool_calls": {"type": "array", "items": _TOOL_CALL},
+            },
+        },
+        {
+            "type": "object",
+            "required": ["role", "tool_call_id", "content"],
+            "properties": {
+                "role": {"const": "tool"},
+                "tool_call_id": {"type": "string"},
+                "content": _TEXT,
+            },
+        },
+    ]
+}
+_REFUSED_PARAMETERS = {
+    name: {"type": "null", "description": "Refused with 400 `unsupported_parameter`."}
+    for name in (
+        "max_tokens",
+        "max_completion_tokens",
+        "stop",
+        "logit_bias",
+        "top_logprobs",
+        "frequency_penalty",
+        "presence_penalty",
+        "audio",
+        "prediction",
+        "functions",
+        "function_call",
+    )
+}
 _CHAT_BODY = {
     "required": True,
     "content": {
@@ -159,16 +252,65 @@ _CHAT_BODY = {
                 "required": ["model", "messages"],
                 "properties": {
                     "model": {"type": "string", "minLength": 1},
-                    "messages": {"type": "array", "minItems": 1, "items": {"type": "object"}},
+                    "messages": {"type": "array", "minItems": 1, "items": _MESSAGE},
                     "stream": {"type": "boolean"},
-                    "tools": {"type": "array", "items": {"type": "object"}},
+                    "stream_options": {
+                        "type": "object",
+                        "properties": {"include_usage": {"type": "boolean"}},
+                    },
+                    "tools": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["type", "function"],
+                            "properties": {
+                                "type": {"const": "function"},
+                                "function": {
+                                    "type": "object",
+                                    "required": ["name"],
+                                    "properties": {
+                                        "name": {"type": "string"},
+                                        "description": {"type": "string"},
+                                        "parameters": {"type": "object"},
+                                    },
+                                },
+                            },
+                        },
+                    },
+                    "tool_choice": {
+                        "anyOf": [
+                            {"enum": ["auto", "none", "required"]},
+                            {
+                                "type": "object",
+                                "required": ["type", "function"],
+                                "properties": {
+                                    "type": {"const": "function"},
+                                    "function": {
+                                        "type": "object",
+                                        "required": ["name"],
+                                        "properties": {"name": {"type": "string"}},
+                                    },
+                                },
+                            },
+                        ]
+                    },
+                    "response_format": {
+                        "type": "object",
+                        "required": ["type"],
+                        "properties": {"type": {"enum": ["text", "json_object"]}},
+                    },
+                    "n": {"enum": [1, None]},
+                    "logprobs": {"enum": [False, None]},
+                    **_REFUSED_PARAMETERS,
                 },
                 "additionalProperties": True,
             }
         }
     },
-    "description": "An OpenAI Chat Completions request, translated to the Responses backend; "
-    "parameters the backend refuses (max_tokens, stop, ...) get a 400 naming them.",
+    "description": "An OpenAI Chat Completions request, translated to the Responses backend. "
+    "The parameters the backend refuses (`max_tokens`, `stop`, ...) must be absent or null: "
+    "any other value gets a 400 naming the parameter. `response_format` `json_schema` is "
+    "accepted too (`text.format`).",
 }
 
 _ANSWERS: dict[int | str, dict[str, Any]] = {
