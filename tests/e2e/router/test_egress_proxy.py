@@ -9,6 +9,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import aiohttp
 import httpx
@@ -16,6 +17,7 @@ from aiohttp import web
 from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
 
 from codexpool_shared.store.egress import set_proxy
+from codexpool_shared.testing.processes import ServiceSpec, run_services
 from tests.e2e.router.conftest import Pool, Sim
 
 BODY = {"model": "gpt-5-codex", "input": "hi"}
@@ -128,3 +130,35 @@ async def test_one_providers_traffic_and_refresh_go_through_its_proxy(
         and 'outcome="connection_error"' in line
     ]
     assert failed and float(failed[0].rsplit(" ", 1)[1]) >= 1, metrics
+
+
+async def test_refresh_live_state_reads_usage_and_refreshes_through_the_proxy(
+    sim: Sim, pool: Pool, router_env: dict[str, str], tmp_path: Path
+) -> None:
+    """The admin API's own upstream calls for a proxied provider (its /wham/usage read and the
+    token refresh a 401 there starts) go through the proxy too; the other provider's do not."""
+    await pool.setup(sim, [1, 2])
+    proxy = ForwardingProxy()
+    async with proxy.running():
+        url = f"http://{PROXY_USER}:{PROXY_PASSWORD}@127.0.0.1:{proxy.port}"
+        await set_proxy(pool.redis, pool.keys, pool.keyring, "account-2", url)
+        sim.patch(2, expire_access_token=True)
+        env = {**router_env, "CODEXPOOL_ADMIN_TOKEN": "admin-token-for-the-proxy-test"}
+        spec = ServiceSpec("codexpool_admin_api", env, name="admin-api")
+        with run_services([spec], log_dir=tmp_path / "logs") as [admin]:
+            headers = {"Authorization": "Bearer admin-token-for-the-proxy-test"}
+            async with httpx.AsyncClient(base_url=admin.url, headers=headers, timeout=30) as c:
+                refreshed = await c.post(f"/api/agents/{pool.agent_id}/codex-pool/refresh")
+                assert refreshed.status_code == 200, refreshed.text
+                rows = {r["provider"]: r for r in refreshed.json()["providers"]}
+                assert all(r["refresh_error"] is None for r in rows.values()), rows
+                assert all(r["quota"] for r in rows.values()), rows
+            log = admin.log()
+    through = [(target.split("/", 3)[-1], account) for _, target, account in proxy.seen]
+    assert ("oauth/token", "") in through
+    usage = [account for target, account in through if target.endswith("wham/usage")]
+    assert usage and set(usage) == {sim.account_id(2)}
+    direct = [r["account_id"] for r in sim.requests("/backend-api/wham/usage")]
+    assert direct.count(sim.account_id(1)) == 1
+    assert direct.count(sim.account_id(2)) == len(usage)  # none of them bypassed the proxy
+    assert PROXY_PASSWORD not in log

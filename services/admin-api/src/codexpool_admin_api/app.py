@@ -19,7 +19,6 @@ from codexpool_admin_api.api.routes import (
     oauth,
     pools,
     providers,
-    replay,
     requests,
     tokens,
 )
@@ -114,6 +113,17 @@ def create_app(
             stack.push_async_callback(http.aclose)
             token_store = TokenStore(redis, keys)
             auditor = Auditor(redis, keys, max_entries=settings.audit_max_entries, metrics=metrics)
+            refresher = live_refresher(
+                redis,
+                keys,
+                keyring,
+                http,
+                settings,
+                auditor=auditor,
+                metrics=metrics,
+                publish=infra.publisher.publish,
+            )
+            stack.push_async_callback(refresher.clients.close)
             yield lifespan_state(
                 State(
                     settings=settings,
@@ -132,16 +142,7 @@ def create_app(
                     ),
                     auditor=auditor,
                     metrics=metrics,
-                    live_refresher=live_refresher(
-                        redis,
-                        keys,
-                        keyring,
-                        http,
-                        settings,
-                        auditor=auditor,
-                        metrics=metrics,
-                        publish=infra.publisher.publish,
-                    ),
+                    live_refresher=refresher,
                 )
             )
 
@@ -186,7 +187,6 @@ def create_app(
         pools,
         activity,
         forecast,
-        replay,
         requests,
         backup,
         tokens,

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 import httpx
 from redis.asyncio import Redis
@@ -23,6 +24,7 @@ from redis.asyncio import Redis
 from codexpool_admin_api.audit import Auditor
 from codexpool_admin_api.auth import Principal
 from codexpool_admin_api.config import Settings
+from codexpool_admin_api.egress import ProxyClients
 from codexpool_admin_api.metrics import Metrics
 from codexpool_admin_api.pool_activity import ActivityOut, pool_activity
 from codexpool_admin_api.usage import TokenRejected, UsageError, fetch_usage
@@ -53,27 +55,35 @@ def live_refresher(
     metrics: Metrics,
     publish: Callable[[ProviderStatusChangedV1], None],
 ) -> LiveRefresher:
-    """The process's Refresh Live State, with its token refresher (shared by all requests)."""
+    """The process's Refresh Live State, with its token refresher (shared by all requests).
+
+    Each provider's usage read and token refresh go through its egress proxy, if it has one.
+    """
+    clients = ProxyClients(redis, keys, keyring, http)
+    exchange = TokenExchange(
+        HttpxTransport(http),
+        str(settings.auth_base_url),
+        settings.upstream_timeout_s,
+        headers=_EXCHANGE_HEADERS,
+    )
     tokens = TokenRefresher(
         redis,
         keys,
         keyring,
-        TokenExchange(
-            HttpxTransport(http),
-            str(settings.auth_base_url),
-            settings.upstream_timeout_s,
-            headers=_EXCHANGE_HEADERS,
-        ),
+        exchange,
         lock_s=settings.refresh_lock_s,
         outcome=lambda label: metrics.token_refreshes.labels(label).inc(),
         publish=publish,
         actor="admin-api",
+        exchange_for=lambda name: replace(
+            exchange, transport=HttpxTransport(clients.current(name))
+        ),
     )
     return LiveRefresher(
         redis,
         keys,
         keyring,
-        http,
+        clients,
         tokens,
         upstream_base_url=str(settings.upstream_base_url),
         timeout_s=settings.upstream_timeout_s,
@@ -90,7 +100,7 @@ class LiveRefresher:
         redis: Redis,
         keys: Keys,
         keyring: Keyring,
-        http: httpx.AsyncClient,
+        clients: ProxyClients,
         tokens: TokenRefresher,
         *,
         upstream_base_url: str,
@@ -101,7 +111,7 @@ class LiveRefresher:
         self._redis = redis
         self._keys = keys
         self._keyring = keyring
-        self._http = http
+        self.clients = clients
         self._tokens = tokens
         self._base = upstream_base_url
         self._timeout_s = timeout_s
@@ -146,6 +156,7 @@ class LiveRefresher:
         return token
 
     async def _refresh(self, provider: str) -> None:
+        http = await self.clients.for_provider(provider)
         creds = await read_credentials(self._redis, self._keys, provider)
         if creds.status == "disabled":
             raise UsageError("provider is disabled")
@@ -156,10 +167,10 @@ class LiveRefresher:
         else:
             token = self._keyring.decrypt(creds.access_token, record=provider, field="access_token")
         try:
-            snapshot = await fetch_usage(self._http, self._base, token, creds.account_id)
+            snapshot = await fetch_usage(http, self._base, token, creds.account_id)
         except TokenRejected as exc:
             if refreshed:
                 raise
             token = await self._new_token(creds, str(exc))
-            snapshot = await fetch_usage(self._http, self._base, token, creds.account_id)
+            snapshot = await fetch_usage(http, self._base, token, creds.account_id)
         await write_quota(self._redis, self._keys, provider, snapshot)
