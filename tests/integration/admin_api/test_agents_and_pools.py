@@ -76,6 +76,9 @@ def test_pool_changes_bump_version_publish_and_audit(
         "strategy": "round-robin",
         "providers": ["acct-1", "acct-2"],
         "version": 1,
+        "priorities": {},
+        "prefer_earliest_reset": False,
+        "overflow": None,
     }
     removed = api.delete(f"{POOL}/providers/acct-1")
     assert removed.json()["providers"] == ["acct-2"] and removed.json()["version"] == 2

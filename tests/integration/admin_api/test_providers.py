@@ -102,6 +102,7 @@ def test_viewers_see_no_oauth_link_details(api: TestClient) -> None:
         "status": "active",
         "plan_type": "plus",
         "created_at": one["created_at"],
+        "max_concurrent": None,
     }
     listed = api.get("/api/providers", headers=viewer).json()["data"]
     assert "email" not in listed[0] and "account_id" not in listed[0]
@@ -225,4 +226,7 @@ def test_forced_delete_is_one_change_per_pool_published_and_audited(
         "strategy": "round-robin",
         "providers": ["acct-2"],
         "version": 2,
+        "priorities": {},
+        "prefer_earliest_reset": False,
+        "overflow": None,
     }
