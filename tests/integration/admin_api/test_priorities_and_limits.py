@@ -104,3 +104,36 @@ def test_max_concurrent_is_set_shown_and_its_leases_counted(
     cleared = api.patch("/api/providers/acct-1", json={"max_concurrent": None})
     assert cleared.json()["max_concurrent"] is None
     assert api.get(f"{POOL}/activity").json()["providers"][0]["in_flight"] == 0
+
+
+def test_limits_priorities_and_caps_survive_export_and_import(api: TestClient) -> None:
+    for name in ("acct-1", "acct-2"):
+        register(api, name)
+    create_agent(api)
+    body = {
+        "strategy": "round-robin",
+        "providers": ["acct-1", "acct-2"],
+        "priorities": {"acct-2": "preserve"},
+    }
+    api.put(POOL, json=body)
+    api.patch("/api/agents/my-agent", json={"limits": {"requests_per_minute": 5, "models": ["m"]}})
+    api.patch("/api/providers/acct-1", json={"max_concurrent": 3})
+    doc = api.get("/api/export").json()
+    assert api.post("/api/import", json=doc).status_code == 200
+    assert api.get(POOL).json()["priorities"] == {"acct-2": "preserve"}
+    limits = api.get("/api/agents/my-agent").json()["limits"]
+    assert limits["requests_per_minute"] == 5 and limits["models"] == ["m"]
+    assert api.get("/api/providers/acct-1").json()["max_concurrent"] == 3
+    # A malformed limit, priority or cap would break the selection script: refused.
+    agent, provider = doc["agents"][0], doc["providers"][0]
+    for bad, param in (
+        ({**agent, "record": {**agent["record"], "limit_models": "[1"}}, "limit_models"),
+        ({**agent, "record": {**agent["record"], "limit_requests_per_minute": "-1"}}, "minute"),
+        ({**agent, "pool": {**agent["pool"], "priorities": '{"acct-1": "x"}'}}, "priorities"),
+    ):
+        response = api.post("/api/import", json={**doc, "agents": [bad]})
+        assert response.status_code == 422, response.text
+        assert error(response)["param"].endswith(param), response.text
+    capped = {**provider, "record": {**provider["record"], "max_concurrent": "0"}}
+    response = api.post("/api/import", json={**doc, "providers": [capped, *doc["providers"][1:]]})
+    assert response.status_code == 422 and error(response)["param"].endswith("max_concurrent")

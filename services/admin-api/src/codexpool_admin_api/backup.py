@@ -22,10 +22,10 @@ from redis.exceptions import WatchError
 from codexpool_shared.crypto import DecryptionError, Keyring
 from codexpool_shared.keys import Keys
 from codexpool_shared.store import TOKEN_FIELDS, validate_name
-from codexpool_shared.store.agents import AgentKey
+from codexpool_shared.store.agents import AgentFields, AgentKey
 from codexpool_shared.store.errors import Conflict, InvalidField
-from codexpool_shared.store.pools import STRATEGIES
-from codexpool_shared.store.providers import SLUG_PATTERN, validate_identity
+from codexpool_shared.store.pools import PRIORITIES, STRATEGIES, PoolFields
+from codexpool_shared.store.providers import SLUG_PATTERN, ProviderFields, validate_identity
 from codexpool_shared.store.replies import text
 
 _STATUSES = ("active", "needs_reauth", "disabled")
@@ -111,6 +111,7 @@ def validate_export(doc: ConfigExport, keyring: Keyring) -> None:
             raise InvalidField(f"{where}.name", f"{provider.name!r} is listed twice")
         names.add(provider.name)
         record = provider.record
+        _positive(record, ProviderFields.MAX_CONCURRENT, f"{where}.record")
         if record.get("name") != provider.name:
             raise InvalidField(f"{where}.record.name", "must equal the provider's name")
         if record.get("status") not in _STATUSES:
@@ -144,6 +145,7 @@ def validate_export(doc: ConfigExport, keyring: Keyring) -> None:
             raise InvalidField(f"{where}.record.name", "must be non-empty")
         if not agent.record.get("created_at", "").isdigit():
             raise InvalidField(f"{where}.record.created_at", "must be epoch seconds")
+        _validate_limits(agent.record, f"{where}.record")
         for digest, meta in agent.key_digests.items():
             if not _DIGEST.fullmatch(digest) or digest in digests:
                 raise InvalidField(f"{where}.key_digests", "holds a malformed or repeated digest")
@@ -154,6 +156,37 @@ def validate_export(doc: ConfigExport, keyring: Keyring) -> None:
                 raise InvalidField(f"{where}.key_digests", "holds malformed key metadata") from None
         if agent.pool is not None:
             _validate_pool(agent.pool, names, f"{where}.pool")
+
+
+def _positive(record: Mapping[str, str], field: str, where: str) -> None:
+    value = record.get(field)
+    if value is not None and not (value.isdigit() and int(value) > 0):
+        raise InvalidField(f"{where}.{field}", "must be a positive integer")
+
+
+def _json(record: Mapping[str, str], field: str, where: str, kind: type) -> Any:
+    try:
+        value = orjson.loads(record[field])
+    except orjson.JSONDecodeError:
+        value = None
+    if not isinstance(value, kind):
+        raise InvalidField(f"{where}.{field}", f"must be a JSON {kind.__name__}")
+    return value
+
+
+def _validate_limits(record: Mapping[str, str], where: str) -> None:
+    """The selection script reads an agent's limits on every request: a malformed one would
+    fail every request of that agent, so an import refuses it."""
+    for field in (
+        AgentFields.LIMIT_REQUESTS_PER_MINUTE,
+        AgentFields.LIMIT_TOKENS_PER_DAY,
+        AgentFields.LIMIT_EXPIRES_AT,
+    ):
+        _positive(record, field, where)
+    if AgentFields.LIMIT_MODELS in record:
+        models = _json(record, AgentFields.LIMIT_MODELS, where, list)
+        if not models or not all(isinstance(m, str) and m for m in models):
+            raise InvalidField(f"{where}.{AgentFields.LIMIT_MODELS}", "must list model names")
 
 
 def _validate_pool(pool: dict[str, str], providers: set[str], where: str) -> None:
@@ -172,6 +205,12 @@ def _validate_pool(pool: dict[str, str], providers: set[str], where: str) -> Non
             raise InvalidField(
                 f"{where}.providers[{j}]", "must be a provider of this export, listed once"
             )
+    if PoolFields.PRIORITIES in pool:
+        priorities = _json(pool, PoolFields.PRIORITIES, where, dict)
+        if not all(v in PRIORITIES for v in priorities.values()):
+            raise InvalidField(f"{where}.{PoolFields.PRIORITIES}", f"values: one of {PRIORITIES}")
+    if pool.get(PoolFields.EARLIEST_RESET, "1") != "1":
+        raise InvalidField(f"{where}.{PoolFields.EARLIEST_RESET}", "must be 1 or absent")
 
 
 async def import_config(redis: Redis, keys: Keys, doc: ConfigExport) -> dict[str, int]:
