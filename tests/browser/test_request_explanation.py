@@ -62,3 +62,15 @@ def test_a_failed_over_request_is_explained_on_the_pool_page(
     expect(viewer_page.get_by_test_id("attempt-2")).to_contain_text(c)
     ARTIFACTS.mkdir(exist_ok=True)
     viewer_page.screenshot(path=ARTIFACTS / "request-explanation.png", full_page=True)
+
+
+    # Next to it, the runway in a sentence and the what-if replay of these two requests.
+    viewer_page.goto(pool.page_path)
+    expect(viewer_page.get_by_test_id("runway-sentence")).to_contain_text("quota")
+    viewer_page.get_by_test_id("replay-strategy").select_option("round-robin")
+    viewer_page.get_by_test_id("replay-hours").select_option("1")
+    viewer_page.get_by_test_id("replay-button").click()
+    table = viewer_page.get_by_test_id("replay-table")
+    expect(table).to_contain_text("2 recorded requests replayed with round-robin")
+    expect(viewer_page.get_by_test_id("replay-actual-limited")).to_have_text("1")
+    viewer_page.screenshot(path=ARTIFACTS / "pool-replay.png", full_page=True)

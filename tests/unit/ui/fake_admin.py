@@ -69,6 +69,13 @@ class FakeAdmin:
         """The JSON body of every change, in order."""
         self.explanations: dict[str, dict[str, Any]] = {}
         """Request id -> its explanation; listed newest last-added first for every agent."""
+        self.forecast: dict[str, Any] = {"agent_id": "my-agent", "providers": [],
+            "pool": {"runway_s": None, "exhausts_at": None, "limited_by": None,
+                     "before_reset": False}}  # fmt: skip
+        tally: dict[str, Any] = {"served": 0, "limited": 0, "fallbacks": 0,
+                                 "first_exhaustion_at": None, "per_provider": {}}  # fmt: skip
+        self.replay: dict[str, Any] = {"requests": 0, "providers": [], "truncated": False,
+            "projected": tally, "actual": tally}  # fmt: skip
         self.outage: ApiError | None = None
         """Raised by every /api call while set, as the real admin API does when Redis is down."""
         self.app = self._build()
@@ -198,6 +205,20 @@ class FakeAdmin:
                 }
                 for e in reversed(self.explanations.values())
             ]
+
+        @app.get("/api/agents/{agent_id}/codex-pool/forecast")
+        async def get_forecast(request: Request, agent_id: str) -> dict[str, Any]:
+            role(request)
+            pool_of(agent_id)
+            return self.forecast
+
+        @app.post("/api/agents/{agent_id}/codex-pool/replay")
+        async def post_replay(request: Request, agent_id: str) -> dict[str, Any]:
+            role(request)
+            pool_of(agent_id)
+            body = await request.json()
+            self.bodies.append(body)
+            return {**self.replay, "strategy": body["strategy"]}
 
         @app.get("/api/requests/{request_id}")
         async def explanation(request: Request, request_id: str) -> dict[str, Any]:

@@ -318,3 +318,40 @@ def test_latest_requests_open_their_explanation_in_words(
     assert f"{ONE} skipped: cooling down until 22:00:00 UTC after usage_limit" in detail.text
     assert {f"candidate-{ONE}", f"candidate-{TWO}", "attempt-1"} <= _testids(detail.text)
     assert client.get(f"{POOL}/requests/req_missing").status_code == 404
+
+
+def test_runway_in_one_sentence_and_the_replay_beside_actual(
+    client: TestClient, fake: FakeAdmin
+) -> None:
+    _with_pool(fake, ONE, TWO)
+    sign_in(client, VIEWER_TOKEN)
+    page = client.get(POOL)
+    assert "Not enough quota history yet to forecast when the pool runs out." in page.text
+    fake.forecast = {
+        "agent_id": "my-agent",
+        "providers": [
+            {"provider": ONE, "window": "primary", "used_percent": 62.0,
+             "burn_percent_per_hour": 14.5, "exhausts_at": "2099-01-01T03:00:00Z",
+             "resets_at": "2099-01-01T05:00:00Z"},
+        ],
+        "pool": {"runway_s": 3600.0, "exhausts_at": "2099-01-01T03:00:00Z",
+                 "limited_by": "primary", "before_reset": True},
+    }  # fmt: skip
+    page = client.get(POOL)
+    assert "runs out of primary quota at 03:00 UTC" in page.text
+    assert "before any member&#39;s window resets" in page.text
+    assert {f"runway-{ONE}-primary", "replay-form"} <= _testids(page.text)
+    assert "14.5 %/h" in page.text
+    fake.replay = {
+        "requests": 90, "providers": [ONE, TWO], "truncated": False,
+        "projected": {"served": 90, "limited": 0, "fallbacks": 0, "first_exhaustion_at": None,
+                      "per_provider": {ONE: 45, TWO: 45}},
+        "actual": {"served": 90, "limited": 1, "fallbacks": 1, "first_exhaustion_at": None,
+                   "per_provider": {ONE: 30, TWO: 60}},
+    }  # fmt: skip
+    replayed = client.get(POOL, params={"replay": "quota-aware", "replay_hours": 6})
+    assert replayed.status_code == 200
+    assert fake.bodies[-1] == {"strategy": "quota-aware", "since_s": 21600}
+    assert '<td data-testid="replay-projected-limited">0</td>' in replayed.text
+    assert '<td data-testid="replay-actual-limited">1</td>' in replayed.text
+    assert "90 recorded requests replayed with quota-aware" in replayed.text

@@ -146,6 +146,17 @@ class AdminClient:
         """Why one request went where it went (``GET /api/requests/{request_id}``)."""
         return _object(await self._call("GET", f"/api/requests/{_segment(request_id)}", token))
 
+    async def forecast(self, token: str, agent_id: str) -> JsonObject:
+        """The pool's quota runway (``GET .../codex-pool/forecast``)."""
+        path = f"/api/agents/{_segment(agent_id)}/codex-pool/forecast"
+        return _object(await self._call("GET", path, token))
+
+    async def replay(self, token: str, agent_id: str, strategy: str, since_s: int) -> JsonObject:
+        """The pool's recorded requests under ``strategy``, projected beside actual."""
+        path = f"/api/agents/{_segment(agent_id)}/codex-pool/replay"
+        body = {"strategy": strategy, "since_s": since_s}
+        return _object(await self._call("POST", path, token, json=body))
+
     async def refresh(self, token: str, agent_id: str) -> JsonObject:
         path = f"/api/agents/{_segment(agent_id)}/codex-pool/refresh"
         return _object(await self._call("POST", path, token))

@@ -16,6 +16,7 @@ from starlette.responses import RedirectResponse, Response
 from codexpool_ui.admin import AdminApiError, AdminClient, JsonObject
 from codexpool_ui.config import Settings
 from codexpool_ui.pages import render
+from codexpool_ui.runway_view import runway_rows, runway_sentence
 from codexpool_ui.session import Session
 from codexpool_ui.view import STRATEGIES, LinkView, activity_rows, link_view
 
@@ -41,8 +42,12 @@ class PoolData:
     links: list[LinkView] = field(default_factory=list)
     requests: list[JsonObject] = field(default_factory=list)
     """The pool's latest requests, newest first (each one's explanation is a page)."""
+    forecast: JsonObject | None = None
+    """The pool's quota runway; None for an agent without a pool."""
 
 
+REPLAY_HOURS = (1, 6, 24)
+"""Windows the page offers to replay, in hours."""
 LATEST_REQUESTS = 20
 """Requests listed on the pool page."""
 
@@ -69,13 +74,24 @@ async def activity_or_empty(admin: AdminClient, token: str, agent_id: str) -> Js
         raise
 
 
+async def forecast_or_none(admin: AdminClient, token: str, agent_id: str) -> JsonObject | None:
+    """The pool's runway; None for an agent that has no pool yet."""
+    try:
+        return await admin.forecast(token, agent_id)
+    except AdminApiError as exc:
+        if exc.code == "pool_not_found":
+            return None
+        raise
+
+
 async def load(admin: AdminClient, session: Session, agent_id: str) -> PoolData:
     token = session.bearer
     agent = await admin.agent(token, agent_id)
-    activity, registered, requests = await asyncio.gather(
+    activity, registered, requests, forecast = await asyncio.gather(
         activity_or_empty(admin, token, agent_id),
         admin.providers(token),
         admin.recent_requests(token, agent_id, LATEST_REQUESTS),
+        forecast_or_none(admin, token, agent_id),
     )
     rows = [r for r in activity.get("providers") or [] if isinstance(r, Mapping)]
     return PoolData(
@@ -90,6 +106,7 @@ async def load(admin: AdminClient, session: Session, agent_id: str) -> PoolData:
         # The admin API puts the OAuth link details in the rows for admins only.
         links=[link_view(r["oauth"]) for r in rows if isinstance(r.get("oauth"), Mapping)],
         requests=requests,
+        forecast=forecast,
     )
 
 
@@ -135,6 +152,7 @@ class PoolPage:
         draft: Draft | None = None,
         error: str | None = None,
         device: JsonObject | None = None,
+        replay: JsonObject | None = None,
         status_code: int = 200,
     ) -> Response:
         shown = draft or data.saved
@@ -149,6 +167,10 @@ class PoolPage:
             "addable": addable,
             "links": data.links,
             "requests": data.requests,
+            "runway_sentence": runway_sentence(data.forecast),
+            "runway_rows": runway_rows(data.forecast),
+            "replay": replay,
+            "replay_choices": REPLAY_HOURS,
             "device": device,
             "error": error,
         }

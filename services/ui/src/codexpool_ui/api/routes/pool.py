@@ -53,9 +53,21 @@ async def show_pool(
     page: PageDep,
     strategy: Annotated[str | None, Query()] = None,
     providers: Annotated[list[str] | None, Query()] = None,
+    replay: Annotated[str | None, Query()] = None,
+    replay_hours: Annotated[int, Query(ge=1, le=24)] = 6,
 ) -> Response:
+    """The page; with ``replay`` (a strategy) also the what-if replay of the last hours."""
     data = await page.load()
-    return page.render(data, draft=pool_page.draft_from(strategy, providers or [], data.saved))
+    draft = pool_page.draft_from(strategy, providers or [], data.saved)
+    replayed = None
+    if replay:
+        try:
+            replayed = await page.admin.replay(
+                page.session.bearer, page.agent_id, replay, replay_hours * 3600
+            )
+        except AdminApiError as exc:
+            return await page.refused(exc, draft)
+    return page.render(data, draft=draft, replay=replayed)
 
 
 @router.get("/live")
