@@ -150,3 +150,4 @@ async def test_compaction_is_proxied_on_both_routes(sim: Sim, pool: Pool, router
     sent = sim.requests("/backend-api/codex/responses/compact")
     assert len(sent) == 3  # the 502, its failover, the second route
     assert all("stream" not in r["body"] and r["body"]["input"] == history for r in sent)
+    assert all(r["headers"]["accept"] == "application/json" for r in sent)

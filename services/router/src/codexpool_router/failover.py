@@ -48,6 +48,8 @@ async def serve(
     quota_reset_ms = 0
     core.retry_budget.request()
     tried = False
+    # Compaction answers one JSON document; everything else streams.
+    accept = "application/json" if inbound.dialect == "compact" else "text/event-stream"
     for index, candidate in enumerate(selection.candidates):
         remaining = deadline - time.perf_counter()
         if remaining <= 0:
@@ -73,6 +75,7 @@ async def serve(
                 default_originator=core.settings.originator,
                 default_user_agent=core.settings.user_agent,
                 request_id=ledger.request_id,
+                accept=accept,
             )
 
         core.attempts_in_flight[candidate.name] += 1
