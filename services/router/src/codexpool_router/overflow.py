@@ -10,7 +10,9 @@ with the overflow's key, and its answer is relayed as a member's would be, with
 
 When the overflow fails too (5xx, unreachable), the request ends with the answer it would have
 had without one (the documented 429, or 503); a 4xx of the overflow is the client's answer,
-as a member's would be. Compact requests have no overflow (the remote compaction is Codex's).
+as a member's would be. Compact requests have no overflow (the remote compaction is Codex's),
+nor has a request routed from the fail-open snapshot (the store that holds the overflow does not
+answer then).
 """
 
 from __future__ import annotations
@@ -51,6 +53,8 @@ async def serve_overflow(
     """
     if inbound.dialect == "compact" or any(a.outcome != "usage_limit" for a in ledger.attempts):
         return False
+    if selection.fallback:
+        return False  # routed from the fail-open snapshot: the store is not answering
     remaining = deadline - time.perf_counter()
     if remaining <= 0:
         return False
