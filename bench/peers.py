@@ -19,7 +19,8 @@ Every figure is a streamed ``POST /v1/responses``:
    CPU-second of the gateway's processes;
 3. failover: the first account answers 503 on every call; time to a full answer and the share of
    requests the client got a full answer for (Codex Pool: a primary-first pool; LiteLLM: the same
-   two deployments ordered, no SDK retries, one router retry, a failed deployment cooled down).
+   two deployments ordered, no SDK retries, two router retries, a deployment cooled down for 5 s
+   after its second failure in a minute).
 
 Writes ``bench/results/peers.md`` (a table) and ``bench/results/peers.png`` (latency distribution
 and throughput bars) and prints the table.
@@ -162,8 +163,12 @@ def run_litellm(exe: Path, sim_url: str, tokens: list[str], log_dir: Path) -> It
         )
     config = {
         "model_list": deployments,
-        "router_settings": {"num_retries": 1, "retry_after": 0, "allowed_fails": 0,
-                            "cooldown_time": 60},
+        # Two retries on another deployment (a reused keep-alive connection the sim just closed
+        # is a failure too), a deployment cooled down for LiteLLM's default 5 s after its
+        # second failure in a minute: with no failure allowed, that one disconnect cooled
+        # both accounts down for the run.
+        "router_settings": {"num_retries": 2, "retry_after": 0, "allowed_fails": 1,
+                            "cooldown_time": 5},
         "litellm_settings": {"set_verbose": False, "telemetry": False},
         "general_settings": {"master_key": "sk-bench", "disable_spend_logs": True},
     }  # fmt: skip
