@@ -42,8 +42,10 @@ def test_usage_chart_on_the_agent_and_providers_pages(
     _reload_until(admin_page, path, f'[data-testid="usage-caption-{pool.agent_id}"]', "4 requests")
     chart = admin_page.get_by_test_id(f"usage-{pool.agent_id}")
     expect(chart).to_contain_text("2000 input and 200 output tokens")
-    expect(chart.locator('g[data-kind="requests"]')).to_have_count(1)
-    expect(chart.locator('g[data-kind="tokens"] rect.uh-in')).to_have_count(1)
+    # One bar for the hour of the run (two when it straddled the turn of an hour).
+    bars = chart.locator('g[data-kind="requests"]').count()
+    assert bars in (1, 2)
+    expect(chart.locator('g[data-kind="tokens"] rect.uh-in')).to_have_count(bars)
     box = chart.locator("svg").bounding_box()
     assert box is not None and box["width"] > 300 and box["height"] > 40
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
