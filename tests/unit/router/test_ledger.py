@@ -198,3 +198,37 @@ def test_provider_counters_carry_the_provider() -> None:
         )
         == 2
     )
+
+
+@pytest.mark.parametrize("explain", [True, False])
+def test_the_outcome_carries_the_decision_unless_explanations_are_off(explain: bool) -> None:
+    core = FakeCore(settings=Settings(explain=explain))
+    ledger = Ledger(cast(Any, core), "v1", "req_1")
+    selection = Selection(
+        "agent-1",
+        "primary-first",
+        3,
+        3,
+        (candidate("account-2"),),
+        60_000,
+        0,
+        1,
+        members=[["account-2", "", "", "", 1, 0, 0, 0], ["account-3", "", "", "", 1, 0, 0, 0]],
+        skipped=[["account-1", "cooldown:usage_limit", 1_800_000_000_000]],
+    )
+    ledger.routed(selection, cast(Inbound, type("I", (), {"model": "m", "stream": False})()))
+    ledger.emit()
+    [event] = core.events
+    assert isinstance(event, RequestOutcomeV1)
+    if not explain:
+        assert event.decision is None
+        return
+    assert event.decision is not None
+    reasons = [(c.provider, c.eligible, c.reason, c.rank) for c in event.decision.candidates]
+    assert reasons == [
+        ("account-2", True, "strategy_order", 0),
+        ("account-3", True, "beyond_attempt_limit", None),
+        ("account-1", False, "cooldown", None),
+    ]
+    assert event.decision.candidates[2].detail == "usage_limit"
+    assert event.decision.pool_size == 3
