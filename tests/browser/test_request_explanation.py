@@ -63,7 +63,6 @@ def test_a_failed_over_request_is_explained_on_the_pool_page(
     ARTIFACTS.mkdir(exist_ok=True)
     viewer_page.screenshot(path=ARTIFACTS / "request-explanation.png", full_page=True)
 
-
     # Next to it, the runway in a sentence and the what-if replay of these two requests.
     viewer_page.goto(pool.page_path)
     expect(viewer_page.get_by_test_id("runway-sentence")).to_contain_text("quota")
