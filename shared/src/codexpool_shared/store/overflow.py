@@ -12,6 +12,7 @@ to (agent id, ``api_key``), never shown back.
 
 from __future__ import annotations
 
+import re
 from typing import Final
 from urllib.parse import urlsplit
 
@@ -29,6 +30,12 @@ outcome events."""
 
 _MAX_URL = 2048
 _MAX_KEY = 4096
+OVERFLOW_URL_PATTERN: Final = (
+    r"^https?://[A-Za-z0-9\[][A-Za-z0-9.\-\[\]]*(:[0-9]{1,5})?(/[^\s?#]*)?$"
+)
+"""``pattern=`` of the base URL in the API schema (the port's range is checked in Python)."""
+OVERFLOW_KEY_PATTERN: Final = r"^[\x21-\x7e]+$"
+"""``pattern=`` of the API key: visible ASCII, no spaces (it goes in a header)."""
 
 
 class OverflowFields:
@@ -81,7 +88,7 @@ def validate_overflow(base_url: str, api_key: str) -> str:
         raise InvalidField(
             "overflow.base_url", "must be http(s)://host[:port][/path], without credentials"
         )
-    if not api_key or len(api_key) > _MAX_KEY or not api_key.isprintable() or " " in api_key:
+    if len(api_key) > _MAX_KEY or not re.fullmatch(OVERFLOW_KEY_PATTERN, api_key):
         raise InvalidField("overflow.api_key", "must be a non-empty key without spaces")
     return base_url.rstrip("/")
 

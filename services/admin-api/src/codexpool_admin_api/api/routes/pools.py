@@ -17,6 +17,8 @@ from codexpool_shared.service import KeysDep, PublisherDep, RedisDep
 from codexpool_shared.store.agents import get_agent
 from codexpool_shared.store.errors import NotFound
 from codexpool_shared.store.overflow import (
+    OVERFLOW_KEY_PATTERN,
+    OVERFLOW_URL_PATTERN,
     clear_overflow,
     get_overflow,
     set_overflow,
@@ -38,9 +40,11 @@ router = APIRouter(prefix="/api/agents/{agent_id}/codex-pool", tags=["pools"], r
 class OverflowIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    base_url: str = Field(min_length=1, max_length=2048)
+    base_url: str = Field(min_length=1, max_length=2048, pattern=OVERFLOW_URL_PATTERN)
     """An OpenAI-compatible API root: requests go to ``{base_url}/responses``."""
-    api_key: SecretStr = Field(min_length=1, max_length=4096)
+    api_key: SecretStr = Field(
+        min_length=1, max_length=4096, json_schema_extra={"pattern": OVERFLOW_KEY_PATTERN}
+    )
     """Sent as ``Authorization: Bearer``; stored encrypted, never returned."""
 
 
@@ -100,7 +104,8 @@ async def put_codex_pool(
 ) -> PoolOut:
     """Replace the routing configuration: strategy and members (registered, not disabled), and
     set or remove the overflow endpoint when the body names ``overflow``."""
-    if body.overflow is not None:  # refused before anything is written
+    if body.overflow is not None:  # refused before anything is written (an unknown agent: 404)
+        await get_agent(redis, keys, agent_id)
         validate_overflow(body.overflow.base_url, body.overflow.api_key.get_secret_value())
     before = await _current(redis, keys, agent_id)
     pool = await put_pool(
