@@ -86,3 +86,15 @@ def test_the_activity_counts_the_overflow_apart_from_the_members(api: TestClient
 def test_no_provider_may_take_the_overflows_name(api: TestClient) -> None:
     refused = api.post("/api/providers", json={"name": "overflow", "auth_json": auth_json("o")})
     assert refused.status_code == 422 and error(refused)["param"] == "name"
+
+
+def test_deleting_the_agent_deletes_its_overflow(
+    api: TestClient, sync_redis: redis.Redis, keys: Keys
+) -> None:
+    register(api, "acct-1")
+    create_agent(api)
+    overflow = {"base_url": "https://api.example/v1", "api_key": KEY}
+    api.put("/api/agents/my-agent/codex-pool", json={**POOL, "overflow": overflow})
+    assert sync_redis.exists(keys.overflow("my-agent"))
+    assert api.delete("/api/agents/my-agent").status_code == 204
+    assert not sync_redis.exists(keys.overflow("my-agent"))

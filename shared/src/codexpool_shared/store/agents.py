@@ -225,7 +225,7 @@ async def resolve_agent_key(redis: Redis, keys: Keys, api_key: str) -> str | Non
 
 
 async def delete_agent(redis: Redis, keys: Keys, agent_id: str) -> None:
-    """Delete an agent, its keys, its pool and its round-robin counter."""
+    """Delete an agent, its keys, its pool (and overflow) and its round-robin counter."""
     digests = [text(d) for d in await redis.hkeys(keys.agent_keys(agent_id))]
     async with redis.pipeline(transaction=True) as pipe:
         for digest in digests:
@@ -236,6 +236,7 @@ async def delete_agent(redis: Redis, keys: Keys, agent_id: str) -> None:
             keys.pool(agent_id),
             keys.rr_counter(agent_id),
             keys.agent_requests(agent_id),
+            keys.overflow(agent_id),
         )
         pipe.srem(keys.agents, agent_id)
         await pipe.execute()
