@@ -19,8 +19,7 @@ Every figure is a streamed ``POST /v1/responses``:
    CPU-second of the gateway's processes;
 3. failover: the first account answers 503 on every call; time to a full answer and the share of
    requests the client got a full answer for (Codex Pool: a primary-first pool; LiteLLM: the same
-   two deployments ordered, no SDK retries, two router retries, a deployment cooled down for 5 s
-   after its second failure in a minute).
+   two deployments ordered, in a proxy of its own started for this step; see ``run_litellm``).
 
 Writes ``bench/results/peers.md`` (a table) and ``bench/results/peers.png`` (latency distribution
 and throughput bars) and prints the table.
@@ -146,33 +145,33 @@ def ensure_litellm() -> Path | None:
 
 
 @contextlib.contextmanager
-def run_litellm(exe: Path, sim_url: str, tokens: list[str], log_dir: Path) -> Iterator[Service]:
-    """LiteLLM's proxy, one worker, both sim accounts as deployments of ``MODEL`` (shuffled, its
-    default) and of ``FAILOVER_MODEL`` (ordered: account 1 first)."""
+def run_litellm(
+    exe: Path, sim_url: str, tokens: list[str], log_dir: Path, *, failover: bool
+) -> Iterator[Service]:
+    """LiteLLM's proxy, one worker, the sim accounts as deployments of one model group.
+
+    Both configurations retry twice on another deployment without delay and leave the SDK's own
+    retries off. The plain one (``MODEL``, shuffled, LiteLLM's default) never cools a deployment
+    down: a keep-alive connection the sim closed while it sat idle between rounds fails one
+    request, and a cooldown after it emptied the group for the rest of the window. The failover
+    one (``FAILOVER_MODEL``, account 1 first by ``order``) cools a deployment down for 5 s (the
+    default) after its second failure in a minute, so the failing account is skipped.
+    """
+    group = FAILOVER_MODEL if failover else MODEL
     deployments = []
     for i, token in enumerate(tokens):
-        common = {"api_base": sim_url + "/v1", "api_key": token, "max_retries": 0}
-        deployments.append(
-            {"model_name": MODEL, "litellm_params": {"model": "openai/" + MODEL, **common}}
-        )
-        deployments.append(
-            {
-                "model_name": FAILOVER_MODEL,
-                "litellm_params": {"model": "openai/" + MODEL, "order": i + 1, **common},
-            }
-        )
+        params = {"model": "openai/" + MODEL, "api_base": sim_url + "/v1", "api_key": token,
+                  "max_retries": 0, **({"order": i + 1} if failover else {})}  # fmt: skip
+        deployments.append({"model_name": group, "litellm_params": params})
+    routing: dict[str, object] = {"num_retries": 2, "retry_after": 0}
+    routing |= {"allowed_fails": 1, "cooldown_time": 5} if failover else {"disable_cooldowns": True}
     config = {
         "model_list": deployments,
-        # Two retries on another deployment (a reused keep-alive connection the sim just closed
-        # is a failure too), a deployment cooled down for LiteLLM's default 5 s after its
-        # second failure in a minute: with no failure allowed, that one disconnect cooled
-        # both accounts down for the run.
-        "router_settings": {"num_retries": 2, "retry_after": 0, "allowed_fails": 1,
-                            "cooldown_time": 5},
+        "router_settings": routing,
         "litellm_settings": {"set_verbose": False, "telemetry": False},
         "general_settings": {"master_key": "sk-bench", "disable_spend_logs": True},
-    }  # fmt: skip
-    config_path = log_dir / "litellm.json"
+    }
+    config_path = log_dir / f"litellm-{group}.json"
     config_path.write_text(json.dumps(config))  # LiteLLM reads YAML, and JSON is YAML
     port = free_port()
     env = {
@@ -183,7 +182,7 @@ def run_litellm(exe: Path, sim_url: str, tokens: list[str], log_dir: Path) -> It
     }
     command = [str(exe), "--config", str(config_path), "--host", "127.0.0.1", "--port", str(port),
                "--num_workers", "1"]  # fmt: skip
-    log_path = log_dir / "litellm.log"
+    log_path = log_dir / f"litellm-{group}.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
     service = Service("litellm", port, process, log_path)
@@ -517,8 +516,12 @@ async def run(args: argparse.Namespace) -> None:
                 router = stack.enter_context(
                     run_service("codexpool_router", env=env, log_dir=tmp, name="router")
                 )
+                plain = contextlib.ExitStack()
+                stack.enter_context(plain)
                 litellm = (
-                    stack.enter_context(run_litellm(exe, sim.url, tokens, tmp)) if exe else None
+                    plain.enter_context(run_litellm(exe, sim.url, tokens, tmp, failover=False))
+                    if exe
+                    else None
                 )
                 gateways, others = layout or (set(), set())
                 if layout:
@@ -537,17 +540,16 @@ async def run(args: argparse.Namespace) -> None:
                                   http_request(router.port, "/v1/responses", headers),
                                   router.process.pid, router.url)  # fmt: skip
 
-                def proxied(model: str) -> Target:
-                    assert litellm is not None
+                def proxied(proxy: Service, model: str) -> Target:
                     body = orjson.dumps(
                         {"model": model, "input": "hi", "stream": True, "store": False}
                     )
                     headers = {"authorization": "Bearer sk-bench"}
-                    return Target(f"LiteLLM {LITELLM_VERSION}", litellm.port,
-                                  http_request(litellm.port, "/v1/responses", headers, body),
-                                  litellm.process.pid)  # fmt: skip
+                    return Target(f"LiteLLM {LITELLM_VERSION}", proxy.port,
+                                  http_request(proxy.port, "/v1/responses", headers, body),
+                                  proxy.process.pid)  # fmt: skip
 
-                targets = [direct, routed(key)] + ([proxied(MODEL)] if litellm else [])
+                targets = [direct, routed(key)] + ([proxied(litellm, MODEL)] if litellm else [])
                 print(
                     f"latency at 1 connection ({args.latency_requests} interleaved requests each)"
                 )
@@ -560,7 +562,15 @@ async def run(args: argparse.Namespace) -> None:
                     (
                         await client.post("/_sim/accounts/account-1/faults", json=fault)
                     ).raise_for_status()
-                fo_targets = [routed(fo_key)] + ([proxied(FAILOVER_MODEL)] if litellm else [])
+                plain.close()
+                fo_targets = [routed(fo_key)]
+                if exe:
+                    proxy = stack.enter_context(
+                        run_litellm(exe, sim.url, tokens, tmp, failover=True)
+                    )
+                    if layout:
+                        pin(proxy.process.pid, gateways)
+                    fo_targets.append(proxied(proxy, FAILOVER_MODEL))
                 await failover(fo_targets, args.failover_requests, results)
                 await settle(httpx.AsyncClient(), router.url)
     finally:
