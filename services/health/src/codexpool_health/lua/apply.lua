@@ -11,6 +11,7 @@ local flags = {}
 local inc = {}
 local maxima = {}
 local applied = 0
+local recent = {}
 
 for i, ev in ipairs(plan.events) do
   -- SET NX is the dedupe: only the first delivery of an event_id gets past it.
@@ -37,14 +38,23 @@ for i, ev in ipairs(plan.events) do
     if type(x) == 'table' then
       redis.call('SET', KEYS[x[1]], ARGV[i + 1], 'EX', plan.explain_ttl)
       if plan.recent_max > 0 then
-        redis.call('LPUSH', KEYS[x[2]], x[3])
-        redis.call('LTRIM', KEYS[x[2]], 0, plan.recent_max - 1)
-        redis.call('EXPIRE', KEYS[x[2]], plan.explain_ttl)
+        local ids = recent[x[2]]
+        if not ids then ids = {}; recent[x[2]] = ids end
+        ids[#ids + 1] = x[3]
       end
     end
   else
     flags[i] = '0'
   end
+end
+
+-- One LPUSH, LTRIM and EXPIRE per agent's recent-requests list for the whole batch.
+for k, ids in pairs(recent) do
+  for j = 1, #ids, 1000 do
+    redis.call('LPUSH', KEYS[k], unpack(ids, j, math.min(j + 999, #ids)))
+  end
+  redis.call('LTRIM', KEYS[k], 0, plan.recent_max - 1)
+  redis.call('EXPIRE', KEYS[k], plan.explain_ttl)
 end
 
 -- One HINCRBY per (key, field) for the whole batch: counters are commutative.
