@@ -19,6 +19,7 @@ from codexpool_admin_api.api.routes import (
     oauth,
     pools,
     providers,
+    replay,
     requests,
     tokens,
 )
@@ -187,6 +188,7 @@ def create_app(
         pools,
         activity,
         forecast,
+        replay,
         requests,
         backup,
         tokens,
