@@ -24,7 +24,7 @@ def _send(pool: Pool) -> httpx.Response:
 
 
 def test_a_failed_over_request_is_explained_on_the_pool_page(
-    viewer_page: Page, make_pool: Callable[..., Pool]
+    viewer_page: Page, admin_page: Page, make_pool: Callable[..., Pool]
 ) -> None:
     pool = make_pool(3)
     a, b, c = pool.providers
@@ -63,13 +63,16 @@ def test_a_failed_over_request_is_explained_on_the_pool_page(
     ARTIFACTS.mkdir(exist_ok=True)
     viewer_page.screenshot(path=ARTIFACTS / "request-explanation.png", full_page=True)
 
-    # Next to it, the runway in a sentence and the what-if replay of these two requests.
+    # Next to it, the runway in a sentence; the what-if replay of these two requests is an
+    # admin's (it costs work): a viewer is not offered it.
     viewer_page.goto(pool.page_path)
     expect(viewer_page.get_by_test_id("runway-sentence")).to_contain_text("quota")
-    viewer_page.get_by_test_id("replay-strategy").select_option("round-robin")
-    viewer_page.get_by_test_id("replay-hours").select_option("1")
-    viewer_page.get_by_test_id("replay-button").click()
-    table = viewer_page.get_by_test_id("replay-table")
+    expect(viewer_page.get_by_test_id("replay-form")).to_have_count(0)
+    admin_page.goto(pool.page_path)
+    admin_page.get_by_test_id("replay-strategy").select_option("round-robin")
+    admin_page.get_by_test_id("replay-hours").select_option("1")
+    admin_page.get_by_test_id("replay-button").click()
+    table = admin_page.get_by_test_id("replay-table")
     expect(table).to_contain_text("2 recorded requests replayed with round-robin")
-    expect(viewer_page.get_by_test_id("replay-actual-limited")).to_have_text("1")
-    viewer_page.screenshot(path=ARTIFACTS / "pool-replay.png", full_page=True)
+    expect(admin_page.get_by_test_id("replay-actual-limited")).to_have_text("1")
+    admin_page.screenshot(path=ARTIFACTS / "pool-replay.png", full_page=True)

@@ -11,7 +11,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from codexpool_admin_api.api.errors import RESPONSES
-from codexpool_admin_api.deps import ViewerDep
+from codexpool_admin_api.deps import AdminDep
 from codexpool_shared.events import Strategy
 from codexpool_shared.replay import Tally, actual_tally, recorded_requests, replay
 from codexpool_shared.service import KeysDep, RedisDep
@@ -69,7 +69,7 @@ def _out(tally: Tally) -> TallyOut:
 
 @router.post("/replay")
 async def replay_codex_pool(
-    agent_id: str, body: ReplayIn, _: ViewerDep, redis: RedisDep, keys: KeysDep
+    agent_id: str, body: ReplayIn, _: AdminDep, redis: RedisDep, keys: KeysDep
 ) -> ReplayOut:
     """The recorded requests of the last ``since_s`` replayed under ``strategy`` and
     ``providers`` with the router's own selection script, projected beside actual. Read-only:
