@@ -57,7 +57,11 @@ class PoolIn(BaseModel):
     )
     """Provider names in order; the first is the primary."""
     priorities: dict[Annotated[str, Field(pattern=SLUG_PATTERN)], Priority] = Field(
-        default_factory=dict, max_length=64
+        # The key pattern becomes patternProperties; without this, the schema would admit
+        # any other key with any value.
+        default_factory=dict,
+        max_length=64,
+        json_schema_extra={"additionalProperties": False},
     )
     """Member -> ``burn_first`` (tried first), ``normal`` (the default) or ``preserve`` (used
     only when no other member is eligible); every strategy honours it."""
