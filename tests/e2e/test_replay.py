@@ -11,6 +11,7 @@ import time
 
 import httpx
 
+from codexpool_shared.store.replies import text
 from tests.e2e.conftest import poll
 from tests.e2e.health_stack import Stack, stack  # noqa: F401
 
@@ -51,7 +52,8 @@ async def test_replay_reproduces_round_robin_and_quota_aware_meets_fewer_limits(
         for n in (1, 2, 3):
             last = await stack.redis.xrevrange(stack.keys.quota_history(f"account-{n}"), count=1)
             live = await stack.redis.hget(stack.keys.live(f"account-{n}"), "quota_observed_at_ms")
-            if not last or int(last[0][0].decode().split("-")[0]) < int(live or 0):
+            newest = last[0][0] if last else None
+            if newest is None or int(text(newest).split("-")[0]) < int(live or 0):
                 return False
         return True
 

@@ -6,7 +6,6 @@ import redis
 from fastapi.testclient import TestClient
 
 from codexpool_shared.keys import Keys
-
 from tests.integration.admin_api.helpers import create_agent, error, register
 
 POOL = "/api/agents/my-agent/codex-pool"

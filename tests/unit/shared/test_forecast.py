@@ -10,7 +10,9 @@ NOW = 1_800_000_000.0
 HOUR = 3600.0
 
 
-def line(used0: float, per_hour: float, resets_at: float, n: int = 7, step: float = 60) -> list[Sample]:
+def line(
+    used0: float, per_hour: float, resets_at: float, n: int = 7, step: float = 60
+) -> list[Sample]:
     start = NOW - (n - 1) * step
     return [
         Sample(start + i * step, used0 + per_hour * i * step / HOUR, resets_at, 5 * HOUR)
