@@ -271,13 +271,13 @@ async def memory(
         await drive(route, args.connections, 5.0)  # warm-up: pools, caches
         pids = {"router": router.process.pid, "health": health.process.pid}
         start = {name: rss_mib(pid) for name, pid in pids.items()}
-        peak = dict(start)
+        samples: dict[str, list[float]] = {name: [] for name in pids}  # every 10 s
         done = 0
         stop_at = time.monotonic() + args.memory_seconds
         while (left := stop_at - time.monotonic()) > 0:
             done += await drive(route, args.connections, min(10.0, left))
             for name, pid in pids.items():
-                peak[name] = max(peak[name], rss_mib(pid))
+                samples[name].append(rss_mib(pid))
         end = {name: rss_mib(pid) for name, pid in pids.items()}
     print(
         f"\nmemory: {done} routed requests in {args.memory_seconds:.0f} s "
@@ -286,8 +286,12 @@ async def memory(
     for name in pids:
         print(
             f"  {name:<7} RSS start {start[name]:6.1f} MiB, end {end[name]:6.1f} MiB "
-            f"({end[name] - start[name]:+.1f}), peak {peak[name]:6.1f} MiB"
+            f"({end[name] - start[name]:+.1f}), peak {max(samples[name]):6.1f} MiB"
         )
+        # Growth that levels off (allocator, caches) from growth that goes on (a leak).
+        step = max(1, len(samples[name]) // 10)
+        path = " ".join(f"{v:.1f}" for v in samples[name][step - 1 :: step])
+        print(f"          every {step * 10} s: {path}")
 
 
 def main() -> None:
