@@ -21,8 +21,8 @@ Every figure is a streamed ``POST /v1/responses``:
    requests the client got a full answer for (Codex Pool: a primary-first pool; LiteLLM: the same
    two deployments ordered, in a proxy of its own started for this step; see ``run_litellm``).
 
-Writes ``bench/results/peers.md`` (a table) and ``bench/results/peers.png`` (latency distribution
-and throughput bars) and prints the table.
+Writes ``bench/results/peer-comparison.md`` (a table) and ``bench/results/peer-comparison.png``
+(latency distribution and throughput bars) and prints the table.
 """
 
 from __future__ import annotations
@@ -585,10 +585,12 @@ async def run(args: argparse.Namespace) -> None:
     )
     table = report(results, args, where, load_before)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "peers.md").write_text(table)
-    chart(results, RESULTS / "peers.png", f"streamed POST /v1/responses, commit {commit()}")
+    (RESULTS / "peer-comparison.md").write_text(table)
+    chart(
+        results, RESULTS / "peer-comparison.png", f"streamed POST /v1/responses, commit {commit()}"
+    )
     print(table)
-    print(f"written: {RESULTS / 'peers.md'}, {RESULTS / 'peers.png'}")
+    print(f"written: {RESULTS / 'peer-comparison.md'}, {RESULTS / 'peer-comparison.png'}")
 
 
 def main() -> None:
