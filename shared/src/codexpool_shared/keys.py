@@ -67,6 +67,10 @@ class Keys:
         """Hash: SHA-256 of each router key of the agent -> key metadata (JSON)."""
         return self._k("agent", agent_id, "keys")
 
+    def agent_keys_used(self, agent_id: str) -> str:
+        """Hash: key id -> when a router last saw the key (epoch s; written once per flush)."""
+        return self._k("agent", agent_id, "keys-used")
+
     def api_key(self, key_sha256: str) -> str:
         """String: the agent id that owns the router key with this SHA-256."""
         return self._k("apikey", key_sha256)

@@ -189,6 +189,17 @@ def test_issue_rotate_and_revoke_router_keys(client: TestClient, fake: FakeAdmin
     assert again.status_code == 404 and "key_id" in again.text
 
 
+def test_each_key_says_when_it_was_last_used(client: TestClient, fake: FakeAdmin) -> None:
+    fake.keys["my-agent"] = [
+        {"key_id": "used1", "prefix": "cpk_used", "last_used_at": "2026-12-04T14:05:09Z"},
+        {"key_id": "idle1", "prefix": "cpk_idle", "last_used_at": None},
+    ]
+    sign_in(client, ADMIN_TOKEN)
+    page = client.get("/agents/my-agent").text
+    assert re.search(r'data-testid="key-last-used-used1">2026-12-04 14:05 UTC<', page)
+    assert re.search(r'data-testid="key-last-used-idle1"><span class="hint">never<', page)
+
+
 def test_a_viewer_sees_the_agent_without_keys_or_forms(client: TestClient, fake: FakeAdmin) -> None:
     fake.keys["my-agent"] = [{"key_id": "old1", "prefix": "cpk_old1"}]
     sign_in(client, VIEWER_TOKEN)

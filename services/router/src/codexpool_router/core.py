@@ -136,6 +136,7 @@ class Core:
             return self._fallback(key_digest, "timeout" if timeout else "error")
         breaker.success()
         self.snapshots.record(key_digest, selection)
+        self.writer.key_used(selection.agent_id, key_digest)
         if not selection.candidates and selection.at_capacity:
             return await self._wait_for_room(key_digest, session_digest, model, request_id)
         return selection

@@ -1,8 +1,9 @@
 """Live-state writes that never sit on the client's path.
 
-Quota snapshots are coalesced per provider and flushed every ``quota_flush_s`` in one round
-trip. Each is stamped with the time its answer arrived, so a flush that lands after a newer
-snapshot (another replica's, or Refresh Live State's) leaves the newer one in place. Cooldowns,
+Quota snapshots are coalesced per provider, and when each router key was last used per key;
+both are flushed every ``quota_flush_s``, one round trip each. Each snapshot is stamped with the
+time its answer arrived, so a flush that lands after a newer snapshot (another replica's, or
+Refresh Live State's) leaves the newer one in place. Cooldowns,
 circuit updates and affinity moves are fire-and-forget tasks (other replicas see them a round
 trip later). Failures are counted, never raised to a request.
 """
@@ -25,9 +26,11 @@ from codexpool_shared.keys import Keys
 from codexpool_shared.store import (
     extend_cooldown,
     record_failure,
+    record_keys_used,
     record_success,
     write_quotas,
 )
+from codexpool_shared.store.agents import key_id_of
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +44,7 @@ class LiveWriter:
         self._settings = settings
         self._metrics = metrics
         self._quota: dict[str, tuple[Mapping[str, str], float]] = {}
+        self._keys_used: dict[tuple[str, str], int] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._flusher: asyncio.Task[None] | None = None
 
@@ -74,6 +78,10 @@ class LiveWriter:
         parsed, so a busy provider costs one snapshot per interval, not one per request."""
         self._quota[provider] = (headers, time.time())
 
+    def key_used(self, agent_id: str, key_digest: str) -> None:
+        """Remember that the agent's key served a request now (one dict store per request)."""
+        self._keys_used[(agent_id, key_digest)] = int(time.time())
+
     async def _flush_loop(self) -> None:
         while True:
             await asyncio.sleep(self._settings.quota_flush_s)
@@ -83,6 +91,10 @@ class LiveWriter:
                 self._metrics.background_errors.inc()
 
     async def _flush(self) -> None:
+        if self._keys_used:
+            seen, self._keys_used = self._keys_used, {}
+            used = {(agent_id, key_id_of(digest)): at for (agent_id, digest), at in seen.items()}
+            await record_keys_used(self._redis, self._keys, used)
         if not self._quota:
             return
         pending, self._quota = self._quota, {}

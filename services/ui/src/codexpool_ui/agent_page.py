@@ -24,6 +24,8 @@ class KeyView:
     key_id: str
     prefix: str
     created: str
+    last_used: str | None
+    """When a router last served a request with it; ``None``: never."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +63,7 @@ def key_views(raw: Any) -> list[KeyView] | None:
             key_id=str(k.get("key_id") or ""),
             prefix=str(k.get("prefix") or ""),
             created=formatting.timestamp(k.get("created_at")),
+            last_used=formatting.timestamp(k["last_used_at"]) if k.get("last_used_at") else None,
         )
         for k in raw
         if isinstance(k, dict)

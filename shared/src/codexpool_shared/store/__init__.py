@@ -14,6 +14,7 @@ from codexpool_shared.store.agents import (
     key_digest,
     list_agent_keys,
     list_agents,
+    record_keys_used,
     resolve_agent_key,
     revoke_agent_key,
 )
@@ -93,6 +94,7 @@ __all__ = [
     "jwt_payload",
     "key_digest",
     "list_agent_keys",
+    "record_keys_used",
     "list_agents",
     "list_providers",
     "put_pool",

@@ -99,6 +99,13 @@ class AgentKey(BaseModel):
     prefix: str
     """The key's first 8 characters, to help a human recognise it."""
     created_at: int
+    last_used_at: int | None = None
+    """When a router last served a request with the key (epoch s; up to one flush late)."""
+
+
+def key_id_of(digest: str) -> str:
+    """The id naming a key in the API: the first 12 hex digits of its SHA-256."""
+    return digest[:12]
 
 
 def key_digest(api_key: str) -> str:
@@ -189,20 +196,41 @@ async def add_agent_key(redis: Redis, keys: Keys, agent_id: str) -> tuple[AgentK
         raise NotFound("agent", agent_id)
     api_key = KEY_PREFIX + secrets.token_urlsafe(32)
     digest = key_digest(api_key)
-    meta = AgentKey(key_id=digest[:12], prefix=api_key[:8], created_at=int(time.time()))
+    meta = AgentKey(key_id=key_id_of(digest), prefix=api_key[:8], created_at=int(time.time()))
     async with redis.pipeline(transaction=True) as pipe:
         pipe.set(keys.api_key(digest), agent_id)
-        pipe.hset(keys.agent_keys(agent_id), digest, orjson.dumps(meta.model_dump()))
+        pipe.hset(
+            keys.agent_keys(agent_id),
+            digest,
+            orjson.dumps(meta.model_dump(exclude={"last_used_at"})),
+        )
         await pipe.execute()
     return meta, api_key
 
 
 async def list_agent_keys(redis: Redis, keys: Keys, agent_id: str) -> list[AgentKey]:
-    """Metadata of the agent's keys."""
-    rows = await redis.hgetall(keys.agent_keys(agent_id))
+    """Metadata of the agent's keys, with when each was last used."""
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.hgetall(keys.agent_keys(agent_id))
+        pipe.hgetall(keys.agent_keys_used(agent_id))
+        rows, used = await pipe.execute()
+    last_used = {text(k): int(v) for k, v in used.items()}
+    metas = (AgentKey.model_validate_json(v) for v in rows.values())
     return sorted(
-        (AgentKey.model_validate_json(v) for v in rows.values()), key=lambda k: k.created_at
+        (m.model_copy(update={"last_used_at": last_used.get(m.key_id)}) for m in metas),
+        key=lambda k: k.created_at,
     )
+
+
+async def record_keys_used(redis: Redis, keys: Keys, used: Mapping[tuple[str, str], int]) -> None:
+    """Store when each (agent id, key id) was last used (epoch s), one round trip."""
+    by_agent: dict[str, dict[FieldT, EncodableT]] = {}
+    for (agent_id, used_key_id), at in used.items():
+        by_agent.setdefault(agent_id, {})[used_key_id] = at
+    async with redis.pipeline(transaction=False) as pipe:
+        for agent_id, mapping in by_agent.items():
+            pipe.hset(keys.agent_keys_used(agent_id), mapping=mapping)
+        await pipe.execute()
 
 
 async def revoke_agent_key(redis: Redis, keys: Keys, agent_id: str, key_id: str) -> bool:
@@ -213,6 +241,7 @@ async def revoke_agent_key(redis: Redis, keys: Keys, agent_id: str, key_id: str)
             async with redis.pipeline(transaction=True) as pipe:
                 pipe.delete(keys.api_key(stored))
                 pipe.hdel(keys.agent_keys(agent_id), stored)
+                pipe.hdel(keys.agent_keys_used(agent_id), key_id_of(stored))
                 await pipe.execute()
             return True
     return False
@@ -233,6 +262,7 @@ async def delete_agent(redis: Redis, keys: Keys, agent_id: str) -> None:
         pipe.delete(
             keys.agent(agent_id),
             keys.agent_keys(agent_id),
+            keys.agent_keys_used(agent_id),
             keys.pool(agent_id),
             keys.rr_counter(agent_id),
             keys.agent_requests(agent_id),

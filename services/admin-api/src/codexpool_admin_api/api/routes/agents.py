@@ -91,6 +91,8 @@ class AgentKeyOut(BaseModel):
     key_id: str
     prefix: str
     created_at: datetime | None
+    last_used_at: datetime | None = None
+    """When a router last served a request with the key (up to a second late); null: never."""
 
 
 class AgentOut(BaseModel):
@@ -122,7 +124,12 @@ class AgentList(BaseModel):
 
 
 def _key_out(key: AgentKey) -> AgentKeyOut:
-    return AgentKeyOut(key_id=key.key_id, prefix=key.prefix, created_at=epoch(key.created_at))
+    return AgentKeyOut(
+        key_id=key.key_id,
+        prefix=key.prefix,
+        created_at=epoch(key.created_at),
+        last_used_at=epoch(key.last_used_at),
+    )
 
 
 async def _agent_out(
