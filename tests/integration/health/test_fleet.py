@@ -128,4 +128,5 @@ async def test_queue_depth_counts_ready_messages_and_survives_a_missing_queue(
     finally:
         await depth.close()
         await broken.close()
+        await channel.queue_delete(missing)  # not part of the topology the fixture deletes
         await channel.queue_delete(missing)
