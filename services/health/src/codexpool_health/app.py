@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 
@@ -29,12 +28,7 @@ from codexpool_shared.service import (
     redis_readiness,
     service_registry,
 )
-
-
-async def _cancel(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+from codexpool_shared.tasks import stop
 
 
 def create_app(
@@ -89,7 +83,7 @@ def create_app(
             rescorer = asyncio.create_task(
                 rescore_forever(store, report, settings.rescore_interval_s, fleet)
             )
-            stack.push_async_callback(_cancel, rescorer)
+            stack.push_async_callback(stop, rescorer)
             monitor = RunwayMonitor(
                 infra.redis,
                 infra.keys,
@@ -98,7 +92,7 @@ def create_app(
                 history_maxlen=settings.quota_history_maxlen,
             )
             runway = asyncio.create_task(runway_forever(monitor, settings.forecast_interval_s))
-            stack.push_async_callback(_cancel, runway)
+            stack.push_async_callback(stop, runway)
             if settings.consume:
                 consumer = outcome_consumer(
                     str(settings.amqp_url),

@@ -37,6 +37,7 @@ from codexpool_shared.store import LiveState, Provider, list_providers
 from codexpool_shared.store.live import parse_live
 from codexpool_shared.store.pools import pool_from_hash
 from codexpool_shared.store.replies import decode_hash, text
+from codexpool_shared.tasks import raise_if_cancelling
 
 log = logging.getLogger("codexpool_health")
 
@@ -269,6 +270,7 @@ class FleetReporter:
             async with asyncio.timeout(_QUEUE_READ_TIMEOUT_S):
                 depths: dict[str, int] | None = await self._queues.read()
         except Exception as exc:
+            raise_if_cancelling()
             # The broker is down or the queue is not declared yet; the next tick tries again.
             log.warning("reading the queue depths failed, will retry: %r", exc)
             await self._queues.close()

@@ -24,6 +24,7 @@ from codexpool_shared.keys import Keys
 from codexpool_shared.messaging import Publisher
 from codexpool_shared.store.errors import NotFound
 from codexpool_shared.store.pools import get_pool
+from codexpool_shared.tasks import raise_if_cancelling
 
 log = logging.getLogger(__name__)
 
@@ -137,5 +138,6 @@ async def runway_forever(monitor: RunwayMonitor, interval_s: float) -> None:
         except RedisError as exc:
             log.warning("runway forecast failed, will retry: %r", exc)
         except Exception:
+            raise_if_cancelling()
             # A background loop: an unexpected error must not end the forecasts for good.
             log.exception("runway forecast failed, will retry")

@@ -20,6 +20,7 @@ from codexpool_health.store import HealthStore, ProviderScore
 from codexpool_shared.activity import DEGRADED_MIN, HEALTHY_MIN
 from codexpool_shared.events import ProviderStatusChangedV1
 from codexpool_shared.messaging import Publisher
+from codexpool_shared.tasks import raise_if_cancelling
 
 log = logging.getLogger("codexpool_health")
 
@@ -78,5 +79,6 @@ async def rescore_forever(
         except RedisError as exc:
             log.warning("rescoring failed, will retry: %r", exc)
         except Exception:
+            raise_if_cancelling()
             # A background loop: an unexpected error must not end rescoring for good.
             log.exception("rescoring failed, will retry")
