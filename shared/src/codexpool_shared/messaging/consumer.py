@@ -44,6 +44,7 @@ from codexpool_shared.messaging.connection import CONNECT_TIMEOUT_S, close_quiet
 from codexpool_shared.messaging.metrics import ConsumeResult, ConsumerMetrics
 from codexpool_shared.messaging.propagation import consumer_span
 from codexpool_shared.messaging.topology import declare_topology
+from codexpool_shared.tasks import raise_if_cancelling
 
 log = logging.getLogger(__name__)
 
@@ -206,6 +207,7 @@ class EventConsumer:
                     self._url, name=self._name, timeout_s=self._connect_timeout_s
                 )
             except Exception as exc:
+                raise_if_cancelling()
                 log.warning("cannot consume %s yet: %r", self._queue, exc)
             else:
                 try:
@@ -213,6 +215,7 @@ class EventConsumer:
                     log.warning("the RabbitMQ connection closed, reconnecting")
                     delay = first
                 except Exception as exc:
+                    raise_if_cancelling()
                     log.warning("lost the consumer of %s, reconnecting: %r", self._queue, exc)
                 finally:
                     self._consuming = None

@@ -32,6 +32,7 @@ from codexpool_shared.messaging.link import Link, Outgoing, open_link, send_even
 from codexpool_shared.messaging.metrics import DropReason, PublisherMetrics
 from codexpool_shared.messaging.propagation import capture_context
 from codexpool_shared.messaging.topology import Topology
+from codexpool_shared.tasks import raise_if_cancelling
 
 log = logging.getLogger(__name__)
 
@@ -213,6 +214,7 @@ class EventPublisher:
                             timeout_s=self._connect_timeout_s,
                         )
                     except Exception as exc:
+                        raise_if_cancelling()
                         log.warning("cannot reach RabbitMQ for publishing: %r", exc)
                         failures_in_a_row += 1
                         await self._backoff(failures_in_a_row)
