@@ -77,11 +77,11 @@ def test_snapshots_are_bounded_and_expire() -> None:
     snapshots.record("a", a)  # a is now the most recently used
     snapshots.record("c", c)
     assert len(snapshots) == 2
-    assert snapshots.get("b", 10) is None
-    assert snapshots.get("a", 10) is a
+    assert snapshots.entry("b", 10) is None
+    assert snapshots.entry("a", 10) == (100.0, a)
     clock.now += 11
-    assert snapshots.get("a", 10) is None
-    assert snapshots.get("c", 11) is c
+    assert snapshots.entry("a", 10) is None
+    assert snapshots.entry("c", 11) == (100.0, c)
 
 
 def test_local_round_robin_is_even_and_skips_what_was_unavailable() -> None:

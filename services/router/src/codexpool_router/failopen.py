@@ -101,13 +101,9 @@ class Snapshots:
         if len(entries) > self.max_agents:
             entries.popitem(last=False)
 
-    def get(self, key_digest: str, max_age_s: float) -> Selection | None:
-        """The agent's last selection, unless it is older than ``max_age_s``."""
-        entry = self.entry(key_digest, max_age_s)
-        return None if entry is None else entry[1]
-
     def entry(self, key_digest: str, max_age_s: float) -> tuple[float, Selection] | None:
-        """When the agent's last selection was recorded (on the clock) and the selection."""
+        """When the agent's last selection was recorded (on the clock) and the selection,
+        unless it is older than ``max_age_s``."""
         entry = self._entries.get(key_digest)
         if entry is None or self._clock() - entry[0] > max_age_s:
             return None
