@@ -1,7 +1,8 @@
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, TypeVar
 from urllib.parse import urlsplit
 
 from fastapi import Depends, Request
@@ -108,3 +109,43 @@ CsrfSessionDep = Annotated[Session, Depends(_csrf_checked)]
 """Any session whose form carried its CSRF token (signing in)."""
 FormSessionDep = Annotated[Session, Depends(_signed_in_form)]
 """A signed-in session whose form carried its CSRF token (every change)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PageRequest:
+    """One request for a console page: what every handler needs, together. A page subclasses
+    it with its rendering methods and takes it through :func:`page_dependencies`."""
+
+    request: Request
+    templates: Jinja2Templates
+    settings: Settings
+    admin: AdminClient
+    session: Session
+
+
+P = TypeVar("P", bound=PageRequest)
+
+
+def page_dependencies(page: type[P]) -> tuple[Callable[..., P], Callable[..., P]]:
+    """The dependencies building ``page`` for a request: one for viewing (a signed-in session),
+    one for a form's change (also its CSRF token)."""
+
+    def viewing(
+        request: Request,
+        templates: TemplatesDep,
+        settings: SettingsDep,
+        admin: AdminDep,
+        session: SessionDep,
+    ) -> P:
+        return page(request, templates, settings, admin, session)
+
+    def changing(
+        request: Request,
+        templates: TemplatesDep,
+        settings: SettingsDep,
+        admin: AdminDep,
+        session: FormSessionDep,
+    ) -> P:
+        return page(request, templates, settings, admin, session)
+
+    return viewing, changing

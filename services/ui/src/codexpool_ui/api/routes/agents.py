@@ -7,31 +7,22 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, Form, Request
-from fastapi.templating import Jinja2Templates
+from fastapi import APIRouter, Depends, Form
 from starlette.responses import RedirectResponse, Response
 
 from codexpool_ui import agent_page
-from codexpool_ui.admin import AdminApiError, AdminClient
+from codexpool_ui.admin import AdminApiError
 from codexpool_ui.agent_page import NewKey
-from codexpool_ui.config import Settings
-from codexpool_ui.deps import AdminDep, FormSessionDep, SessionDep, SettingsDep, TemplatesDep
+from codexpool_ui.deps import PageRequest, page_dependencies
 from codexpool_ui.pages import passes_on, refusal, render
 from codexpool_ui.pool_page import pool_path
-from codexpool_ui.session import Session
 
 router = APIRouter(tags=["agents"])
 
 
 @dataclass(frozen=True, slots=True)
-class Pages:
+class Pages(PageRequest):
     """One request for the agents pages: what every handler needs, together."""
-
-    request: Request
-    templates: Jinja2Templates
-    settings: Settings
-    admin: AdminClient
-    session: Session
 
     async def agents(
         self,
@@ -86,26 +77,7 @@ class Pages:
         return await self.agent(agent_id, error=refusal(exc), status_code=exc.status)
 
 
-def _pages(
-    request: Request,
-    templates: TemplatesDep,
-    settings: SettingsDep,
-    admin: AdminDep,
-    session: SessionDep,
-) -> Pages:
-    return Pages(request, templates, settings, admin, session)
-
-
-def _form_pages(
-    request: Request,
-    templates: TemplatesDep,
-    settings: SettingsDep,
-    admin: AdminDep,
-    session: FormSessionDep,
-) -> Pages:
-    return Pages(request, templates, settings, admin, session)
-
-
+_pages, _form_pages = page_dependencies(Pages)
 PagesDep = Annotated[Pages, Depends(_pages)]
 FormPagesDep = Annotated[Pages, Depends(_form_pages)]
 

@@ -6,30 +6,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
-from fastapi.templating import Jinja2Templates
+from fastapi import APIRouter, Depends, File, Form, UploadFile
 from starlette.responses import RedirectResponse, Response
 
 from codexpool_ui import providers_page
-from codexpool_ui.admin import AdminApiError, AdminClient, JsonObject
-from codexpool_ui.config import Settings
-from codexpool_ui.deps import AdminDep, FormSessionDep, SessionDep, SettingsDep, TemplatesDep
+from codexpool_ui.admin import AdminApiError, JsonObject
+from codexpool_ui.deps import PageRequest, page_dependencies
 from codexpool_ui.pages import passes_on, refusal, render
 from codexpool_ui.providers_page import MAX_AUTH_JSON_BYTES, BadAuthJson, device_view
-from codexpool_ui.session import Session
 
 router = APIRouter(prefix="/providers", tags=["providers"])
 
 
 @dataclass(frozen=True, slots=True)
-class ProvidersPage:
+class ProvidersPage(PageRequest):
     """One request for the providers page: what every handler needs, together."""
-
-    request: Request
-    templates: Jinja2Templates
-    settings: Settings
-    admin: AdminClient
-    session: Session
 
     async def render(
         self,
@@ -66,26 +57,7 @@ class ProvidersPage:
         return await self.render(error=refusal(exc), form=form, status_code=exc.status)
 
 
-def _page(
-    request: Request,
-    templates: TemplatesDep,
-    settings: SettingsDep,
-    admin: AdminDep,
-    session: SessionDep,
-) -> ProvidersPage:
-    return ProvidersPage(request, templates, settings, admin, session)
-
-
-def _form_page(
-    request: Request,
-    templates: TemplatesDep,
-    settings: SettingsDep,
-    admin: AdminDep,
-    session: FormSessionDep,
-) -> ProvidersPage:
-    return ProvidersPage(request, templates, settings, admin, session)
-
-
+_page, _form_page = page_dependencies(ProvidersPage)
 PageDep = Annotated[ProvidersPage, Depends(_page)]
 FormPageDep = Annotated[ProvidersPage, Depends(_form_page)]
 
