@@ -25,6 +25,7 @@ from redis.typing import EncodableT
 
 from codexpool_shared.keys import Keys
 from codexpool_shared.store.live import LiveFields
+from codexpool_shared.store.replies import text
 
 Window = Literal["primary", "secondary"]
 WINDOWS: Final[tuple[Window, ...]] = ("primary", "secondary")
@@ -146,8 +147,8 @@ async def read_samples(
     for name, entries in zip(providers, streams, strict=True):
         per: dict[Window, list[Sample]] = {"primary": [], "secondary": []}
         for entry_id, fields in entries:
-            t = int(str(entry_id.decode() if isinstance(entry_id, bytes) else entry_id)[:-2]) / 1000
-            f = {(k.decode() if isinstance(k, bytes) else k): v for k, v in fields.items()}
+            t = int(text(entry_id)[:-2]) / 1000
+            f = {text(k): v for k, v in fields.items()}
             for window, prefix in (("primary", "p"), ("secondary", "s")):
                 used, resets = _num(f.get(prefix + "u")), _num(f.get(prefix + "r"))
                 if used is not None and resets is not None:

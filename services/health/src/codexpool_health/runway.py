@@ -24,13 +24,10 @@ from codexpool_shared.keys import Keys
 from codexpool_shared.messaging import Publisher
 from codexpool_shared.store.errors import NotFound
 from codexpool_shared.store.pools import get_pool
+from codexpool_shared.store.replies import text
 from codexpool_shared.tasks import raise_if_cancelling
 
 log = logging.getLogger(__name__)
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def _at(epoch_s: float) -> datetime:
@@ -86,11 +83,11 @@ class RunwayMonitor:
         """Sample, forecast every pool, export, and open or close runway-low episodes."""
         now = time.time() if now is None else now
         redis, keys = self._redis, self._keys
-        providers = sorted(_text(p) for p in await redis.smembers(keys.providers))
+        providers = sorted(text(p) for p in await redis.smembers(keys.providers))
         await record_quota_samples(redis, keys, providers, self._maxlen)
         forecasts: dict[str, Forecast] = {}
         runways: dict[str, tuple[float, bool]] = {}
-        for agent in sorted(_text(a) for a in await redis.smembers(keys.agents)):
+        for agent in sorted(text(a) for a in await redis.smembers(keys.agents)):
             try:
                 pool = await get_pool(redis, keys, agent)
             except NotFound:

@@ -19,6 +19,7 @@ from codexpool_shared.events import RequestOutcomeV1
 from codexpool_shared.service import KeysDep, RedisDep
 from codexpool_shared.store.agents import get_agent
 from codexpool_shared.store.errors import NotFound
+from codexpool_shared.store.replies import text
 
 router = APIRouter(tags=["requests"], responses=RESPONSES)
 
@@ -51,7 +52,5 @@ async def list_codex_pool_requests(
     if not ids:
         return []
     # One MGET: every key of a namespace is in one cluster slot.
-    bodies = await redis.mget(
-        [keys.request(i.decode() if isinstance(i, bytes) else i) for i in ids]
-    )
+    bodies = await redis.mget([keys.request(text(i)) for i in ids])
     return [summary(RequestOutcomeV1.model_validate_json(b)) for b in bodies if b is not None]
