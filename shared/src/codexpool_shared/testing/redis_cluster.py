@@ -5,11 +5,11 @@
     with private_redis_cluster(tmp_path) as cluster:
         env = {"REDIS_URL": cluster.url, "REDIS_CLUSTER": "true"}
 
-Each node runs in its own directory with ``cluster-enabled``, on a client port and a cluster-bus
-port both chosen free (``cluster-port``: the default bus port, client port + 10000, can fall
-outside the port range). ``redis-cli --cluster create`` assigns the 16384 slots over the three
-with no replicas; the block starts once every node reports ``cluster_state:ok`` and they all
-agree on the slot map. Every node is killed when the block ends, whatever happened.
+Each node is a ``PrivateRedis`` with ``cluster-enabled``, on a client port and a cluster-bus port
+both chosen free (``cluster-port``: the default bus port, client port + 10000, can fall outside
+the port range). ``redis-cli --cluster create`` assigns the 16384 slots over the three with no
+replicas; the block starts once every node reports ``cluster_state:ok`` and they all agree on the
+slot map. Every node is killed when the block ends, whatever happened.
 """
 
 from __future__ import annotations
@@ -24,77 +24,38 @@ from typing import cast
 import redis
 
 from codexpool_shared.testing.processes import free_port
+from codexpool_shared.testing.redis_server import PrivateRedis
 
 NODES = 3
 
 
-class _Node:
-    def __init__(self, directory: Path) -> None:
-        self.port = free_port()
-        self.bus_port = free_port()
-        self.directory = directory
-        self.process: subprocess.Popen[bytes] | None = None
+def _node(directory: Path) -> PrivateRedis:
+    return PrivateRedis(
+        directory,
+        [
+            *("--cluster-enabled", "yes", "--cluster-port", str(free_port())),
+            *("--cluster-config-file", str(directory / "nodes.conf")),
+            *("--cluster-node-timeout", "5000"),
+        ],
+    )
 
-    def start(self) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        with (self.directory / "redis.log").open("ab") as log:
-            self.process = subprocess.Popen(
-                [
-                    "redis-server",
-                    "--port",
-                    str(self.port),
-                    "--cluster-port",
-                    str(self.bus_port),
-                    "--bind",
-                    "127.0.0.1",
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-config-file",
-                    str(self.directory / "nodes.conf"),
-                    "--cluster-node-timeout",
-                    "5000",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--dir",
-                    str(self.directory),
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
 
-    def client(self) -> redis.Redis:
-        return redis.Redis(port=self.port, socket_timeout=2, socket_connect_timeout=0.5)
-
-    def answers(self) -> bool:
-        with self.client() as client:
-            try:
-                return bool(client.ping())
-            except redis.ConnectionError:
-                return False
-
-    def cluster_info(self) -> dict[str, str]:
-        with self.client() as client:
-            text = cast(bytes, client.execute_command("CLUSTER", "INFO")).decode()
-        return dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
+def _cluster_info(node: PrivateRedis) -> dict[str, str]:
+    with redis.Redis(port=node.port, socket_timeout=2, socket_connect_timeout=0.5) as client:
+        text = cast(bytes, client.execute_command("CLUSTER", "INFO")).decode()
+    return dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
 
 
 class PrivateRedisCluster:
     """Three ``redis-server`` primaries forming one cluster, on free ports."""
 
     def __init__(self, directory: Path) -> None:
-        self.nodes = [_Node(directory / f"node-{i}") for i in range(NODES)]
+        self.nodes = [_node(directory / f"node-{i}") for i in range(NODES)]
 
     @property
     def url(self) -> str:
         """``REDIS_URL`` for the services under test: one node, the client finds the others."""
-        return f"redis://127.0.0.1:{self.nodes[0].port}/0"
+        return self.nodes[0].url
 
     @property
     def ports(self) -> list[int]:
@@ -106,11 +67,6 @@ class PrivateRedisCluster:
         deadline = time.monotonic() + timeout_s
         for node in self.nodes:
             node.start()
-        for node in self.nodes:
-            while not node.answers():
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"redis-server on port {node.port} did not start")
-                time.sleep(0.02)
         subprocess.run(
             [
                 "redis-cli",
@@ -130,8 +86,8 @@ class PrivateRedisCluster:
                 raise RuntimeError("the Redis Cluster did not reach cluster_state:ok")
             time.sleep(0.05)
 
-    def _ready(self, node: _Node) -> bool:
-        info = node.cluster_info()
+    def _ready(self, node: PrivateRedis) -> bool:
+        info = _cluster_info(node)
         return (
             info.get("cluster_state") == "ok"
             and info.get("cluster_slots_ok") == "16384"

@@ -22,7 +22,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from codexpool_shared.testing.processes import free_port
@@ -40,9 +40,11 @@ def _ping(port: int) -> bool:
 class PrivateRedis:
     """One ``redis-server`` process on a free port, in its own directory."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, options: Sequence[str] = ()) -> None:
+        """``options`` are more ``redis-server`` arguments (a cluster node's, say)."""
         self.port = free_port()
         self.directory = directory
+        self.options = tuple(options)
         self.process: subprocess.Popen[bytes] | None = None
         self.paused = False
 
@@ -68,6 +70,7 @@ class PrivateRedis:
                     "no",
                     "--dir",
                     str(self.directory),
+                    *self.options,
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
