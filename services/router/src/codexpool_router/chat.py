@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from codexpool_router.sse import event_data
 from codexpool_shared.errors import ApiError
 
 _REFUSED = {
@@ -327,17 +328,6 @@ def completion(response: dict[str, Any], request_id: str, model: str) -> dict[st
     }
 
 
-def _event(block: bytes) -> dict[str, Any] | None:
-    for line in block.split(b"\n"):
-        if line.startswith(b"data:"):
-            try:
-                doc = orjson.loads(line[5:])
-            except orjson.JSONDecodeError:
-                return None
-            return doc if isinstance(doc, dict) else None
-    return None
-
-
 DONE = b"data: [DONE]\n\n"
 
 
@@ -364,8 +354,8 @@ class ChunkStream:
         out: list[bytes] = []
         start = 0
         while (end := buf.find(b"\n\n", start)) >= 0:
-            doc = _event(buf[start:end])
-            if doc is not None and not self.ended:
+            doc = event_data(buf[start:end])
+            if isinstance(doc, dict) and not self.ended:
                 self._translate(doc, out)
             start = end + 2
         self._buf = buf[start:]

@@ -18,7 +18,8 @@ _CREATED = b"response.created"
 _COMPLETED_LINE = b"event: response.completed"
 
 
-def _data(block: bytes) -> Any:
+def event_data(block: bytes) -> Any:
+    """The JSON of the event ``block``'s ``data:`` line; None if it has none or it is not JSON."""
     start = block.find(b"data:")
     if start < 0:
         return None
@@ -37,7 +38,7 @@ def _type(block: bytes) -> bytes:
     # Without an event line, the type is inside the JSON; only parse what could be terminal.
     head = block[:80]
     if b"response.completed" in head or b"response.failed" in head or b'"error"' in head:
-        doc = _data(block)
+        doc = event_data(block)
         if isinstance(doc, dict) and isinstance(doc.get("type"), str):
             return str(doc["type"]).encode()
     return b""
@@ -112,7 +113,7 @@ class SseTap:
     def _patched(self, block: bytes) -> bytes:
         if self.completed is None or self.completed.get("output") or not self.items:
             return block
-        doc = _data(block)
+        doc = event_data(block)
         if not isinstance(doc, dict) or not isinstance(doc.get("response"), dict):
             return block
         doc["response"]["output"] = [self.items[i] for i in sorted(self.items)]
@@ -122,7 +123,7 @@ class SseTap:
         kind = _type(block.lstrip(b"\r\n"))
         if kind in _TERMINAL:
             self.terminal = kind
-            doc = _data(block)
+            doc = event_data(block)
             response = doc.get("response") if isinstance(doc, dict) else None
             if kind == b"response.completed" and isinstance(response, dict):
                 self.completed = response
@@ -130,11 +131,11 @@ class SseTap:
                 self.failure = doc
         elif self._collect:
             if kind == _ITEM_DONE:
-                doc = _data(block)
+                doc = event_data(block)
                 if isinstance(doc, dict):
                     self.items[int(doc.get("output_index", len(self.items)))] = doc.get("item")
             elif kind == _CREATED:
-                doc = _data(block)
+                doc = event_data(block)
                 if isinstance(doc, dict) and isinstance(doc.get("response"), dict):
                     self.created = doc["response"]
 
