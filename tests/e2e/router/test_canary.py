@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import httpx
@@ -30,6 +31,31 @@ def tokens_of(sim: Sim) -> set[str]:
         for doc in (sim.auth_json(n)["tokens"], current):
             found |= {doc[f] for f in ("access_token", "refresh_token", "id_token") if doc.get(f)}
     return found
+
+
+async def stored_values(pool: Pool, encrypted: Callable[[str], bool]) -> list[str]:
+    """Every value stored in the pool's namespace; the hash fields ``encrypted`` names (when
+    set) must hold ciphertext."""
+    stored: list[str] = []
+    async for key in pool.redis.scan_iter(match=pool.keys.pattern):
+        kind = text(await pool.redis.type(key))
+        if kind == "hash":
+            for field, value in (await pool.redis.hgetall(key)).items():
+                if encrypted(text(field)) and value:
+                    assert text(value).startswith("v1:"), (key, field)
+                stored.append(text(value))
+        elif kind == "string":
+            stored.append(text(await pool.redis.get(key)))
+    return stored
+
+
+def assert_in_no_sink(
+    secrets: Iterable[str], *, log: str, answers: list[str], stored: list[str]
+) -> None:
+    sinks = (("log", log), ("answers", "\n".join(answers)), ("redis", "\n".join(stored)))
+    for secret in secrets:
+        for name, sink in sinks:
+            assert secret not in sink, f"a secret leaked into the {name}"
 
 
 async def test_tokens_appear_in_no_sink(sim: Sim, pool: Pool, routers, events: EventTap) -> None:
@@ -59,16 +85,7 @@ async def test_tokens_appear_in_no_sink(sim: Sim, pool: Pool, routers, events: E
     assert sim.refreshes()[sim.account_id(1)]["refreshes"] == 1
     await events.wait_for("request.outcome.v1", 5)
     seen += [json.dumps(body) + json.dumps(hdrs, default=str) for body, hdrs in events.messages]
-    stored: list[str] = []
-    async for key in pool.redis.scan_iter(match=pool.keys.pattern):
-        kind = text(await pool.redis.type(key))
-        if kind == "hash":
-            for field, value in (await pool.redis.hgetall(key)).items():
-                if text(field).endswith("_token") and value:
-                    assert text(value).startswith("v1:"), (key, field)
-                stored.append(text(value))
-        elif kind == "string":
-            stored.append(text(await pool.redis.get(key)))
+    stored = await stored_values(pool, lambda field: field.endswith("_token"))
 
     async def spans_exported() -> bool:
         return "POST codex/responses" in router.log()
@@ -78,13 +95,7 @@ async def test_tokens_appear_in_no_sink(sim: Sim, pool: Pool, routers, events: E
     log = router.log()
     canaries = tokens_of(sim)
     assert len(canaries) >= 7
-    for canary in canaries:
-        for name, sink in (
-            ("log", log),
-            ("answers", "\n".join(seen)),
-            ("redis", "\n".join(stored)),
-        ):
-            assert canary not in sink, f"a token leaked into the {name}"
+    assert_in_no_sink(canaries, log=log, answers=seen, stored=stored)
 
 
 async def test_proxy_credentials_and_overflow_key_appear_in_no_sink(
@@ -133,16 +144,7 @@ async def test_proxy_credentials_and_overflow_key_appear_in_no_sink(
     await events.wait_for("request.outcome.v1", 7)
     assert any(body.get("overflow") for body in events.of_type("request.outcome.v1"))
     seen += [json.dumps(body) + json.dumps(hdrs, default=str) for body, hdrs in events.messages]
-    stored: list[str] = []
-    async for key in pool.redis.scan_iter(match=pool.keys.pattern):
-        kind = text(await pool.redis.type(key))
-        if kind == "hash":
-            for field, value in (await pool.redis.hgetall(key)).items():
-                if text(field) in ("proxy_url", "api_key"):
-                    assert text(value).startswith("v1:"), (key, field)
-                stored.append(text(value))
-        elif kind == "string":
-            stored.append(text(await pool.redis.get(key)))
+    stored = await stored_values(pool, lambda field: field in ("proxy_url", "api_key"))
 
     async def spans_exported() -> bool:
         return "POST responses" in router.log()
@@ -151,10 +153,4 @@ async def test_proxy_credentials_and_overflow_key_appear_in_no_sink(
     stop(router.process)
     log = router.log()
     basic = base64.b64encode(f"{PROXY_USER}:{PROXY_PASSWORD}".encode()).decode()
-    for canary in (PROXY_PASSWORD, basic, overflow_key):
-        for name, sink in (
-            ("log", log),
-            ("answers", "\n".join(seen)),
-            ("redis", "\n".join(stored)),
-        ):
-            assert canary not in sink, f"a secret leaked into the {name}"
+    assert_in_no_sink((PROXY_PASSWORD, basic, overflow_key), log=log, answers=seen, stored=stored)
