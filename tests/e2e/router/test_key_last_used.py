@@ -36,5 +36,7 @@ async def test_the_router_records_when_each_key_was_last_used(
     [listed] = await list_agent_keys(pool.redis, pool.keys, pool.agent_id)
     assert listed.last_used_at is not None and before <= listed.last_used_at <= time.time() + 1
 
+    # Only the whole id names the key: a prefix of it revokes nothing.
+    assert not await revoke_agent_key(pool.redis, pool.keys, pool.agent_id, key.key_id[:4])
     assert await revoke_agent_key(pool.redis, pool.keys, pool.agent_id, key.key_id)
     assert not await pool.redis.exists(pool.keys.agent_keys_used(pool.agent_id))

@@ -234,10 +234,10 @@ async def record_keys_used(redis: Redis, keys: Keys, used: Mapping[tuple[str, st
 
 
 async def revoke_agent_key(redis: Redis, keys: Keys, agent_id: str, key_id: str) -> bool:
-    """Revoke the agent's key whose ``key_id`` is given; True if one was revoked."""
+    """Revoke the agent's key whose ``key_id`` is given (the whole id); True if one was revoked."""
     for digest in await redis.hkeys(keys.agent_keys(agent_id)):
         stored = text(digest)
-        if stored.startswith(key_id):
+        if key_id_of(stored) == key_id:
             async with redis.pipeline(transaction=True) as pipe:
                 pipe.delete(keys.api_key(stored))
                 pipe.hdel(keys.agent_keys(agent_id), stored)

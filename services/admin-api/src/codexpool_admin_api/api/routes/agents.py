@@ -271,7 +271,6 @@ async def revoke_agent_router_key(
     """Revoke one router key (by its ``key_id``); the router refuses it from the next request."""
     await get_agent(redis, keys, agent_id)
     known = {k.key_id: k for k in await list_agent_keys(redis, keys, agent_id)}
-    # Whole ids only: revoke_agent_key matches a prefix, and "" or "a" must not pick a key.
     if key_id not in known or not await revoke_agent_key(redis, keys, agent_id, key_id):
         raise ApiError(
             404, f"agent {agent_id!r} has no key {key_id!r}", code="not_found", param="key_id"
