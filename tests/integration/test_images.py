@@ -19,6 +19,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tomllib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -149,6 +150,56 @@ def test_every_module_imports_from_the_environment_alone(
 ) -> None:
     result = runtimes[package].imports
     assert result.returncode == 0, f"{package}:\n{result.stdout}{result.stderr}"
+
+
+def _name(requirement: str) -> str:
+    """A distribution's normalized name (PEP 503)."""
+    return re.sub(r"[-_.]+", "-", requirement).lower()
+
+
+def _installed(venv: Path) -> set[str]:
+    listing = (
+        "import importlib.metadata as m\nfor d in m.distributions(): print(d.metadata['Name'])"
+    )
+    result = subprocess.run(
+        [str(venv / "bin" / "python"), "-I", "-c", listing],
+        env=minimal_env(venv),
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return {_name(line) for line in result.stdout.split()}
+
+
+def _locked_runtime(package: str) -> set[str]:
+    """What uv.lock resolves for ``package`` without the dev group, for any Python."""
+    exported = subprocess.run(
+        [_uv(), "export", "--frozen", "--no-dev", "--no-hashes", "--no-header", "--no-annotate",
+         "--package", package],
+        cwd=REPO_ROOT, capture_output=True, text=True, check=True, timeout=60,
+    ).stdout  # fmt: skip
+    names = set()
+    for line in exported.splitlines():
+        if member := re.fullmatch(r"-e \./(\S+)", line):
+            project = tomllib.loads((REPO_ROOT / member[1] / "pyproject.toml").read_text())
+            names.add(_name(project["project"]["name"]))
+        elif pinned := re.match(r"([A-Za-z0-9._-]+)(\[[^]]*\])?==", line):
+            names.add(_name(pinned[1]))
+    return names
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_the_environment_holds_no_dev_dependency(
+    package: str, runtimes: dict[str, Runtime]
+) -> None:
+    # The dev group (pytest, jsonschema, matplotlib for the benchmarks, ...) stays out of images.
+    # One way only: the export keeps entries whose markers exclude this Python (async-timeout).
+    installed, locked = _installed(runtimes[package].venv), _locked_runtime(package)
+    assert installed <= locked, f"beyond the lock: {sorted(installed - locked)}"
+    dev = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["dependency-groups"]["dev"]
+    dev_only = {_name(re.split(r"[\[<>=~; ]", r, maxsplit=1)[0]) for r in dev} - locked
+    assert {"matplotlib", "jsonschema", "pytest"} <= dev_only
 
 
 @contextlib.contextmanager
