@@ -170,7 +170,7 @@ class QueueDepth:
             self._connection = self._channel = None
 
 
-class _Series:
+class Series:
     """A labelled gauge whose children are exactly the label sets of the last ``show``."""
 
     def __init__(self, gauge: Gauge) -> None:
@@ -189,8 +189,8 @@ class FleetMetrics:
     """The fleet gauges, on the app's own registry."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        def series(name: str, doc: str, labels: Sequence[str]) -> _Series:
-            return _Series(Gauge(name, doc, labels, registry=registry))
+        def series(name: str, doc: str, labels: Sequence[str]) -> Series:
+            return Series(Gauge(name, doc, labels, registry=registry))
 
         self.members = series(
             "codexpool_health_pool_members", "Members in the agent's pool.", ["agent"]

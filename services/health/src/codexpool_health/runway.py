@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry, Gauge
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from codexpool_health.fleet import Series
 from codexpool_shared.events import PoolRunwayLowV1
 from codexpool_shared.forecast import Forecast, forecast, read_samples, record_quota_samples
 from codexpool_shared.keys import Keys
@@ -36,29 +37,27 @@ def _at(epoch_s: float) -> datetime:
 
 class RunwayMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.runway = Gauge(
-            "codexpool_health_pool_runway_seconds",
-            "Seconds until every member of the agent's pool is out of quota at the current burn "
-            "rate, given resets (absent while the forecast lacks data or never runs dry).",
-            ["agent"],
-            registry=registry,
+        self.runway = Series(
+            Gauge(
+                "codexpool_health_pool_runway_seconds",
+                "Seconds until every member of the agent's pool is out of quota at the current "
+                "burn rate, given resets (absent while the forecast lacks data or never runs dry).",
+                ["agent"],
+                registry=registry,
+            )
         )
-        self.before_reset = Gauge(
-            "codexpool_health_pool_runway_before_reset",
-            "1 when the agent's pool runs dry before any member's limiting window resets.",
-            ["agent"],
-            registry=registry,
+        self.before_reset = Series(
+            Gauge(
+                "codexpool_health_pool_runway_before_reset",
+                "1 when the agent's pool runs dry before any member's limiting window resets.",
+                ["agent"],
+                registry=registry,
+            )
         )
-        self._shown: set[str] = set()
 
     def show(self, runways: dict[str, tuple[float, bool]]) -> None:
-        for agent in self._shown - runways.keys():
-            self.runway.remove(agent)
-            self.before_reset.remove(agent)
-        for agent, (seconds, before) in runways.items():
-            self.runway.labels(agent).set(seconds)
-            self.before_reset.labels(agent).set(1 if before else 0)
-        self._shown = set(runways)
+        self.runway.show({(agent,): seconds for agent, (seconds, _) in runways.items()})
+        self.before_reset.show({(agent,): float(b) for agent, (_, b) in runways.items()})
 
 
 class RunwayMonitor:
