@@ -53,23 +53,14 @@ class ResponsesEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         sim = self.sim
-        body = await read_body(receive)
-        rec = sim.recorder.record(
-            "POST", scope["path"], scope["query_string"], scope["headers"], body, sim.clock.now()
-        )
-        account, status, problem = admit(sim, scope, rec)
-        if account is None:
-            rec.status = status
-            return await send_json(send, status, problem)
-        try:
-            request = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            request = None
+        admitted = await self._admitted(scope, receive, send)
+        if admitted is None:
+            return
+        account, rec, request = admitted
         if not isinstance(request, dict):
             rec.status = 400
             return await send_json(send, 400, errors.detail("Request body must be a JSON object"))
-        model = request.get("model")
-        model = model if isinstance(model, str) and model else DEFAULT_MODEL
+        model = _model(request)
         if self.codex:
             problem = validate(
                 sim.validation,
@@ -79,23 +70,11 @@ class ResponsesEndpoint:
             if problem is not None:
                 rec.status = 400
                 return await send_json(send, 400, problem)
-        account.requests += 1
         fault = account.faults.take(sim.rng)
-        if fault is not None:
-            rec.fault = fault.kind.value
-            if await self._refuse(send, rec, account, fault, model):
-                return
         now = sim.clock.now()
+        if await self._turned_away(send, rec, account, fault, model, now):
+            return
         quota = account.quota
-        quota.roll(now)
-        if quota.exhausted():
-            rec.status = 429
-            limit_headers = quota.headers(account.plan_type, now)
-            return await send_json(
-                send, 429, quota.limit_error(account.plan_type, now), limit_headers
-            )
-        quota.charge()
-        rec.status = 200
         rid = sim.next_response_id()
         headers = quota.headers(account.plan_type, now)
         headers += [
@@ -109,6 +88,53 @@ class ResponsesEndpoint:
         latency = (account.ttfb_ms, account.event_delay_ms)
         deliver = responder.stream if streaming else responder.unary
         await deliver(send, receive, headers, answer, ids, latency, fault)
+
+    async def _admitted(
+        self, scope: Scope, receive: Receive, send: Send
+    ) -> tuple[Account, Recorded, Any] | None:
+        """Record the request and authenticate it: the account, the record and the decoded
+        body (None if it is not JSON), or None once the request has been turned away."""
+        sim = self.sim
+        body = await read_body(receive)
+        rec = sim.recorder.record(
+            "POST", scope["path"], scope["query_string"], scope["headers"], body, sim.clock.now()
+        )
+        account, status, problem = admit(sim, scope, rec)
+        if account is None:
+            rec.status = status
+            await send_json(send, status, problem)
+            return None
+        try:
+            return account, rec, orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return account, rec, None
+
+    async def _turned_away(
+        self,
+        send: Send,
+        rec: Recorded,
+        account: Account,
+        fault: FaultSpec | None,
+        model: str,
+        now: float,
+    ) -> bool:
+        """Count the request, then answer an HTTP-level fault or a spent quota (True), or
+        charge the request to the account's quota and record it as answered (False)."""
+        account.requests += 1
+        if fault is not None:
+            rec.fault = fault.kind.value
+            if await self._refuse(send, rec, account, fault, model):
+                return True
+        quota = account.quota
+        quota.roll(now)
+        if quota.exhausted():
+            rec.status = 429
+            limit_headers = quota.headers(account.plan_type, now)
+            await send_json(send, 429, quota.limit_error(account.plan_type, now), limit_headers)
+            return True
+        quota.charge()
+        rec.status = 200
+        return False
 
     def _transcript(
         self, account: Account, model: str, fault: FaultSpec | None, streaming: bool
@@ -182,42 +208,17 @@ class CompactEndpoint(ResponsesEndpoint):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         sim = self.sim
-        body = await read_body(receive)
-        rec = sim.recorder.record(
-            "POST", scope["path"], scope["query_string"], scope["headers"], body, sim.clock.now()
-        )
-        account, status, problem = admit(sim, scope, rec)
-        if account is None:
-            rec.status = status
-            return await send_json(send, status, problem)
-        try:
-            request = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            request = None
+        admitted = await self._admitted(scope, receive, send)
+        if admitted is None:
+            return
+        account, rec, request = admitted
         if not isinstance(request, dict) or not isinstance(request.get("input"), list):
             rec.status = 400
             return await send_json(send, 400, errors.detail("input must be a list of items"))
-        model = request.get("model")
-        model = model if isinstance(model, str) and model else DEFAULT_MODEL
-        account.requests += 1
         fault = account.faults.take(sim.rng)
-        if fault is not None:
-            rec.fault = fault.kind.value
-            if await self._refuse(send, rec, account, fault, model):
-                return
         now = sim.clock.now()
-        quota = account.quota
-        quota.roll(now)
-        if quota.exhausted():
-            rec.status = 429
-            return await send_json(
-                send,
-                429,
-                quota.limit_error(account.plan_type, now),
-                quota.headers(account.plan_type, now),
-            )
-        quota.charge()
-        rec.status = 200
+        if await self._turned_away(send, rec, account, fault, _model(request), now):
+            return
         rid = sim.next_response_id().decode()
         kept = [
             item
@@ -240,4 +241,9 @@ class CompactEndpoint(ResponsesEndpoint):
             ],
             "usage": account.style.usage.view(),
         }
-        await send_json(send, 200, answer, quota.headers(account.plan_type, now))
+        await send_json(send, 200, answer, account.quota.headers(account.plan_type, now))
+
+
+def _model(request: dict[str, Any]) -> str:
+    model = request.get("model")
+    return model if isinstance(model, str) and model else DEFAULT_MODEL
