@@ -26,7 +26,7 @@ from codexpool_shared.store.agents import AgentFields, AgentKey
 from codexpool_shared.store.errors import Conflict, InvalidField
 from codexpool_shared.store.pools import PRIORITIES, STRATEGIES, PoolFields
 from codexpool_shared.store.providers import SLUG_PATTERN, ProviderFields, validate_identity
-from codexpool_shared.store.replies import text
+from codexpool_shared.store.replies import decode_hash, text
 
 _STATUSES = ("active", "needs_reauth", "disabled")
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
@@ -70,10 +70,6 @@ def _hash(record: dict[str, str]) -> Mapping[Any, Any]:
     return record
 
 
-def _decode(raw: dict[bytes | str, bytes | str]) -> dict[str, str]:
-    return {text(k): text(v) for k, v in raw.items()}
-
-
 async def export_config(redis: Redis, keys: Keys) -> ConfigExport:
     providers = sorted(text(n) for n in await redis.smembers(keys.providers))
     agents = sorted(text(a) for a in await redis.smembers(keys.agents))
@@ -86,11 +82,11 @@ async def export_config(redis: Redis, keys: Keys) -> ConfigExport:
             pipe.hgetall(keys.pool(agent))
         replies = iter(await pipe.execute())
     exported_providers = [
-        ExportedProvider(name=name, record=_decode(next(replies))) for name in providers
+        ExportedProvider(name=name, record=decode_hash(next(replies))) for name in providers
     ]
     exported_agents = []
     for agent in agents:
-        record, digests, pool = (_decode(next(replies)) for _ in range(3))
+        record, digests, pool = (decode_hash(next(replies)) for _ in range(3))
         exported_agents.append(
             ExportedAgent(id=agent, record=record, key_digests=digests, pool=pool or None)
         )
