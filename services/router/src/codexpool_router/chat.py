@@ -20,7 +20,7 @@ import orjson
 from codexpool_router.sse import event_data
 from codexpool_shared.errors import ApiError
 
-_REFUSED = {
+REFUSED = {
     "max_tokens": "the Codex backend does not accept an output token limit",
     "max_completion_tokens": "the Codex backend does not accept an output token limit",
     "stop": "the Responses API has no stop sequences",
@@ -32,7 +32,8 @@ _REFUSED = {
     "audio": "the Codex backend answers text only",
     "prediction": "the Responses API has no predicted outputs",
 }
-"""Parameters refused with a 400 when present with a value other than null (or false)."""
+"""Parameters refused with a 400 when present with a value other than null (or false), and
+why; the OpenAPI document lists the same (``api/routes/responses.py``)."""
 
 _PASSED = ("temperature", "top_p", "parallel_tool_calls", "prompt_cache_key", "service_tier")
 """Parameters the Responses API has under the same name; the backend decides whether it takes
@@ -192,7 +193,7 @@ def include_usage(doc: dict[str, Any]) -> bool:
 
 def to_responses(doc: dict[str, Any]) -> dict[str, Any]:
     """The Responses request for the Chat Completions request ``doc``; 400 on what cannot map."""
-    for name, why in _REFUSED.items():
+    for name, why in REFUSED.items():
         value = doc.get(name)
         if value is not None and value is not False:
             raise _bad(f"Unsupported parameter: '{name}': {why}.", name)

@@ -22,6 +22,7 @@ from fastapi import APIRouter
 from starlette.types import Receive, Scope, Send
 
 from codexpool_router.answers import router_headers, send_error
+from codexpool_router.chat import REFUSED
 from codexpool_router.core import Core
 from codexpool_router.failover import serve
 from codexpool_router.inbound import Dialect, agent_key_digest, header, parse_body, read_body
@@ -228,20 +229,8 @@ _MESSAGE = {
     ]
 }
 _REFUSED_PARAMETERS = {
-    name: {"type": "null", "description": "Refused with 400 `unsupported_parameter`."}
-    for name in (
-        "max_tokens",
-        "max_completion_tokens",
-        "stop",
-        "logit_bias",
-        "top_logprobs",
-        "frequency_penalty",
-        "presence_penalty",
-        "audio",
-        "prediction",
-        "functions",
-        "function_call",
-    )
+    name: {"type": "null", "description": f"Refused with 400 `unsupported_parameter`: {why}."}
+    for name, why in REFUSED.items()
 }
 _CHAT_BODY = {
     "required": True,
@@ -300,8 +289,8 @@ _CHAT_BODY = {
                         "properties": {"type": {"enum": ["text", "json_object"]}},
                     },
                     "n": {"enum": [1, None]},
-                    "logprobs": {"enum": [False, None]},
                     **_REFUSED_PARAMETERS,
+                    "logprobs": {"enum": [False, None]},
                 },
                 "additionalProperties": True,
             }
