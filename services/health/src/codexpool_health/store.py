@@ -14,6 +14,7 @@ from codexpool_health.scoring import ScoreConfig
 from codexpool_shared.activity import Fields, HealthFields
 from codexpool_shared.events import HealthBand, RequestOutcomeV1
 from codexpool_shared.keys import Keys
+from codexpool_shared.store.replies import text
 from codexpool_shared.store.scripts import load
 
 _SCRIPT = load("codexpool_health", "lua/apply.lua", Fields, HealthFields)
@@ -50,10 +51,6 @@ class BatchResult:
 
     applied: list[bool]
     scores: list[ProviderScore]
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 class HealthStore:
@@ -95,7 +92,7 @@ class HealthStore:
         reply = cast(list[object], await self._script(keys=keys, args=args))
         scores = []
         for row in cast(list[list[bytes | str]], reply[1:]):
-            provider, score, band, previous = (_text(x) for x in row)
+            provider, score, band, previous = (text(x) for x in row)
             scores.append(
                 ProviderScore(
                     provider,
@@ -104,7 +101,7 @@ class HealthStore:
                     cast(HealthBand, previous) if previous else None,
                 )
             )
-        return _text(cast(bytes | str, reply[0])), scores
+        return text(cast(bytes | str, reply[0])), scores
 
     async def apply(
         self, outcomes: Sequence[Outcome], *, now: float | None = None, log: bool = True
@@ -129,7 +126,7 @@ class HealthStore:
         """Recompute scores as time passes (``None``: every provider seen so far)."""
         if providers is None:
             members = await self._redis.smembers(self._keys.health_providers)
-            providers = sorted(_text(m) for m in members)
+            providers = sorted(text(m) for m in members)
         if not providers:
             return []
         plan = self._plan(now)
