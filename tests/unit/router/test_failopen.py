@@ -19,7 +19,7 @@ class Clock:
 def _selection(strategy: str = "round-robin", **members: tuple[int, int, float]) -> Selection:
     """Members by name: (unavailable until ms, quota flag, pressure), in pool order."""
     rows = [
-        [name, f"acc-{name}", f"env-{name}", "", 1, until, quota, pressure]
+        [name, f"acc-{name}", f"env-{name}", "", 1, until, quota, pressure, 1]
         for name, (until, quota, pressure) in members.items()
     ]
     return Selection(

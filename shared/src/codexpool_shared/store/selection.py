@@ -273,6 +273,10 @@ class Selector:
         return parse_selection(orjson.loads(raw))
 
 
+def _expiry(value: Any) -> int | None:
+    return int(float(value)) if value not in ("", None) else None
+
+
 def parse_selection(doc: dict[str, Any]) -> Selection:
     """The script's JSON reply as a :class:`Selection`; raises as :meth:`Selector.select`."""
     error = doc.get("e")
@@ -293,11 +297,11 @@ def parse_selection(doc: dict[str, Any]) -> Selection:
                 name=str(r[0]),
                 account_id=str(r[1]),
                 access_envelope=str(r[2]),
-                access_expires_at=int(float(r[3])) if r[3] not in ("", None) else None,
+                access_expires_at=_expiry(r[3]),
                 credential_version=int(r[4] or 0),
                 probe=bool(r[5]),
                 failures=int(r[6] or 0),
-                max_concurrent=int(r[7] or 0) if len(r) > 7 else 0,
+                max_concurrent=int(r[7] or 0),
             )
             for r in rows
         ),
@@ -312,10 +316,6 @@ def parse_selection(doc: dict[str, Any]) -> Selection:
     )
 
 
-def _expiry(value: Any) -> int | None:
-    return int(float(value)) if value not in ("", None) else None
-
-
 def parse_members(rows: Sequence[Any]) -> tuple[Member, ...]:
     """The ``m`` rows of a selection (:attr:`Selection.members`) as :class:`Member` records."""
     return tuple(
@@ -328,7 +328,7 @@ def parse_members(rows: Sequence[Any]) -> tuple[Member, ...]:
             unavailable_until_ms=int(r[5] or 0),
             quota=bool(r[6]),
             pressure=float(r[7] or 0),
-            rank=int(r[8]) if len(r) > 8 else 1,
+            rank=int(r[8]),
         )
         for r in rows
     )
