@@ -38,6 +38,7 @@ from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
 from codexpool_shared.keys import Keys
+from codexpool_shared.store.replies import decode_hash
 from codexpool_shared.store.scripts import LuaScript, render
 
 MAX_COOLDOWN_MS = 8 * 24 * 3600 * 1000
@@ -263,10 +264,7 @@ def _flag(fields: dict[str, str], name: str) -> bool | None:
 
 def parse_live(provider: str, raw: dict[Any, Any]) -> LiveState:
     """Decode a live hash as returned by HGETALL."""
-    f = {
-        (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
-        for k, v in raw.items()
-    }
+    f = decode_hash(raw)
     quota = None
     observed = _num(f, LiveFields.QUOTA_OBSERVED_AT)
     if observed is not None:
