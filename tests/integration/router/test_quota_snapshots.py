@@ -11,7 +11,6 @@ import pytest
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
-from codexpool_admin_api.usage import parse_usage
 from codexpool_router.config import Settings
 from codexpool_router.livewriter import LiveWriter
 from codexpool_router.metrics import Metrics
@@ -26,6 +25,7 @@ from codexpool_shared.store import (
     write_quota,
     write_quotas,
 )
+from codexpool_shared.usage import parse_usage
 from tests.integration.conftest import RedisTarget
 
 

@@ -10,9 +10,10 @@ import httpx
 import pytest
 
 from codexpool_admin_api.oauth import DeviceFlow
-from codexpool_admin_api.usage import UsageError, fetch_usage, parse_usage
+from codexpool_admin_api.usage import UsageError, fetch_usage
 from codexpool_shared.errors import ApiError
 from codexpool_shared.oauth import CODEX_CLIENT_ID
+from codexpool_shared.usage import parse_usage
 
 USAGE = {
     "plan_type": "pro",

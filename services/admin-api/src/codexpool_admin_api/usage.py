@@ -12,8 +12,6 @@ import httpx
 from codexpool_shared.store.live import QuotaSnapshot
 from codexpool_shared.usage import parse_usage
 
-__all__ = ["TokenRejected", "UsageError", "fetch_usage", "parse_usage"]
-
 
 class UsageError(Exception):
     """The usage endpoint could not be read; the message is safe to show (no token in it)."""
