@@ -362,14 +362,18 @@ class ChunkStream:
         self._buf = buf[start:]
         return b"".join(out)
 
-    def _chunk(self, delta: dict[str, Any], finish: str | None = None, **extra: Any) -> bytes:
+    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+        return self._line([choice])
+
+    def _line(self, choices: list[dict[str, Any]], **extra: Any) -> bytes:
         doc = {
             "id": self._id,
             "object": "chat.completion.chunk",
             "created": self._created,
             "model": self._model,
             "system_fingerprint": None,
-            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+            "choices": choices,
             **extra,
         }
         return b"data: " + orjson.dumps(doc) + b"\n\n"
@@ -421,21 +425,7 @@ class ChunkStream:
             response = _object(doc.get("response"))
             out.append(self._chunk({}, finish_reason(response, bool(self._calls))))
             if self._usage:
-                usage = chat_usage(response.get("usage"))
-                out.append(
-                    b"data: "
-                    + orjson.dumps(
-                        {
-                            "id": self._id,
-                            "object": "chat.completion.chunk",
-                            "created": self._created,
-                            "model": self._model,
-                            "choices": [],
-                            "usage": usage,
-                        }
-                    )
-                    + b"\n\n"
-                )
+                out.append(self._line([], usage=chat_usage(response.get("usage"))))
             out.append(DONE)
             self.ended = True
         elif kind in ("response.failed", "error"):
