@@ -90,6 +90,10 @@ class Core:
     responses_url: str
     attempt_attributes: Mapping[str, AttributeValue]
     """What every attempt's CLIENT span starts with (``upstream.attempt_attributes``)."""
+    compact_url: str
+    """The remote compaction endpoint (``responses_url`` + ``/compact``)."""
+    compact_attempt_attributes: Mapping[str, AttributeValue]
+    """``attempt_attributes`` of a compaction attempt (its own ``url.full``)."""
     client_timeout: aiohttp.ClientTimeout
     retry_budget: RetryBudget
     leases: Leases
@@ -260,6 +264,8 @@ def build_core(
         local=LocalRouting(snapshots, settings.failopen_max_staleness_s, settings.max_attempts),
         responses_url=responses_url,
         attempt_attributes=attempt_attributes(responses_url),
+        compact_url=responses_url + "/compact",
+        compact_attempt_attributes=attempt_attributes(responses_url + "/compact"),
         client_timeout=aiohttp.ClientTimeout(
             total=None, sock_connect=settings.connect_timeout_s, sock_read=settings.idle_timeout_s
         ),

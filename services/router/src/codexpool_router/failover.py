@@ -135,12 +135,20 @@ async def _try_provider(
         ledger.skipped(candidate, "token_unavailable")
         return None
     unary = inbound.dialect == "compact"
+    if unary:
+        name, url, base = (
+            "POST codex/responses/compact",
+            core.compact_url,
+            core.compact_attempt_attributes,
+        )
+    else:
+        name, url, base = "POST codex/responses", core.responses_url, core.attempt_attributes
     while True:
         span = tracer.start_span(
-            "POST codex/responses" if not unary else "POST codex/responses/compact",
+            name,
             kind=SpanKind.CLIENT,
             attributes={
-                **core.attempt_attributes,
+                **base,
                 attr.GEN_AI_REQUEST_MODEL: inbound.model,
                 attr.PROVIDER: candidate.name,
                 attr.ATTEMPT: len(ledger.attempts) + 1,
@@ -152,7 +160,7 @@ async def _try_provider(
             try:
                 result = await run_attempt(
                     core.egress.session(candidate.name),
-                    core.responses_url if not unary else core.responses_url + "/compact",
+                    url,
                     inbound.body,
                     headers_for(token),
                     budget_s=min(core.settings.ttfb_timeout_s, deadline - time.perf_counter()),
