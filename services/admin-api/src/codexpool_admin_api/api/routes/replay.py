@@ -16,8 +16,7 @@ from codexpool_shared.events import Strategy
 from codexpool_shared.replay import Tally, actual_tally, recorded_requests, replay
 from codexpool_shared.service import KeysDep, RedisDep
 from codexpool_shared.store.agents import get_agent
-from codexpool_shared.store.errors import InvalidField
-from codexpool_shared.store.pools import get_pool
+from codexpool_shared.store.pools import get_pool, validate_pool
 from codexpool_shared.store.providers import SLUG_PATTERN
 
 router = APIRouter(prefix="/api/agents/{agent_id}/codex-pool", tags=["pools"], responses=RESPONSES)
@@ -77,8 +76,7 @@ async def replay_codex_pool(
     await get_agent(redis, keys, agent_id)
     pool = await get_pool(redis, keys, agent_id)
     members = body.providers or list(pool.providers)
-    if len(set(members)) != len(members):
-        raise InvalidField("providers", "a provider is named twice")
+    validate_pool(body.strategy, members)
     now = time.time()
     start = now - body.since_s
     requests, more = await recorded_requests(redis, keys, agent_id, body.since_s, now, MAX_REQUESTS)
