@@ -13,11 +13,13 @@ import httpx
 from codexpool_shared.store.egress import set_proxy
 from codexpool_shared.store.overflow import set_overflow
 from codexpool_shared.testing.processes import stop
+from codexpool_shared.testing.socks5 import Socks5Server
 from tests.e2e.conftest import EventTap, poll
 from tests.e2e.router.conftest import Pool, Sim
 from tests.e2e.router.test_egress_proxy import PROXY_PASSWORD, PROXY_USER, ForwardingProxy
 
 STREAM = {"model": "gpt-5-codex", "input": "hi", "stream": True}
+SOCKS_PASSWORD = "socks-password-not-for-logs"
 
 
 def text(value: Any) -> str:
@@ -101,9 +103,10 @@ async def test_tokens_appear_in_no_sink(sim: Sim, pool: Pool, routers, events: E
 async def test_proxy_credentials_and_overflow_key_appear_in_no_sink(
     sim: Sim, pool: Pool, routers, events: EventTap
 ) -> None:
-    """Issue 19: a provider behind a proxy with credentials (its token refreshed through it)
-    and a pool that overflows; neither the proxy's password (nor its Proxy-Authorization
-    value) nor the overflow key reaches a log, span, event, metric, answer or stored value."""
+    """Issue 19: a provider behind an HTTP proxy with credentials (its token refreshed through
+    it), another behind a SOCKS5 proxy with its own, and a pool that overflows; neither proxy's
+    password (nor the Proxy-Authorization value) nor the overflow key reaches a log, span,
+    event, metric, answer or stored value."""
     await pool.setup(sim, [1, 2])
     sim.client.patch(
         "/_sim/accounts", json={"primary_cost_percent": 0, "secondary_cost_percent": 0}
@@ -114,9 +117,11 @@ async def test_proxy_credentials_and_overflow_key_appear_in_no_sink(
     )
     proxy = ForwardingProxy()
     seen: list[str] = []
-    async with proxy.running():
+    async with proxy.running(), Socks5Server(PROXY_USER, SOCKS_PASSWORD) as socks:
         url = f"http://{PROXY_USER}:{PROXY_PASSWORD}@127.0.0.1:{proxy.port}"
         seen.append(str(await set_proxy(pool.redis, pool.keys, pool.keyring, "account-2", url)))
+        url = f"socks5://{PROXY_USER}:{SOCKS_PASSWORD}@127.0.0.1:{socks.port}"
+        seen.append(str(await set_proxy(pool.redis, pool.keys, pool.keyring, "account-1", url)))
         sim.patch(2, expire_access_token=True)
         [router] = routers(
             1,
@@ -141,6 +146,7 @@ async def test_proxy_credentials_and_overflow_key_appear_in_no_sink(
                 assert response.status_code == 200, (path, response.text)
                 seen.append(response.text + json.dumps(dict(response.headers)))
     assert any(target.endswith("/oauth/token") for _, target, _ in proxy.seen)
+    assert {c.account_id for c in socks.requests} == {sim.account_id(1)}
     await events.wait_for("request.outcome.v1", 7)
     assert any(body.get("overflow") for body in events.of_type("request.outcome.v1"))
     seen += [json.dumps(body) + json.dumps(hdrs, default=str) for body, hdrs in events.messages]
@@ -153,4 +159,5 @@ async def test_proxy_credentials_and_overflow_key_appear_in_no_sink(
     stop(router.process)
     log = router.log()
     basic = base64.b64encode(f"{PROXY_USER}:{PROXY_PASSWORD}".encode()).decode()
-    assert_in_no_sink((PROXY_PASSWORD, basic, overflow_key), log=log, answers=seen, stored=stored)
+    secrets = (PROXY_PASSWORD, basic, SOCKS_PASSWORD, overflow_key)
+    assert_in_no_sink(secrets, log=log, answers=seen, stored=stored)

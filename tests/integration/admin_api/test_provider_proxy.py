@@ -1,6 +1,6 @@
-"""A provider's egress proxy through the admin API (issue 19): set, shown without credentials,
-removed with null, malformed or unsupported URLs refused with 422; the URL is stored encrypted
-and its password appears in no answer or audit record."""
+"""A provider's egress proxy through the admin API (issue 19): set (http, https, socks5,
+socks5h), shown without credentials, removed with null, malformed or unsupported URLs refused
+with 422; the URL is stored encrypted and its password appears in no answer or audit record."""
 
 from __future__ import annotations
 
@@ -44,12 +44,20 @@ def test_a_proxy_is_set_shown_without_credentials_and_removed(
     assert b"proxy_url" not in cast(dict[bytes, bytes], sync_redis.hgetall(keys.provider("acct-1")))
     https = api.patch("/api/providers/acct-1", json={"proxy_url": "https://[::1]:8443/"})
     assert https.json()["proxy"] == "https://[::1]:8443"
+    for url, shown in (
+        (f"socks5://user:{SECRET}@10.0.0.7:1081", "socks5://10.0.0.7:1081"),
+        ("socks5h://proxy.example", "socks5h://proxy.example:1080"),
+    ):
+        socks = api.patch("/api/providers/acct-1", json={"proxy_url": url})
+        assert socks.status_code == 200, socks.text
+        assert socks.json()["proxy"] == shown and SECRET not in socks.text
 
 
 def test_malformed_or_unsupported_proxy_urls_are_refused(api: TestClient) -> None:
     register(api, "acct-1")
     for bad in (
-        f"socks5://u:{SECRET}@h:1080",
+        f"socks4://u:{SECRET}@h:1080",
+        f"socks5://:{SECRET}@h:1080",
         f"ftp://u:{SECRET}@h",
         "http://",
         f"http://u:{SECRET}@h:99999",

@@ -4,7 +4,9 @@ the provider's egress proxy (``codexpool_shared.store.egress``).
 Refresh Live State reads a provider's ``/wham/usage`` and, when needed, refreshes its token; both
 go out through the provider's proxy as the router's requests do. A proxied client is made the
 first time a provider's proxy is met and kept per (provider, stored envelope), so a changed proxy
-gets a new client; they are closed with the service.
+gets a new client; they are closed with the service. An HTTP(S) proxy gets the credentials as
+``Proxy-Authorization``, a SOCKS5 one (``socks5://``, ``socks5h://``: httpx's socksio) by RFC 1929,
+and it resolves the upstream's name itself, as the router's connector has it do.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from redis.asyncio import Redis
 
 from codexpool_shared.crypto import Keyring
 from codexpool_shared.keys import Keys
-from codexpool_shared.store.egress import EgressFields, proxy_url
+from codexpool_shared.store.egress import EgressFields, parse_proxy, proxy_url
 from codexpool_shared.store.replies import text
 
 
@@ -28,7 +30,8 @@ class ProxyClients:
         self._current: dict[str, httpx.AsyncClient] = {}
 
     async def for_provider(self, name: str) -> httpx.AsyncClient:
-        """The client for ``name`` as its record says now (raises ``DecryptionError``)."""
+        """The client for ``name`` as its record says now (raises ``DecryptionError``, or
+        ``InvalidField`` for a stored URL that is no usable proxy, which the API never stores)."""
         raw = await self._redis.hget(self._keys.provider(name), EgressFields.PROXY_URL)
         if not raw:
             self._current.pop(name, None)
@@ -36,8 +39,9 @@ class ProxyClients:
         envelope = text(raw)
         client = self._clients.get((name, envelope))
         if client is None:
-            url = proxy_url(self._keyring, name, envelope)
-            client = httpx.AsyncClient(proxy=url, timeout=self._default.timeout)
+            target = parse_proxy(proxy_url(self._keyring, name, envelope))
+            proxy = httpx.Proxy(target.shown, auth=target.auth)
+            client = httpx.AsyncClient(proxy=proxy, timeout=self._default.timeout)
             self._clients[(name, envelope)] = client
         self._current[name] = client
         return client

@@ -34,7 +34,7 @@ from codexpool_shared.keys import Keys
 from codexpool_shared.oauth import HttpxTransport, TokenExchange
 from codexpool_shared.store import StoredCredentials, TokenRefresher, read_credentials
 from codexpool_shared.store.agents import get_agent
-from codexpool_shared.store.errors import NotFound
+from codexpool_shared.store.errors import InvalidField, NotFound
 from codexpool_shared.store.live import write_quota
 from codexpool_shared.store.pools import get_pool
 
@@ -145,6 +145,8 @@ class LiveRefresher:
             return "provider is not registered"
         except DecryptionError:
             return "stored credentials cannot be decrypted with the configured keys"
+        except InvalidField:
+            return "the stored egress proxy URL is unusable; set it again"
         return None
 
     async def _new_token(self, creds: StoredCredentials, why: str) -> str:

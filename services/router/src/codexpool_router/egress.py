@@ -7,9 +7,13 @@ is about. The hot path pays one dict lookup; the map is rebuilt off the request 
 ``ROUTER_EGRESS_SYNC_S`` from the provider records (one pipelined read), so a change made
 through the admin API reaches every replica within that interval.
 
-A proxy that does not answer fails the attempt with a connection error (aiohttp's
-``ClientProxyConnectionError``), which the router classifies like any other: that provider
-fails over and its health counts it; the other providers' sessions are untouched. A session
+An HTTP(S) proxy is aiohttp's own ``proxy=``; a SOCKS5 proxy (``socks5://``, ``socks5h://``) is
+aiohttp-socks' ``ProxyConnector``, which hands the upstream's host name to the proxy (remote DNS)
+and keeps its tunnels in the session's pool like direct connections. A proxy that does not
+answer, refuses the credentials or cannot reach the upstream fails the attempt with a connection
+error (aiohttp's ``ClientProxyConnectionError``; the SOCKS connector's own errors are turned into
+it), which the router classifies like any other: that provider fails over and its health counts
+it; the other providers' sessions are untouched. A session
 replaced by a changed proxy is closed after the drain timeout, so streams on it finish.
 """
 
@@ -20,6 +24,10 @@ import contextlib
 import logging
 
 import aiohttp
+import aiohttp_socks
+from aiohttp.client_reqrep import ClientRequest
+from aiohttp.connector import Connection
+from aiohttp.tracing import Trace
 from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
 from redis.asyncio import Redis
 
@@ -27,7 +35,14 @@ from codexpool_router.config import Settings
 from codexpool_router.metrics import Metrics
 from codexpool_shared.crypto import DecryptionError, Keyring
 from codexpool_shared.keys import Keys
-from codexpool_shared.store.egress import proxy_url, read_proxies
+from codexpool_shared.store.egress import (
+    SOCKS_PORT,
+    ProxyTarget,
+    parse_proxy,
+    proxy_url,
+    read_proxies,
+)
+from codexpool_shared.store.errors import InvalidField
 
 log = logging.getLogger(__name__)
 
@@ -95,14 +110,15 @@ class Egress:
             self._envelopes.pop(name, None)
             if envelope is not None:
                 try:
-                    url = proxy_url(self._keyring, name, envelope)
-                except DecryptionError:
-                    # The deployment's key cannot read it. Going direct would defeat the
+                    target = parse_proxy(proxy_url(self._keyring, name, envelope))
+                except (DecryptionError, InvalidField):
+                    # The deployment's key cannot read it (or it is no usable URL, which the
+                    # admin API never stores). Going direct would defeat the
                     # operator's intent; a proxy that refuses (the discard port, closed) makes
                     # every attempt a connection failure, so the provider fails over.
-                    url = "http://127.0.0.1:9"
-                    log.error("cannot decrypt a provider's proxy URL", extra={"provider": name})
-                self._sessions[name] = _proxied_session(url)
+                    target = _REFUSING
+                    log.error("cannot read a provider's proxy URL", extra={"provider": name})
+                self._sessions[name] = _proxied_session(target)
                 self._envelopes[name] = envelope
             if old is not None:
                 self._retire(old)
@@ -117,12 +133,54 @@ class Egress:
         task.add_done_callback(lambda done: self._retiring.pop(done, None))
 
 
-def _proxied_session(url: str) -> aiohttp.ClientSession:
-    session = aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=30),
-        raise_for_status=False,
-        proxy=url,
-    )
+_REFUSING = ProxyTarget("http", "127.0.0.1", 9, None, None)
+_KEEPALIVE_S = 30
+"""Idle time of a pooled connection (or SOCKS tunnel); no cap on their number, as the router's
+own session has it."""
+
+
+class _SocksConnector(aiohttp_socks.ProxyConnector):
+    """aiohttp-socks' connector whose failures are aiohttp's, so that the attempt, the quota
+    poll and the token refresh classify a SOCKS proxy's failure as they do an HTTP proxy's."""
+
+    async def connect(
+        self, req: ClientRequest, traces: list[Trace], timeout: aiohttp.ClientTimeout
+    ) -> Connection:
+        try:
+            return await super().connect(req, traces, timeout)
+        except aiohttp_socks.ProxyTimeoutError as exc:
+            raise aiohttp.ConnectionTimeoutError("SOCKS proxy timed out") from exc
+        except (aiohttp_socks.ProxyConnectionError, aiohttp_socks.ProxyError) as exc:
+            # The message names the proxy's address only, never its credentials.
+            failure = OSError(None, str(exc))
+            raise aiohttp.ClientProxyConnectionError(req.connection_key, failure) from exc
+
+
+def _proxied_session(target: ProxyTarget) -> aiohttp.ClientSession:
+    if target.socks:
+        username, password = target.auth or (None, None)
+        session = aiohttp.ClientSession(
+            connector=_SocksConnector(
+                host=target.host,
+                port=target.port or SOCKS_PORT,
+                proxy_type=aiohttp_socks.ProxyType.SOCKS5,
+                username=username,
+                password=password,
+                rdns=True,
+                limit=0,
+                keepalive_timeout=_KEEPALIVE_S,
+            ),
+            raise_for_status=False,
+        )
+    else:
+        session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(
+                limit=0, ttl_dns_cache=300, keepalive_timeout=_KEEPALIVE_S
+            ),
+            raise_for_status=False,
+            proxy=target.shown,
+            proxy_auth=aiohttp.BasicAuth(*target.auth) if target.auth else None,
+        )
     # As for the router's own session: the router's attempt spans replace aiohttp's.
     AioHttpClientInstrumentor.uninstrument_session(session)
     return session

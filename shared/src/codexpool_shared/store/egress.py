@@ -6,14 +6,21 @@ like the tokens, as an envelope bound to (provider name, ``proxy_url``), and nev
 the provider hash also holds ``proxy``, the same URL without user info (scheme, host, port),
 which is all the API and the console show.
 
-Supported schemes: ``http`` and ``https`` (aiohttp speaks both natively). ``socks5`` would need
-aiohttp-socks in the router and is refused for now with the rest.
+Supported schemes: ``http`` and ``https`` (credentials sent as ``Proxy-Authorization``), and
+``socks5`` and ``socks5h`` (RFC 1928 CONNECT; credentials by RFC 1929 username/password, so a
+SOCKS URL carries both or neither). Both SOCKS spellings hand the upstream's host name to the
+proxy, which resolves it: DNS leaves from the proxy's network like the traffic does, which is
+what an operator who gives an account its own egress wants (``socks5h`` is accepted as curl's
+spelling of exactly that; a SOCKS proxy without a port is on 1080). :func:`parse_proxy` is the
+one reading of a URL; the router (aiohttp-socks) and the admin API (httpx's socksio) connect from
+it.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Final
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from redis.asyncio import Redis
 
@@ -33,8 +40,13 @@ class EgressFields:
     """The proxy URL without user info, fit to show."""
 
 
-SCHEMES: Final = ("http", "https")
+SCHEMES: Final = ("http", "https", "socks5", "socks5h")
+SOCKS_SCHEMES: Final = ("socks5", "socks5h")
+SOCKS_PORT: Final = 1080
+"""A SOCKS proxy's port when its URL names none (the IANA port of SOCKS)."""
 _MAX_LEN = 2048
+_MAX_SOCKS_CREDENTIAL = 255
+"""RFC 1929 sends each of the username and password with a one-byte length."""
 
 # KEYS[1] provider hash; ARGV[1] envelope ('' removes), ARGV[2] shown URL. Returns 0 when the
 # provider does not exist (nothing written), else 1.
@@ -53,8 +65,41 @@ return 1
 )
 
 
-def shown_proxy(url: str) -> str:
-    """``url`` without its user info, after checking it is a usable proxy URL.
+@dataclass(frozen=True, slots=True)
+class ProxyTarget:
+    """A checked proxy URL taken apart (``repr`` leaves the password out)."""
+
+    scheme: str
+    host: str
+    port: int | None
+    """None: the scheme's default (an HTTP(S) proxy); a SOCKS proxy always has one."""
+    username: str | None
+    password: str | None
+
+    def __repr__(self) -> str:
+        return f"ProxyTarget({self.shown!r})"
+
+    @property
+    def socks(self) -> bool:
+        """A SOCKS5 proxy (the router needs its connector, not aiohttp's ``proxy=``)."""
+        return self.scheme in SOCKS_SCHEMES
+
+    @property
+    def shown(self) -> str:
+        """``scheme://host[:port]``: no user info, fit to show and to connect with."""
+        netloc = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{netloc}" + (f":{self.port}" if self.port is not None else "")
+
+    @property
+    def auth(self) -> tuple[str, str] | None:
+        """(username, password) when the URL carries credentials."""
+        if self.username is None:
+            return None
+        return self.username, self.password or ""
+
+
+def parse_proxy(url: str) -> ProxyTarget:
+    """Check ``url`` is a usable proxy URL and take it apart (user info percent-decoded).
 
     Raises:
         InvalidField: ``proxy_url`` is malformed or of an unsupported scheme (the message never
@@ -70,10 +115,27 @@ def shown_proxy(url: str) -> str:
     if parts.scheme not in SCHEMES:
         raise InvalidField("proxy_url", f"unsupported scheme: use one of {', '.join(SCHEMES)}")
     host = parts.hostname
-    if not host or parts.path not in ("", "/") or parts.query or parts.fragment:
+    if not host or port == 0 or parts.path not in ("", "/") or parts.query or parts.fragment:
         raise InvalidField("proxy_url", "must be scheme://[user:password@]host[:port]")
-    netloc = f"[{host}]" if ":" in host else host
-    return f"{parts.scheme}://{netloc}" + (f":{port}" if port is not None else "")
+    username = None if parts.username is None else unquote(parts.username)
+    password = None if parts.password is None else unquote(parts.password)
+    target = ProxyTarget(parts.scheme, host, port, username, password)
+    if not target.socks:
+        return target
+    if (username, password) != (None, None) and not (username and password):
+        raise InvalidField("proxy_url", "a SOCKS proxy takes user:password@ or no credentials")
+    if any(len(v.encode()) > _MAX_SOCKS_CREDENTIAL for v in (username or "", password or "")):
+        raise InvalidField("proxy_url", "SOCKS credentials are at most 255 bytes each")
+    return ProxyTarget(target.scheme, host, port or SOCKS_PORT, username, password)
+
+
+def shown_proxy(url: str) -> str:
+    """``url`` without its user info, after checking it is a usable proxy URL.
+
+    Raises:
+        InvalidField: as :func:`parse_proxy`.
+    """
+    return parse_proxy(url).shown
 
 
 async def set_proxy(

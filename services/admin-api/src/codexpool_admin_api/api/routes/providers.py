@@ -82,8 +82,8 @@ class ProviderPatch(BaseModel):
     status: Literal["active", "disabled"] | None = None
     """``needs_reauth`` is set by the system; leave it by re-linking the account."""
     proxy_url: SecretStr | None = None
-    """Egress proxy (``http://`` or ``https://``, credentials allowed: stored encrypted, never
-    shown back); ``null`` removes it. Absent: unchanged."""
+    """Egress proxy (``http://``, ``https://``, ``socks5://`` or ``socks5h://``, credentials
+    allowed: stored encrypted, never shown back); ``null`` removes it. Absent: unchanged."""
     max_concurrent: int | None = Field(default=None, ge=1, le=10_000)
     """Most requests in flight to it across every router replica (leases); ``null`` removes
     the cap. Absent: unchanged."""
