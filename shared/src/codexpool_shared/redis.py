@@ -25,6 +25,15 @@ served (``RedisClusterException`` and its ``SlotNotCoveredError``), a cluster ma
 a slot mid-migration. Services answer these with ``store_unavailable`` or hold their work and
 retry."""
 
+STORE_FAILED: tuple[type[Exception], ...] = (
+    *UNAVAILABLE,
+    exceptions.RedisError,
+    OSError,
+    TimeoutError,
+)
+"""Anything a call on the store raises when it fails, whatever the cause: what code that must
+go on without the store catches (the router's fail-open selection, its background reads)."""
+
 
 def _client(settings: InfraSettings, max_connections: int) -> Redis:
     """A pooled async client; every call is bounded by ``settings.redis_timeout_s``.

@@ -18,7 +18,8 @@ from codexpool_shared.store import (
     register_provider,
     set_provider_status,
 )
-from codexpool_shared.store.selection import Selector, parse_members
+from codexpool_shared.store.providers import ProviderFields
+from codexpool_shared.store.selection import Selector, parse_members, token_tag
 from tests.integration.router.helpers import auth_json, keyring
 
 
@@ -53,10 +54,14 @@ async def test_snapshot_lists_every_active_member_in_pool_order(
         (until, True),
         (0, False),
     ]
-    envelopes = {c.name: c.access_envelope for c in selection.candidates}
-    assert [(m.account_id, m.access_envelope) for m in (members[0], members[2])] == [
-        ("acc-1", envelopes["p1"]),
-        ("acc-4", envelopes["p4"]),
+    tags = {c.name: c.token_tag for c in selection.candidates}
+    for name in ("p1", "p4"):
+        envelope = await redis.hget(keys.provider(name), ProviderFields.ACCESS_TOKEN)
+        assert isinstance(envelope, bytes) and tags[name] == token_tag(envelope.decode())
+        assert len(tags[name]) == 22
+    assert [(m.account_id, m.token_tag) for m in (members[0], members[2])] == [
+        ("acc-1", tags["p1"]),
+        ("acc-4", tags["p4"]),
     ]
 
 

@@ -20,7 +20,7 @@ from codexpool_shared.keys import Keys
 async def test_one_replica_polls_per_interval(redis: Redis, namespace: str) -> None:
     keys = Keys(namespace)
     settings = Settings(namespace=namespace, quota_poll_s=0.5)
-    tokens = Tokens(Keyring.from_secret("A" * 43 + "="))
+    tokens = Tokens(redis, keys, Keyring.from_secret("A" * 43 + "="), settings.redis_timeout_s)
     async with aiohttp.ClientSession() as session:
         pollers = [
             QuotaPoller(

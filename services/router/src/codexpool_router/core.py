@@ -20,7 +20,6 @@ import aiohttp
 from opentelemetry import trace
 from opentelemetry.util.types import AttributeValue
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from codexpool_router.answers import agent_refused, unavailable
@@ -38,7 +37,7 @@ from codexpool_shared.errors import ApiError
 from codexpool_shared.events import BaseEvent
 from codexpool_shared.keys import Keys
 from codexpool_shared.messaging import Publisher
-from codexpool_shared.redis import UNAVAILABLE
+from codexpool_shared.redis import STORE_FAILED
 from codexpool_shared.store import (
     LiveState,
     NotFound,
@@ -58,8 +57,7 @@ from codexpool_shared.store.selection import (
 
 tracer = trace.get_tracer("codexpool.router")
 
-_STORE_FAILED: tuple[type[Exception], ...] = (*UNAVAILABLE, RedisError, OSError, TimeoutError)
-_REFUSED: tuple[type[Exception], ...] = (Unauthorized, NoPool, *_STORE_FAILED)
+_REFUSED: tuple[type[Exception], ...] = (Unauthorized, NoPool, *STORE_FAILED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,12 +132,13 @@ class Core:
         except (Unauthorized, NoPool, AgentRefused) as exc:
             breaker.success()
             raise self.refusal(exc) from None
-        except _STORE_FAILED as exc:
+        except STORE_FAILED as exc:
             breaker.failure()
             timeout = isinstance(exc, TimeoutError | RedisTimeoutError)
             return self._fallback(key_digest, "timeout" if timeout else "error")
         breaker.success()
         self.snapshots.record(key_digest, selection)
+        self.tokens.warm(selection.members)
         self.writer.key_used(selection.agent_id, key_digest)
         if not selection.candidates and selection.at_capacity:
             return await self._wait_for_room(key_digest, session_digest, model, request_id)
@@ -161,7 +160,7 @@ class Core:
                     )
             except (Unauthorized, NoPool, AgentRefused) as exc:
                 raise self.refusal(exc) from None
-            except _STORE_FAILED:
+            except STORE_FAILED:
                 self.breaker.failure()
                 return self._fallback(key_digest, "error")
             if selection.candidates or not selection.at_capacity or loop.time() >= deadline:
@@ -171,7 +170,7 @@ class Core:
         try:
             async with asyncio.timeout(self.settings.redis_timeout_s):
                 await self.redis.ping()
-        except _STORE_FAILED:
+        except STORE_FAILED:
             self.breaker.failure()
         except BaseException:
             self.breaker.abandon()
@@ -254,7 +253,7 @@ def build_core(
         redis=redis,
         session=session,
         selector=Selector(redis, keys, settings),
-        tokens=Tokens(keyring),
+        tokens=Tokens(redis, keys, keyring, settings.redis_timeout_s),
         refresher=refresher,
         writer=writer,
         publisher=publisher,

@@ -183,7 +183,7 @@ class LocalRouting:
                 Candidate(
                     m.name,
                     m.account_id,
-                    m.access_envelope,
+                    m.token_tag,
                     m.access_expires_at,
                     m.credential_version,
                     probe=False,

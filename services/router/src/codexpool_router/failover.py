@@ -201,7 +201,10 @@ async def _token(core: Core, candidate: Candidate, fallback: bool) -> tuple[str 
             return token, True
         if left <= core.settings.refresh_window_s and not fallback:
             core.refresher.refresh_soon(candidate.name, candidate.credential_version)
-    return core.tokens.access_token(candidate.name, candidate.access_envelope), fallback
+    token = core.tokens.current(candidate.name, candidate.token_tag)
+    if token is None and not fallback:
+        token = await core.tokens.load(candidate.name)
+    return token, fallback
 
 
 def _penalize(core: Core, ledger: Ledger, candidate: Candidate, result: Result) -> int:

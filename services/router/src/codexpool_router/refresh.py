@@ -8,8 +8,10 @@ its metrics.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import Callable, Sequence
 from dataclasses import replace
+from typing import Any
 
 import aiohttp
 from redis.asyncio import Redis
@@ -21,7 +23,10 @@ from codexpool_shared.errors import ApiError
 from codexpool_shared.events import ProviderStatusChangedV1
 from codexpool_shared.keys import Keys
 from codexpool_shared.oauth import AiohttpTransport, TokenExchange
+from codexpool_shared.redis import STORE_FAILED
 from codexpool_shared.store import TokenRefresher
+from codexpool_shared.store.providers import ProviderFields
+from codexpool_shared.store.selection import token_tag
 
 _CACHE_MAX = 4096
 
@@ -40,14 +45,25 @@ def secret_key_mismatch() -> ApiError:
 
 
 class Tokens:
-    """Decrypts access-token envelopes, remembering recent ones (AES-GCM per request adds up)."""
+    """Decrypted access tokens by provider and tag (``selection.token_tag``).
 
-    def __init__(self, keyring: Keyring) -> None:
+    The selection script reports each member's token tag, never the token: a tag seen before is
+    answered from here (AES-GCM per request adds up); a new one, after a refresh or a re-link,
+    is read from the store once (:meth:`load`). Every member of a selection is loaded in the
+    background (:meth:`warm`), so a fail-open selection, made without the store, finds them.
+    """
+
+    def __init__(self, redis: Redis, keys: Keys, keyring: Keyring, timeout_s: float) -> None:
+        self._redis = redis
+        self._keys = keys
         self._keyring = keyring
+        self._timeout_s = timeout_s
         self._cache: dict[tuple[str, str], str] = {}
+        self._loading: dict[str, asyncio.Task[str | None]] = {}
 
     def access_token(self, provider: str, envelope: str) -> str:
-        key = (provider, envelope)
+        """Decrypt ``envelope``, the provider's encrypted access token."""
+        key = (provider, token_tag(envelope))
         token = self._cache.get(key)
         if token is None:
             if len(self._cache) >= _CACHE_MAX:
@@ -58,6 +74,42 @@ class Tokens:
                 raise secret_key_mismatch() from None
             self._cache[key] = token
         return token
+
+    def current(self, provider: str, tag: str) -> str | None:
+        """The token with this tag, if this replica has decrypted it."""
+        return self._cache.get((provider, tag))
+
+    async def load(self, provider: str) -> str | None:
+        """The provider's token as the store has it now; None without one or without a store
+        (the attempt is then skipped). One read per provider at a time."""
+        return await asyncio.shield(self._loading.get(provider) or self._start(provider))
+
+    def warm(self, members: Sequence[Any]) -> None:
+        """Load, in the background, the tokens of a selection's members (``Selection.members``)
+        that this replica has not decrypted yet."""
+        for row in members:
+            if (row[0], row[2]) not in self._cache and row[0] not in self._loading:
+                self._start(row[0])
+
+    def _start(self, provider: str) -> asyncio.Task[str | None]:
+        task = asyncio.create_task(self._read(provider), name="token-load")
+        self._loading[provider] = task
+        task.add_done_callback(lambda _: self._loading.pop(provider, None))
+        return task
+
+    async def _read(self, provider: str) -> str | None:
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                envelope = await self._redis.hget(
+                    self._keys.provider(provider), ProviderFields.ACCESS_TOKEN
+                )
+        except STORE_FAILED:
+            return None
+        if not envelope:
+            return None
+        return self.access_token(
+            provider, envelope.decode() if isinstance(envelope, bytes) else envelope
+        )
 
 
 def build_refresher(

@@ -14,6 +14,7 @@ local aff_ttl = tonumber(ARGV[7])
 local probe_ms = tonumber(ARGV[8])
 local base_ms = tonumber(ARGV[9])
 local max_ms = tonumber(ARGV[10])
+local tag_start = tonumber(ARGV[40])
 local function key(i, a) return ARGV[i] .. a .. ARGV[i + 1] end
 
 local agent = redis.call('GET', key(11, ARGV[1]))
@@ -85,8 +86,9 @@ for i, name in ipairs(members) do
     '{{LiveFields.PRIMARY_USED_PERCENT}}', '{{LiveFields.PRIMARY_WINDOW_MINUTES}}',
     '{{LiveFields.PRIMARY_RESETS_AT}}', '{{LiveFields.SECONDARY_USED_PERCENT}}',
     '{{LiveFields.SECONDARY_WINDOW_MINUTES}}', '{{LiveFields.SECONDARY_RESETS_AT}}')
-  local cand = {name, p[2] or '', p[3] or '', p[4] or '', p[5] or '0', 0,
-    tonumber(l[5] or '0') or 0, i, l}
+  -- The token itself stays here: its tag tells the router whether its decrypted copy is current.
+  local cand = {name, p[2] or '', string.sub(p[3] or '', tag_start), p[4] or '',
+    p[5] or '0', 0, tonumber(l[5] or '0') or 0, i, l}
   cand[14] = rank(name)
   cand[16] = tonumber(p[6] or '')
   if p[1] ~= 'active' then
@@ -256,7 +258,7 @@ if aff_key and #out > 0 and not sticky_hit then
 elseif aff_key and sticky_hit then
   redis.call('PEXPIRE', aff_key, aff_ttl)
 end
--- The router's fail-open snapshot: every active member in pool order, with credentials, the
+-- The router's fail-open snapshot: every active member in pool order, with its token tag, the
 -- end of its known unavailability (0: eligible or half-open), 1 if that is a quota cooldown,
 -- its quota pressure (quota-aware pools only) and its priority rank.
 local m = {}
