@@ -110,12 +110,13 @@ class Ledger:
         self.selection = selection
         self.inbound = inbound
         span = self._span
-        span.set_attribute(attr.AGENT_ID, selection.agent_id)
-        span.set_attribute(attr.STRATEGY, selection.strategy)
-        span.set_attribute(attr.REQUEST_ID, self.request_id)
         if span.is_recording():
+            # One call: the SDK takes its lock and checks the limits once per call.
             span.set_attributes(
                 {
+                    attr.AGENT_ID: selection.agent_id,
+                    attr.STRATEGY: selection.strategy,
+                    attr.REQUEST_ID: self.request_id,
                     attr.GEN_AI_PROVIDER_NAME: attr.GEN_AI_OPENAI,
                     attr.GEN_AI_SYSTEM: attr.GEN_AI_OPENAI,
                     attr.GEN_AI_OPERATION_NAME: attr.GEN_AI_CHAT,
@@ -149,11 +150,12 @@ class Ledger:
         if result.response is None:
             if result.tap is not None:
                 # Not streamed to the client: the whole upstream stream has been read.
-                self._answered(span, result.tap)
+                self._answered(span, result.tap, result.tap.usage())
             self._end(record)
 
-    def _answered(self, attempt: Span | None, tap: SseTap) -> None:
-        """Put what ``response.completed`` reported on the attempt's span and the request's."""
+    def _answered(self, attempt: Span | None, tap: SseTap, usage: TokenUsage | None) -> None:
+        """Put what ``response.completed`` reported (``usage`` is ``tap.usage()``) on the
+        attempt's span and the request's."""
         completed = tap.completed
         if completed is None:
             return
@@ -161,7 +163,7 @@ class Ledger:
         for name, key in ((attr.GEN_AI_RESPONSE_ID, "id"), (attr.GEN_AI_RESPONSE_MODEL, "model")):
             if isinstance(value := completed.get(key), str):
                 found[name] = value
-        if (usage := tap.usage()) is not None:
+        if usage is not None:
             found[attr.GEN_AI_USAGE_INPUT_TOKENS] = usage.input_tokens
             found[attr.GEN_AI_USAGE_OUTPUT_TOKENS] = usage.output_tokens
         for span in (attempt, self._span):
@@ -237,11 +239,11 @@ class Ledger:
         record.outcome = outcome
         record.error_code = code
         record.duration_ms = (time.perf_counter() - record.started) * 1000
-        self._answered(record.span, tap)
+        self.usage = tap.usage()
+        self._answered(record.span, tap, self.usage)
         self._end(record)
         self.final_provider = record.provider
         self.final_outcome = outcome
-        self.usage = tap.usage()
 
     def rejected(self, error: ApiError, agent_id: str | None) -> None:
         """Publish the one event of a request refused before routing (no outcome follows)."""

@@ -10,13 +10,34 @@ Header values other than the user agent are never recorded, nor is the query str
 from __future__ import annotations
 
 from opentelemetry import propagate, trace
+from opentelemetry.context import Context
+from opentelemetry.propagators.textmap import TextMapPropagator
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 _tracer = trace.get_tracer("codexpool_shared.telemetry.server")
 
 
-def _attributes(scope: Scope, route: str) -> dict[str, str | int]:
+class _Fields:
+    """The header names the global propagator reads, as ASGI spells them (lower-case bytes).
+
+    Only those headers are decoded for ``propagate.extract``: decoding every header of every
+    request into a dict cost more than the extraction itself.
+    """
+
+    textmap: TextMapPropagator | None = None
+    names: frozenset[bytes] = frozenset()
+
+    @classmethod
+    def current(cls) -> frozenset[bytes]:
+        textmap = propagate.get_global_textmap()
+        if textmap is not cls.textmap:
+            cls.textmap = textmap
+            cls.names = frozenset(name.lower().encode("latin-1") for name in textmap.fields)
+        return cls.names
+
+
+def _attributes(scope: Scope, route: str, user_agent: bytes | None) -> dict[str, str | int]:
     out: dict[str, str | int] = {
         "http.request.method": scope["method"],
         "http.route": route,
@@ -28,9 +49,8 @@ def _attributes(scope: Scope, route: str) -> dict[str, str | int]:
         out["server.address"], out["server.port"] = server[0], server[1]
     if client := scope.get("client"):
         out["client.address"] = client[0]
-    for key, value in scope["headers"]:
-        if key == b"user-agent":
-            out["user_agent.original"] = value.decode("latin-1")
+    if user_agent is not None:
+        out["user_agent.original"] = user_agent.decode("latin-1")
     return out
 
 
@@ -55,12 +75,20 @@ class TracedRoute:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one HTTP request."""
-        carrier = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        fields = _Fields.current()
+        carrier: dict[str, str] = {}
+        user_agent = None
+        for key, value in scope["headers"]:
+            if key in fields:
+                carrier[key.decode("latin-1")] = value.decode("latin-1")
+            elif key == b"user-agent":
+                user_agent = value
         with _tracer.start_as_current_span(
             f"{scope['method']} {self._route}",
-            context=propagate.extract(carrier),
+            # Without any propagation header, extracting gives an empty context: skip it.
+            context=propagate.extract(carrier) if carrier else Context(),
             kind=SpanKind.SERVER,
-            attributes=_attributes(scope, self._route),
+            attributes=_attributes(scope, self._route, user_agent),
         ) as span:
 
             async def traced_send(message: Message) -> None:
