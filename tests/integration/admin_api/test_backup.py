@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import redis
@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 
 from codexpool_admin_api.app import create_app
 from codexpool_admin_api.config import Settings
+from codexpool_shared.crypto import Keyring
 from codexpool_shared.events import PoolChangedV1
 from codexpool_shared.keys import Keys
 from codexpool_shared.store.agents import key_digest
@@ -161,3 +162,98 @@ def test_oversized_bodies_are_refused(settings: Settings, sync_redis: redis.Redi
         )
         assert streamed.status_code == 413
         assert "request body over 2048 bytes" in error(streamed)["message"]
+
+
+OVERFLOW_KEY = "sk-overflow-key-not-in-exports"
+PROXY_SECRET = "proxy-secret-not-in-exports"
+
+
+def test_overflow_and_proxy_travel_encrypted_and_restore(
+    api: TestClient,
+    other_api: tuple[TestClient, Keys],
+    settings: Settings,
+    sync_redis: redis.Redis,
+) -> None:
+    """Issue 19: a pool's overflow endpoint and a provider's egress proxy are exported as their
+    envelopes (never in plain), restored by an import and checked by it first."""
+    _seed(api)
+    overflow = {"base_url": "https://api.example/v1", "api_key": OVERFLOW_KEY}
+    # acct-1 is disabled by now: the pool keeps acct-2 only.
+    put = api.put(
+        POOL, json={"strategy": "primary-first", "providers": ["acct-2"], "overflow": overflow}
+    )
+    assert put.status_code == 200, put.text
+    proxy = f"socks5://pool:{PROXY_SECRET}@10.0.0.7:1081"
+    assert api.patch("/api/providers/acct-2", json={"proxy_url": proxy}).status_code == 200
+    exported = api.get("/api/export")
+    assert OVERFLOW_KEY not in exported.text and PROXY_SECRET not in exported.text
+    doc = exported.json()
+    [agent] = doc["agents"]
+    assert agent["overflow"]["base_url"] == "https://api.example/v1"
+    assert agent["overflow"]["api_key"].startswith("v1:")
+    assert doc["providers"][1]["record"]["proxy"] == "socks5://10.0.0.7:1081"
+
+    target, keys = other_api
+    restored = target.post("/api/import", json=doc)
+    assert restored.status_code == 200, restored.text
+    assert target.get(POOL).json()["overflow"] == {
+        "base_url": "https://api.example/v1",
+        "api_key_set": True,
+    }
+    assert target.get("/api/providers/acct-2").json()["proxy"] == "socks5://10.0.0.7:1081"
+    keyring = Keyring.from_settings(settings)
+    stored = cast(dict[bytes, bytes], sync_redis.hgetall(keys.overflow("my-agent")))
+    key = keyring.decrypt(stored[b"api_key"].decode(), record="my-agent", field="api_key")
+    assert key == OVERFLOW_KEY
+    again = target.get("/api/export").json()
+    assert again["agents"][0]["overflow"] == agent["overflow"]
+    assert again["providers"] == doc["providers"]
+
+    # An export without it (made before overflows were exported) restores a pool without one.
+    del doc["agents"][0]["overflow"]
+    assert target.post("/api/import", json=doc).status_code == 200
+    assert target.get(POOL).json()["overflow"] is None
+    assert not sync_redis.exists(keys.overflow("my-agent"))
+
+
+def test_an_unusable_overflow_or_proxy_is_refused_and_changes_nothing(
+    api: TestClient, sync_redis: redis.Redis, keys: Keys
+) -> None:
+    _seed(api)
+    api.put(
+        POOL,
+        json={
+            "strategy": "primary-first",
+            "providers": ["acct-2"],
+            "overflow": {"base_url": "https://api.example/v1", "api_key": OVERFLOW_KEY},
+        },
+    )
+    api.patch("/api/providers/acct-2", json={"proxy_url": "http://proxy.example:3128"})
+    doc: dict[str, Any] = api.get("/api/export").json()
+    before = _snapshot(sync_redis, keys.namespace)
+    cases: list[tuple[dict[str, Any], str]] = []
+
+    def variant(param: str) -> dict[str, Any]:
+        changed = copy.deepcopy(doc)
+        cases.append((changed, param))
+        return changed
+
+    variant("agents[0].overflow.api_key")["agents"][0]["overflow"]["api_key"] = OVERFLOW_KEY
+    # An envelope of the right key, bound to another record (an agent's key is its own).
+    moved = variant("agents[0].overflow.api_key")
+    moved["agents"][0]["overflow"]["api_key"] = doc["providers"][0]["record"]["access_token"]
+    variant("agents[0].overflow.base_url")["agents"][0]["overflow"]["base_url"] = "ftp://x"
+    variant("agents[0].overflow")["agents"][0]["overflow"]["extra"] = "1"
+    swapped = variant("providers[1].record.proxy_url")["providers"][1]["record"]
+    swapped["proxy_url"] = doc["providers"][0]["record"]["access_token"]
+    variant("providers[1].record.proxy")["providers"][1]["record"]["proxy"] = "http://elsewhere"
+    for changed, param in cases:
+        response = api.post("/api/import", json=changed)
+        assert response.status_code == 422, (param, response.text)
+        assert error(response)["param"] == param
+        assert OVERFLOW_KEY not in response.text
+    audit_key = keys.audit.encode()
+    after = _snapshot(sync_redis, keys.namespace)
+    assert {k: v for k, v in after.items() if k != audit_key} == {
+        k: v for k, v in before.items() if k != audit_key
+    }

@@ -1,9 +1,10 @@
-"""Export and import of the whole configuration: providers (tokens still encrypted), agents with
-their router key digests, and pools.
+"""Export and import of the whole configuration: providers (tokens and egress proxy URL still
+encrypted), agents with their router key digests, pools and their overflow endpoints (the key
+still encrypted).
 
 The records are copied as stored, so an export restores exactly. An import is all or nothing:
-the whole document is validated first (every token envelope must decrypt with the configured
-keys under its provider's name, every pool member must be in the document), then the old
+the whole document is validated first (every envelope must decrypt with the configured keys
+under its own record and field, every pool member must be in the document), then the old
 configuration is replaced in one MULTI/EXEC, watched so that a concurrent change aborts it.
 """
 
@@ -23,7 +24,9 @@ from codexpool_shared.crypto import DecryptionError, Keyring
 from codexpool_shared.keys import Keys
 from codexpool_shared.store import TOKEN_FIELDS, validate_name
 from codexpool_shared.store.agents import AgentFields, AgentKey
+from codexpool_shared.store.egress import EgressFields, parse_proxy
 from codexpool_shared.store.errors import Conflict, InvalidField
+from codexpool_shared.store.overflow import OverflowFields, validate_base_url
 from codexpool_shared.store.pools import PRIORITIES, STRATEGIES, PoolFields
 from codexpool_shared.store.providers import SLUG_PATTERN, ProviderFields, validate_identity
 from codexpool_shared.store.replies import decode_hash, text
@@ -55,6 +58,9 @@ class ExportedAgent(_Strict):
     key_digests: dict[str, str]
     """SHA-256 of each router key -> its metadata; the keys themselves are never stored."""
     pool: dict[str, str] | None
+    overflow: dict[str, str] | None = None
+    """The pool's overflow endpoint: ``base_url``, and ``api_key`` as an envelope. Absent or
+    null: none (exports made before it was exported restore without one)."""
 
 
 class ConfigExport(_Strict):
@@ -80,15 +86,22 @@ async def export_config(redis: Redis, keys: Keys) -> ConfigExport:
             pipe.hgetall(keys.agent(agent))
             pipe.hgetall(keys.agent_keys(agent))
             pipe.hgetall(keys.pool(agent))
+            pipe.hgetall(keys.overflow(agent))
         replies = iter(await pipe.execute())
     exported_providers = [
         ExportedProvider(name=name, record=decode_hash(next(replies))) for name in providers
     ]
     exported_agents = []
     for agent in agents:
-        record, digests, pool = (decode_hash(next(replies)) for _ in range(3))
+        record, digests, pool, overflow = (decode_hash(next(replies)) for _ in range(4))
         exported_agents.append(
-            ExportedAgent(id=agent, record=record, key_digests=digests, pool=pool or None)
+            ExportedAgent(
+                id=agent,
+                record=record,
+                key_digests=digests,
+                pool=pool or None,
+                overflow=overflow or None,
+            )
         )
     return ConfigExport(
         exported_at=datetime.now(UTC),
@@ -129,6 +142,7 @@ def validate_export(doc: ConfigExport, keyring: Keyring) -> None:
                     f"{where}.record.{field}",
                     "is not a token envelope this service's keys decrypt for this provider",
                 ) from None
+        _validate_proxy(record, keyring, provider.name, f"{where}.record")
     digests: set[str] = set()
     agent_ids: set[str] = set()
     for i, agent in enumerate(doc.agents):
@@ -152,6 +166,48 @@ def validate_export(doc: ConfigExport, keyring: Keyring) -> None:
                 raise InvalidField(f"{where}.key_digests", "holds malformed key metadata") from None
         if agent.pool is not None:
             _validate_pool(agent.pool, names, f"{where}.pool")
+        if agent.overflow is not None:
+            _validate_overflow(agent.overflow, keyring, agent.id, f"{where}.overflow")
+
+
+def _validate_proxy(record: Mapping[str, str], keyring: Keyring, name: str, where: str) -> None:
+    """A provider's egress proxy: an envelope of a usable URL for this provider, shown as the
+    record says (the router would otherwise send the provider's traffic nowhere)."""
+    envelope = record.get(EgressFields.PROXY_URL)
+    if envelope is None:
+        if EgressFields.PROXY in record:
+            raise InvalidField(f"{where}.{EgressFields.PROXY}", "has no proxy_url beside it")
+        return
+    try:
+        target = parse_proxy(keyring.decrypt(envelope, record=name, field=EgressFields.PROXY_URL))
+    except (DecryptionError, InvalidField):
+        raise InvalidField(
+            f"{where}.{EgressFields.PROXY_URL}",
+            "is not a usable proxy URL envelope this service's keys decrypt for this provider",
+        ) from None
+    if record.get(EgressFields.PROXY) != target.shown:
+        raise InvalidField(f"{where}.{EgressFields.PROXY}", "must be the proxy URL as shown")
+
+
+def _validate_overflow(
+    overflow: Mapping[str, str], keyring: Keyring, agent_id: str, where: str
+) -> None:
+    """A pool's overflow: a usable base URL and an envelope of its key for this agent."""
+    known = {OverflowFields.BASE_URL, OverflowFields.API_KEY}
+    if set(overflow) != known:
+        raise InvalidField(where, f"must hold exactly {sorted(known)}")
+    url = overflow[OverflowFields.BASE_URL]
+    if validate_base_url(url, f"{where}.{OverflowFields.BASE_URL}") != url:
+        raise InvalidField(f"{where}.{OverflowFields.BASE_URL}", "must not end with a slash")
+    try:
+        keyring.decrypt(
+            overflow[OverflowFields.API_KEY], record=agent_id, field=OverflowFields.API_KEY
+        )
+    except DecryptionError:
+        raise InvalidField(
+            f"{where}.{OverflowFields.API_KEY}",
+            "is not a key envelope this service's keys decrypt for this agent",
+        ) from None
 
 
 def _positive(record: Mapping[str, str], field: str, where: str) -> None:
@@ -220,7 +276,9 @@ async def import_config(redis: Redis, keys: Keys, doc: ConfigExport) -> dict[str
             await pipe.watch(keys.providers, keys.agents)
             old_providers = [text(n) for n in await pipe.smembers(keys.providers)]
             old_agents = [text(a) for a in await pipe.smembers(keys.agents)]
-            per_agent = [k for a in old_agents for k in (keys.agent_keys(a), keys.pool(a))]
+            per_agent = [
+                k for a in old_agents for k in (keys.agent_keys(a), keys.pool(a), keys.overflow(a))
+            ]
             if per_agent:
                 await pipe.watch(*per_agent)
             old_digests = [
@@ -242,6 +300,7 @@ async def import_config(redis: Redis, keys: Keys, doc: ConfigExport) -> dict[str
                 *(keys.agent(a) for a in old_agents),
                 *(keys.agent_keys(a) for a in old_agents),
                 *(keys.pool(a) for a in old_agents),
+                *(keys.overflow(a) for a in old_agents),
                 *(keys.api_key(d) for d in old_digests),
             )
             for provider in doc.providers:
@@ -256,6 +315,8 @@ async def import_config(redis: Redis, keys: Keys, doc: ConfigExport) -> dict[str
                 if agent.pool is not None:
                     pool = dict(agent.pool, version=str(versions[agent.id]))
                     pipe.hset(keys.pool(agent.id), mapping=_hash(pool))
+                if agent.overflow is not None:
+                    pipe.hset(keys.overflow(agent.id), mapping=_hash(agent.overflow))
             await pipe.execute()
         except WatchError:
             raise Conflict("body", "the configuration changed during the import; retry") from None

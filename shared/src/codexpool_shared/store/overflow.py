@@ -70,11 +70,23 @@ def validate_overflow(base_url: str, api_key: str) -> str:
         InvalidField: ``overflow.base_url`` or ``overflow.api_key`` is unusable (the message
             never repeats the key).
     """
+    url = validate_base_url(base_url, "overflow.base_url")
+    if len(api_key) > _MAX_KEY or not re.fullmatch(OVERFLOW_KEY_PATTERN, api_key):
+        raise InvalidField("overflow.api_key", "must be a non-empty key without spaces")
+    return url
+
+
+def validate_base_url(base_url: str, field: str) -> str:
+    """The base URL without a trailing slash, once it is usable.
+
+    Raises:
+        InvalidField: on ``field`` (an import checks an exported overflow's URL with it too).
+    """
     try:
         parts = urlsplit(base_url)
         parts.port  # noqa: B018 - raises ValueError on a bad port
     except ValueError:
-        raise InvalidField("overflow.base_url", "malformed URL") from None
+        raise InvalidField(field, "malformed URL") from None
     if (
         len(base_url) > _MAX_URL
         or parts.scheme not in ("http", "https")
@@ -85,11 +97,7 @@ def validate_overflow(base_url: str, api_key: str) -> str:
         or parts.fragment
         or any(c.isspace() for c in base_url)
     ):
-        raise InvalidField(
-            "overflow.base_url", "must be http(s)://host[:port][/path], without credentials"
-        )
-    if len(api_key) > _MAX_KEY or not re.fullmatch(OVERFLOW_KEY_PATTERN, api_key):
-        raise InvalidField("overflow.api_key", "must be a non-empty key without spaces")
+        raise InvalidField(field, "must be http(s)://host[:port][/path], without credentials")
     return base_url.rstrip("/")
 
 
