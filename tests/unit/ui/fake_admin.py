@@ -53,6 +53,8 @@ class FakeAdmin:
         }
         self.pools: dict[str, dict[str, Any]] = {}
         self.rows: dict[str, dict[str, Any]] = {}
+        self.overflows: dict[str, dict[str, Any]] = {}
+        """Each agent's ``overflow`` block of the activity (absent: none and never had)."""
         self.calls: list[tuple[str, str, str | None]] = []
         """(method, path, bearer token) of every call, to prove what the UI sent."""
         self.forwarded_for: list[str | None] = []
@@ -133,7 +135,8 @@ class FakeAdmin:
             rows = [self.row(name) for name in pool["providers"]]
             if admin:
                 rows = [{**r, "oauth": self.oauth(r["provider"])} for r in rows]
-            return {**pool, "agent_id": agent_id, "providers": rows}
+            overflow = self.overflows.get(agent_id)
+            return {**pool, "agent_id": agent_id, "providers": rows, "overflow": overflow}
 
         @app.get("/livez")
         async def livez() -> dict[str, str]:

@@ -358,3 +358,38 @@ def test_runway_in_one_sentence_and_the_replay_beside_actual(
     assert '<td data-testid="replay-projected-limited">0</td>' in replayed.text
     assert '<td data-testid="replay-actual-limited">1</td>' in replayed.text
     assert "90 recorded requests replayed with quota-aware" in replayed.text
+
+
+def test_the_overflow_is_counted_apart_from_the_members(
+    client: TestClient, fake: FakeAdmin
+) -> None:
+    """Issue 19: the activity page shows the overflow's requests in a table of its own, never
+    in a member's row, and not at all for a pool that has none and never had."""
+    _with_pool(fake, ONE)
+    fake.rows[ONE] = {**fake.row(ONE), "requests": 4, "success_rate": 0.5}
+    sign_in(client, VIEWER_TOKEN)
+    assert "overflow-table" not in client.get(POOL).text
+    fake.overflows["my-agent"] = {
+        "base_url": "https://api.example/v1",
+        "requests": 3,
+        "successes": 2,
+        "failures": 1,
+        "timeline": [{"t": "2026-01-01T00:00:00Z", "requests": 3, "successes": 2, "failures": 1}],
+    }
+    for html in (client.get(POOL).text, client.get(f"{POOL}/live").text):
+        assert 'data-testid="overflow-target">https://api.example/v1<' in html
+        assert 'data-testid="overflow-requests">3<' in html
+        assert 'data-testid="overflow-success-rate">66.7 %<' in html
+        assert 'data-testid="overflow-failures">1<' in html
+        assert f'data-testid="requests-{ONE}">4<' in html  # the member's own count
+        assert 'data-testid="row-overflow"' in html and "row-overflow" not in _member_rows(html)
+    # Removed since: its earlier requests still show, said so.
+    fake.overflows["my-agent"] = {**fake.overflows["my-agent"], "base_url": None}
+    live = client.get(f"{POOL}/live").text
+    assert 'data-testid="overflow-target">removed (earlier requests still counted)<' in live
+
+
+def _member_rows(html: str) -> str:
+    """The members' table body alone."""
+    start = html.index('data-testid="activity-rows"')
+    return html[start : html.index("</tbody>", start)]

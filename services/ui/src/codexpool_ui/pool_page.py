@@ -18,7 +18,7 @@ from codexpool_ui.config import Settings
 from codexpool_ui.pages import render
 from codexpool_ui.runway_view import runway_rows, runway_sentence
 from codexpool_ui.session import Session
-from codexpool_ui.view import STRATEGIES, LinkView, activity_rows, link_view
+from codexpool_ui.view import STRATEGIES, LinkView, activity_rows, link_view, overflow_view
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +118,7 @@ def activity_context(
         "pool_path": pool_path(agent_id),
         "updated_at": datetime.now(UTC).strftime("%H:%M:%S UTC"),
         "rows": activity_rows(activity),
+        "overflow": overflow_view(activity),
         "live_url": f"{pool_path(agent_id)}/live",
         "live_interval_ms": settings.live_interval_ms,
     }

@@ -56,6 +56,19 @@ class RowView:
 
 
 @dataclass(frozen=True, slots=True)
+class OverflowView:
+    """The pool's overflow endpoint, counted apart from its members (it is none of them)."""
+
+    target: str
+    """Its base URL, or why there is none now (its counts from before remain)."""
+    requests: int
+    successes: int
+    failures: int
+    success_rate: str
+    timeline: Timeline
+
+
+@dataclass(frozen=True, slots=True)
 class LinkView:
     """A provider's OAuth link details (admins only)."""
 
@@ -175,6 +188,24 @@ def activity_rows(activity: Mapping[str, Any], now: datetime | None = None) -> l
             )
         )
     return rows
+
+
+def overflow_view(activity: Mapping[str, Any]) -> OverflowView | None:
+    """The activity's ``overflow`` block; None when the pool has none and never had."""
+    raw = activity.get("overflow")
+    if not isinstance(raw, Mapping):
+        return None
+    requests, successes = _int(raw.get("requests")), _int(raw.get("successes"))
+    points = raw.get("timeline")
+    url = raw.get("base_url")
+    return OverflowView(
+        target=url if isinstance(url, str) and url else "removed (earlier requests still counted)",
+        requests=requests,
+        successes=successes,
+        failures=_int(raw.get("failures")),
+        success_rate=formatting.percent(successes / requests if requests else None),
+        timeline=timeline(points if isinstance(points, list) else [], "overflow"),
+    )
 
 
 def link_view(details: Mapping[str, Any]) -> LinkView:
