@@ -46,13 +46,14 @@ Redis about a quarter of the script's time to encode.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
 import orjson
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 from redis.exceptions import NoScriptError
 from redis.typing import EncodableT
 
@@ -232,7 +233,14 @@ def _templates(keys: Keys) -> list[str]:
 
 
 class Selector:
-    """Runs the selection script with the router's settings."""
+    """Runs the selection script with the router's settings.
+
+    Selections started in the same turn of the event loop share one pipeline: one write and one
+    read for all of them, on the client and on Redis, instead of one each. Every script still
+    runs alone and in arrival order, so nothing about a selection changes but its cost: a busy
+    router's selections cost Redis about a fifth less each (``bench/redis_cost.py``). On a Redis
+    Cluster, whose pipelines refuse EVALSHA, each selection is its own call.
+    """
 
     def __init__(self, redis: Redis, keys: Keys, settings: SelectionSettings) -> None:
         self._redis = redis
@@ -253,6 +261,9 @@ class Selector:
             int(settings.lease_ttl_s * 1000),
             TOKEN_TAG_START,
         ]
+        self._pipelined = not isinstance(redis, RedisCluster)
+        self._waiting: list[tuple[tuple[EncodableT, ...], asyncio.Future[Any]]] = []
+        self._flushes: set[asyncio.Task[None]] = set()
 
     async def select(
         self,
@@ -272,8 +283,6 @@ class Selector:
             NoPool: The agent has no pool.
             AgentRefused: The agent's limits refuse the request.
         """
-        # EVALSHA directly rather than through redis-py's Script object, whose per-call
-        # isinstance check against a Protocol-based class costs more than the rest of the call.
         args = (
             key_digest,
             now_ms,
@@ -283,12 +292,58 @@ class Selector:
             request_id or secrets.token_hex(12),
             *self._tail,
         )
+        if not self._pipelined:
+            return parse_selection(orjson.loads(await self._call(args)))
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._waiting.append((args, future))
+        if len(self._waiting) == 1:
+            loop.call_soon(self._flush)
+        return parse_selection(orjson.loads(await future))
+
+    async def _call(self, args: tuple[EncodableT, ...]) -> Any:
+        # EVALSHA directly rather than through redis-py's Script object, whose per-call
+        # isinstance check against a Protocol-based class costs more than the rest of the call.
         try:
-            raw = await self._redis.evalsha(self._sha, 1, self._slot_key, *args)
+            return await self._redis.evalsha(self._sha, 1, self._slot_key, *args)
         except NoScriptError:
             # A restarted or failed-over Redis has an empty script cache.
-            raw = await self._redis.eval(_SCRIPT.source, 1, self._slot_key, *args)
-        return parse_selection(orjson.loads(raw))
+            return await self._redis.eval(_SCRIPT.source, 1, self._slot_key, *args)
+
+    def _flush(self) -> None:
+        batch, self._waiting = self._waiting, []
+        task = asyncio.create_task(self._run(batch), name="selection-pipeline")
+        self._flushes.add(task)
+        task.add_done_callback(self._flushes.discard)
+
+    async def _run(self, batch: list[tuple[tuple[EncodableT, ...], asyncio.Future[Any]]]) -> None:
+        try:
+            if len(batch) == 1:
+                replies: list[Any] = [await self._call(batch[0][0])]
+            else:
+                pipe = self._redis.pipeline(transaction=False)
+                for args, _ in batch:
+                    pipe.evalsha(self._sha, 1, self._slot_key, *args)
+                replies = await pipe.execute(raise_on_error=False)
+                for i, reply in enumerate(replies):
+                    if isinstance(reply, NoScriptError):
+                        replies[i] = await self._call(batch[i][0])
+        except Exception as exc:
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        except BaseException:
+            for _, future in batch:
+                future.cancel()
+            raise
+        for (_, future), reply in zip(batch, replies, strict=True):
+            if future.done():
+                continue  # its request was cancelled meanwhile
+            if isinstance(reply, Exception):
+                future.set_exception(reply)
+            else:
+                future.set_result(reply)
 
 
 def _expiry(value: Any) -> int | None:
