@@ -165,3 +165,34 @@ async def test_quota_exhaustion_is_not_a_fault(redis: Redis, namespace: str, min
     (activity,) = await read_activity(redis, Keys(namespace), ["p1"], scope=ALL_POOLS)
     assert activity.failures_by_class == {"usage_limit": 20}
     assert activity.success_rate is None
+
+
+async def test_a_batch_without_a_fault_rescores_a_provider_only_once_its_score_is_old(
+    redis: Redis, namespace: str, minute0: int
+) -> None:
+    keys = Keys(namespace)
+    store = HealthStore(redis, keys, score_refresh_s=1.0)
+    now = minute0 + 30
+    first = await store.apply([as_outcome(outcome_event(minute0, attempt("p1")))], now=now)
+    assert [s.provider for s in first.scores] == ["p1"]  # no score yet: scored at once
+
+    # Successes within the refresh interval are counted, the stored score waits for it.
+    fresh = [outcome_event(minute0, attempt("p1")) for _ in range(3)]
+    result = await store.apply([as_outcome(e) for e in fresh], now=now + 0.5)
+    assert result.applied == [True] * 3 and result.scores == []
+    health = await redis.hgetall(keys.health("p1"))
+    assert json.loads(health[b"components"])["successes"] == 1
+    assert float(health[b"updated_at"]) == now
+
+    # A health fault rescores at once: the router opens circuits on the score.
+    fault = outcome_event(minute0, attempt("p1", "server_error"))
+    (p1,) = (await store.apply([as_outcome(fault)], now=now + 0.6)).scores
+    assert p1.score == score(4, 1, 0)
+
+    # Once the score is old enough, a success rescores it too.
+    late = outcome_event(minute0, attempt("p1"))
+    assert (await store.apply([as_outcome(late)], now=now + 1.5)).scores == []
+    (p1,) = (
+        await store.apply([as_outcome(outcome_event(minute0, attempt("p1")))], now=now + 1.6)
+    ).scores
+    assert p1.score == score(6, 1, 0)

@@ -122,3 +122,26 @@ async def test_closing_fails_what_is_still_waiting() -> None:
         await waiting
     with pytest.raises(ShuttingDownError):
         await batcher.submit(outcome_event(1.0, attempt("p1")))
+
+
+async def test_a_backlog_is_applied_in_full_batches_and_a_trickle_without_waiting_for_one() -> None:
+    store = FakeStore()
+    batcher, _ = make(store, batch_size=50, linger_s=0.005, max_linger_s=0.2)
+    await batcher.start()
+
+    async def arrive(count: int, every_s: float) -> None:
+        pending = []
+        for _ in range(count):
+            pending.append(asyncio.ensure_future(batcher.submit(outcome_event(1.0, attempt("p1")))))
+            await asyncio.sleep(every_s)
+        await asyncio.gather(*pending)
+
+    # About 10 events per linger: a batch fills well within max_linger_s, so it waits for it
+    # (with a single linger each would hold about 10).
+    await arrive(150, 0.0005)
+    assert max(len(b) for b in store.batches) == 50
+    # One event per 100 ms: no batch would fill in time, each waits one linger only.
+    store.batches.clear()
+    await arrive(3, 0.1)
+    await batcher.close()
+    assert [len(b) for b in store.batches] == [1, 1, 1]

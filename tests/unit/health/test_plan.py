@@ -105,7 +105,8 @@ def test_rescoring_reads_the_window_of_minute_buckets_across_pools() -> None:
     keys, script_plan, _ = decoded(plan)
     rescore = script_plan["rescore"]
     assert isinstance(rescore, list)
-    (provider, health, totals, minutes) = rescore[0]
+    (provider, health, totals, minutes, force) = rescore[0]
+    assert force == 1
     assert (provider, keys[health - 1], keys[totals - 1]) == (
         "p1",
         KEYS.health("p1"),
@@ -115,3 +116,24 @@ def test_rescoring_reads_the_window_of_minute_buckets_across_pools() -> None:
         KEYS.health_minute(ALL_POOLS, "p1", 1_800_000_000 - 60 * i) for i in range(3)
     ]
     assert script_plan["log"] == 0
+
+
+def test_a_batch_rescores_at_once_only_the_providers_it_saw_a_health_fault_on() -> None:
+    at = 1_800_000_001.0
+    plan = BatchPlan(KEYS, at + 30, ScoreConfig(), 60, 0, rescore_after_s=1.0)
+    plan.add(outcome_event(at, attempt("p1", "server_error"), attempt("p2", fallback=True)), b"{}")
+    plan.add(outcome_event(at, attempt("p3", "usage_limit"), attempt("p2", fallback=True)), b"{}")
+    plan.rescore_touched()
+    _, script_plan, _ = decoded(plan)
+    rescore = script_plan["rescore"]
+    assert isinstance(rescore, list)
+    assert {r[0]: r[4] for r in rescore} == {"p1": 1, "p2": 0, "p3": 0}
+    assert script_plan["rescore_after"] == 1.0
+
+    every_batch = BatchPlan(KEYS, at + 30, ScoreConfig(), 60, 0)
+    every_batch.add(outcome_event(at, attempt("p2")), b"{}")
+    every_batch.rescore_touched()
+    _, script_plan, _ = decoded(every_batch)
+    rescore = script_plan["rescore"]
+    assert isinstance(rescore, list)
+    assert [r[4] for r in rescore] == [1]

@@ -57,6 +57,7 @@ def create_app(
                 log_maxlen=settings.outcome_log_maxlen,
                 explain_ttl_s=settings.explain_ttl_s,
                 recent_max=settings.recent_requests,
+                score_refresh_s=settings.score_refresh_s,
             )
             report = ScoreReporter(metrics, infra.publisher)
             batcher = OutcomeBatcher(
@@ -65,6 +66,7 @@ def create_app(
                 report,
                 batch_size=settings.batch_size,
                 linger_s=settings.batch_linger_ms / 1000,
+                max_linger_s=settings.batch_max_linger_ms / 1000,
                 retry_max_s=settings.redis_retry_max_s,
             )
             await batcher.start()

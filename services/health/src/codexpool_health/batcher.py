@@ -61,6 +61,7 @@ class OutcomeBatcher:
         *,
         batch_size: int = 100,
         linger_s: float = 0.002,
+        max_linger_s: float = 0.02,
         retry_max_s: float = 5.0,
     ) -> None:
         self._store = store
@@ -68,6 +69,7 @@ class OutcomeBatcher:
         self._on_scores = on_scores
         self._batch_size = batch_size
         self._linger_s = linger_s
+        self._max_linger_s = max_linger_s
         self._retry_max_s = retry_max_s
         self._waiting: deque[_Waiting] = deque()
         self._in_flight: list[_Waiting] = []
@@ -115,8 +117,7 @@ class OutcomeBatcher:
             if not self._waiting:
                 self._wake.clear()
                 await self._wake.wait()
-            if len(self._waiting) < self._batch_size and self._linger_s:
-                await asyncio.sleep(self._linger_s)
+            await self._linger()
             count = min(self._batch_size, len(self._waiting))
             batch = self._in_flight = [self._waiting.popleft() for _ in range(count)]
             result = await self._apply(batch)
@@ -126,6 +127,25 @@ class OutcomeBatcher:
                 await self._ack(batch)
                 self._settle(batch, result)
             self._in_flight = []
+
+    async def _linger(self) -> None:
+        """Wait ``linger_s`` for more events, and again while the rate they arrive at would fill
+        the batch within ``max_linger_s`` in all.
+
+        Each script call has a fixed cost in Redis (its round trip, the rescoring), so a backlog
+        is best applied in full batches; at a rate that would not fill one in time the wait
+        stays one ``linger_s``, and so does the lag.
+        """
+        first, waited = len(self._waiting), 0.0
+        while self._linger_s and (count := len(self._waiting)) < self._batch_size:
+            if waited:
+                arrived = count - first
+                if not arrived:
+                    return
+                if waited * (1 + (self._batch_size - count) / arrived) > self._max_linger_s:
+                    return
+            await asyncio.sleep(self._linger_s)
+            waited += self._linger_s
 
     async def _apply(self, batch: list[_Waiting]) -> BatchResult | None:
         links = [

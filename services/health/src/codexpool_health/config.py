@@ -27,6 +27,12 @@ class Settings(InfraSettings):
     batch_linger_ms: float = Field(default=2.0, validation_alias="HEALTH_BATCH_LINGER_MS", ge=0)
     """How long a partial batch waits for more events before it is applied."""
 
+    batch_max_linger_ms: float = Field(
+        default=20.0, validation_alias="HEALTH_BATCH_MAX_LINGER_MS", ge=0
+    )
+    """A partial batch waits ``HEALTH_BATCH_LINGER_MS`` again while events arrive fast enough
+    to fill it within this long in all (a backlog), so that it is applied in full batches."""
+
     dedupe_ttl_s: int = Field(default=86_400, validation_alias="HEALTH_DEDUPE_TTL_S", ge=60)
     """How long an applied ``event_id`` is remembered; a redelivery within it counts once."""
 
@@ -66,6 +72,10 @@ class Settings(InfraSettings):
         default=10.0, validation_alias="HEALTH_RESCORE_INTERVAL_S", gt=0
     )
     """How often every known provider is rescored, so that old faults age out without traffic."""
+
+    score_refresh_s: float = Field(default=1.0, validation_alias="HEALTH_SCORE_REFRESH_S", ge=0)
+    """A batch with no health fault on a provider rescores it only once its score is this old
+    (0: after every batch); a fault rescores it at once."""
 
     redis_retry_max_s: float = Field(default=5.0, validation_alias="HEALTH_REDIS_RETRY_MAX_S", gt=0)
     """Largest pause between attempts at applying a batch while Redis is unavailable."""

@@ -62,6 +62,7 @@ class BatchPlan:
     log_maxlen: int
     explain_ttl_s: int = 0
     recent_max: int = 0
+    rescore_after_s: float = 0.0
     key_names: list[str] = field(default_factory=list)
     bodies: list[bytes] = field(default_factory=list)
     _index: dict[str, int] = field(default_factory=dict)
@@ -70,6 +71,7 @@ class BatchPlan:
     _delta_index: dict[tuple[object, ...], int] = field(default_factory=dict)
     _expire: dict[int, int] = field(default_factory=dict)
     _providers: set[str] = field(default_factory=set)
+    _faulted: set[str] = field(default_factory=set)
     _rescore: dict[str, list[object]] = field(default_factory=dict)
     _bucket_keys: dict[tuple[str, str, int, int], _BucketKeys] = field(default_factory=dict)
 
@@ -132,6 +134,7 @@ class BatchPlan:
                         deltas += (hour_key, Fields.INPUT_TOKENS, usage.input_tokens)
                         deltas += (hour_key, Fields.OUTPUT_TOKENS, usage.output_tokens)
             if attempt.outcome in HEALTH_FAULTS:
+                self._faulted.add(provider)
                 totals = self._keys_of(ALL_POOLS, provider, minute, hour)[0]
                 maxima += (totals, Fields.LAST_FAULT_AT, at)
         signature = tuple(deltas)
@@ -150,8 +153,12 @@ class BatchPlan:
         self._events.append([seen, delta_id, maxima, explain])
         self.bodies.append(body if self.log_maxlen or self.explain_ttl_s else b"")
 
-    def rescore(self, provider: str) -> None:
-        """Recompute ``provider``'s score (across pools) at the end of the script."""
+    def rescore(self, provider: str, *, force: bool = True) -> None:
+        """Recompute ``provider``'s score (across pools) at the end of the script.
+
+        Unless ``force``, the script skips it when its stored score is younger than
+        ``rescore_after_s``.
+        """
         if provider in self._rescore:
             return
         minute = int(self.now // 60) * 60
@@ -161,12 +168,14 @@ class BatchPlan:
             self.key(self.keys.health(provider)),
             self.key(self.keys.health_totals(ALL_POOLS, provider)),
             [self.key(self.keys.health_minute(ALL_POOLS, provider, s)) for s in starts],
+            1 if force or not self.rescore_after_s else 0,
         ]
 
     def rescore_touched(self) -> None:
-        """Rescore every provider an added event tried."""
+        """Rescore every provider an added event tried: at once after a health fault on it (the
+        router opens circuits on it), otherwise once its score is ``rescore_after_s`` old."""
         for provider in sorted(self._providers):
-            self.rescore(provider)
+            self.rescore(provider, force=provider in self._faulted)
 
     def script_args(self) -> tuple[list[str], list[bytes]]:
         """The script's ``KEYS`` and ``ARGV``: the plan, then one log body per event."""
@@ -184,6 +193,7 @@ class BatchPlan:
                 "providers_key": self.key(self.keys.health_providers),
                 "providers": sorted(self._providers),
                 "rescore": list(self._rescore.values()),
+                "rescore_after": self.rescore_after_s,
                 "cfg": self.score.for_script(),
             }
         )

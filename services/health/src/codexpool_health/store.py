@@ -66,7 +66,10 @@ class HealthStore:
         log_maxlen: int = 0,
         explain_ttl_s: int = 0,
         recent_max: int = 0,
+        score_refresh_s: float = 0.0,
     ) -> None:
+        """``score_refresh_s``: a batch with no health fault on a provider rescores it only once
+        its stored score is this old (0: after every batch); see ``BatchPlan.rescore_touched``."""
         self._redis = redis
         self._keys = keys
         self._score = score or ScoreConfig()
@@ -74,6 +77,7 @@ class HealthStore:
         self._log_maxlen = log_maxlen
         self._explain_ttl_s = explain_ttl_s
         self._recent_max = recent_max
+        self._score_refresh_s = score_refresh_s
         self._script = redis.register_script(_SCRIPT.source)
 
     def _plan(self, now: float | None, *, log: bool = True) -> BatchPlan:
@@ -85,6 +89,7 @@ class HealthStore:
             self._log_maxlen if log else 0,
             self._explain_ttl_s if log else 0,
             self._recent_max,
+            self._score_refresh_s,
         )
 
     async def _run(self, plan: BatchPlan) -> tuple[str, list[ProviderScore]]:
@@ -106,7 +111,8 @@ class HealthStore:
     async def apply(
         self, outcomes: Sequence[Outcome], *, now: float | None = None, log: bool = True
     ) -> BatchResult:
-        """Apply each outcome not applied before, then rescore the providers they tried.
+        """Apply each outcome not applied before, then rescore the providers they tried (those
+        without a health fault in the batch only if their score is ``score_refresh_s`` old).
 
         Args:
             outcomes: The batch; duplicates (redeliveries) are recognised by ``event_id``.

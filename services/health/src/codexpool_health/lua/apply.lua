@@ -7,6 +7,10 @@
 -- codexpool_shared.activity (Fields, HealthFields) by codexpool_shared.store.scripts.
 
 local plan = cjson.decode(ARGV[1])
+-- Numbers handed to redis.call are formatted on every call: format the repeated ones once.
+local seen_ttl = tostring(plan.seen_ttl)
+local log_max = tostring(plan.log_max)
+local explain_ttl = tostring(plan.explain_ttl)
 local flags = {}
 local inc = {}
 local maxima = {}
@@ -15,7 +19,7 @@ local recent = {}
 
 for i, ev in ipairs(plan.events) do
   -- SET NX is the dedupe: only the first delivery of an event_id gets past it.
-  if redis.call('SET', KEYS[ev[1]], '1', 'NX', 'EX', plan.seen_ttl) then
+  if redis.call('SET', KEYS[ev[1]], '1', 'NX', 'EX', seen_ttl) then
     applied = applied + 1
     flags[i] = '1'
     local d = plan.deltas[ev[2]]
@@ -31,12 +35,12 @@ for i, ev in ipairs(plan.events) do
       if not t[m[j + 1]] or m[j + 2] > t[m[j + 1]] then t[m[j + 1]] = m[j + 2] end
     end
     if plan.log > 0 then
-      redis.call('XADD', KEYS[plan.log], 'MAXLEN', '~', plan.log_max, '*', 'e', ARGV[i + 1])
+      redis.call('XADD', KEYS[plan.log], 'MAXLEN', '~', log_max, '*', 'e', ARGV[i + 1])
     end
     -- ev[4]: {request key, agent's recent list key, request id}, or 0 (explanations off).
     local x = ev[4]
     if type(x) == 'table' then
-      redis.call('SET', KEYS[x[1]], ARGV[i + 1], 'EX', plan.explain_ttl)
+      redis.call('SET', KEYS[x[1]], ARGV[i + 1], 'EX', explain_ttl)
       if plan.recent_max > 0 then
         local ids = recent[x[2]]
         if not ids then ids = {}; recent[x[2]] = ids end
@@ -54,7 +58,7 @@ for k, ids in pairs(recent) do
     redis.call('LPUSH', KEYS[k], unpack(ids, j, math.min(j + 999, #ids)))
   end
   redis.call('LTRIM', KEYS[k], 0, plan.recent_max - 1)
-  redis.call('EXPIRE', KEYS[k], plan.explain_ttl)
+  redis.call('EXPIRE', KEYS[k], explain_ttl)
 end
 
 -- One HINCRBY per (key, field) for the whole batch: counters are commutative.
@@ -99,8 +103,17 @@ local function quantile(q, counts, total)
   return bounds[nb - 1]
 end
 
-local out = {table.concat(flags)}
-for _, r in ipairs(plan.rescore) do
+-- r[5] == 0: rescore only if the stored score is rescore_after seconds old (or from a clock
+-- ahead of this one); the batch had no health fault on this provider.
+local function due(r)
+  if r[5] == 1 then return true end
+  local at = tonumber(redis.call('HGET', KEYS[r[2]], '{{HealthFields.UPDATED_AT}}'))
+  if not at then return true end
+  local age = plan.now - at
+  return age < 0 or age >= plan.rescore_after
+end
+
+local function rescore(r)
   local s, f, a = 0, 0, 0
   local hist = {}
   for i = 1, nb do hist[i] = 0 end
@@ -142,6 +155,11 @@ for _, r in ipairs(plan.rescore) do
     '{{HealthFields.COMPONENTS}}', cjson.encode(components),
     '{{HealthFields.UPDATED_AT}}', string.format('%.3f', plan.now),
     '{{HealthFields.LAST_FAULT_AT}}', last_fault)
-  out[#out + 1] = {r[1], text, band, previous}
+  return {r[1], text, band, previous}
+end
+
+local out = {table.concat(flags)}
+for _, r in ipairs(plan.rescore) do
+  if due(r) then out[#out + 1] = rescore(r) end
 end
 return out
