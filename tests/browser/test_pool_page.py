@@ -1,5 +1,5 @@
 """The Codex Pool page in chromium against real processes: the seed's example, live numbers,
-a failing account, delete, Refresh Live State."""
+a failing account, delete, Refresh Live State, the overflow counted apart."""
 
 from __future__ import annotations
 
@@ -154,6 +154,40 @@ def test_refresh_live_state_shows_the_sims_quota(
     expect(admin_page.get_by_test_id(f"quota-used-{a}-primary")).to_have_text("37 % used")
     expect(admin_page.get_by_test_id(f"quota-used-{a}-secondary")).to_have_text("12 % used")
     expect(admin_page.get_by_test_id(f"quota-{a}-primary")).to_contain_text("resets in")
+
+
+def test_requests_the_overflow_took_show_apart_from_the_members(
+    admin_page: Page, make_pool: Callable[..., Pool]
+) -> None:
+    """Issue 19: with the only member out of quota, the pool's overflow (codex-sim's plain
+    /v1/responses, an account of its own standing for an API key) serves, and the page counts
+    those requests in the overflow's table, live, not in the member's row."""
+    pool = make_pool(1)
+    [a] = pool.providers
+    exhausted = {"primary_used_percent": 100, "primary_reset_after_seconds": 600}
+    pool.sim("PATCH", f"/_sim/accounts/{pool.accounts[a]}", json=exhausted)
+    key = pool.sim("POST", "/_sim/accounts", json={})["auth_json"]["tokens"]["access_token"]
+    with pool.stack.admin() as admin:
+        body = {
+            "strategy": "round-robin",
+            "providers": [a],
+            "overflow": {"base_url": pool.stack.sim + "/v1", "api_key": key},
+        }
+        admin.put(f"/api/agents/{pool.agent_id}/codex-pool", json=body).raise_for_status()
+    admin_page.goto(pool.page_path)
+    expect(admin_page.get_by_test_id("overflow-table")).to_be_visible()
+    expect(admin_page.get_by_test_id("overflow-requests")).to_have_text("0")
+    _mark(admin_page)
+    published = pool.stack.published()
+    assert pool.send(3) == ["overflow"] * 3
+    pool.stack.wait_for_events(published + 3)
+    expect(admin_page.get_by_test_id("overflow-requests")).to_have_text("3")
+    expect(admin_page.get_by_test_id("overflow-success-rate")).to_have_text("100.0 %")
+    expect(admin_page.get_by_test_id("overflow-target")).to_have_text(pool.stack.sim + "/v1")
+    # The member's row counts its own attempts (each answered its usage limit), none of these.
+    expect(admin_page.get_by_test_id(f"success-rate-{a}")).not_to_have_text("100.0 %")
+    assert key not in admin_page.content()
+    assert _not_reloaded(admin_page)
 
 
 def test_relink_an_account_with_the_device_code(
