@@ -31,30 +31,38 @@ def event_data(block: bytes) -> Any:
         return None
 
 
-def _type(block: bytes) -> bytes:
-    if block.startswith(b"event:"):
-        end = block.find(b"\n")
-        return block[6 : end if end >= 0 else len(block)].strip()
+def _type(buf: bytes, start: int, end: int) -> bytes:
+    """The type of the event ``buf[start:end]``, without copying the event."""
+    if buf.startswith(b"event:", start, end):
+        line_end = buf.find(b"\n", start, end)
+        return buf[start + 6 : line_end if line_end >= 0 else end].strip()
     # Without an event line, the type is inside the JSON; only parse what could be terminal.
-    head = block[:80]
+    head = buf[start : min(end, start + 80)]
     if b"response.completed" in head or b"response.failed" in head or b'"error"' in head:
-        doc = event_data(block)
+        doc = event_data(buf[start:end])
         if isinstance(doc, dict) and isinstance(doc.get("type"), str):
             return str(doc["type"]).encode()
     return b""
 
 
 class SseTap:
-    """Fed every chunk of an upstream stream; remembers how it ended."""
+    """Fed every chunk of an upstream stream; remembers how it ended.
+
+    The ``output_item.done`` and ``response.created`` events it collects are kept as they came
+    and decoded only if ``items`` or ``created`` is read: a ``response.completed`` that lists
+    its output, the usual case, needs neither.
+    """
 
     __slots__ = (
         "_buf",
         "_collect",
+        "_created",
         "_held",
+        "_items",
+        "_raw_created",
+        "_raw_items",
         "completed",
-        "created",
         "failure",
-        "items",
         "terminal",
     )
 
@@ -64,17 +72,39 @@ class SseTap:
         self._collect = collect
         self.terminal: bytes | None = None
         self.completed: dict[str, Any] | None = None
-        self.created: dict[str, Any] | None = None
         self.failure: dict[str, Any] | None = None
-        self.items: dict[int, Any] = {}
+        self._raw_items: list[bytes] = []
+        self._items: dict[int, Any] = {}
+        self._raw_created: bytes | None = None
+        self._created: dict[str, Any] | None = None
+
+    @property
+    def items(self) -> dict[int, Any]:
+        """Each ``output_item.done`` event's item, by its ``output_index``."""
+        for block in self._raw_items:
+            doc = event_data(block)
+            if isinstance(doc, dict):
+                self._items[int(doc.get("output_index", len(self._items)))] = doc.get("item")
+        self._raw_items.clear()
+        return self._items
+
+    @property
+    def created(self) -> dict[str, Any] | None:
+        """The Response of the last ``response.created`` event."""
+        if self._raw_created is not None:
+            doc = event_data(self._raw_created)
+            self._raw_created = None
+            if isinstance(doc, dict) and isinstance(doc.get("response"), dict):
+                self._created = doc["response"]
+        return self._created
 
     def feed(self, chunk: bytes) -> None:
         buf = self._buf + chunk if self._buf else chunk
         start = 0
         while (end := buf.find(b"\n\n", start)) >= 0:
-            self._event(buf[start:end])
+            self._event(buf, start, end)
             start = end + 2
-        self._buf = buf[start:]
+        self._buf = buf[start:] if start else buf
 
     def relay(self, chunk: bytes) -> bytes:
         """Watch ``chunk`` and return what to forward: ``chunk`` itself, except that a
@@ -90,15 +120,17 @@ class SseTap:
             if start < 0:
                 self.feed(chunk)
                 return chunk
-        head, tail = chunk[:start], chunk[start:]
-        self.feed(head)
-        end = tail.find(b"\n\n")
+        end = chunk.find(b"\n\n", start)
         if end < 0:
-            self._held = tail
+            head = chunk[:start]
+            self.feed(head)
+            self._held = chunk[start:]
             return head
-        block, rest = tail[: end + 2], tail[end + 2 :]
-        self.feed(block + rest)
-        return head + self._patched(block) + rest
+        # Feeding pieces one after the other is feeding them joined: the whole chunk at once.
+        self.feed(chunk)
+        block = chunk[start : end + 2]
+        patched = self._patched(block)
+        return chunk if patched is block else chunk[:start] + patched + chunk[end + 2 :]
 
     @property
     def at_boundary(self) -> bool:
@@ -119,11 +151,13 @@ class SseTap:
         doc["response"]["output"] = [self.items[i] for i in sorted(self.items)]
         return _COMPLETED_LINE + b"\ndata: " + orjson.dumps(doc) + b"\n\n"
 
-    def _event(self, block: bytes) -> None:
-        kind = _type(block.lstrip(b"\r\n"))
+    def _event(self, buf: bytes, start: int, end: int) -> None:
+        while start < end and buf[start] in b"\r\n":
+            start += 1
+        kind = _type(buf, start, end)
         if kind in _TERMINAL:
             self.terminal = kind
-            doc = event_data(block)
+            doc = event_data(buf[start:end])
             response = doc.get("response") if isinstance(doc, dict) else None
             if kind == b"response.completed" and isinstance(response, dict):
                 self.completed = response
@@ -131,13 +165,9 @@ class SseTap:
                 self.failure = doc
         elif self._collect:
             if kind == _ITEM_DONE:
-                doc = event_data(block)
-                if isinstance(doc, dict):
-                    self.items[int(doc.get("output_index", len(self.items)))] = doc.get("item")
+                self._raw_items.append(buf[start:end])
             elif kind == _CREATED:
-                doc = event_data(block)
-                if isinstance(doc, dict) and isinstance(doc.get("response"), dict):
-                    self.created = doc["response"]
+                self._raw_created = buf[start:end]
 
     def outcome(self) -> tuple[OutcomeClass, str | None]:
         """How the stream ended: success, or the class and code of its failure."""
