@@ -1,5 +1,6 @@
 -- Authentication + selection in one round trip (see selection.py for the contract).
--- Key names are built here from templates that Keys produced (ARGV[11..]): the keys depend on
+-- Key names are built here, from the namespace's prefix (ARGV[11]) and the rest of each key as
+-- Keys spells it (the table T, rendered above this text by selection.py): the keys depend on
 -- what the script reads (agent -> pool -> members). Every key of a namespace shares its hash tag,
 -- so they are all in the slot of KEYS[1] (Keys.slot_key, never written), which a Redis Cluster
 -- routes the call by and lets the script touch.
@@ -14,13 +15,14 @@ local aff_ttl = tonumber(ARGV[7])
 local probe_ms = tonumber(ARGV[8])
 local base_ms = tonumber(ARGV[9])
 local max_ms = tonumber(ARGV[10])
-local tag_start = tonumber(ARGV[40])
-local function key(i, a) return ARGV[i] .. a .. ARGV[i + 1] end
+local tag_start = tonumber(ARGV[15])
+local P = ARGV[11]
+local function key(t, a) return P .. t[1] .. a .. t[2] end
 
-local agent = redis.call('GET', key(11, ARGV[1]))
+local agent = redis.call('GET', key(T.api_key, ARGV[1]))
 if not agent then return '{"e":"unauthorized"}' end
 -- The agent's own limits (store/agents.py), before anything is chosen or counted.
-local lim = redis.call('HMGET', key(28, agent), '{{AgentFields.LIMIT_EXPIRES_AT}}',
+local lim = redis.call('HMGET', key(T.agent, agent), '{{AgentFields.LIMIT_EXPIRES_AT}}',
   '{{AgentFields.LIMIT_MODELS}}', '{{AgentFields.LIMIT_TOKENS_PER_DAY}}',
   '{{AgentFields.LIMIT_REQUESTS_PER_MINUTE}}')
 local count_tokens = 0
@@ -30,7 +32,7 @@ if lim[1] or lim[2] or lim[3] or lim[4] then
   if lim[2] then
     local allowed = false
     for _, name in ipairs(cjson.decode(lim[2])) do
-      if name == ARGV[35] then allowed = true; break end
+      if name == ARGV[12] then allowed = true; break end
     end
     if not allowed then return cjson.encode({e = 'model_not_allowed', a = agent}) end
   end
@@ -38,7 +40,8 @@ if lim[1] or lim[2] or lim[3] or lim[4] then
   if tpd then
     count_tokens = 1
     local day = math.floor(now / 86400000)
-    local used = tonumber(redis.call('GET', ARGV[32] .. agent .. ARGV[33] .. day .. ARGV[34]) or '0')
+    local used = tonumber(redis.call('GET',
+      P .. T.agent_tokens[1] .. agent .. T.agent_tokens[2] .. day .. T.agent_tokens[3]) or '0')
     if used >= tpd then
       return cjson.encode({e = 'agent_limit', a = agent, l = 'tokens_per_day', r = (day + 1) * 86400000})
     end
@@ -46,18 +49,18 @@ if lim[1] or lim[2] or lim[3] or lim[4] then
   local rpm = tonumber(lim[4] or '')
   if rpm then
     -- A sliding window: this minute's request ids by arrival; a refused request is not added.
-    local window = key(30, agent)
+    local window = key(T.agent_requests, agent)
     redis.call('ZREMRANGEBYSCORE', window, '-inf', now - 60000)
     if redis.call('ZCARD', window) >= rpm then
       local first = redis.call('ZRANGE', window, 0, 0, 'WITHSCORES')
       return cjson.encode({e = 'agent_limit', a = agent, l = 'requests_per_minute',
         r = tonumber(first[2]) + 60000})
     end
-    redis.call('ZADD', window, now, ARGV[36])
+    redis.call('ZADD', window, now, ARGV[13])
     redis.call('PEXPIRE', window, 60000)
   end
 end
-local pool = redis.call('HMGET', key(13, agent), '{{PoolFields.STRATEGY}}',
+local pool = redis.call('HMGET', key(T.pool, agent), '{{PoolFields.STRATEGY}}',
   '{{PoolFields.PROVIDERS}}', '{{PoolFields.VERSION}}', '{{PoolFields.PRIORITIES}}',
   '{{PoolFields.EARLIEST_RESET}}')
 if not pool[1] then return cjson.encode({e = 'no_pool', a = agent}) end
@@ -75,11 +78,11 @@ local skipped = {}
 local function earliest(current, t) if current == 0 or t < current then return t end return current end
 
 for i, name in ipairs(members) do
-  local p = redis.call('HMGET', key(17, name), '{{ProviderFields.STATUS}}',
+  local p = redis.call('HMGET', key(T.provider, name), '{{ProviderFields.STATUS}}',
     '{{ProviderFields.ACCOUNT_ID}}', '{{ProviderFields.ACCESS_TOKEN}}',
     '{{ProviderFields.ACCESS_EXPIRES_AT}}', '{{ProviderFields.CREDENTIAL_VERSION}}',
     '{{ProviderFields.MAX_CONCURRENT}}')
-  local live = key(19, name)
+  local live = key(T.live, name)
   local l = redis.call('HMGET', live, '{{LiveFields.COOLDOWN_UNTIL}}',
     '{{LiveFields.COOLDOWN_REASON}}', '{{LiveFields.CIRCUIT_OPEN_UNTIL}}',
     '{{LiveFields.CIRCUIT_CLOSED_AT}}', '{{LiveFields.FAILURES}}',
@@ -106,7 +109,7 @@ for i, name in ipairs(members) do
       table.insert(skipped, {name, 'cooldown:' .. (l[2] or ''), cooldown})
     else
       if open_until == 0 and threshold > 0 and now > closed_at + grace then
-        local score = tonumber(redis.call('HGET', key(21, name), '{{HealthFields.SCORE}}') or '')
+        local score = tonumber(redis.call('HGET', key(T.health, name), '{{HealthFields.SCORE}}') or '')
         if score and score < threshold then
           open_until = open_circuit(live, now, base_ms, max_ms)
         end
@@ -133,7 +136,7 @@ if prio then
 end
 local sticky, aff_key = nil, nil
 if sdig ~= '' then
-  aff_key = ARGV[23] .. agent .. ARGV[24] .. sdig .. ARGV[25]
+  aff_key = P .. T.affinity[1] .. agent .. T.affinity[2] .. sdig .. T.affinity[3]
   sticky = redis.call('GET', aff_key)
 end
 local order = {}
@@ -150,9 +153,9 @@ if not sticky_hit then
   for _, c in ipairs(half_open) do
     if spare and c[14] == 2 then
       other_wait = earliest(other_wait, now + probe_ms)
-    elseif redis.call('SET', key(26, c[1]), '1', 'NX', 'PX', probe_ms) then
+    elseif redis.call('SET', key(T.probe_lock, c[1]), '1', 'NX', 'PX', probe_ms) then
       c[6] = 1
-      redis.call('HSET', key(19, c[1]), '{{LiveFields.LAST_PROBE_AT}}', now)
+      redis.call('HSET', key(T.live, c[1]), '{{LiveFields.LAST_PROBE_AT}}', now)
       table.insert(order, c)
     else
       other_wait = earliest(other_wait, now + probe_ms)
@@ -174,7 +177,7 @@ if prio and m > 0 then
 end
 if m > 0 and strategy ~= 'primary-first' and not sticky_hit then
   -- One shared counter rotates every tier: exact round-robin within the tier in use.
-  local turn = redis.call('INCR', key(15, agent)) - 1
+  local turn = redis.call('INCR', key(T.rr_counter, agent)) - 1
   local rotated = {}
   for _, tier in ipairs(tiers) do
     local k = #tier
@@ -240,11 +243,11 @@ for _, c in ipairs(order) do
   if #out >= limit then break end
   local cap, room = c[16], true
   if cap then
-    local leases = key(37, c[1])
+    local leases = key(T.provider_leases, c[1])
     redis.call('ZREMRANGEBYSCORE', leases, '-inf', now)
     room = redis.call('ZCARD', leases) < cap
     if room and #out == 0 then
-      redis.call('ZADD', leases, now + tonumber(ARGV[39]), ARGV[36] .. ':' .. c[1])
+      redis.call('ZADD', leases, now + tonumber(ARGV[14]), ARGV[13] .. ':' .. c[1])
     end
   end
   if room then

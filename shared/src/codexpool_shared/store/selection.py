@@ -5,13 +5,13 @@ reads and writes the hashes this package owns (its field names are rendered from
 ``LiveFields``, ``PoolFields``, ``ProviderFields`` and ``HealthFields``; the circuit it opens on a
 low health score uses the same backoff as ``live.record_failure``, ``circuit.lua``).
 
-Contract of the script (EVALSHA, no KEYS; ARGV):
+Contract of the script (EVALSHA, KEYS[1] ``Keys.slot_key``; ARGV):
   1 SHA-256 of the agent key, 2 now (epoch ms), 3 session digest or '', 4 max attempts,
   5 health threshold (0 = ignore scores), 6 circuit grace ms, 7 affinity TTL ms,
-  8 probe lock ms, 9 circuit base ms, 10 circuit max ms, 11.. key templates (prefix, suffix)
-  for api key, pool, round-robin counter, provider, live, health, affinity (3 parts), probe lock,
-  28.. agent, agent requests window, agent tokens (3 parts), 35 model, 36 request id, 37..
-  provider leases template, 39 lease TTL ms, 40 where a token's tag starts (``TOKEN_TAG_START``).
+  8 probe lock ms, 9 circuit base ms, 10 circuit max ms, 11 the namespace's key prefix
+  (``Keys.prefix``; the rest of every key is rendered into the script from ``Keys``, so one
+  script serves every namespace), 12 model, 13 request id, 14 lease TTL ms, 15 where a token's
+  tag starts (``TOKEN_TAG_START``).
 It first applies the agent's limits (``agents.py``): refused when expired, for a model outside
 its list, with its day's tokens spent, or with ``requests_per_minute`` requests in the last 60 s
 (the window records this request otherwise).
@@ -50,6 +50,7 @@ import asyncio
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from importlib import resources
 from typing import Any, Final, Protocol
 
 import orjson
@@ -64,7 +65,7 @@ from codexpool_shared.store.agents import AgentFields
 from codexpool_shared.store.live import LiveFields
 from codexpool_shared.store.pools import PoolFields, parse_strategy
 from codexpool_shared.store.providers import ProviderFields
-from codexpool_shared.store.scripts import load
+from codexpool_shared.store.scripts import LuaScript, render
 
 TOKEN_TAG_START: Final = -22
 """Where an encrypted access token's tag starts, from its end: the last 22 base64url characters
@@ -76,14 +77,49 @@ def token_tag(envelope: str) -> str:
     return envelope[TOKEN_TAG_START:]
 
 
-_SCRIPT = load(
-    "codexpool_shared.store",
-    "select.lua",
-    LiveFields,
-    PoolFields,
-    ProviderFields,
-    HealthFields,
-    AgentFields,
+def _lua_string(text: str) -> str:
+    if not text.isascii() or not text.isprintable() or "'" in text or "\\" in text:
+        raise ValueError(f"a key part Lua cannot take literally: {text!r}")
+    return f"'{text}'"
+
+
+def _key_table() -> str:
+    """The Lua table ``T``: every key the script builds, as ``Keys`` spells it.
+
+    Each entry is the key after the namespace's prefix, split where the script puts its own
+    parts (an agent id, a provider name, a day).
+    """
+    sentinel = Keys("\1")
+    templates = {
+        "api_key": sentinel.api_key("\0"),
+        "agent": sentinel.agent("\0"),
+        "agent_requests": sentinel.agent_requests("\0"),
+        "agent_tokens": sentinel.agent_tokens("\0", "\0"),
+        "pool": sentinel.pool("\0"),
+        "rr_counter": sentinel.rr_counter("\0"),
+        "provider": sentinel.provider("\0"),
+        "live": sentinel.live("\0"),
+        "health": sentinel.health("\0"),
+        "affinity": sentinel.affinity("\0", "\0"),
+        "probe_lock": sentinel.probe_lock("\0"),
+        "provider_leases": sentinel.provider_leases("\0"),
+    }
+    entries = []
+    for name, template in templates.items():
+        parts = template.removeprefix(sentinel.prefix).split("\0")
+        entries.append(f"{name} = {{{', '.join(_lua_string(part) for part in parts)}}}")
+    return "local T = {" + ", ".join(entries) + "}\n"
+
+
+_SCRIPT = LuaScript.of(
+    render(
+        _key_table() + resources.files(__package__).joinpath("select.lua").read_text(),
+        LiveFields,
+        PoolFields,
+        ProviderFields,
+        HealthFields,
+        AgentFields,
+    )
 )
 
 
@@ -213,25 +249,6 @@ class Selection:
     """Made by the router from its local snapshot because the store did not answer."""
 
 
-def _templates(keys: Keys) -> list[str]:
-    out: list[str] = []
-    for template in (
-        keys.api_key("\0"),
-        keys.pool("\0"),
-        keys.rr_counter("\0"),
-        keys.provider("\0"),
-        keys.live("\0"),
-        keys.health("\0"),
-    ):
-        out += template.split("\0")
-    out += keys.affinity("\0", "\0").split("\0")
-    out += keys.probe_lock("\0").split("\0")
-    out += keys.agent("\0").split("\0")
-    out += keys.agent_requests("\0").split("\0")
-    out += keys.agent_tokens("\0", "\0").split("\0")
-    return out
-
-
 class Selector:
     """Runs the selection script with the router's settings.
 
@@ -254,13 +271,9 @@ class Selector:
             int(settings.probe_lock_s * 1000),
             int(settings.circuit_base_s * 1000),
             int(settings.circuit_max_s * 1000),
-            *_templates(keys),
+            keys.prefix,
         ]
-        self._tail: list[EncodableT] = [
-            *keys.provider_leases("\0").split("\0"),
-            int(settings.lease_ttl_s * 1000),
-            TOKEN_TAG_START,
-        ]
+        self._tail: list[EncodableT] = [int(settings.lease_ttl_s * 1000), TOKEN_TAG_START]
         self._pipelined = not isinstance(redis, RedisCluster)
         self._waiting: list[tuple[tuple[EncodableT, ...], asyncio.Future[Any]]] = []
         self._flushes: set[asyncio.Task[None]] = set()
