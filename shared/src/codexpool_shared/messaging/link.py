@@ -14,11 +14,12 @@ import aio_pika
 from aio_pika.abc import AbstractConnection
 from aiormq import Channel as RawChannel
 from aiormq import spec
+from opentelemetry.context import Context
 from opentelemetry.trace import Status, StatusCode
 
 from codexpool_shared.messaging import codec
 from codexpool_shared.messaging.connection import close_quietly, connect
-from codexpool_shared.messaging.propagation import Carrier, start_producer_span
+from codexpool_shared.messaging.propagation import start_producer_span
 from codexpool_shared.messaging.topology import Topology, declare_topology
 
 PERSISTENT = int(aio_pika.DeliveryMode.PERSISTENT)
@@ -31,7 +32,8 @@ class Outgoing:
     message_id: str
     routing_key: str
     body: bytes
-    carrier: Carrier
+    context: Context
+    """The context ``publish()`` was called in: its span is the PRODUCER span's parent."""
     accepted_ns: int
 
 
@@ -75,7 +77,7 @@ async def send_event(link: Link, item: Outgoing) -> None:
     when RabbitMQ returned it as unroutable.
     """
     span, headers = start_producer_span(
-        item.carrier,
+        item.context,
         exchange=link.exchange,
         routing_key=item.routing_key,
         message_id=item.message_id,

@@ -57,12 +57,19 @@ def _attributes(
 
 
 def start_producer_span(
-    carrier: Carrier, *, exchange: str, routing_key: str, message_id: str, start_time_ns: int
+    carrier: Carrier | Context,
+    *,
+    exchange: str,
+    routing_key: str,
+    message_id: str,
+    start_time_ns: int,
 ) -> tuple[Span, Carrier]:
     """Start the PRODUCER span of one publish, as a child of the captured context.
 
     Args:
-        carrier: What ``capture_context`` returned when the event was published.
+        carrier: What ``capture_context`` returned when the event was published, or the
+            context itself (``EventPublisher`` keeps it: serialising it at ``publish()`` and
+            parsing it back here cost more than the span).
         exchange: The exchange the message goes to.
         routing_key: Its routing key (the event type).
         message_id: The AMQP ``message_id`` (the event id).
@@ -72,7 +79,7 @@ def start_producer_span(
         The started span (the caller ends it once the broker confirms or the attempt fails)
         and the headers that carry it to consumers.
     """
-    parent = propagate.extract(carrier)
+    parent = carrier if isinstance(carrier, Context) else propagate.extract(carrier)
     span = _tracer().start_span(
         f"publish {exchange}",
         context=parent,

@@ -22,6 +22,7 @@ import time
 from collections import deque
 
 from aio_pika.exceptions import PublishError
+from opentelemetry import context
 from prometheus_client import CollectorRegistry
 
 from codexpool_shared.events import BaseEvent, event_type
@@ -30,7 +31,6 @@ from codexpool_shared.messaging.api import PublisherState, PublisherStateError, 
 from codexpool_shared.messaging.connection import close_quietly
 from codexpool_shared.messaging.link import Link, Outgoing, open_link, send_event
 from codexpool_shared.messaging.metrics import DropReason, PublisherMetrics
-from codexpool_shared.messaging.propagation import capture_context
 from codexpool_shared.messaging.topology import Topology
 from codexpool_shared.tasks import raise_if_cancelling
 
@@ -144,7 +144,7 @@ class EventPublisher:
                 str(event.event_id),
                 self._routing_key(type(event)),
                 codec.encode(event),
-                capture_context(),
+                context.get_current(),
                 time.time_ns(),
             )
         )
