@@ -84,10 +84,12 @@ def test_tokens_go_to_the_hour_bucket_of_the_attempt_that_answered() -> None:
     plan.add(outcome_event(at, attempt("p2")), b"{}")  # no usage reported: no token fields
     keys, script_plan, _ = decoded(plan)
     hour = int(at // 3600 * 3600)
-    deltas = script_plan["deltas"]
-    assert isinstance(deltas, list)
+    deltas, events = script_plan["deltas"], script_plan["events"]
+    assert isinstance(deltas, list) and isinstance(events, list)
+    # The tokens are the event's own: the shape's deltas stay shared with token-less events.
+    assert [e[1] for e in events] == [1, 2] and len(deltas) == 2
     tokens: dict[tuple[str, str], int] = {}
-    for d in deltas:
+    for d in [*deltas, *(e[4] for e in events)]:
         for i in range(0, len(d), 3):
             if d[i + 1] in ("input_tokens", "output_tokens"):
                 key = (keys[d[i] - 1], d[i + 1])

@@ -1,9 +1,10 @@
 """What one batch does to Redis, computed in Python and handed to ``lua/apply.lua`` as data.
 
 The script stays generic (dedupe, add counters, keep maxima, set TTLs, rescore); deciding which
-counters an event moves lives here, where it is unit-tested without Redis. Identical delta lists
-are shared between events (a batch of outcomes usually repeats a few shapes), which keeps the
-plan small enough for thousands of events per second.
+counters an event moves lives here, where it is unit-tested without Redis. Events of one shape
+share one delta list (a batch of outcomes usually repeats a few shapes), which the script adds
+once per shape times its applied events: the plan and the script's work grow with the shapes of
+a batch, not with its events.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ class BatchPlan:
     _index: dict[str, int] = field(default_factory=dict)
     _events: list[list[object]] = field(default_factory=list)
     _deltas: list[list[object]] = field(default_factory=list)
-    _delta_index: dict[tuple[object, ...], int] = field(default_factory=dict)
+    _shapes: dict[tuple[object, ...], int] = field(default_factory=dict)
     _expire: dict[int, int] = field(default_factory=dict)
     _providers: set[str] = field(default_factory=set)
     _faulted: set[str] = field(default_factory=set)
@@ -105,21 +106,21 @@ class BatchPlan:
             )
         return found
 
-    def add(self, event: RequestOutcomeV1, body: bytes) -> None:
-        """Add one event: its dedupe key, its counter deltas, its maxima and its log body."""
+    def _shape_deltas(self, agent_id: str, minute: int, attempts: tuple[Attempt, ...]) -> int:
+        """The id of the counter deltas (each +1) of a request of this shape, shared by every
+        event of the batch with the same one."""
+        hour = minute // 3600 * 3600
         deltas: list[object] = []
-        maxima: list[object] = []
-        at = event.occurred_at.timestamp()
-        minute, hour = int(at // 60) * 60, int(at // 3600) * 3600
-        count = len(event.attempts)
-        usage = event.usage
-        for position, attempt in enumerate(event.attempts):
+        count = len(attempts)
+        for position, attempt in enumerate(attempts):
             provider = attempt.provider
             self._providers.add(provider)
+            if attempt.outcome in HEALTH_FAULTS:
+                self._faulted.add(provider)
             fields = attempt_fields(attempt, position, count)
             outcome = f"{Fields.OUTCOME_PREFIX}{attempt.outcome}"
             latency = latency_fields(attempt)
-            for scope in (event.agent_id, ALL_POOLS):
+            for scope in (agent_id, ALL_POOLS):
                 totals, minute_key, hour_key = self._keys_of(scope, provider, minute, hour)
                 for name in (*fields, outcome):
                     deltas += (totals, name, 1)
@@ -129,19 +130,54 @@ class BatchPlan:
                 if hour_key is not None:
                     for name in fields:
                         deltas += (hour_key, name, 1)
-                    # The tokens go to the attempt that answered, in the hash already written.
-                    if usage is not None and position == count - 1:
-                        deltas += (hour_key, Fields.INPUT_TOKENS, usage.input_tokens)
-                        deltas += (hour_key, Fields.OUTPUT_TOKENS, usage.output_tokens)
-            if attempt.outcome in HEALTH_FAULTS:
-                self._faulted.add(provider)
-                totals = self._keys_of(ALL_POOLS, provider, minute, hour)[0]
-                maxima += (totals, Fields.LAST_FAULT_AT, at)
-        signature = tuple(deltas)
-        delta_id = self._delta_index.get(signature)
+        self._deltas.append(deltas)
+        return len(self._deltas)
+
+    def add(self, event: RequestOutcomeV1, body: bytes) -> None:
+        """Add one event: its dedupe key, its counter deltas, its maxima and its log body.
+
+        The counters an event moves depend on its shape only (agent, minute, and each attempt's
+        provider, outcome, fallback and latency buckets): events of one shape share one delta
+        list, which the script adds once per applied event. What is the event's own (its
+        tokens, its fault time) goes with the event.
+        """
+        at = event.occurred_at.timestamp()
+        minute = int(at // 60) * 60
+        attempts = event.attempts
+        shape = (
+            event.agent_id,
+            minute,
+            *[
+                (
+                    a.provider,
+                    a.outcome,
+                    a.fallback,
+                    latency_bucket(a.duration_ms),
+                    None if a.ttfb_ms is None else latency_bucket(a.ttfb_ms),
+                )
+                for a in attempts
+            ],
+        )
+        delta_id = self._shapes.get(shape)
         if delta_id is None:
-            self._deltas.append(deltas)
-            delta_id = self._delta_index[signature] = len(self._deltas)
+            delta_id = self._shapes[shape] = self._shape_deltas(event.agent_id, minute, attempts)
+        own: list[object] = []
+        maxima: list[object] = []
+        usage = event.usage
+        if attempts:
+            hour = minute // 3600 * 3600
+            if usage is not None:
+                # The tokens go to the attempt that answered, in the hash already written.
+                answered = attempts[-1].provider
+                for scope in (event.agent_id, ALL_POOLS):
+                    hour_key = self._keys_of(scope, answered, minute, hour)[2]
+                    if hour_key is not None:
+                        own += (hour_key, Fields.INPUT_TOKENS, usage.input_tokens)
+                        own += (hour_key, Fields.OUTPUT_TOKENS, usage.output_tokens)
+            for attempt in attempts:
+                if attempt.outcome in HEALTH_FAULTS:
+                    totals = self._keys_of(ALL_POOLS, attempt.provider, minute, hour)[0]
+                    maxima += (totals, Fields.LAST_FAULT_AT, at)
         seen = self.key(self.keys.event_seen(str(event.event_id)))
         explain: object = 0
         if self.explain_ttl_s:
@@ -150,7 +186,7 @@ class BatchPlan:
                 self.key(self.keys.recent_requests(event.agent_id)),
                 event.request_id,
             ]
-        self._events.append([seen, delta_id, maxima, explain])
+        self._events.append([seen, delta_id, maxima, explain, own])
         self.bodies.append(body if self.log_maxlen or self.explain_ttl_s else b"")
 
     def rescore(self, provider: str, *, force: bool = True) -> None:

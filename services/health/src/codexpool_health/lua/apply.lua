@@ -16,18 +16,24 @@ local inc = {}
 local maxima = {}
 local applied = 0
 local recent = {}
+local shapes = {}
 
+local function add(d, times)
+  for j = 1, #d, 3 do
+    local t = inc[d[j]]
+    if not t then t = {}; inc[d[j]] = t end
+    t[d[j + 1]] = (t[d[j + 1]] or 0) + d[j + 2] * times
+  end
+end
+
+-- ev: {seen key, shape's delta list, maxima, explanation, own deltas}.
 for i, ev in ipairs(plan.events) do
   -- SET NX is the dedupe: only the first delivery of an event_id gets past it.
   if redis.call('SET', KEYS[ev[1]], '1', 'NX', 'EX', seen_ttl) then
     applied = applied + 1
     flags[i] = '1'
-    local d = plan.deltas[ev[2]]
-    for j = 1, #d, 3 do
-      local t = inc[d[j]]
-      if not t then t = {}; inc[d[j]] = t end
-      t[d[j + 1]] = (t[d[j + 1]] or 0) + d[j + 2]
-    end
+    shapes[ev[2]] = (shapes[ev[2]] or 0) + 1
+    add(ev[5], 1)
     local m = ev[3]
     for j = 1, #m, 3 do
       local t = maxima[m[j]]
@@ -51,6 +57,7 @@ for i, ev in ipairs(plan.events) do
     flags[i] = '0'
   end
 end
+for id, times in pairs(shapes) do add(plan.deltas[id], times) end
 
 -- One LPUSH, LTRIM and EXPIRE per agent's recent-requests list for the whole batch.
 for k, ids in pairs(recent) do
