@@ -36,6 +36,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import aiohttp
 import httpx
@@ -47,6 +48,7 @@ from codexpool_shared.crypto import Keyring
 from codexpool_shared.keys import Keys
 from codexpool_shared.store import create_agent, put_pool, register_provider
 from codexpool_shared.testing.cleanup import delete_namespaces
+from codexpool_shared.testing.faultproxy import FaultProxy
 from codexpool_shared.testing.processes import Service, run_service
 from codexpool_shared.testing.redis_server import private_redis
 
@@ -188,7 +190,9 @@ async def run(args: argparse.Namespace) -> None:
             doc = orjson.loads((tmp / "auth" / f"account-{n}.auth.json").read_bytes())
             await register_provider(redis, keys, ring, f"account-{n}", doc)
         agent_keys = {}
-        for size in sorted(set(sizes) | ({3} if args.memory_seconds else set())):
+        for size in sorted(
+            set(sizes) | ({3} if args.memory_seconds or args.outage_seconds else set())
+        ):
             _, agent_keys[size] = await create_agent(redis, keys, f"pool-{size}")
             members = [f"account-{n}" for n in range(1, size + 1)]
             await put_pool(redis, keys, f"pool-{size}", "round-robin", members)
@@ -258,6 +262,8 @@ async def run(args: argparse.Namespace) -> None:
                     print(f"| {size} | {r:.1f} | {h_:.1f} | {t:.1f} | {1e6 / t:,.0f} req/s |")
                 if args.memory_seconds:
                     await memory(router, env, tmp, request(3), args)
+                if args.outage_seconds:
+                    await outage(env, tmp, request(3).headers, args)
         finally:
             await redis.aclose()
             await delete_namespaces(store.url, AMQP_URL, [namespace])
@@ -294,6 +300,51 @@ async def memory(
         print(f"          every {step * 10} s: {path}")
 
 
+async def outage(
+    env: dict[str, str], tmp: Path, headers: dict[str, str], args: argparse.Namespace
+) -> None:
+    """The router's RSS and event buffer while RabbitMQ is unreachable under load.
+
+    A second router reaches RabbitMQ through a fault proxy that resets every connection for
+    ``--outage-seconds``: its publisher buffers up to its bound (10,000 events), then counts
+    drops; RSS must level off with the buffer. Then the proxy lets traffic through again and
+    the buffer drains.
+    """
+    broker = urlsplit(AMQP_URL)
+    async with FaultProxy(broker.hostname or "127.0.0.1", broker.port or 5672) as proxy:
+        cut_env = {**env, "AMQP_URL": proxy.url_for(AMQP_URL)}
+        with run_service("codexpool_router", env=cut_env, log_dir=tmp, name="router-outage") as r:
+            outage_route = Route(r.url + "/v1/responses", headers)
+            await drive(outage_route, args.connections, 5.0)
+            await settle(r)
+            pid = r.process.pid
+            before = rss_mib(pid)
+            proxy.reset()
+            samples, done, depth = [], 0, 0.0
+            stop_at = time.monotonic() + args.outage_seconds
+            while (left := stop_at - time.monotonic()) > 0:
+                done += await drive(outage_route, args.connections, min(5.0, left))
+                async with httpx.AsyncClient() as client:
+                    text = (await client.get(r.url + "/metrics")).text
+                depth = max(depth, metric(text, "codexpool_event_buffer_depth"))
+                samples.append(rss_mib(pid))
+            dropped = metric(text, 'codexpool_events_dropped_total{reason="buffer_full"}')
+            during = rss_mib(pid)
+            proxy.pass_through()
+            healed = time.monotonic()
+            await settle(r)
+            drained_s = time.monotonic() - healed
+    print(
+        f"\nRabbitMQ outage: {done} routed requests in {args.outage_seconds:.0f} s without the "
+        f"broker; buffer peak {depth:,.0f} events (bound 10,000), {dropped:,.0f} dropped"
+    )
+    print(
+        f"  router RSS {before:.1f} MiB before, {during:.1f} MiB at the end "
+        f"({during - before:+.1f}), every 5 s: {' '.join(f'{v:.1f}' for v in samples)}"
+    )
+    print(f"  after the broker came back the buffer drained in {drained_s:.1f} s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -302,6 +353,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="3,6,12", help="pool sizes, at most 12")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--memory-seconds", type=float, default=60.0)
+    parser.add_argument("--outage-seconds", type=float, default=30.0)
     uvloop.run(run(parser.parse_args()))
 
 
