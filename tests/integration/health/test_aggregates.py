@@ -115,6 +115,11 @@ async def test_scripted_sequence_gives_the_hand_computed_aggregates(
 
     assert await redis.xlen(keys.outcome_log) == 6
     assert await redis.ttl(keys.event_seen(str(e1.event_id))) > 86_000
+    # Buckets get their TTL when created (here by the first batch, then added to by the second).
+    minute_ttl = await redis.ttl(keys.health_minute(ALL_POOLS, "p1", minute0))
+    assert 7_000 < minute_ttl <= minute0 + 7200 - now
+    hour = minute0 // 3600 * 3600
+    assert await redis.ttl(keys.health_hour("agent-2", "p1", hour - 3600 * 2)) > 0
 
 
 async def test_band_crossings_are_reported_once_and_old_faults_age_out(

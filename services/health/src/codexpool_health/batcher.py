@@ -61,7 +61,7 @@ class OutcomeBatcher:
         *,
         batch_size: int = 100,
         linger_s: float = 0.002,
-        max_linger_s: float = 0.02,
+        max_linger_s: float = 0.05,
         retry_max_s: float = 5.0,
     ) -> None:
         self._store = store

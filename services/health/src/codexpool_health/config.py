@@ -28,7 +28,7 @@ class Settings(InfraSettings):
     """How long a partial batch waits for more events before it is applied."""
 
     batch_max_linger_ms: float = Field(
-        default=20.0, validation_alias="HEALTH_BATCH_MAX_LINGER_MS", ge=0
+        default=50.0, validation_alias="HEALTH_BATCH_MAX_LINGER_MS", ge=0
     )
     """A partial batch waits ``HEALTH_BATCH_LINGER_MS`` again while events arrive fast enough
     to fill it within this long in all (a backlog), so that it is applied in full batches."""

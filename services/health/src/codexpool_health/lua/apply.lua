@@ -68,9 +68,16 @@ for k, ids in pairs(recent) do
   redis.call('EXPIRE', KEYS[k], explain_ttl)
 end
 
--- One HINCRBY per (key, field) for the whole batch: counters are commutative.
+-- One HINCRBY per (key, field) for the whole batch: counters are commutative. Every delta of a
+-- bucket moves its requests field: when that comes back equal to the delta, this call created
+-- the bucket, and only then does it need its TTL (a deadline fixed by the bucket's start).
+local created = {}
 for k, t in pairs(inc) do
-  for f, n in pairs(t) do redis.call('HINCRBY', KEYS[k], f, n) end
+  for f, n in pairs(t) do
+    if redis.call('HINCRBY', KEYS[k], f, n) == n and f == '{{Fields.REQUESTS}}' then
+      created[k] = true
+    end
+  end
 end
 for k, t in pairs(maxima) do
   for f, v in pairs(t) do
@@ -80,7 +87,7 @@ for k, t in pairs(maxima) do
 end
 local e = plan.expire
 for j = 1, #e, 2 do
-  if inc[e[j]] then redis.call('EXPIRE', KEYS[e[j]], e[j + 1]) end
+  if created[e[j]] then redis.call('EXPIRE', KEYS[e[j]], e[j + 1]) end
 end
 if applied > 0 and #plan.providers > 0 then
   redis.call('SADD', KEYS[plan.providers_key], unpack(plan.providers))
