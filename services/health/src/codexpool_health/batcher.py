@@ -205,12 +205,16 @@ class OutcomeBatcher:
 
     def _settle(self, batch: list[_Waiting], result: BatchResult) -> None:
         now = time.time()
+        lag = self._metrics.lag
         for waiting, applied in zip(batch, result.applied, strict=True):
-            self._metrics.processed["applied" if applied else "duplicate"].inc()
             if applied:
-                self._metrics.lag.observe(now - waiting.outcome.event.occurred_at.timestamp())
+                lag.observe(now - waiting.outcome.event.occurred_at.timestamp())
             if not waiting.future.done():
                 waiting.future.set_result(applied)
+        applied_count = sum(result.applied)
+        self._metrics.processed["applied"].inc(applied_count)
+        if applied_count < len(batch):
+            self._metrics.processed["duplicate"].inc(len(batch) - applied_count)
         self._metrics.batch_size.observe(len(batch))
         try:
             self._on_scores(result.scores)
