@@ -80,25 +80,20 @@ def test_tokens_go_to_the_hour_bucket_of_the_attempt_that_answered() -> None:
     at = 1_800_000_001.0
     plan = plan_at(at + 30)
     usage = {"input_tokens": 1234, "output_tokens": 56, "total_tokens": 1290}
-    plan.add(outcome_event(at, attempt("p1", "server_error"), attempt("p2"), usage=usage), b"{}")
-    plan.add(outcome_event(at, attempt("p2")), b"{}")  # no usage reported: no token fields
+    answered = outcome_event(at, attempt("p1", "server_error"), attempt("p2"), usage=usage)
+    plan.add(answered, b"{}")
+    plan.add(outcome_event(at, attempt("p1", "server_error"), attempt("p2")), b"{}")
+    plan.add(outcome_event(at, attempt("p2")), b"{}")
     keys, script_plan, _ = decoded(plan)
     hour = int(at // 3600 * 3600)
-    deltas, events = script_plan["deltas"], script_plan["events"]
-    assert isinstance(deltas, list) and isinstance(events, list)
-    # The tokens are the event's own: the shape's deltas stay shared with token-less events.
-    assert [e[1] for e in events] == [1, 2] and len(deltas) == 2
-    tokens: dict[tuple[str, str], int] = {}
-    for d in [*deltas, *(e[4] for e in events)]:
-        for i in range(0, len(d), 3):
-            if d[i + 1] in ("input_tokens", "output_tokens"):
-                key = (keys[d[i] - 1], d[i + 1])
-                tokens[key] = tokens.get(key, 0) + d[i + 2]
-    assert tokens == {
-        (KEYS.health_hour(scope, "p2", hour), field): n
-        for scope in ("agent-1", ALL_POOLS)
-        for field, n in (("input_tokens", 1234), ("output_tokens", 56))
-    }
+    events, token_keys = script_plan["events"], script_plan["token_keys"]
+    assert isinstance(events, list) and isinstance(token_keys, list)
+    # The tokens are the event's own: its shape (and delta list) is shared with token-less events.
+    assert [e[1] for e in events] == [1, 1, 2]
+    assert [e[4] for e in events] == [[1234, 56], 0, 0]
+    assert [keys[k - 1] for k in token_keys[0]] == [
+        KEYS.health_hour(scope, "p2", hour) for scope in ("agent-1", ALL_POOLS)
+    ]
 
 
 def test_rescoring_reads_the_window_of_minute_buckets_across_pools() -> None:

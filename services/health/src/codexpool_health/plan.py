@@ -69,6 +69,7 @@ class BatchPlan:
     _index: dict[str, int] = field(default_factory=dict)
     _events: list[list[object]] = field(default_factory=list)
     _deltas: list[list[object]] = field(default_factory=list)
+    _token_keys: list[list[int]] = field(default_factory=list)
     _shapes: dict[tuple[object, ...], int] = field(default_factory=dict)
     _expire: dict[int, int] = field(default_factory=dict)
     _providers: set[str] = field(default_factory=set)
@@ -111,6 +112,7 @@ class BatchPlan:
         event of the batch with the same one."""
         hour = minute // 3600 * 3600
         deltas: list[object] = []
+        token_keys: list[int] = []
         count = len(attempts)
         for position, attempt in enumerate(attempts):
             provider = attempt.provider
@@ -130,7 +132,11 @@ class BatchPlan:
                 if hour_key is not None:
                     for name in fields:
                         deltas += (hour_key, name, 1)
+                    # The tokens go to the attempt that answered, in the hash already written.
+                    if position == count - 1:
+                        token_keys.append(hour_key)
         self._deltas.append(deltas)
+        self._token_keys.append(token_keys)
         return len(self._deltas)
 
     def add(self, event: RequestOutcomeV1, body: bytes) -> None:
@@ -138,8 +144,8 @@ class BatchPlan:
 
         The counters an event moves depend on its shape only (agent, minute, and each attempt's
         provider, outcome, fallback and latency buckets): events of one shape share one delta
-        list, which the script adds once per applied event. What is the event's own (its
-        tokens, its fault time) goes with the event.
+        list, which the script adds once per applied event, and one list of the hour buckets
+        its tokens go to. What is the event's own (its tokens, its fault time) goes with it.
         """
         at = event.occurred_at.timestamp()
         minute = int(at // 60) * 60
@@ -161,23 +167,13 @@ class BatchPlan:
         delta_id = self._shapes.get(shape)
         if delta_id is None:
             delta_id = self._shapes[shape] = self._shape_deltas(event.agent_id, minute, attempts)
-        own: list[object] = []
         maxima: list[object] = []
+        for attempt in attempts:
+            if attempt.outcome in HEALTH_FAULTS:
+                totals = self._keys_of(ALL_POOLS, attempt.provider, minute, minute // 3600 * 3600)
+                maxima += (totals[0], Fields.LAST_FAULT_AT, at)
         usage = event.usage
-        if attempts:
-            hour = minute // 3600 * 3600
-            if usage is not None:
-                # The tokens go to the attempt that answered, in the hash already written.
-                answered = attempts[-1].provider
-                for scope in (event.agent_id, ALL_POOLS):
-                    hour_key = self._keys_of(scope, answered, minute, hour)[2]
-                    if hour_key is not None:
-                        own += (hour_key, Fields.INPUT_TOKENS, usage.input_tokens)
-                        own += (hour_key, Fields.OUTPUT_TOKENS, usage.output_tokens)
-            for attempt in attempts:
-                if attempt.outcome in HEALTH_FAULTS:
-                    totals = self._keys_of(ALL_POOLS, attempt.provider, minute, hour)[0]
-                    maxima += (totals, Fields.LAST_FAULT_AT, at)
+        tokens = 0 if usage is None else [usage.input_tokens, usage.output_tokens]
         seen = self.key(self.keys.event_seen(str(event.event_id)))
         explain: object = 0
         if self.explain_ttl_s:
@@ -186,7 +182,7 @@ class BatchPlan:
                 self.key(self.keys.recent_requests(event.agent_id)),
                 event.request_id,
             ]
-        self._events.append([seen, delta_id, maxima, explain, own])
+        self._events.append([seen, delta_id, maxima, explain, tokens])
         self.bodies.append(body if self.log_maxlen or self.explain_ttl_s else b"")
 
     def rescore(self, provider: str, *, force: bool = True) -> None:
@@ -221,6 +217,7 @@ class BatchPlan:
                 "seen_ttl": self.seen_ttl_s,
                 "events": self._events,
                 "deltas": self._deltas,
+                "token_keys": self._token_keys,
                 "expire": [x for pair in self._expire.items() for x in pair],
                 "log": self.key(self.keys.outcome_log) if self.log_maxlen else 0,
                 "log_max": self.log_maxlen,

@@ -17,23 +17,29 @@ local maxima = {}
 local applied = 0
 local recent = {}
 local shapes = {}
+local tokens = {}
 
-local function add(d, times)
-  for j = 1, #d, 3 do
-    local t = inc[d[j]]
-    if not t then t = {}; inc[d[j]] = t end
-    t[d[j + 1]] = (t[d[j + 1]] or 0) + d[j + 2] * times
-  end
+local function bump(k, f, n)
+  local t = inc[k]
+  if not t then t = {}; inc[k] = t end
+  t[f] = (t[f] or 0) + n
 end
 
--- ev: {seen key, shape's delta list, maxima, explanation, own deltas}.
+-- ev: {seen key, shape, maxima, explanation, {input tokens, output tokens} or 0}.
 for i, ev in ipairs(plan.events) do
   -- SET NX is the dedupe: only the first delivery of an event_id gets past it.
   if redis.call('SET', KEYS[ev[1]], '1', 'NX', 'EX', seen_ttl) then
     applied = applied + 1
     flags[i] = '1'
-    shapes[ev[2]] = (shapes[ev[2]] or 0) + 1
-    add(ev[5], 1)
+    local shape = ev[2]
+    shapes[shape] = (shapes[shape] or 0) + 1
+    local used = ev[5]
+    if type(used) == 'table' then
+      local sum = tokens[shape]
+      if not sum then sum = {0, 0}; tokens[shape] = sum end
+      sum[1] = sum[1] + used[1]
+      sum[2] = sum[2] + used[2]
+    end
     local m = ev[3]
     for j = 1, #m, 3 do
       local t = maxima[m[j]]
@@ -57,7 +63,17 @@ for i, ev in ipairs(plan.events) do
     flags[i] = '0'
   end
 end
-for id, times in pairs(shapes) do add(plan.deltas[id], times) end
+-- A shape's counters times its applied events; its events' tokens to its answering hour buckets.
+for id, times in pairs(shapes) do
+  local d = plan.deltas[id]
+  for j = 1, #d, 3 do bump(d[j], d[j + 1], d[j + 2] * times) end
+end
+for id, sum in pairs(tokens) do
+  for _, k in ipairs(plan.token_keys[id]) do
+    bump(k, '{{Fields.INPUT_TOKENS}}', sum[1])
+    bump(k, '{{Fields.OUTPUT_TOKENS}}', sum[2])
+  end
+end
 
 -- One LPUSH, LTRIM and EXPIRE per agent's recent-requests list for the whole batch.
 for k, ids in pairs(recent) do
