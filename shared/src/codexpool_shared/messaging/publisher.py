@@ -22,7 +22,9 @@ import time
 from collections import deque
 
 from aio_pika.exceptions import PublishError
-from opentelemetry import context
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace import NonRecordingSpan
 from prometheus_client import CollectorRegistry
 
 from codexpool_shared.events import BaseEvent, event_type
@@ -41,6 +43,15 @@ def _report_crash(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
         # Only a bug gets here; events then pile up in the buffer and are dropped when full.
         log.error("the event sender crashed", exc_info=task.exception())
+
+
+def _parent_only() -> Context:
+    """The caller's span as a context of its own: all the PRODUCER span needs.
+
+    Keeping the caller's whole context would keep its span (attributes, events) alive while the
+    event waits, which in a broker outage is the whole buffer's worth of requests.
+    """
+    return trace.set_span_in_context(NonRecordingSpan(trace.get_current_span().get_span_context()))
 
 
 class EventPublisher:
@@ -144,7 +155,7 @@ class EventPublisher:
                 str(event.event_id),
                 self._routing_key(type(event)),
                 codec.encode(event),
-                context.get_current(),
+                _parent_only(),
                 time.time_ns(),
             )
         )
