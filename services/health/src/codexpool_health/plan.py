@@ -71,6 +71,7 @@ class BatchPlan:
     _deltas: list[list[object]] = field(default_factory=list)
     _token_keys: list[list[int]] = field(default_factory=list)
     _shapes: dict[tuple[object, ...], int] = field(default_factory=dict)
+    _recent: dict[str, int] = field(default_factory=dict)
     _expire: dict[int, int] = field(default_factory=dict)
     _providers: set[str] = field(default_factory=set)
     _faulted: set[str] = field(default_factory=set)
@@ -106,6 +107,12 @@ class BatchPlan:
                 self._bucket(keys.health_hour(scope, provider, hour), hour, HOUR_RETENTION_S),
             )
         return found
+
+    def _recent_key(self, agent_id: str) -> int:
+        index = self._recent.get(agent_id)
+        if index is None:
+            index = self._recent[agent_id] = self.key(self.keys.recent_requests(agent_id))
+        return index
 
     def _shape_deltas(self, agent_id: str, minute: int, attempts: tuple[Attempt, ...]) -> int:
         """The id of the counter deltas (each +1) of a request of this shape, shared by every
@@ -174,14 +181,15 @@ class BatchPlan:
                 maxima += (totals[0], Fields.LAST_FAULT_AT, at)
         usage = event.usage
         tokens = 0 if usage is None else [usage.input_tokens, usage.output_tokens]
-        seen = self.key(self.keys.event_seen(str(event.event_id)))
+        # An event's own keys are not looked up for reuse: a key named twice (a redelivery in
+        # the same batch) under two indexes is still one key to the script.
+        names = self.key_names
+        names.append(self.keys.event_seen(str(event.event_id)))
+        seen = len(names)
         explain: object = 0
         if self.explain_ttl_s:
-            explain = [
-                self.key(self.keys.request(event.request_id)),
-                self.key(self.keys.recent_requests(event.agent_id)),
-                event.request_id,
-            ]
+            names.append(self.keys.request(event.request_id))
+            explain = [len(names), self._recent_key(event.agent_id), event.request_id]
         self._events.append([seen, delta_id, maxima, explain, tokens])
         self.bodies.append(body if self.log_maxlen or self.explain_ttl_s else b"")
 
