@@ -18,10 +18,15 @@ from tests.integration.conformance import ALL_CHECKS, bounded
 
 # The document does not depend on the settings; any valid ones build it without connecting.
 _offline = Settings.model_validate({"CODEXPOOL_SECRET_KEY": base64.b64encode(bytes(32)).decode()})
-# Two operations check what JSON Schema cannot say: a registration needs tokens whose JWT names
-# the account, an import needs records and envelopes that decrypt. Their 422 is a valid answer.
+# Three operations check what JSON Schema cannot say: a registration needs tokens whose JWT names
+# the account, an import needs records and envelopes that decrypt, and a pool's priorities must
+# name its own members. Their 422 is a valid answer.
 _SEMANTIC_422 = {
-    "include-name": ["POST /api/providers", "POST /api/import"],
+    "include-name": [
+        "POST /api/providers",
+        "POST /api/import",
+        "PUT /api/agents/{agent_id}/codex-pool",
+    ],
     "checks": {
         "positive_data_acceptance": {
             "expected-statuses": ["2xx", "3xx", "401", "403", "404", "409", "422", "429"]
