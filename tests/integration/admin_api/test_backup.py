@@ -14,7 +14,6 @@ from codexpool_shared.crypto import Keyring
 from codexpool_shared.events import PoolChangedV1
 from codexpool_shared.keys import Keys
 from codexpool_shared.store.agents import key_digest
-from codexpool_shared.store.providers import ProviderFields, token_tag
 from codexpool_shared.testing.infra import unique_namespace
 from codexpool_shared.testing.messaging import InMemoryPublisher
 from tests.integration.admin_api.conftest import ADMIN_TOKEN
@@ -258,19 +257,3 @@ def test_an_unusable_overflow_or_proxy_is_refused_and_changes_nothing(
     assert {k: v for k, v in after.items() if k != audit_key} == {
         k: v for k, v in before.items() if k != audit_key
     }
-
-
-def test_an_import_takes_each_token_tag_from_its_token(
-    api: TestClient, other_api: tuple[TestClient, Keys], sync_redis: redis.Redis
-) -> None:
-    _seed(api)
-    doc = api.get("/api/export").json()
-    first, second = (p["record"] for p in doc["providers"])
-    assert first[ProviderFields.ACCESS_TOKEN_TAG] == token_tag(first["access_token"])
-    del first[ProviderFields.ACCESS_TOKEN_TAG]  # an export from before tags were stored
-    second[ProviderFields.ACCESS_TOKEN_TAG] = "not-the-tag"  # a hand edit
-    target, keys = other_api
-    assert target.post("/api/import", json=doc).status_code == 200
-    for record in (first, second):
-        stored = sync_redis.hget(keys.provider(record["name"]), ProviderFields.ACCESS_TOKEN_TAG)
-        assert stored == token_tag(record["access_token"]).encode()

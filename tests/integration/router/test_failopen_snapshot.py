@@ -18,8 +18,8 @@ from codexpool_shared.store import (
     register_provider,
     set_provider_status,
 )
-from codexpool_shared.store.providers import ProviderFields, token_tag
-from codexpool_shared.store.selection import Selector, parse_members
+from codexpool_shared.store.providers import ProviderFields
+from codexpool_shared.store.selection import Selector, parse_members, token_tag
 from tests.integration.router.helpers import auth_json, keyring
 
 

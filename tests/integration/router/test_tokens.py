@@ -12,8 +12,6 @@ from codexpool_router.refresh import Tokens
 from codexpool_shared.keys import Keys
 from codexpool_shared.store import create_agent, put_pool, register_provider
 from codexpool_shared.store.agents import key_digest
-from codexpool_shared.store.credentials import read_credentials, write_tokens
-from codexpool_shared.store.providers import ProviderFields, token_tag
 from codexpool_shared.store.selection import Selector, parse_members
 from tests.integration.router.helpers import auth_json, keyring
 
@@ -79,37 +77,3 @@ async def test_warm_loads_every_member_and_a_missing_store_yields_none(
     gone = Tokens(unreachable, keys, ring, 0.5)
     assert await gone.load("p1") is None
     await unreachable.aclose()
-
-
-async def test_the_tag_is_stored_with_every_token_and_cut_from_an_untagged_one(
-    redis: Redis, namespace: str
-) -> None:
-    keys, ring = Keys(namespace), keyring()
-    await register_provider(redis, keys, ring, "p1", auth_json("acc-1"))
-    _, key = await create_agent(redis, keys, "agent")
-    await put_pool(redis, keys, "agent", "round-robin", ["p1"])
-    selector = Selector(redis, keys, Settings(namespace=namespace))
-
-    async def reported() -> str:
-        selection = await selector.select(key_digest(key), int(time.time() * 1000), "")
-        return selection.candidates[0].token_tag
-
-    async def stored() -> tuple[str, str]:
-        tag, envelope = await redis.hmget(
-            keys.provider("p1"), [ProviderFields.ACCESS_TOKEN_TAG, ProviderFields.ACCESS_TOKEN]
-        )
-        assert isinstance(tag, bytes) and isinstance(envelope, bytes)
-        return tag.decode(), token_tag(envelope.decode())
-
-    tag, expected = await stored()
-    assert tag == expected and await reported() == expected
-    creds = await read_credentials(redis, keys, "p1")
-    refreshed = {"access_token": _access_token(auth_json("acc-1", exp=int(time.time()) + 99))}
-    assert await write_tokens(
-        redis, keys, ring, "p1", expected_version=creds.credential_version, tokens=refreshed
-    )
-    tag, expected = await stored()
-    assert tag == expected and await reported() == expected
-    # A record written before tags were stored: the script cuts the tag from the token.
-    await redis.hdel(keys.provider("p1"), ProviderFields.ACCESS_TOKEN_TAG)
-    assert await reported() == expected

@@ -28,12 +28,7 @@ from codexpool_shared.store.egress import EgressFields, parse_proxy
 from codexpool_shared.store.errors import Conflict, InvalidField
 from codexpool_shared.store.overflow import OverflowFields, validate_base_url
 from codexpool_shared.store.pools import PRIORITIES, STRATEGIES, PoolFields
-from codexpool_shared.store.providers import (
-    SLUG_PATTERN,
-    ProviderFields,
-    token_tag,
-    validate_identity,
-)
+from codexpool_shared.store.providers import SLUG_PATTERN, ProviderFields, validate_identity
 from codexpool_shared.store.replies import decode_hash, text
 
 _STATUSES = ("active", "needs_reauth", "disabled")
@@ -79,15 +74,6 @@ class ConfigExport(_Strict):
 def _hash(record: dict[str, str]) -> Mapping[Any, Any]:
     # redis-py types hset's mapping with invariant keys, which a dict[str, str] never matches.
     return record
-
-
-def _tagged(record: dict[str, str]) -> dict[str, str]:
-    """The record with its access token's tag taken from its token, never from the document.
-
-    An export made before tags were stored has none; a hand-edited one may disagree.
-    """
-    tag = token_tag(record.get(ProviderFields.ACCESS_TOKEN, ""))
-    return {**record, ProviderFields.ACCESS_TOKEN_TAG: tag}
 
 
 async def export_config(redis: Redis, keys: Keys) -> ConfigExport:
@@ -318,7 +304,7 @@ async def import_config(redis: Redis, keys: Keys, doc: ConfigExport) -> dict[str
                 *(keys.api_key(d) for d in old_digests),
             )
             for provider in doc.providers:
-                pipe.hset(keys.provider(provider.name), mapping=_hash(_tagged(provider.record)))
+                pipe.hset(keys.provider(provider.name), mapping=_hash(provider.record))
                 pipe.sadd(keys.providers, provider.name)
             for agent in doc.agents:
                 pipe.hset(keys.agent(agent.id), mapping=_hash(agent.record))

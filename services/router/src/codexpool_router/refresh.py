@@ -25,7 +25,8 @@ from codexpool_shared.keys import Keys
 from codexpool_shared.oauth import AiohttpTransport, TokenExchange
 from codexpool_shared.redis import STORE_FAILED
 from codexpool_shared.store import TokenRefresher
-from codexpool_shared.store.providers import ProviderFields, token_tag
+from codexpool_shared.store.providers import ProviderFields
+from codexpool_shared.store.selection import token_tag
 
 _CACHE_MAX = 4096
 
@@ -44,7 +45,7 @@ def secret_key_mismatch() -> ApiError:
 
 
 class Tokens:
-    """Decrypted access tokens by provider and tag (``providers.token_tag``).
+    """Decrypted access tokens by provider and tag (``selection.token_tag``).
 
     The selection script reports each member's token tag, never the token: a tag seen before is
     answered from here (AES-GCM per request adds up); a new one, after a refresh or a re-link,

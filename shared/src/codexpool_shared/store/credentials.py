@@ -17,7 +17,7 @@ from codexpool_shared.events import ProviderStatus
 from codexpool_shared.keys import Keys
 from codexpool_shared.store.claims import account_claims
 from codexpool_shared.store.errors import NotFound
-from codexpool_shared.store.providers import TOKEN_FIELDS, ProviderFields, token_tag
+from codexpool_shared.store.providers import TOKEN_FIELDS, ProviderFields
 from codexpool_shared.store.replies import decode_hash, optional_int, text
 from codexpool_shared.store.scripts import render
 
@@ -101,10 +101,7 @@ async def write_tokens(
     for field in TOKEN_FIELDS:
         value = tokens.get(field)
         if value:
-            envelope = keyring.encrypt(value, record=name, field=field)
-            args += [field, envelope]
-            if field == ProviderFields.ACCESS_TOKEN:
-                args += [ProviderFields.ACCESS_TOKEN_TAG, token_tag(envelope)]
+            args += [field, keyring.encrypt(value, record=name, field=field)]
     claims = account_claims(tokens.get("id_token"), tokens.get("access_token"))
     args += ["access_expires_at", claims.access_expires_at or "", "last_refresh", now]
     result = await redis.register_script(_CAS_CREDENTIALS)(keys=[keys.provider(name)], args=args)

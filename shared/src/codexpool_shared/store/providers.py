@@ -38,9 +38,6 @@ class ProviderFields:
     STATUS: Final = "status"
     ACCOUNT_ID: Final = "account_id"
     ACCESS_TOKEN: Final = "access_token"
-    ACCESS_TOKEN_TAG: Final = "access_token_tag"
-    """``token_tag`` of the stored access token, written with it: the selection script reports
-    it (22 bytes) without reading the envelope (about 1 KB)."""
     ACCESS_EXPIRES_AT: Final = "access_expires_at"
     CREDENTIAL_VERSION: Final = "credential_version"
     MAX_CONCURRENT: Final = "max_concurrent"
@@ -49,16 +46,6 @@ class ProviderFields:
 
 TOKEN_FIELDS = (ProviderFields.ACCESS_TOKEN, "refresh_token", "id_token")
 """Fields that hold encrypted envelopes, never plaintext."""
-
-TOKEN_TAG_START: Final = -22
-"""Where an encrypted access token's tag starts, from its end: the last 22 base64url characters
-hold the envelope's 16-byte AES-GCM tag, different for every encryption."""
-
-
-def token_tag(envelope: str) -> str:
-    """The tag of an encrypted access token: tells two stored tokens apart without the token."""
-    return envelope[TOKEN_TAG_START:]
-
 
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"
 """A name fit for a Redis key, a header and a metric label; ``pattern=`` of every name field."""
@@ -240,7 +227,6 @@ async def register_provider(
     }
     for field, value in plain.items():
         fields[field] = keyring.encrypt(value, record=name, field=field) if value else ""
-    fields[ProviderFields.ACCESS_TOKEN_TAG] = token_tag(str(fields[ProviderFields.ACCESS_TOKEN]))
     key = keys.provider(name)
     async with redis.pipeline(transaction=True) as pipe:
         await pipe.watch(key)

@@ -78,9 +78,8 @@ local skipped = {}
 local function earliest(current, t) if current == 0 or t < current then return t end return current end
 
 for i, name in ipairs(members) do
-  local record = key(T.provider, name)
-  local p = redis.call('HMGET', record, '{{ProviderFields.STATUS}}',
-    '{{ProviderFields.ACCOUNT_ID}}', '{{ProviderFields.ACCESS_TOKEN_TAG}}',
+  local p = redis.call('HMGET', key(T.provider, name), '{{ProviderFields.STATUS}}',
+    '{{ProviderFields.ACCOUNT_ID}}', '{{ProviderFields.ACCESS_TOKEN}}',
     '{{ProviderFields.ACCESS_EXPIRES_AT}}', '{{ProviderFields.CREDENTIAL_VERSION}}',
     '{{ProviderFields.MAX_CONCURRENT}}')
   local live = key(T.live, name)
@@ -91,10 +90,7 @@ for i, name in ipairs(members) do
     '{{LiveFields.PRIMARY_RESETS_AT}}', '{{LiveFields.SECONDARY_USED_PERCENT}}',
     '{{LiveFields.SECONDARY_WINDOW_MINUTES}}', '{{LiveFields.SECONDARY_RESETS_AT}}')
   -- The token itself stays here: its tag tells the router whether its decrypted copy is current.
-  -- A record written before tags were stored has none: the tag is then cut from the token.
-  local tag = p[3] or string.sub(
-    redis.call('HGET', record, '{{ProviderFields.ACCESS_TOKEN}}') or '', tag_start)
-  local cand = {name, p[2] or '', tag, p[4] or '',
+  local cand = {name, p[2] or '', string.sub(p[3] or '', tag_start), p[4] or '',
     p[5] or '0', 0, tonumber(l[5] or '0') or 0, i, l}
   cand[14] = rank(name)
   cand[16] = tonumber(p[6] or '')

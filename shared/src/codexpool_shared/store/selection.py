@@ -37,7 +37,7 @@ active), "k" 1 when the first candidate is the session's provider}``: the reques
 (``explain.py``) is read from ``c``, ``m``, ``x`` and ``k``; "t" 1 when the agent's tokens
 are counted (it has a ``tokens_per_day`` limit).
 
-The reply never carries an access token, only its *tag* (``providers.token_tag``): the end of the
+The reply never carries an access token, only its *tag* (:func:`token_tag`, ARGV 40): the end of the
 encrypted envelope, the AES-GCM authentication tag, which differs for every encryption. The
 router keeps decrypted tokens by tag and reads an envelope only when the tag is new to it, so a
 reply is a few hundred bytes instead of two envelopes (about 1 KB each) per member, which cost
@@ -51,7 +51,7 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 import orjson
 from redis.asyncio import Redis, RedisCluster
@@ -64,8 +64,17 @@ from codexpool_shared.keys import Keys
 from codexpool_shared.store.agents import AgentFields
 from codexpool_shared.store.live import LiveFields
 from codexpool_shared.store.pools import PoolFields, parse_strategy
-from codexpool_shared.store.providers import TOKEN_TAG_START, ProviderFields
+from codexpool_shared.store.providers import ProviderFields
 from codexpool_shared.store.scripts import LuaScript, render
+
+TOKEN_TAG_START: Final = -22
+"""Where an encrypted access token's tag starts, from its end: the last 22 base64url characters
+hold the envelope's 16-byte AES-GCM tag."""
+
+
+def token_tag(envelope: str) -> str:
+    """The tag of an encrypted access token, as the selection script reports it."""
+    return envelope[TOKEN_TAG_START:]
 
 
 def _lua_string(text: str) -> str:
@@ -185,7 +194,7 @@ class Candidate:
     name: str
     account_id: str
     token_tag: str
-    """Identifies its current access token (``providers.token_tag``)."""
+    """Identifies its current access token (:func:`token_tag`)."""
     access_expires_at: int | None
     credential_version: int
     probe: bool
