@@ -133,17 +133,20 @@ class OutcomeBatcher:
         the batch within ``max_linger_s`` in all.
 
         Each script call has a fixed cost in Redis (its round trip, the rescoring), so a backlog
-        is best applied in full batches; at a rate that would not fill one in time the wait
-        stays one ``linger_s``, and so does the lag.
+        is best applied in full batches; at a rate that would not fill one in time, or once a
+        linger brought nothing new (a burst is over), the wait ends and the lag stays as it was.
         """
-        first, waited = len(self._waiting), 0.0
+        first = last = len(self._waiting)
+        waited = 0.0
         while self._linger_s and (count := len(self._waiting)) < self._batch_size:
             if waited:
-                arrived = count - first
-                if not arrived:
+                # Nothing new in the last linger: a burst (or a trickle) is over.
+                if count == last:
                     return
+                arrived = count - first
                 if waited * (1 + (self._batch_size - count) / arrived) > self._max_linger_s:
                     return
+            last = count
             await asyncio.sleep(self._linger_s)
             waited += self._linger_s
 
