@@ -13,6 +13,16 @@ from tests.e2e.router.conftest import Pool, Sim
 BODY = {"model": "gpt-5-codex", "input": "hi"}
 
 
+async def _exhausted_with_overflow(sim: Sim, pool: Pool, base_url: str) -> None:
+    """A pool of accounts 1 and 2, both out of quota, overflowing to ``base_url``."""
+    await pool.setup(sim, [1, 2])
+    for n in (1, 2):
+        sim.patch(n, primary_used_percent=100, primary_reset_after_seconds=600)
+    # Account 3 is no member: its token stands for an OpenAI API key.
+    key = sim.auth_json(3)["tokens"]["access_token"]
+    await set_overflow(pool.redis, pool.keys, pool.keyring, pool.agent_id, base_url, key)
+
+
 def _overflow_attempts(metrics: str) -> float:
     return sum(
         float(line.rsplit(" ", 1)[1])
@@ -26,12 +36,7 @@ def _overflow_attempts(metrics: str) -> float:
 async def test_an_exhausted_pool_overflows_only_when_configured(
     sim: Sim, pool: Pool, routers
 ) -> None:
-    await pool.setup(sim, [1, 2])
-    for n in (1, 2):
-        sim.patch(n, primary_used_percent=100, primary_reset_after_seconds=600)
-    # Account 3 is no member: its token stands for an OpenAI API key.
-    key = sim.auth_json(3)["tokens"]["access_token"]
-    await set_overflow(pool.redis, pool.keys, pool.keyring, pool.agent_id, sim.url + "/v1/", key)
+    await _exhausted_with_overflow(sim, pool, sim.url + "/v1/")
     [router] = routers(1)
     sdk = openai.AsyncOpenAI(base_url=router.url + "/v1", api_key=pool.api_key, max_retries=0)
     headers = {"Authorization": f"Bearer {pool.api_key}"}
@@ -68,11 +73,7 @@ async def test_chat_completions_overflow_when_the_pool_is_exhausted(
 ) -> None:
     """/v1/chat/completions is translated to a Responses request for the overflow as for a
     member, and its answer back to Chat Completions (whole and streamed)."""
-    await pool.setup(sim, [1, 2])
-    for n in (1, 2):
-        sim.patch(n, primary_used_percent=100, primary_reset_after_seconds=600)
-    key = sim.auth_json(3)["tokens"]["access_token"]
-    await set_overflow(pool.redis, pool.keys, pool.keyring, pool.agent_id, sim.url + "/v1", key)
+    await _exhausted_with_overflow(sim, pool, sim.url + "/v1")
     [router] = routers(1)
     sdk = openai.AsyncOpenAI(base_url=router.url + "/v1", api_key=pool.api_key, max_retries=0)
     messages: list[openai.types.chat.ChatCompletionMessageParam] = [
