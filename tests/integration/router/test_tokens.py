@@ -64,14 +64,14 @@ async def test_warm_loads_every_member_and_a_missing_store_yields_none(
     assert len(selection.candidates) == 1  # the others are members only: the fail-open snapshot
     tokens = Tokens(redis, keys, ring, settings.redis_timeout_s)
     tokens.warm(selection.members)
-    await asyncio.sleep(0)
-    for _ in range(100):
-        if all(tokens.current(m.name, m.token_tag) for m in parse_members(selection.members)):
-            break
+    members = parse_members(selection.members)
+    deadline = time.monotonic() + 10  # three reads in the background; generous on a busy CI
+    while not all(tokens.current(m.name, m.token_tag) for m in members):
+        assert time.monotonic() < deadline, "warm() did not load every member's token"
         await asyncio.sleep(0.01)
-    assert {
-        m.name: tokens.current(m.name, m.token_tag) for m in parse_members(selection.members)
-    } == {name: _access_token(doc) for name, doc in docs.items()}
+    assert {m.name: tokens.current(m.name, m.token_tag) for m in members} == {
+        name: _access_token(doc) for name, doc in docs.items()
+    }
 
     unreachable = Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
     gone = Tokens(unreachable, keys, ring, 0.5)
