@@ -37,8 +37,8 @@ active), "k" 1 when the first candidate is the session's provider}``: the reques
 (``explain.py``) is read from ``c``, ``m``, ``x`` and ``k``; "t" 1 when the agent's tokens
 are counted (it has a ``tokens_per_day`` limit).
 
-The reply never carries an access token, only its *tag* (:func:`token_tag`, ARGV 40): the end of the
-encrypted envelope, the AES-GCM authentication tag, which differs for every encryption. The
+The reply never carries an access token, only its *tag* (:func:`token_tag`, ARGV 15): the end
+of the encrypted envelope, the AES-GCM authentication tag, which differs for every encryption. The
 router keeps decrypted tokens by tag and reads an envelope only when the tag is new to it, so a
 reply is a few hundred bytes instead of two envelopes (about 1 KB each) per member, which cost
 Redis about a quarter of the script's time to encode.
