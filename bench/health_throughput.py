@@ -35,6 +35,7 @@ from codexpool_shared.messaging import (
 )
 from codexpool_shared.testing.cleanup import delete_namespaces
 from codexpool_shared.testing.infra import InfraUrls, infrastructure, unique_namespace
+from codexpool_shared.testing.measure import metric
 
 PROVIDERS = ["acct-1", "acct-2", "acct-3"]
 AGENTS = ["agent-1", "agent-2", "agent-3"]
@@ -68,13 +69,6 @@ def make_event(rng: random.Random) -> RequestOutcomeV1:
         final_outcome=attempts[-1].outcome,
         client_latency_ms=1.0,
     )
-
-
-def metric(text: str, name: str) -> float:
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[-1])
-    return 0.0
 
 
 def histogram_quantile(text: str, name: str, q: float) -> float:

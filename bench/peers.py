@@ -54,6 +54,8 @@ from codexpool_shared.crypto import Keyring
 from codexpool_shared.keys import Keys
 from codexpool_shared.store import create_agent, put_pool, register_provider
 from codexpool_shared.testing.cleanup import delete_namespaces
+from codexpool_shared.testing.measure import cpu_seconds as process_cpu_seconds
+from codexpool_shared.testing.measure import pct, router_env
 from codexpool_shared.testing.processes import Service, free_port, run_service, stop, wait_ready
 
 LITELLM_VERSION = "1.108.7"
@@ -87,12 +89,11 @@ def descendants(pid: int) -> list[int]:
 
 def cpu_seconds(pid: int) -> float:
     """User plus system CPU time of ``pid`` and its descendants so far (Linux ``/proc``)."""
-    total = 0
+    total = 0.0
     for each in descendants(pid):
         with contextlib.suppress(OSError):
-            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
+            total += process_cpu_seconds(each)
+    return total
 
 
 def pin(pid: int, cpus: set[int]) -> None:
@@ -292,11 +293,6 @@ class Results:
     rates: dict[str, list[float]] = field(default_factory=dict)  # per round
     per_cpu: dict[str, list[float]] = field(default_factory=dict)
     failover: dict[str, tuple[list[float], int, int]] = field(default_factory=dict)
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 async def latency(targets: list[Target], n: int, results: Results) -> None:
@@ -501,16 +497,7 @@ async def run(args: argparse.Namespace) -> None:
             await put_pool(redis, keys, "peers", "round-robin", ["account-1", "account-2"])
             _, fo_key = await create_agent(redis, keys, "peers-fo")
             await put_pool(redis, keys, "peers-fo", "primary-first", ["account-1", "account-2"])
-            env = {
-                "REDIS_URL": REDIS_URL,
-                "AMQP_URL": AMQP_URL,
-                "CODEXPOOL_NAMESPACE": namespace,
-                "CODEXPOOL_SECRET_KEY": secret,
-                "CODEXPOOL_UPSTREAM_BASE_URL": sim.url + "/backend-api",
-                "CODEXPOOL_AUTH_BASE_URL": sim.url,
-                "OTEL_TRACES_EXPORTER": "none",  # spans are still made and sampled
-                "OTEL_METRICS_EXPORTER": "none",
-            }
+            env = router_env(REDIS_URL, AMQP_URL, namespace, secret, sim.url)
             tokens = [doc["tokens"]["access_token"] for doc in docs]
             with contextlib.ExitStack() as stack:
                 router = stack.enter_context(

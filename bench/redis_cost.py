@@ -49,6 +49,7 @@ from codexpool_shared.keys import Keys
 from codexpool_shared.store import create_agent, put_pool, register_provider
 from codexpool_shared.testing.cleanup import delete_namespaces
 from codexpool_shared.testing.faultproxy import FaultProxy
+from codexpool_shared.testing.measure import cpu_seconds, metric, router_env
 from codexpool_shared.testing.processes import Service, run_service
 from codexpool_shared.testing.redis_server import private_redis
 
@@ -88,13 +89,6 @@ async def measured(redis: Redis, phase: Callable[[], Awaitable[None]]) -> Usage:
     return Usage(after - before, commands)
 
 
-def metric(text: str, name: str) -> float:
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[-1])
-    return 0.0
-
-
 async def wait_applied(health: Service, count: int, timeout_s: float = 180.0) -> None:
     """Until this health process applied ``count`` events (its counter starts at zero)."""
     deadline = time.monotonic() + timeout_s
@@ -115,12 +109,6 @@ async def settle(router: Service) -> None:
             if metric(text, "codexpool_event_buffer_depth") == 0:
                 return
             await asyncio.sleep(0.01)
-
-
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of a process so far (Linux ``/proc``)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,16 +184,7 @@ async def run(args: argparse.Namespace) -> None:
             _, agent_keys[size] = await create_agent(redis, keys, f"pool-{size}")
             members = [f"account-{n}" for n in range(1, size + 1)]
             await put_pool(redis, keys, f"pool-{size}", "round-robin", members)
-        env = {
-            "REDIS_URL": store.url,
-            "AMQP_URL": AMQP_URL,
-            "CODEXPOOL_NAMESPACE": namespace,
-            "CODEXPOOL_SECRET_KEY": secret,
-            "CODEXPOOL_UPSTREAM_BASE_URL": sim.url + "/backend-api",
-            "CODEXPOOL_AUTH_BASE_URL": sim.url,
-            "OTEL_TRACES_EXPORTER": "none",
-            "OTEL_METRICS_EXPORTER": "none",
-        }
+        env = router_env(store.url, AMQP_URL, namespace, secret, sim.url)
         try:
             with run_service("codexpool_router", env=env, log_dir=tmp, name="router") as router:
 

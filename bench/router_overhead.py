@@ -31,16 +31,12 @@ from codexpool_shared.crypto import Keyring
 from codexpool_shared.keys import Keys
 from codexpool_shared.store import create_agent, put_pool, register_provider
 from codexpool_shared.testing.cleanup import delete_namespaces
+from codexpool_shared.testing.measure import cpu_seconds, pct, router_env
 from codexpool_shared.testing.processes import run_service
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 AMQP_URL = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 BODY = orjson.dumps({"model": "gpt-5-codex", "input": "hi", "stream": True, "store": False})
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 async def ttfb(session: aiohttp.ClientSession, url: str, headers: dict[str, str]) -> float:
@@ -83,12 +79,6 @@ async def settle(session: aiohttp.ClientSession, router_url: str) -> float:
     while await buffered_events(session, router_url):
         await asyncio.sleep(0.01)
     return time.perf_counter() - started
-
-
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of a process so far (Linux ``/proc``)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def throughput(
@@ -190,16 +180,8 @@ async def main() -> None:
         _, fo_key = await create_agent(redis, keys, "bench-fo")
         await put_pool(redis, keys, "bench-fo", "primary-first", ["account-1", "account-2"])
         env = {
-            "REDIS_URL": REDIS_URL,
-            "AMQP_URL": AMQP_URL,
-            "CODEXPOOL_NAMESPACE": namespace,
-            "CODEXPOOL_SECRET_KEY": secret,
-            "CODEXPOOL_UPSTREAM_BASE_URL": sim.url + "/backend-api",
-            "CODEXPOOL_AUTH_BASE_URL": sim.url,
-            "OTEL_TRACES_EXPORTER": "none",
-            # Spans are still made and sampled unless OTEL_TRACES_SAMPLER says otherwise.
+            **router_env(REDIS_URL, AMQP_URL, namespace, secret, sim.url),
             "OTEL_TRACES_SAMPLER": os.environ.get("OTEL_TRACES_SAMPLER", "parentbased_always_on"),
-            "OTEL_METRICS_EXPORTER": "none",
         }
         off_env = {**env, "ROUTER_EXPLAIN": "false"}
         with (

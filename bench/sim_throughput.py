@@ -15,8 +15,6 @@ import argparse
 import asyncio
 import json
 import multiprocessing
-import os
-import socket
 import subprocess
 import sys
 import time
@@ -24,14 +22,10 @@ import time
 import httpx
 import uvloop
 
+from codexpool_shared.testing.measure import cpu_seconds
+from codexpool_shared.testing.processes import free_port
+
 ROUTES = {"codex": "/backend-api/codex/responses", "v1": "/v1/responses"}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def build_request(port: int, path: str, token: str, account_id: str) -> bytes:
@@ -96,12 +90,6 @@ async def _client(
 
 def client_process(args: tuple[int, bytes, int, float, float]) -> tuple[int, int]:
     return uvloop.run(_client(*args))
-
-
-def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def start_sim(port: int) -> subprocess.Popen[bytes]:

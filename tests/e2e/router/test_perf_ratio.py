@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import re
 import time
-from pathlib import Path
 
 import aiohttp
 import httpx
 import orjson
 import pytest
 
+from codexpool_shared.testing.measure import cpu_seconds
 from codexpool_shared.testing.processes import Service
 from tests.e2e.router.conftest import Pool, Sim
 
@@ -36,11 +35,6 @@ CONNECTIONS = 8
 @pytest.fixture
 def sim_args() -> list[str]:
     return ["--primary-cost", "0", "--secondary-cost", "0", "--record-limit", "100"]
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def window(session: aiohttp.ClientSession, url: str, headers: dict[str, str]) -> int:
