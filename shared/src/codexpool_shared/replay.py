@@ -36,18 +36,12 @@ from redis.asyncio import Redis
 from codexpool_shared.events import HEALTH_FAULTS, RequestOutcomeV1, Strategy
 from codexpool_shared.forecast import WINDOWS, Sample, Window, read_samples
 from codexpool_shared.keys import Keys
-from codexpool_shared.store.live import CooldownReason, LiveFields
+from codexpool_shared.store.live import QUOTA_WINDOW_FIELDS, CooldownReason, LiveFields
 from codexpool_shared.store.pools import PoolFields
 from codexpool_shared.store.providers import ProviderFields
 from codexpool_shared.store.selection import Selector
 
 _SCAN_CHUNK = 1000
-_USED = {"primary": LiveFields.PRIMARY_USED_PERCENT, "secondary": LiveFields.SECONDARY_USED_PERCENT}
-_RESETS = {"primary": LiveFields.PRIMARY_RESETS_AT, "secondary": LiveFields.SECONDARY_RESETS_AT}
-_WINDOW = {
-    "primary": LiveFields.PRIMARY_WINDOW_MINUTES,
-    "secondary": LiveFields.SECONDARY_WINDOW_MINUTES,
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,8 +202,8 @@ async def replay(
             await redis.hset(scratch.provider(name), mapping=record)  # type: ignore[arg-type]
             live: dict[str, float] = {}
             for window, q in quotas[name].items():
-                live |= {_USED[window]: q.used, _RESETS[window]: q.resets_at}
-                live[_WINDOW[window]] = q.window_s / 60
+                used, minutes, resets = QUOTA_WINDOW_FIELDS[window]
+                live |= {used: q.used, minutes: q.window_s / 60, resets: q.resets_at}
             if live:
                 await redis.hset(scratch.live(name), mapping=live)  # type: ignore[arg-type]
         selector = Selector(redis, scratch, settings or ReplaySettings())
@@ -267,7 +261,7 @@ async def _run(
             snapshot: dict[str, float] = {}
             for window, q in windows.items():
                 q.used = min(100.0, q.used + q.cost)
-                snapshot[_USED[window]] = q.used
+                snapshot[QUOTA_WINDOW_FIELDS[window][0]] = q.used
             if snapshot:
                 await redis.hset(scratch.live(name), mapping=snapshot)  # type: ignore[arg-type]
             break

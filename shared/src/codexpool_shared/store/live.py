@@ -79,8 +79,7 @@ class CooldownReason:
     QUOTA: Final = "usage_limit"
 
 
-# (used percent, window minutes, resets at) of each quota window.
-_WINDOWS: Final = {
+QUOTA_WINDOW_FIELDS: Final = {
     "primary": (
         LiveFields.PRIMARY_USED_PERCENT,
         LiveFields.PRIMARY_WINDOW_MINUTES,
@@ -92,6 +91,7 @@ _WINDOWS: Final = {
         LiveFields.SECONDARY_RESETS_AT,
     ),
 }
+"""The live-hash fields of each quota window: (used percent, window minutes, resets at)."""
 
 # ARGV: until_ms, reason, now_ms, max_ms. Returns the deadline in force. A cooldown of the same
 # reason that does not extend the deadline still reaffirms it (``since`` moves to now), so only
@@ -221,7 +221,7 @@ def _quota_fields(snapshot: QuotaSnapshot) -> dict[str, str]:
     """The live-hash fields that store ``snapshot`` (absent parts are stored empty)."""
     fields: dict[str, str] = {LiveFields.QUOTA_OBSERVED_AT: str(snapshot.observed_at_ms)}
     for window, (used, minutes, resets) in zip(
-        (snapshot.primary, snapshot.secondary), _WINDOWS.values(), strict=True
+        (snapshot.primary, snapshot.secondary), QUOTA_WINDOW_FIELDS.values(), strict=True
     ):
         fields[used] = "" if window is None else str(window.used_percent)
         fields[minutes] = str(window.window_minutes or "") if window else ""
@@ -245,7 +245,7 @@ def _num(fields: dict[str, str], name: str) -> float | None:
 
 
 def _window(fields: dict[str, str], name: str) -> QuotaWindow | None:
-    used_field, minutes_field, resets_field = _WINDOWS[name]
+    used_field, minutes_field, resets_field = QUOTA_WINDOW_FIELDS[name]
     used = _num(fields, used_field)
     if used is None:
         return None
