@@ -13,18 +13,18 @@ from pydantic import RedisDsn, SecretStr
 from codexpool_router.app import create_app
 from codexpool_router.config import Settings
 from codexpool_shared import telemetry
-from codexpool_shared.events import BaseEvent, RequestRejectedV1
+from codexpool_shared.events import BaseEvent, EncodedEvent, RequestRejectedV1
 
 
 class FakePublisher:
     def __init__(self) -> None:
-        self.events: list[BaseEvent] = []
+        self.events: list[BaseEvent | EncodedEvent] = []
         self.started = self.closed = False
 
     async def start(self) -> None:
         self.started = True
 
-    def publish(self, event: BaseEvent) -> None:
+    def publish(self, event: BaseEvent | EncodedEvent) -> None:
         self.events.append(event)
 
     async def close(self, deadline_s: float = 5.0) -> None:

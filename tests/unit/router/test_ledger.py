@@ -20,7 +20,8 @@ from codexpool_router.inbound import Inbound
 from codexpool_router.metrics import Metrics
 from codexpool_router.outcome import Ledger
 from codexpool_shared.errors import ApiError
-from codexpool_shared.events import BaseEvent, RequestOutcomeV1, RequestRejectedV1
+from codexpool_shared.events import BaseEvent, EncodedEvent, RequestOutcomeV1, RequestRejectedV1
+from codexpool_shared.messaging import codec
 from codexpool_shared.store.selection import Candidate, Selection
 
 
@@ -33,8 +34,8 @@ class FakeCore:
     def __post_init__(self) -> None:
         self.metrics = Metrics(self.registry)
 
-    def publish(self, event: BaseEvent) -> None:
-        self.events.append(event)
+    def publish(self, event: BaseEvent | EncodedEvent) -> None:
+        self.events.append(codec.decode(event.body) if isinstance(event, EncodedEvent) else event)
 
 
 @pytest.fixture

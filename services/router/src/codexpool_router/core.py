@@ -34,7 +34,7 @@ from codexpool_router.retry_budget import RetryBudget
 from codexpool_router.upstream import attempt_attributes
 from codexpool_shared.crypto import Keyring
 from codexpool_shared.errors import ApiError
-from codexpool_shared.events import BaseEvent
+from codexpool_shared.events import BaseEvent, EncodedEvent
 from codexpool_shared.keys import Keys
 from codexpool_shared.messaging import Publisher
 from codexpool_shared.redis import STORE_FAILED
@@ -105,7 +105,7 @@ class Core:
     probe: asyncio.Task[None] | None = None
     """The store breaker's probe while it runs (a task must stay referenced)."""
 
-    def publish(self, event: BaseEvent) -> None:
+    def publish(self, event: BaseEvent | EncodedEvent) -> None:
         # An event must never fail a request; the publisher counts its own drops.
         with contextlib.suppress(Exception):
             self.publisher.publish(event)

@@ -19,12 +19,11 @@ from codexpool_router.sse import SseTap
 from codexpool_shared.errors import ApiError
 from codexpool_shared.events import (
     HEALTH_FAULTS,
-    Attempt,
     FinalOutcome,
     OutcomeClass,
-    RequestOutcomeV1,
     RequestRejectedV1,
     TokenUsage,
+    encode_outcome,
 )
 from codexpool_shared.store.explain import decision
 from codexpool_shared.store.selection import Candidate, Selection
@@ -280,25 +279,25 @@ class Ledger:
         selection = self.selection
         if selection.count_tokens and self.usage is not None and self.usage.total_tokens:
             self.core.writer.agent_tokens(selection.agent_id, self.usage.total_tokens)
-        event = RequestOutcomeV1(
+        event = encode_outcome(
             request_id=self.request_id,
             agent_id=selection.agent_id,
             strategy=selection.strategy,
             pool_version=selection.pool_version,
             model=self.inbound.model,
             stream=self.inbound.stream,
-            attempts=tuple(
-                Attempt(
-                    provider=r.provider,
-                    outcome=r.outcome,
-                    status_code=r.status_code,
-                    ttfb_ms=r.ttfb_ms,
-                    duration_ms=r.duration_ms,
-                    fallback=r.fallback,
-                    error_code=r.error_code,
-                )
+            attempts=[
+                {
+                    "provider": r.provider,
+                    "outcome": r.outcome,
+                    "status_code": r.status_code,
+                    "ttfb_ms": r.ttfb_ms,
+                    "duration_ms": r.duration_ms,
+                    "fallback": r.fallback,
+                    "error_code": r.error_code,
+                }
                 for r in self.attempts
-            ),
+            ],
             final_provider=self.final_provider,
             final_outcome=final,
             client_latency_ms=(time.perf_counter() - self.started) * 1000,

@@ -15,11 +15,12 @@ from typing import Annotated
 
 from pydantic import Field, TypeAdapter
 
-from codexpool_shared.events.base import BaseEvent
+from codexpool_shared.events.base import BaseEvent, EncodedEvent
 from codexpool_shared.events.outcome import (
     HEALTH_FAULTS,
     VERDICTS,
     Attempt,
+    AttemptFields,
     ChoiceReason,
     Considered,
     Decision,
@@ -29,6 +30,7 @@ from codexpool_shared.events.outcome import (
     SkipReason,
     Strategy,
     TokenUsage,
+    encode_outcome,
 )
 from codexpool_shared.events.pool import PoolChange, PoolChangedV1
 from codexpool_shared.events.provider import HealthBand, ProviderStatus, ProviderStatusChangedV1
@@ -70,10 +72,12 @@ __all__ = [
     "HEALTH_FAULTS",
     "VERDICTS",
     "Attempt",
+    "AttemptFields",
     "BaseEvent",
     "ChoiceReason",
     "Considered",
     "Decision",
+    "EncodedEvent",
     "Event",
     "EventAdapter",
     "FinalOutcome",
@@ -89,5 +93,6 @@ __all__ = [
     "SkipReason",
     "Strategy",
     "TokenUsage",
+    "encode_outcome",
     "event_type",
 ]

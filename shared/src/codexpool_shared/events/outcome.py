@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Literal
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Literal, TypedDict
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
-from codexpool_shared.events.base import BaseEvent
+from codexpool_shared.events.base import BaseEvent, EncodedEvent
+from codexpool_shared.ids import uuid7
 
 Strategy = Literal["round-robin", "primary-first", "quota-aware"]
 """The pool strategies (docs/SPEC.md section 5)."""
@@ -190,3 +193,67 @@ class RequestOutcomeV1(BaseEvent):
     overflow: bool = False
     """The pool's opt-in overflow endpoint was tried because no member was eligible (issue 19);
     its attempt is the one with provider ``overflow``, which is not a pool member."""
+
+
+class AttemptFields(TypedDict):
+    """An ``Attempt``'s fields, as ``encode_outcome`` takes them."""
+
+    provider: str
+    outcome: OutcomeClass
+    status_code: int | None
+    ttfb_ms: float | None
+    duration_ms: float
+    fallback: bool
+    error_code: str | None
+
+
+def encode_outcome(
+    *,
+    request_id: str,
+    agent_id: str,
+    strategy: Strategy,
+    pool_version: int | None,
+    model: str | None,
+    stream: bool,
+    attempts: Sequence[AttemptFields],
+    final_provider: str | None,
+    final_outcome: FinalOutcome,
+    client_latency_ms: float,
+    usage: TokenUsage | None,
+    traceparent: str | None,
+    decision: Decision | None,
+    overflow: bool,
+) -> EncodedEvent:
+    """The body ``RequestOutcomeV1(...).model_dump_json()`` gives for these fields, unvalidated.
+
+    The router's one event per request: building the models (validation included) and dumping
+    them cost about three times this. Only for values the caller made itself and typed: nothing
+    here checks them, and a consumer dead-letters a body its model refuses. The keys are the
+    models' fields in their declaration order; ``tests/unit/shared/test_events.py`` pins the
+    bytes against ``model_dump_json``.
+    """
+    event_id = str(uuid7())
+    body = orjson.dumps(
+        {
+            "event_id": event_id,
+            "occurred_at": datetime.now(UTC),
+            "traceparent": traceparent,
+            "tracestate": None,
+            "type": "request.outcome.v1",
+            "request_id": request_id,
+            "agent_id": agent_id,
+            "strategy": strategy,
+            "pool_version": pool_version,
+            "model": model,
+            "stream": stream,
+            "attempts": attempts,
+            "final_provider": final_provider,
+            "final_outcome": final_outcome,
+            "client_latency_ms": client_latency_ms,
+            "usage": None if usage is None else usage.model_dump(),
+            "decision": None if decision is None else decision.model_dump(mode="json"),
+            "overflow": overflow,
+        },
+        option=orjson.OPT_UTC_Z,
+    )
+    return EncodedEvent(RequestOutcomeV1, event_id, body)

@@ -17,7 +17,7 @@ from typing import Protocol
 
 from aiormq.abc import DeliveredMessage
 
-from codexpool_shared.events import BaseEvent, Event
+from codexpool_shared.events import BaseEvent, EncodedEvent, Event
 from codexpool_shared.messaging.metrics import ConsumeResult, DropReason
 
 
@@ -27,8 +27,8 @@ class Publisher(Protocol):
     async def start(self) -> None:
         """Begin sending in the background; never waits for the broker."""
 
-    def publish(self, event: BaseEvent) -> None:
-        """Accept ``event`` for sending without waiting for the broker."""
+    def publish(self, event: BaseEvent | EncodedEvent) -> None:
+        """Accept ``event`` (a model, or one already encoded) for sending without waiting."""
 
     async def close(self, deadline_s: float = 5.0) -> None:
         """Send what is buffered within ``deadline_s``, then release everything."""

@@ -27,7 +27,7 @@ from opentelemetry.context import Context
 from opentelemetry.trace import NonRecordingSpan
 from prometheus_client import CollectorRegistry
 
-from codexpool_shared.events import BaseEvent, event_type
+from codexpool_shared.events import BaseEvent, EncodedEvent, event_type
 from codexpool_shared.messaging import codec
 from codexpool_shared.messaging.api import PublisherState, PublisherStateError, PublisherStats
 from codexpool_shared.messaging.connection import close_quietly
@@ -130,7 +130,7 @@ class EventPublisher:
         self._task = asyncio.create_task(self._run(), name=f"{self._name}-sender")
         self._task.add_done_callback(_report_crash)
 
-    def publish(self, event: BaseEvent) -> None:
+    def publish(self, event: BaseEvent | EncodedEvent) -> None:
         """Buffer ``event`` for sending; returns at once and never raises for broker trouble.
 
         The caller's current trace context is captured here, so the event's PRODUCER span is a
@@ -150,14 +150,12 @@ class EventPublisher:
         if self.buffered >= self._buffer_size:
             self._drop("buffer_full", 1)
             return
+        if isinstance(event, EncodedEvent):
+            message_id, model, body = event.event_id, event.model, event.body
+        else:
+            message_id, model, body = str(event.event_id), type(event), codec.encode(event)
         self._pending.append(
-            Outgoing(
-                str(event.event_id),
-                self._routing_key(type(event)),
-                codec.encode(event),
-                _parent_only(),
-                time.time_ns(),
-            )
+            Outgoing(message_id, self._routing_key(model), body, _parent_only(), time.time_ns())
         )
         self._wake.set()
 

@@ -21,7 +21,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from codexpool_shared.events import Attempt, BaseEvent, Event, RequestOutcomeV1, event_type
+from codexpool_shared.events import (
+    Attempt,
+    BaseEvent,
+    EncodedEvent,
+    Event,
+    RequestOutcomeV1,
+    event_type,
+)
 from codexpool_shared.messaging import codec
 from codexpool_shared.messaging.api import (
     Handler,
@@ -76,8 +83,8 @@ class InMemoryPublisher:
             raise PublisherStateError(f"start() on a {self._state.value} publisher")
         self._state = PublisherState.RUNNING
 
-    def publish(self, event: BaseEvent) -> None:
-        """Record ``event`` and the caller's trace context.
+    def publish(self, event: BaseEvent | EncodedEvent) -> None:
+        """Record ``event`` (an encoded one as its model) and the caller's trace context.
 
         Raises:
             PublisherStateError: Before ``start()`` or after ``close()``.
@@ -88,6 +95,8 @@ class InMemoryPublisher:
                 if self._state is PublisherState.NEW
                 else "the publisher is closed: publish() after close() is a bug"
             )
+        if isinstance(event, EncodedEvent):
+            event = codec.decode(event.body)
         carrier = capture_context()
         self.published.append(Published(event, carrier))
         if self._broker is None or self._broker.publish(event, carrier):

@@ -1,0 +1,136 @@
+"""``encode_outcome`` writes, without validating, exactly the body the outcome model would."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import pytest
+
+from codexpool_shared.events import (
+    Attempt,
+    AttemptFields,
+    Considered,
+    Decision,
+    RequestOutcomeV1,
+    TokenUsage,
+    encode_outcome,
+)
+from codexpool_shared.messaging import codec
+
+ATTEMPTS: list[AttemptFields] = [
+    {
+        "provider": "account-1",
+        "outcome": "usage_limit",
+        "status_code": 429,
+        "ttfb_ms": 0.1,
+        "duration_ms": 1e-7,
+        "fallback": False,
+        "error_code": "usage_limit_reached",
+    },
+    {
+        "provider": "account-2",
+        "outcome": "success",
+        "status_code": 200,
+        "ttfb_ms": 1234.5678901234,
+        "duration_ms": 98765432.123,
+        "fallback": True,
+        "error_code": None,
+    },
+    {
+        "provider": "account-3",
+        "outcome": "cancelled",
+        "status_code": None,
+        "ttfb_ms": None,
+        "duration_ms": 0.0,
+        "fallback": True,
+        "error_code": None,
+    },
+]
+
+DECISION = Decision(
+    candidates=(
+        Considered(provider="account-1", eligible=True, reason="affinity", rank=0),
+        Considered(provider="account-4", eligible=True, reason="beyond_attempt_limit"),
+        Considered(
+            provider="account-5",
+            eligible=False,
+            reason="cooldown",
+            until=datetime(2026, 12, 5, 1, 2, 3, 456789, UTC),
+            detail="usage_limit",
+        ),
+        Considered(
+            provider="account-6",
+            eligible=False,
+            reason="circuit_open",
+            until=datetime(2026, 12, 5, 1, 2, 3, tzinfo=UTC),
+        ),
+    ),
+    pool_size=6,
+    local_snapshot=True,
+)
+
+FULL: dict[str, Any] = {
+    "request_id": "req_01",
+    "agent_id": "agent-1",
+    "strategy": "primary-first",
+    "pool_version": 7,
+    "model": 'gpt-5 "codex" \u00e9\u2028\U0001f600\\',
+    "stream": True,
+    "attempts": ATTEMPTS,
+    "final_provider": "account-2",
+    "final_outcome": "success",
+    "client_latency_ms": 3.25,
+    "usage": TokenUsage(
+        input_tokens=12, output_tokens=34, total_tokens=46, reasoning_output_tokens=5
+    ),
+    "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+    "decision": DECISION,
+    "overflow": True,
+}
+
+BARE: dict[str, Any] = {
+    **FULL,
+    "strategy": "round-robin",
+    "pool_version": None,
+    "model": None,
+    "stream": False,
+    "attempts": [],
+    "final_provider": None,
+    "final_outcome": "no_eligible_provider",
+    "client_latency_ms": 0.0,
+    "usage": None,
+    "traceparent": None,
+    "decision": None,
+    "overflow": False,
+}
+
+
+@pytest.mark.parametrize("fields", [FULL, BARE], ids=["full", "bare"])
+def test_the_encoded_outcome_is_byte_for_byte_the_models_json(fields: dict[str, Any]) -> None:
+    encoded = encode_outcome(**fields)
+    decoded = codec.decode(encoded.body)
+    assert isinstance(decoded, RequestOutcomeV1)
+    assert encoded.model is RequestOutcomeV1
+    assert encoded.event_id == str(decoded.event_id)
+    assert abs((datetime.now(UTC) - decoded.occurred_at).total_seconds()) < 5
+    expected = RequestOutcomeV1(
+        event_id=decoded.event_id,
+        occurred_at=decoded.occurred_at,
+        **{
+            **fields,
+            "attempts": tuple(Attempt(**attempt) for attempt in fields["attempts"]),
+        },
+    )
+    assert decoded == expected
+    assert encoded.body == expected.model_dump_json().encode()
+
+
+def test_occurred_at_without_microseconds_is_written_as_the_model_writes_it() -> None:
+    """A whole second (``datetime.now`` gives one once in a million): no fraction in either."""
+    event = RequestOutcomeV1(
+        occurred_at=datetime(2026, 12, 5, 1, 2, 3, tzinfo=UTC), **{**BARE, "attempts": ()}
+    )
+    assert b'"occurred_at":"2026-12-05T01:02:03Z"' in event.model_dump_json().encode()
+    assert orjson.dumps(event.occurred_at, option=orjson.OPT_UTC_Z) == b'"2026-12-05T01:02:03Z"'
