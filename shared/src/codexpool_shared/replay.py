@@ -232,7 +232,9 @@ async def _run(
         for q in (q for windows in quotas.values() for q in windows.values()):
             while q.window_s > 0 and q.resets_at and at >= q.resets_at:
                 q.used, q.resets_at = 0.0, q.resets_at + q.window_s
-        selection = await selector.select(digest, int(at * 1000), "", "", event.request_id)
+        selection = await selector.select(
+            digest, int(at * 1000), "", "", event.request_id, snapshot=False
+        )
         limited = selection.quota_wait_ms > 0 and not selection.candidates
         tried = False
         for candidate in selection.candidates:

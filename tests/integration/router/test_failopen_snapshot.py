@@ -18,6 +18,7 @@ from codexpool_shared.store import (
     register_provider,
     set_provider_status,
 )
+from codexpool_shared.store.explain import decision
 from codexpool_shared.store.providers import ProviderFields
 from codexpool_shared.store.selection import Selector, parse_members, token_tag
 from tests.integration.router.helpers import auth_json, keyring
@@ -63,6 +64,32 @@ async def test_snapshot_lists_every_active_member_in_pool_order(
         ("acc-1", tags["p1"]),
         ("acc-4", tags["p4"]),
     ]
+
+
+async def test_the_snapshot_comes_only_when_asked_and_the_explanation_without_it(
+    redis: Redis, namespace: str
+) -> None:
+    keys = Keys(namespace)
+    selector = Selector(redis, keys, Settings(namespace=namespace, max_attempts=2))
+    digest = await _pool(redis, keys, "round-robin")
+    await set_provider_status(redis, keys, "p2", "disabled")
+    orders = []
+    for snapshot in (False, True, False, True):
+        selection = await selector.select(digest, now_ms(), "", snapshot=snapshot)
+        assert bool(selection.members) == snapshot
+        assert [row[0] for row in selection.members] == (["p1", "p3", "p4"] if snapshot else [])
+        order = [c.name for c in selection.candidates] + list(selection.passed)
+        assert sorted(order) == ["p1", "p3", "p4"]  # every eligible member, once
+        assert len(selection.candidates) == 2 and len(selection.passed) == 1
+        explained = decision(selection)
+        assert [(c.provider, c.reason) for c in explained.candidates] == [
+            (order[0], "strategy_order"),
+            (order[1], "strategy_order"),
+            (order[2], "beyond_attempt_limit"),
+            ("p2", "disabled"),
+        ]
+        orders.append(order)
+    assert [o[0] for o in orders] == ["p1", "p3", "p4", "p1"]  # the rotation does not care
 
 
 async def test_local_routing_rotates_over_what_redis_last_said(

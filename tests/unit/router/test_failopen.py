@@ -84,6 +84,19 @@ def test_snapshots_are_bounded_and_expire() -> None:
     assert snapshots.entry("c", 11) == (100.0, c)
 
 
+def test_a_snapshot_is_due_once_it_is_as_old_as_the_refresh_interval() -> None:
+    clock = Clock()
+    snapshots = Snapshots(10, clock=clock)
+    assert snapshots.due("a", 1.0)
+    snapshots.record("a", _selection())
+    assert not snapshots.due("a", 1.0)
+    assert snapshots.due("a", 0.0)  # a refresh interval of 0: every selection
+    clock.now += 0.5
+    assert not snapshots.due("a", 1.0)
+    clock.now += 0.5
+    assert snapshots.due("a", 1.0)
+
+
 def test_local_round_robin_is_even_and_skips_what_was_unavailable() -> None:
     snapshots = Snapshots(10)
     snapshots.record("k", _selection(p1=(0, 0, 0), p2=(10_000, 1, 0), p3=(0, 0, 0), p4=(0, 0, 0)))

@@ -214,11 +214,8 @@ def test_the_outcome_carries_the_decision_unless_explanations_are_off(explain: b
         60_000,
         0,
         1,
-        members=[
-            ["account-2", "", "", "", 1, 0, 0, 0, 1],
-            ["account-3", "", "", "", 1, 0, 0, 0, 1],
-        ],
         skipped=[["account-1", "cooldown:usage_limit", 1_800_000_000_000]],
+        passed=["account-3"],
     )
     ledger.routed(selection, cast(Inbound, type("I", (), {"model": "m", "stream": False})()))
     ledger.emit()

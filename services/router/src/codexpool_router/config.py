@@ -106,6 +106,12 @@ class Settings(InfraSettings, TokenRefreshSettings):
         default=300.0, ge=0, validation_alias="ROUTER_FAILOPEN_MAX_STALENESS_S"
     )
     """Oldest snapshot an agent is served from while Redis fails (0: fail closed)."""
+    failopen_refresh_s: float = Field(
+        default=1.0, ge=0, validation_alias="ROUTER_FAILOPEN_REFRESH_S"
+    )
+    """How often a selection brings an agent's snapshot up to date (0: every one): the
+    snapshot costs Redis about a fifth of a selection, and the local cooldowns cover what this
+    replica saw since."""
     failopen_max_agents: int = Field(
         default=10_000, ge=1, validation_alias="ROUTER_FAILOPEN_MAX_AGENTS"
     )

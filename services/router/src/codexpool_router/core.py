@@ -125,9 +125,10 @@ class Core:
                 self.probe = asyncio.create_task(self._probe(), name="store-probe")
             return self._fallback(key_digest, "breaker_open")
         try:
+            snapshot = self.snapshots.due(key_digest, self.settings.failopen_refresh_s)
             async with asyncio.timeout(self.settings.redis_timeout_s):
                 selection = await self.selector.select(
-                    key_digest, now_ms(), session_digest, model, request_id
+                    key_digest, now_ms(), session_digest, model, request_id, snapshot=snapshot
                 )
         except (Unauthorized, NoPool, AgentRefused) as exc:
             breaker.success()
@@ -137,8 +138,9 @@ class Core:
             timeout = isinstance(exc, TimeoutError | RedisTimeoutError)
             return self._fallback(key_digest, "timeout" if timeout else "error")
         breaker.success()
-        self.snapshots.record(key_digest, selection)
-        self.tokens.warm(selection.members)
+        if snapshot:
+            self.snapshots.record(key_digest, selection)
+            self.tokens.warm(selection.members)
         self.writer.key_used(selection.agent_id, key_digest)
         if not selection.candidates and selection.at_capacity:
             return await self._wait_for_room(key_digest, session_digest, model, request_id)
@@ -156,7 +158,7 @@ class Core:
             try:
                 async with asyncio.timeout(self.settings.redis_timeout_s):
                     selection = await self.selector.select(
-                        key_digest, now_ms(), session_digest, model, request_id
+                        key_digest, now_ms(), session_digest, model, request_id, snapshot=False
                     )
             except (Unauthorized, NoPool, AgentRefused) as exc:
                 raise self.refusal(exc) from None

@@ -1,13 +1,14 @@
 """Fail-open routing: serving the agents this replica has seen while Redis does not answer.
 
-Every selection that Redis answers is remembered per agent key digest (:class:`Snapshots`, an
-LRU, one dict assignment per request). :class:`StoreBreaker` counts consecutive store failures;
-once it opens, requests stop paying the Redis timeout and :class:`LocalRouting` answers from the
-snapshot: the members that were eligible then and have no local cooldown since, ordered by the
-pool's strategy with a per-process rotation. After ``failopen_open_s`` the next request starts a
-probe of Redis in the background (half-open; the request itself is served from the snapshot,
-so no request pays the timeout of a probe); its success closes the breaker and shared state
-resumes.
+The selection Redis answers is remembered per agent key digest (:class:`Snapshots`, an LRU);
+a selection asks for every member's row (the snapshot) only when the agent's is
+``failopen_refresh_s`` old, so at most that much older than the store's state.
+:class:`StoreBreaker` counts consecutive store failures; once it opens, requests stop paying the
+Redis timeout and :class:`LocalRouting` answers from the snapshot: the members that were
+eligible then and have no local cooldown since, ordered by the pool's strategy with a
+per-process rotation. After ``failopen_open_s`` the next request starts a probe of Redis in the
+background (half-open; the request itself is served from the snapshot, so no request pays the
+timeout of a probe); its success closes the breaker and shared state resumes.
 
 What this trades, and why it is acceptable (reference section 2.5, "Redis down: fail open"): for
 at most ``failopen_max_staleness_s`` a revoked agent key or a removed member is still honoured,
@@ -100,6 +101,11 @@ class Snapshots:
         entries.move_to_end(key_digest)
         if len(entries) > self.max_agents:
             entries.popitem(last=False)
+
+    def due(self, key_digest: str, max_age_s: float) -> bool:
+        """Whether the agent has no snapshot at most ``max_age_s`` old."""
+        entry = self._entries.get(key_digest)
+        return entry is None or self._clock() - entry[0] >= max_age_s
 
     def entry(self, key_digest: str, max_age_s: float) -> tuple[float, Selection] | None:
         """When the agent's last selection was recorded (on the clock) and the selection,

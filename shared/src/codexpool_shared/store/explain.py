@@ -1,9 +1,9 @@
 """A request's routing decision (``Decision``) from what the selection script already returned.
 
-The script reports the candidates in attempt order (``c``), every active member (``m``) and the
-members its hard filter skipped with the reason (``x``); this module turns them into the
-outcome event's ``decision`` after the answer, so explaining a request costs the hot path
-nothing but the few rows the script adds for skipped members.
+The script reports the candidates in attempt order (``c``), the members its hard filter skipped
+with the reason (``x``) and the eligible members it left out (``y``); this module turns them
+into the outcome event's ``decision`` after the answer, so explaining a request costs the hot
+path nothing but the few rows the script adds for skipped members.
 """
 
 from __future__ import annotations
@@ -51,9 +51,8 @@ def decision(selection: Selection) -> Decision:
         named.add(candidate.name)
     skipped = [_skipped(row) for row in selection.skipped]
     named.update(c.provider for c in skipped)
-    for row in selection.members:
-        name = str(row[0])
-        if name not in named and not int(row[5] or 0):
+    for name in selection.passed:
+        if name not in named:
             out.append(Considered(provider=name, eligible=True, reason="beyond_attempt_limit"))
             named.add(name)
     out += skipped

@@ -71,6 +71,17 @@ local ranks = {burn_first = 0, preserve = 2}
 local prio = pool[4] and cjson.decode(pool[4]) or nil
 local function rank(name) return prio and ranks[prio[name]] or 1 end
 
+-- Each member's live state: l[1] to l[5], then its quota windows (l[6] to l[11]) in a
+-- quota-aware pool only, the one strategy that reads them (a field read costs the script).
+local live_fields = {'{{LiveFields.COOLDOWN_UNTIL}}', '{{LiveFields.COOLDOWN_REASON}}',
+  '{{LiveFields.CIRCUIT_OPEN_UNTIL}}', '{{LiveFields.CIRCUIT_CLOSED_AT}}', '{{LiveFields.FAILURES}}'}
+if strategy == 'quota-aware' then
+  for _, f in ipairs({'{{LiveFields.PRIMARY_USED_PERCENT}}', '{{LiveFields.PRIMARY_WINDOW_MINUTES}}',
+      '{{LiveFields.PRIMARY_RESETS_AT}}', '{{LiveFields.SECONDARY_USED_PERCENT}}',
+      '{{LiveFields.SECONDARY_WINDOW_MINUTES}}', '{{LiveFields.SECONDARY_RESETS_AT}}'}) do
+    live_fields[#live_fields + 1] = f
+  end
+end
 local eligible, half_open, snap = {}, {}, {}
 local quota_wait, other_wait, dead = 0, 0, 0
 -- Members skipped by the hard filter, for the request's explanation: {name, reason, until ms}.
@@ -83,12 +94,7 @@ for i, name in ipairs(members) do
     '{{ProviderFields.ACCESS_EXPIRES_AT}}', '{{ProviderFields.CREDENTIAL_VERSION}}',
     '{{ProviderFields.MAX_CONCURRENT}}')
   local live = key(T.live, name)
-  local l = redis.call('HMGET', live, '{{LiveFields.COOLDOWN_UNTIL}}',
-    '{{LiveFields.COOLDOWN_REASON}}', '{{LiveFields.CIRCUIT_OPEN_UNTIL}}',
-    '{{LiveFields.CIRCUIT_CLOSED_AT}}', '{{LiveFields.FAILURES}}',
-    '{{LiveFields.PRIMARY_USED_PERCENT}}', '{{LiveFields.PRIMARY_WINDOW_MINUTES}}',
-    '{{LiveFields.PRIMARY_RESETS_AT}}', '{{LiveFields.SECONDARY_USED_PERCENT}}',
-    '{{LiveFields.SECONDARY_WINDOW_MINUTES}}', '{{LiveFields.SECONDARY_RESETS_AT}}')
+  local l = redis.call('HMGET', live, unpack(live_fields))
   -- The token itself stays here: its tag tells the router whether its decrypted copy is current.
   local cand = {name, p[2] or '', string.sub(p[3] or '', tag_start), p[4] or '',
     p[5] or '0', 0, tonumber(l[5] or '0') or 0, i, l}
@@ -236,24 +242,26 @@ for _, c in ipairs(rest) do table.insert(order, c) end
 -- Concurrency caps (leases.py): a capped member with every slot leased is passed over (the
 -- request goes to the next one); the first candidate's lease is taken here, a later one's by
 -- the router when it fails over.
+-- Eligible members left out (at their cap, or past the attempt limit) are named for the
+-- request's explanation.
 local at_cap = 0
 local limit = math.min(#members, max_attempts)
-local out = {}
+local out, passed = {}, {}
 for _, c in ipairs(order) do
-  if #out >= limit then break end
-  local cap, room = c[16], true
-  if cap then
+  local cap, room = c[16], #out < limit
+  if room and cap then
     local leases = key(T.provider_leases, c[1])
     redis.call('ZREMRANGEBYSCORE', leases, '-inf', now)
     room = redis.call('ZCARD', leases) < cap
     if room and #out == 0 then
       redis.call('ZADD', leases, now + tonumber(ARGV[14]), ARGV[13] .. ':' .. c[1])
     end
+    if not room then at_cap = at_cap + 1 end
   end
   if room then
     table.insert(out, {c[1], c[2], c[3], c[4], c[5], c[6], c[7], cap or 0})
   else
-    at_cap = at_cap + 1
+    table.insert(passed, c[1])
   end
 end
 if aff_key and #out > 0 and not sticky_hit then
@@ -261,15 +269,19 @@ if aff_key and #out > 0 and not sticky_hit then
 elseif aff_key and sticky_hit then
   redis.call('PEXPIRE', aff_key, aff_ttl)
 end
--- The router's fail-open snapshot: every active member in pool order, with its token tag, the
--- end of its known unavailability (0: eligible or half-open), 1 if that is a quota cooldown,
--- its quota pressure (quota-aware pools only) and its priority rank.
-local m = {}
-for _, c in ipairs(snap) do
-  local used = 0
-  if strategy == 'quota-aware' then used = c[11] or pressure(c[9]) end
-  table.insert(m, {c[1], c[2], c[3], c[4], c[5], c[12] or 0, c[13] or 0, used, c[14]})
+-- The router's fail-open snapshot, when it asks for one (ARGV[16] '1'; encoding it costs about a
+-- fifth of the script): every active member in pool order, with its token tag, the end of its
+-- known unavailability (0: eligible or half-open), 1 if that is a quota cooldown, its quota
+-- pressure (quota-aware pools only) and its priority rank.
+local m = nil
+if ARGV[16] == '1' then
+  m = {}
+  for _, c in ipairs(snap) do
+    local used = 0
+    if strategy == 'quota-aware' then used = c[11] or pressure(c[9]) end
+    table.insert(m, {c[1], c[2], c[3], c[4], c[5], c[12] or 0, c[13] or 0, used, c[14]})
+  end
 end
 return cjson.encode({a = agent, s = strategy, v = tonumber(pool[3]), n = #members, c = out,
-  q = quota_wait, w = other_wait, d = dead, m = m, x = skipped, k = sticky_hit and 1 or 0,
-  t = count_tokens, b = at_cap})
+  q = quota_wait, w = other_wait, d = dead, m = m, x = skipped, y = passed,
+  k = sticky_hit and 1 or 0, t = count_tokens, b = at_cap})

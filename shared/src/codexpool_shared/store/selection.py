@@ -11,7 +11,7 @@ Contract of the script (EVALSHA, KEYS[1] ``Keys.slot_key``; ARGV):
   8 probe lock ms, 9 circuit base ms, 10 circuit max ms, 11 the namespace's key prefix
   (``Keys.prefix``; the rest of every key is rendered into the script from ``Keys``, so one
   script serves every namespace), 12 model, 13 request id, 14 lease TTL ms, 15 where a token's
-  tag starts (``TOKEN_TAG_START``).
+  tag starts (``TOKEN_TAG_START``), 16 '1' to have the member snapshot ``m`` in the reply.
 It first applies the agent's limits (``agents.py``): refused when expired, for a model outside
 its list, with its day's tokens spent, or with ``requests_per_minute`` requests in the last 60 s
 (the window records this request otherwise).
@@ -27,15 +27,20 @@ access_expires_at, credential_version, probe 0/1, failures, max_concurrent (0: n
 cap)]...] (at most min(pool size, max attempts); a capped member with every slot leased is left
 out, and the first candidate's lease ``<request id>:<name>`` is taken; ``leases.py``), "b"
 members left out at their cap, "q" earliest quota-cooldown end ms (0 none), "w" earliest end of
-any other unavailability ms, "d" members not active, "m" [[name, account_id, token tag,
-access_expires_at, credential_version, unavailable until ms (0: eligible or half-open), 1 if
-that is a quota cooldown, quota pressure, priority rank (0 burn_first, 1 normal, 2
-preserve)]...] (every active member, in pool order: the router's fail-open snapshot),
-"x" [[name, reason, until ms]...] (members the hard filter skipped, in pool order; reason
-``cooldown:<cause>``, ``circuit_open``, ``probe_in_progress`` or the status of a member not
-active), "k" 1 when the first candidate is the session's provider}``: the request's explanation
-(``explain.py``) is read from ``c``, ``m``, ``x`` and ``k``; "t" 1 when the agent's tokens
-are counted (it has a ``tokens_per_day`` limit).
+any other unavailability ms, "d" members not active, "m" (only when ARGV 16 asks for it)
+[[name, account_id, token tag, access_expires_at, credential_version, unavailable until ms (0:
+eligible or half-open), 1 if that is a quota cooldown, quota pressure, priority rank (0
+burn_first, 1 normal, 2 preserve)]...] (every active member, in pool order: the router's
+fail-open snapshot), "x" [[name, reason, until ms]...] (members the hard filter skipped, in pool
+order; reason ``cooldown:<cause>``, ``circuit_open``, ``probe_in_progress`` or the status of a
+member not active), "y" [name...] (eligible members left out of ``c``, at their cap or past the
+attempt limit, in the strategy's order), "k" 1 when the first candidate is the session's
+provider}``: the request's explanation (``explain.py``) is read from ``c``, ``x``, ``y`` and
+``k``; "t" 1 when the agent's tokens are counted (it has a ``tokens_per_day`` limit).
+
+A member's quota windows are read only in a quota-aware pool, and the snapshot only when the
+router asks for it (:meth:`Selector.select`'s ``snapshot``): about a fifth of the script's cost
+for a pool of 3, a third for 12 (``bench/redis_cost.py``).
 
 The reply never carries an access token, only its *tag* (:func:`token_tag`, ARGV 15): the end
 of the encrypted envelope, the AES-GCM authentication tag, which differs for every encryption. The
@@ -236,9 +241,12 @@ class Selection:
     other_wait_ms: int
     inactive: int
     members: Sequence[Any] = field(default=(), repr=False, compare=False)
-    """The script's member rows, unparsed: read (``parse_members``) only when the store fails."""
+    """The script's member rows, unparsed, when the selection asked for them (``snapshot``):
+    read (``parse_members``) only when the store fails."""
     skipped: Sequence[Any] = field(default=(), repr=False, compare=False)
     """The script's skipped-member rows, unparsed: read by ``explain.decision`` after the answer."""
+    passed: Sequence[str] = field(default=(), repr=False, compare=False)
+    """Eligible members left out of the candidates (at their cap or past the attempt limit)."""
     sticky: bool = False
     """The first candidate is the provider the request's session sticks to."""
     at_capacity: int = 0
@@ -285,11 +293,14 @@ class Selector:
         session_digest: str,
         model: str = "",
         request_id: str = "",
+        *,
+        snapshot: bool = True,
     ) -> Selection:
         """Authenticate the agent by its key's SHA-256 and select its candidates.
 
         ``model`` is checked against the agent's allowed models; ``request_id`` (unique per
-        request) enters its requests-per-minute window.
+        request) enters its requests-per-minute window; ``snapshot`` asks for every active
+        member's row (:attr:`Selection.members`).
 
         Raises:
             Unauthorized: The key is unknown.
@@ -304,6 +315,7 @@ class Selector:
             model,
             request_id or secrets.token_hex(12),
             *self._tail,
+            1 if snapshot else 0,
         )
         if not self._pipelined:
             return parse_selection(orjson.loads(await self._call(args)))
@@ -396,6 +408,7 @@ def parse_selection(doc: dict[str, Any]) -> Selection:
         inactive=int(doc.get("d") or 0),
         members=doc.get("m") or (),
         skipped=doc.get("x") or (),
+        passed=doc.get("y") or (),
         sticky=bool(doc.get("k")),
         count_tokens=bool(doc.get("t")),
         at_capacity=int(doc.get("b") or 0),
