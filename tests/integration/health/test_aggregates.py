@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 from codexpool_health.store import HealthStore
 from codexpool_shared.activity import ALL_POOLS, read_activity
 from codexpool_shared.keys import Keys
+from codexpool_shared.store.replies import text
 from tests.unit.health.factories import as_outcome, attempt, outcome_event
 
 
@@ -201,3 +202,38 @@ async def test_a_batch_without_a_fault_rescores_a_provider_only_once_its_score_i
         await store.apply([as_outcome(outcome_event(minute0, attempt("p1")))], now=now + 1.6)
     ).scores
     assert p1.score == score(6, 1, 0)
+
+
+async def test_a_batch_with_redeliveries_applies_only_its_new_events_once(
+    redis: Redis, namespace: str, minute0: int
+) -> None:
+    # The script sums a batch's counters assuming every event is new: a redelivery among new
+    # events makes it write nothing and the store plan the batch again without it.
+    keys = Keys(namespace)
+    store = HealthStore(redis, keys, log_maxlen=1000, explain_ttl_s=600, recent_max=10)
+    now = minute0 + 30
+    old = [
+        outcome_event(minute0, attempt("p1", "timeout"), request_id=f"req_old{i}") for i in range(2)
+    ]
+    new = [outcome_event(minute0, attempt("p1"), request_id=f"req_new{i}") for i in range(3)]
+    assert (await store.apply([as_outcome(e) for e in old], now=now)).applied == [True] * 2
+    batch = [new[0], old[1], new[1], new[1], old[0], new[2]]
+    result = await store.apply([as_outcome(e) for e in batch], now=now)
+    assert result.applied == [True, False, True, False, False, True]
+    again = await store.apply([as_outcome(e) for e in reversed(batch)], now=now)
+    assert again.applied == [False] * 6 and again.scores == []
+
+    (p1,) = await read_activity(redis, keys, ["p1"], now=now)
+    assert (p1.requests, p1.successes, p1.failures) == (5, 3, 2)
+    assert p1.timeline[-1].requests == 5
+    assert await redis.xlen(keys.outcome_log) == 5
+    recent = await redis.lrange(keys.recent_requests("agent-1"), 0, -1)
+    assert [text(r) for r in recent] == [
+        "req_new2",
+        "req_new1",
+        "req_new0",
+        "req_old1",
+        "req_old0",
+    ]
+    for e in (*old, *new):
+        assert await redis.exists(keys.event_seen(str(e.event_id)), keys.request(e.request_id)) == 2

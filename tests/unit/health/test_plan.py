@@ -48,17 +48,62 @@ def decoded(plan: BatchPlan) -> tuple[list[str], dict[str, object], list[bytes]]
     return keys, orjson.loads(args[0]), args[1:]
 
 
-def test_events_of_the_same_shape_share_one_delta_list() -> None:
+def increments(keys: list[str], script_plan: dict[str, object]) -> dict[tuple[str, str], int]:
+    incr = script_plan["incr"]
+    assert isinstance(incr, list)
+    return {(keys[k - 1], f): n for k, f, n in zip(incr[::3], incr[1::3], incr[2::3], strict=True)}
+
+
+def test_the_counters_of_a_batch_are_summed_into_one_increment_per_key_and_field() -> None:
     plan = plan_at(1_800_000_030.0)
     for _ in range(3):
         plan.add(outcome_event(1_800_000_001.0, attempt("p1")), b"{}")
-    plan.add(outcome_event(1_800_000_001.0, attempt("p2")), b"{}")
-    _, script_plan, bodies = decoded(plan)
+    plan.add(outcome_event(1_800_000_001.0, attempt("p1", "server_error")), b"{}")
+    keys, script_plan, bodies = decoded(plan)
+    counted = increments(keys, script_plan)
+    totals = KEYS.health_totals(ALL_POOLS, "p1")
+    minute = KEYS.health_minute("agent-1", "p1", 1_800_000_000)
+    assert counted[totals, "requests"] == 4
+    assert counted[totals, "successes"] == 3
+    assert counted[totals, "faults"] == 1
+    assert counted[minute, "requests"] == 4
+    incr = script_plan["incr"]
+    assert isinstance(incr, list)
+    assert len(counted) == len(incr) // 3  # one increment per key and field
     events = script_plan["events"]
     assert isinstance(events, list)
-    assert [e[1] for e in events] == [1, 1, 1, 2]
-    assert len({e[0] for e in events}) == 4  # one dedupe key each
+    assert len({keys[k - 1] for k in events[::2]}) == 4  # one dedupe key each
+    assert events[1::2] == [0] * 4  # explanations off: no request key
     assert bodies == [b"{}"] * 4
+
+
+def test_the_latest_fault_of_a_batch_is_its_one_maximum() -> None:
+    plan = plan_at(1_800_000_030.0)
+    plan.add(outcome_event(1_800_000_002.0, attempt("p1", "timeout")), b"{}")
+    plan.add(outcome_event(1_800_000_001.0, attempt("p1", "timeout")), b"{}")
+    plan.add(outcome_event(1_800_000_003.0, attempt("p1")), b"{}")
+    keys, script_plan, _ = decoded(plan)
+    maxima = script_plan["maxima"]
+    assert isinstance(maxima, list)
+    assert [keys[maxima[0] - 1], *maxima[1:]] == [
+        KEYS.health_totals(ALL_POOLS, "p1"),
+        "last_fault_at",
+        1_800_000_002.0,
+    ]
+
+
+def test_explanations_name_each_request_and_list_it_under_its_agent_in_order() -> None:
+    plan = BatchPlan(KEYS, 1_800_000_030.0, ScoreConfig(), 60, 10, explain_ttl_s=60, recent_max=5)
+    for request_id in ("req_a", "req_b"):
+        plan.add(outcome_event(1_800_000_001.0, attempt("p1"), request_id=request_id), b"{}")
+    keys, script_plan, _ = decoded(plan)
+    events, recent = script_plan["events"], script_plan["recent"]
+    assert isinstance(events, list) and isinstance(recent, list)
+    assert [keys[k - 1] for k in events[1::2]] == [KEYS.request("req_a"), KEYS.request("req_b")]
+    assert [keys[recent[0] - 1], recent[1]] == [
+        KEYS.recent_requests("agent-1"),
+        ["req_a", "req_b"],
+    ]
 
 
 def test_buckets_past_their_retention_are_not_written() -> None:
@@ -82,18 +127,16 @@ def test_tokens_go_to_the_hour_bucket_of_the_attempt_that_answered() -> None:
     usage = {"input_tokens": 1234, "output_tokens": 56, "total_tokens": 1290}
     answered = outcome_event(at, attempt("p1", "server_error"), attempt("p2"), usage=usage)
     plan.add(answered, b"{}")
+    # The same shape without tokens, and another shape with some.
     plan.add(outcome_event(at, attempt("p1", "server_error"), attempt("p2")), b"{}")
-    plan.add(outcome_event(at, attempt("p2")), b"{}")
+    plan.add(outcome_event(at, attempt("p2"), usage=usage), b"{}")
     keys, script_plan, _ = decoded(plan)
+    counted = increments(keys, script_plan)
     hour = int(at // 3600 * 3600)
-    events, token_keys = script_plan["events"], script_plan["token_keys"]
-    assert isinstance(events, list) and isinstance(token_keys, list)
-    # The tokens are the event's own: its shape (and delta list) is shared with token-less events.
-    assert [e[1] for e in events] == [1, 1, 2]
-    assert [e[4] for e in events] == [[1234, 56], 0, 0]
-    assert [keys[k - 1] for k in token_keys[0]] == [
-        KEYS.health_hour(scope, "p2", hour) for scope in ("agent-1", ALL_POOLS)
-    ]
+    for scope in ("agent-1", ALL_POOLS):
+        assert counted[KEYS.health_hour(scope, "p2", hour), "input_tokens"] == 2468
+        assert counted[KEYS.health_hour(scope, "p2", hour), "output_tokens"] == 112
+        assert (KEYS.health_hour(scope, "p1", hour), "input_tokens") not in counted
 
 
 def test_rescoring_reads_the_window_of_minute_buckets_across_pools() -> None:

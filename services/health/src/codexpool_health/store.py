@@ -114,17 +114,29 @@ class HealthStore:
         """Apply each outcome not applied before, then rescore the providers they tried (those
         without a health fault in the batch only if their score is ``score_refresh_s`` old).
 
+        The plan sums the counters of the events it holds, so the script applies it only if
+        every one is new; otherwise it writes nothing and says which were not, and the batch is
+        planned again without those. Each such round drops at least one event, so there are at
+        most as many as events, and usually one: duplicates are redeliveries.
+
         Args:
             outcomes: The batch; duplicates (redeliveries) are recognised by ``event_id``.
             now: Epoch seconds for TTLs and the score window (tests pin it).
             log: Append applied events to the outcome log (off while replaying it).
         """
-        plan = self._plan(now, log=log)
-        for outcome in outcomes:
-            plan.add(outcome.event, outcome.body)
-        plan.rescore_touched()
-        flags, scores = await self._run(plan)
-        return BatchResult([flag == "1" for flag in flags], scores)
+        pending = list(range(len(outcomes)))
+        while pending:
+            plan = self._plan(now, log=log)
+            for i in pending:
+                outcome = outcomes[i]
+                plan.add(outcome.event, outcome.body)
+            plan.rescore_touched()
+            flags, scores = await self._run(plan)
+            if "0" not in flags:
+                applied = set(pending)
+                return BatchResult([i in applied for i in range(len(outcomes))], scores)
+            pending = [i for i, flag in zip(pending, flags, strict=True) if flag == "1"]
+        return BatchResult([False] * len(outcomes), [])
 
     async def rescore(
         self, providers: Sequence[str] | None = None, *, now: float | None = None

@@ -3,109 +3,82 @@
 -- KEYS: every key the plan names, by index. ARGV[1]: the plan (JSON, built by plan.py);
 -- ARGV[1 + i]: the body of event i for the outcome log and the request's explanation.
 -- Returns {flags, {provider, score, band, previous band or ""}, ...}: flags has one character
--- per event, "1" applied or "0" already seen. Field names are rendered from
--- codexpool_shared.activity (Fields, HealthFields) by codexpool_shared.store.scripts.
+-- per event, "1" new or "0" already seen. The plan's counters are summed over all its events,
+-- so they hold only if every event is new: when one is not, the call writes nothing (it deletes
+-- the dedupe keys it has just set) and the caller plans the batch again without the "0"s.
+-- Field names are rendered from codexpool_shared.activity (Fields, HealthFields) by
+-- codexpool_shared.store.scripts.
 
 local plan = cjson.decode(ARGV[1])
 -- Numbers handed to redis.call are formatted on every call: format the repeated ones once.
 local seen_ttl = tostring(plan.seen_ttl)
 local log_max = tostring(plan.log_max)
 local explain_ttl = tostring(plan.explain_ttl)
+-- events: per event, its dedupe key and its request key (0: explanations off).
+local events = plan.events
+local count = #events / 2
 local flags = {}
-local inc = {}
-local maxima = {}
-local applied = 0
-local recent = {}
-local shapes = {}
-local tokens = {}
-
-local function bump(k, f, n)
-  local t = inc[k]
-  if not t then t = {}; inc[k] = t end
-  t[f] = (t[f] or 0) + n
-end
-
--- ev: {seen key, shape, maxima, explanation, {input tokens, output tokens} or 0}.
-for i, ev in ipairs(plan.events) do
+local fresh = true
+for i = 1, count do
   -- SET NX is the dedupe: only the first delivery of an event_id gets past it.
-  if redis.call('SET', KEYS[ev[1]], '1', 'NX', 'EX', seen_ttl) then
-    applied = applied + 1
+  if redis.call('SET', KEYS[events[2 * i - 1]], '1', 'NX', 'EX', seen_ttl) then
     flags[i] = '1'
-    local shape = ev[2]
-    shapes[shape] = (shapes[shape] or 0) + 1
-    local used = ev[5]
-    if type(used) == 'table' then
-      local sum = tokens[shape]
-      if not sum then sum = {0, 0}; tokens[shape] = sum end
-      sum[1] = sum[1] + used[1]
-      sum[2] = sum[2] + used[2]
-    end
-    local m = ev[3]
-    for j = 1, #m, 3 do
-      local t = maxima[m[j]]
-      if not t then t = {}; maxima[m[j]] = t end
-      if not t[m[j + 1]] or m[j + 2] > t[m[j + 1]] then t[m[j + 1]] = m[j + 2] end
-    end
-    if plan.log > 0 then
-      redis.call('XADD', KEYS[plan.log], 'MAXLEN', '~', log_max, '*', 'e', ARGV[i + 1])
-    end
-    -- ev[4]: {request key, agent's recent list key, request id}, or 0 (explanations off).
-    local x = ev[4]
-    if type(x) == 'table' then
-      redis.call('SET', KEYS[x[1]], ARGV[i + 1], 'EX', explain_ttl)
-      if plan.recent_max > 0 then
-        local ids = recent[x[2]]
-        if not ids then ids = {}; recent[x[2]] = ids end
-        ids[#ids + 1] = x[3]
-      end
-    end
   else
     flags[i] = '0'
+    fresh = false
   end
 end
--- A shape's counters times its applied events; its events' tokens to its answering hour buckets.
-for id, times in pairs(shapes) do
-  local d = plan.deltas[id]
-  for j = 1, #d, 3 do bump(d[j], d[j + 1], d[j + 2] * times) end
-end
-for id, sum in pairs(tokens) do
-  for _, k in ipairs(plan.token_keys[id]) do
-    bump(k, '{{Fields.INPUT_TOKENS}}', sum[1])
-    bump(k, '{{Fields.OUTPUT_TOKENS}}', sum[2])
+if not fresh then
+  -- Undone within this call, so nobody ever sees these keys without their events' counters.
+  for i = 1, count do
+    if flags[i] == '1' then redis.call('DEL', KEYS[events[2 * i - 1]]) end
   end
+  return {table.concat(flags)}
 end
 
--- One LPUSH, LTRIM and EXPIRE per agent's recent-requests list for the whole batch.
-for k, ids in pairs(recent) do
-  for j = 1, #ids, 1000 do
-    redis.call('LPUSH', KEYS[k], unpack(ids, j, math.min(j + 999, #ids)))
+for i = 1, count do
+  if plan.log > 0 then
+    redis.call('XADD', KEYS[plan.log], 'MAXLEN', '~', log_max, '*', 'e', ARGV[i + 1])
+  end
+  local request = events[2 * i]
+  if request > 0 then redis.call('SET', KEYS[request], ARGV[i + 1], 'EX', explain_ttl) end
+end
+
+-- recent: pairs of an agent's recent-requests list and its new request ids, oldest first.
+-- One LPUSH, LTRIM and EXPIRE per list for the whole batch.
+local recent = plan.recent
+for j = 1, #recent, 2 do
+  local k, ids = recent[j], recent[j + 1]
+  for n = 1, #ids, 1000 do
+    redis.call('LPUSH', KEYS[k], unpack(ids, n, math.min(n + 999, #ids)))
   end
   redis.call('LTRIM', KEYS[k], 0, plan.recent_max - 1)
   redis.call('EXPIRE', KEYS[k], explain_ttl)
 end
 
--- One HINCRBY per (key, field) for the whole batch: counters are commutative. Every delta of a
--- bucket moves its requests field: when that comes back equal to the delta, this call created
--- the bucket, and only then does it need its TTL (a deadline fixed by the bucket's start).
+-- incr: one HINCRBY per (key, field) for the whole batch: counters are commutative. Every
+-- increment of a bucket moves its requests field: when that comes back equal to the increment,
+-- this call created the bucket, and only then does it need its TTL (a deadline fixed by the
+-- bucket's start).
 local created = {}
-for k, t in pairs(inc) do
-  for f, n in pairs(t) do
-    if redis.call('HINCRBY', KEYS[k], f, n) == n and f == '{{Fields.REQUESTS}}' then
-      created[k] = true
-    end
+local inc = plan.incr
+for j = 1, #inc, 3 do
+  local k, f, n = inc[j], inc[j + 1], inc[j + 2]
+  if redis.call('HINCRBY', KEYS[k], f, n) == n and f == '{{Fields.REQUESTS}}' then
+    created[k] = true
   end
 end
-for k, t in pairs(maxima) do
-  for f, v in pairs(t) do
-    local current = tonumber(redis.call('HGET', KEYS[k], f))
-    if not current or v > current then redis.call('HSET', KEYS[k], f, string.format('%.3f', v)) end
-  end
+local m = plan.maxima
+for j = 1, #m, 3 do
+  local k, f, v = KEYS[m[j]], m[j + 1], m[j + 2]
+  local current = tonumber(redis.call('HGET', k, f))
+  if not current or v > current then redis.call('HSET', k, f, string.format('%.3f', v)) end
 end
 local e = plan.expire
 for j = 1, #e, 2 do
   if created[e[j]] then redis.call('EXPIRE', KEYS[e[j]], e[j + 1]) end
 end
-if applied > 0 and #plan.providers > 0 then
+if count > 0 and #plan.providers > 0 then
   redis.call('SADD', KEYS[plan.providers_key], unpack(plan.providers))
 end
 
