@@ -5,6 +5,7 @@ from collections.abc import Sequence
 from typing import Any, cast
 
 import pytest
+from opentelemetry import propagate, trace
 from prometheus_client import CollectorRegistry
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
@@ -12,6 +13,8 @@ from redis.exceptions import ResponseError
 from codexpool_health.batcher import OutcomeBatcher, ShuttingDownError
 from codexpool_health.metrics import HealthMetrics
 from codexpool_health.store import BatchResult, HealthStore, Outcome, ProviderScore
+from codexpool_shared import telemetry
+from codexpool_shared.messaging import Delivery, MessageInfo
 from tests.unit.health.factories import attempt, outcome_event
 
 
@@ -38,10 +41,14 @@ class FakeChannel:
 
 
 class FakeMessage:
-    def __init__(self, channel: FakeChannel, tag: int) -> None:
+    def __init__(
+        self, channel: FakeChannel, tag: int, headers: dict[str, object] | None = None
+    ) -> None:
         self.channel = channel
         self.delivery_tag = tag
         self.body = b"{}"
+        self.headers = headers
+        self.info = MessageInfo(str(tag), "ns.events", "request.outcome.v1", False, 0)
         self.acks: list[bool] = []
         self.nacks: list[bool] = []
 
@@ -145,3 +152,38 @@ async def test_a_backlog_is_applied_in_full_batches_and_a_trickle_without_waitin
     await arrive(3, 0.1)
     await batcher.close()
     assert [len(b) for b in store.batches] == [1, 1, 1]
+
+
+async def test_a_batch_is_one_consumer_span_linked_to_every_producer() -> None:
+    telemetry.configure("codexpool-health-test")
+    store = FakeStore()
+    batcher, _ = make(store, linger_s=0.01, queue="ns.health.outcomes")
+    await batcher.start()
+    tracer = trace.get_tracer("test")
+    producers = []
+    messages = []
+    for tag in range(1, 4):
+        with tracer.start_as_current_span(f"publish {tag}") as producer:
+            carrier: dict[str, object] = {}
+            propagate.inject(carrier)
+        producers.append(producer.get_span_context())
+        messages.append(FakeMessage(FakeChannel(), tag, carrier))
+    with telemetry.capture_spans() as exporter:
+        await asyncio.gather(
+            *(
+                batcher.submit(outcome_event(1.0, attempt("p1")), cast(Delivery, m))
+                for m in messages
+            )
+        )
+        await batcher.close()
+    spans = {span.name: span for span in exporter.get_finished_spans()}
+    batch, applied = spans["process ns.health.outcomes"], spans["apply outcomes"]
+    assert batch.kind is trace.SpanKind.CONSUMER
+    # In the first event's trace, and linked to the others' producers.
+    assert batch.parent is not None and batch.parent.span_id == producers[0].span_id
+    assert batch.context.trace_id == producers[0].trace_id
+    assert [link.context.span_id for link in batch.links] == [p.span_id for p in producers[1:]]
+    assert batch.attributes is not None
+    assert batch.attributes["messaging.batch.message_count"] == 3
+    assert batch.attributes["messaging.rabbitmq.destination.routing_key"] == "request.outcome.v1"
+    assert applied.parent is not None and applied.parent.span_id == batch.context.span_id

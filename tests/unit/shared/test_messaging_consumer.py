@@ -10,10 +10,12 @@ from typing import Any, cast
 
 import pytest
 from aiormq.abc import AbstractChannel, DeliveredMessage
+from opentelemetry import propagate, trace
 from pamqp import commands as spec
 from pamqp.header import ContentHeader
 from prometheus_client import CollectorRegistry
 
+from codexpool_shared import telemetry
 from codexpool_shared.events import Event
 from codexpool_shared.messaging import (
     ConsumerState,
@@ -171,6 +173,29 @@ async def test_a_settling_handler_may_ack_many_deliveries_with_one_frame_later()
 
     await held[-1].ack(multiple=True)
     assert channel.frames == [f"ack {_tag(messages[-1])} multiple=True"]
+
+
+async def test_a_batching_handler_gets_no_span_per_delivery_but_the_producer_headers() -> None:
+    telemetry.configure("codexpool-unit")
+    with trace.get_tracer("test").start_as_current_span("publish") as producer:
+        carrier: dict[str, Any] = {}
+        propagate.inject(carrier)
+    seen: list[tuple[trace.Span, object]] = []
+
+    async def handler(event: Event, delivery: Delivery) -> None:
+        seen.append((trace.get_current_span(), delivery.headers))
+        await delivery.ack()
+
+    channel = FakeChannel()
+    with telemetry.capture_spans() as exporter:
+        for span_per_delivery in (False, True):
+            consumer = _consumer(handler, span_per_delivery=span_per_delivery)
+            await consumer.on_message(delivered(channel, encode(sample_outcome()), headers=carrier))
+    (alone, _), (traced, _) = seen
+    assert not alone.get_span_context().is_valid
+    assert seen[0][1] == carrier
+    assert traced.get_span_context().trace_id == producer.get_span_context().trace_id
+    assert [s.name for s in exporter.get_finished_spans()] == [f"process {QUEUE}"]
 
 
 def test_constructor_refuses_bad_settings() -> None:

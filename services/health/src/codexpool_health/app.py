@@ -64,6 +64,7 @@ def create_app(
                 store,
                 metrics,
                 report,
+                queue=Topology(settings.namespace).health_queue,
                 batch_size=settings.batch_size,
                 linger_s=settings.batch_linger_ms / 1000,
                 max_linger_s=settings.batch_max_linger_ms / 1000,

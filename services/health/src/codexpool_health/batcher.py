@@ -1,11 +1,13 @@
 """Applies outcome events many per Lua script call, then acks their messages in one frame.
 
-The shared ``EventConsumer`` runs one task per delivery (up to the prefetch), each inside its
-CONSUMER span; each hands its event and ``Delivery`` to the batcher and waits. The batcher
-applies whatever is waiting, up to ``batch_size`` events per script call, in arrival order, one
-batch at a time. Once a batch is in Redis it acks the batch's newest delivery with
-``multiple=True``: every older delivery on that channel is then settled (applied in this or an
-earlier batch, or already rejected), and one frame replaces a hundred.
+The shared ``EventConsumer`` runs one task per delivery (up to the prefetch); each hands its
+event and ``Delivery`` to the batcher and waits. The batcher applies whatever is waiting, up to
+``batch_size`` events per script call, in arrival order, one batch at a time, inside one
+CONSUMER span per batch: the child of the first delivery's producer span, linked to every other
+delivery's (``batch_consumer_span``), instead of a span per delivery. Once a batch is in Redis
+it acks the batch's newest delivery with ``multiple=True``: every older delivery on that channel
+is then settled (applied in this or an earlier batch, or already rejected), and one frame
+replaces a hundred.
 
 Redis unavailable: the batch is retried with a capped backoff for as long as it takes and its
 messages stay unacked. Nacking instead would count against the queue's delivery limit, and five
@@ -25,14 +27,13 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import Link
 
 from codexpool_health.metrics import HealthMetrics
 from codexpool_health.store import BatchResult, HealthStore, Outcome, ProviderScore
 from codexpool_shared.events import RequestOutcomeV1
 from codexpool_shared.messaging import Delivery, encode
+from codexpool_shared.messaging.propagation import batch_consumer_span
 from codexpool_shared.redis import UNAVAILABLE
 
 log = logging.getLogger("codexpool_health")
@@ -47,7 +48,6 @@ class _Waiting:
     outcome: Outcome
     message: Delivery | None
     future: asyncio.Future[bool]
-    context: otel_context.Context
 
 
 class OutcomeBatcher:
@@ -59,14 +59,17 @@ class OutcomeBatcher:
         metrics: HealthMetrics,
         on_scores: Callable[[Sequence[ProviderScore]], None],
         *,
+        queue: str = "",
         batch_size: int = 100,
         linger_s: float = 0.002,
         max_linger_s: float = 0.05,
         retry_max_s: float = 5.0,
     ) -> None:
+        """``queue``: where the deliveries come from, named by each batch's CONSUMER span."""
         self._store = store
         self._metrics = metrics
         self._on_scores = on_scores
+        self._queue = queue
         self._batch_size = batch_size
         self._linger_s = linger_s
         self._max_linger_s = max_linger_s
@@ -106,7 +109,6 @@ class OutcomeBatcher:
                 Outcome(event, message.body if message is not None else encode(event)),
                 message,
                 future,
-                otel_context.get_current(),
             )
         )
         self._wake.set()
@@ -151,22 +153,20 @@ class OutcomeBatcher:
             waited += self._linger_s
 
     async def _apply(self, batch: list[_Waiting]) -> BatchResult | None:
-        links = [
-            Link(context)
-            for context in (trace.get_current_span(w.context).get_span_context() for w in batch[1:])
-            if context.is_valid
-        ]
-        # The script call nests under the first event's consume span; the others are linked.
-        token = otel_context.attach(batch[0].context)
-        try:
-            with trace.get_tracer("codexpool_health").start_as_current_span(
-                "apply outcomes",
-                links=links,
-                attributes={"messaging.batch.message_count": len(batch)},
-            ):
-                return await self._apply_until_redis_answers(batch)
-        finally:
-            otel_context.detach(token)
+        deliveries = [w.message for w in batch if w.message is not None]
+        info = deliveries[0].info if deliveries else None
+        with (
+            batch_consumer_span(
+                [d.headers for d in deliveries],
+                exchange=info.exchange if info else "",
+                routing_key=info.routing_key if info else "",
+                queue=self._queue,
+            ),
+            trace.get_tracer("codexpool_health").start_as_current_span(
+                "apply outcomes", attributes={"messaging.batch.message_count": len(batch)}
+            ),
+        ):
+            return await self._apply_until_redis_answers(batch)
 
     async def _apply_until_redis_answers(self, batch: list[_Waiting]) -> BatchResult | None:
         delay = 0.05

@@ -2,7 +2,8 @@
 
 The shared consumer reconnects on its own, declares the namespace's topology on every connect,
 dead-letters bodies that do not decode (an unknown field included: event models forbid them)
-and runs each delivery in its CONSUMER span. This handler dead-letters outcomes that decode but
+and leaves tracing to the batcher (one CONSUMER span per batch, linking each delivery's
+producer). This handler dead-letters outcomes that decode but
 are not sane (``sanity.py``: a time far ahead or older than the hourly timeline, a name the
 registry would refuse), passes each other outcome with its delivery to the batcher, which acks a
 whole batch with one ``multiple=True`` frame once it is in Redis, and acks anything else routed
@@ -65,4 +66,5 @@ def outcome_consumer(
         prefetch=prefetch,
         declare=namespace,
         on_malformed=malformed,
+        span_per_delivery=False,
     )

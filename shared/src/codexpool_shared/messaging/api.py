@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import enum
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -118,6 +118,11 @@ class Delivery:
     def channel(self) -> SettleTarget:
         """The channel it came on; ``ack(multiple=True)`` reaches deliveries of that one only."""
         return self._message.channel
+
+    @property
+    def headers(self) -> Mapping[str, object] | None:
+        """Its AMQP headers (the producer's W3C trace context among them)."""
+        return self._message.header.properties.headers
 
     @property
     def info(self) -> MessageInfo:

@@ -13,7 +13,10 @@ through it, hence the supervisor). aiormq runs one task per delivery, up to the 
   loop) and counted ``malformed``;
 - otherwise the handler gets the event and its ``Delivery`` inside a CONSUMER span whose parent is
   the producer's (W3C trace context in the message headers), and settles the delivery at once
-  (``acking``) or later (health's batcher acks a batch with one ``multiple=True`` frame).
+  (``acking``) or later (health's batcher acks a batch with one ``multiple=True`` frame). A
+  handler that handles deliveries in batches traces them itself instead (``span_per_delivery=
+  False``; ``propagation.batch_consumer_span``): a span per delivery took about 7 % of the health
+  service's CPU even with tracing off.
 
 Deliveries of a lost connection cannot be settled any more; RabbitMQ redelivers them, and handlers
 are idempotent by ``event_id``.
@@ -96,6 +99,7 @@ class EventConsumer:
         prefetch: int = 200,
         declare: str | None = None,
         on_malformed: Callable[[MalformedMessageError], object] | None = None,
+        span_per_delivery: bool = True,
         connect_timeout_s: float = CONNECT_TIMEOUT_S,
         backoff_s: tuple[float, float] = (0.5, 10.0),
     ) -> None:
@@ -114,6 +118,9 @@ class EventConsumer:
             on_malformed: Called with the error of every body that does not decode (its
                 ``reason`` says whether only unknown fields were wrong), for a service's own
                 counters (the consumer's metrics count it anyway).
+            span_per_delivery: Run the handler inside a CONSUMER span per delivery; off for a
+                handler that starts one span per batch (linking each delivery's producer
+                context, from ``Delivery.headers``).
             connect_timeout_s: Bound on each connection attempt.
             backoff_s: The wait between connection attempts: first and largest, in seconds.
         """
@@ -126,6 +133,7 @@ class EventConsumer:
         self._prefetch = prefetch
         self._declare = declare
         self._on_malformed = on_malformed
+        self._span_per_delivery = span_per_delivery
         self._connect_timeout_s = connect_timeout_s
         self._backoff_s = backoff_s
         self._metrics = ConsumerMetrics(registry or CollectorRegistry(), queue)
@@ -279,13 +287,16 @@ class EventConsumer:
                 await delivery.reject()
             return
         try:
-            with consumer_span(
-                properties.headers,
-                exchange=message.exchange or "",
-                routing_key=message.routing_key or "",
-                message_id=properties.message_id or "",
-                queue=self._queue,
-            ):
+            if self._span_per_delivery:
+                with consumer_span(
+                    properties.headers,
+                    exchange=message.exchange or "",
+                    routing_key=message.routing_key or "",
+                    message_id=properties.message_id or "",
+                    queue=self._queue,
+                ):
+                    await self._handler(event, delivery)
+            else:
                 await self._handler(event, delivery)
         except Exception as exc:
             # One line: the span holds the traceback, and a failing batch fails many deliveries.

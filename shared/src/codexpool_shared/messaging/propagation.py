@@ -7,7 +7,7 @@ provider: the SDK builds a new tracer on every ``get_tracer`` call, a third of a
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
 from opentelemetry import propagate, trace
@@ -44,16 +44,18 @@ def capture_context() -> Carrier:
 
 
 def _attributes(
-    exchange: str, routing_key: str, message_id: str, operation: str
+    exchange: str, routing_key: str, message_id: str | None, operation: str
 ) -> dict[str, AttributeValue]:
-    return {
+    attributes: dict[str, AttributeValue] = {
         "messaging.system": "rabbitmq",
         "messaging.destination.name": exchange,
         "messaging.rabbitmq.destination.routing_key": routing_key,
         "messaging.operation.type": operation,
         "messaging.operation.name": "publish" if operation == "send" else operation,
-        "messaging.message.id": message_id,
     }
+    if message_id is not None:
+        attributes["messaging.message.id"] = message_id
+    return attributes
 
 
 def start_producer_span(
@@ -121,4 +123,44 @@ def consumer_span(
         record_exception=True,
         set_status_on_exception=True,
     ) as span:
+        yield span
+
+
+@contextmanager
+def batch_consumer_span(
+    headers: Sequence[Mapping[str, object] | None],
+    *,
+    exchange: str,
+    routing_key: str,
+    queue: str,
+) -> Iterator[Span]:
+    """A current CONSUMER span around handling a batch of messages together.
+
+    The OTel messaging conventions give a batch one span with a link to each message's
+    creation context; this one is also the child of the first message's producer span, so a
+    trace whose event came first (or alone, as at a low rate) shows its consumer in line. The
+    other producer contexts are parsed only when the span is recorded.
+
+    Args:
+        headers: The AMQP headers of each message, in the batch's order.
+        exchange: The exchange they came through.
+        routing_key: Their routing key (the event type).
+        queue: The queue they were consumed from.
+    """
+    with _tracer().start_as_current_span(
+        f"process {queue}",
+        context=extract(headers[0]) if headers else None,
+        kind=SpanKind.CONSUMER,
+        attributes={
+            **_attributes(exchange, routing_key, None, "process"),
+            "messaging.batch.message_count": len(headers),
+        },
+        record_exception=True,
+        set_status_on_exception=True,
+    ) as span:
+        if span.is_recording():
+            for carrier in headers[1:]:
+                producer = trace.get_current_span(extract(carrier)).get_span_context()
+                if producer.is_valid:
+                    span.add_link(producer)
         yield span
