@@ -11,8 +11,8 @@ import pytest
 from codexpool_shared.events import (
     Attempt,
     AttemptFields,
-    Considered,
     Decision,
+    DecisionFields,
     RequestOutcomeV1,
     TokenUsage,
     encode_outcome,
@@ -49,27 +49,52 @@ ATTEMPTS: list[AttemptFields] = [
     },
 ]
 
-DECISION = Decision(
-    candidates=(
-        Considered(provider="account-1", eligible=True, reason="affinity", rank=0),
-        Considered(provider="account-4", eligible=True, reason="beyond_attempt_limit"),
-        Considered(
-            provider="account-5",
-            eligible=False,
-            reason="cooldown",
-            until=datetime(2026, 12, 5, 1, 2, 3, 456789, UTC),
-            detail="usage_limit",
-        ),
-        Considered(
-            provider="account-6",
-            eligible=False,
-            reason="circuit_open",
-            until=datetime(2026, 12, 5, 1, 2, 3, tzinfo=UTC),
-        ),
-    ),
-    pool_size=6,
-    local_snapshot=True,
-)
+DECISION: DecisionFields = {
+    "candidates": [
+        {
+            "provider": "account-1",
+            "eligible": True,
+            "reason": "affinity",
+            "rank": 0,
+            "until": None,
+            "detail": None,
+        },
+        {
+            "provider": "account-4",
+            "eligible": True,
+            "reason": "beyond_attempt_limit",
+            "rank": None,
+            "until": None,
+            "detail": None,
+        },
+        {
+            "provider": "account-5",
+            "eligible": False,
+            "reason": "cooldown",
+            "rank": None,
+            "until": datetime(2026, 12, 5, 1, 2, 3, 456789, UTC),
+            "detail": "usage_limit",
+        },
+        {
+            "provider": "account-6",
+            "eligible": False,
+            "reason": "circuit_open",
+            "rank": None,
+            "until": datetime.fromtimestamp(1_796_000_000_456 / 1000, UTC),
+            "detail": None,
+        },
+        {
+            "provider": "account-7",
+            "eligible": False,
+            "reason": "probe_in_progress",
+            "rank": None,
+            "until": datetime(2026, 12, 5, 1, 2, 3, tzinfo=UTC),
+            "detail": None,
+        },
+    ],
+    "pool_size": 7,
+    "local_snapshot": True,
+}
 
 FULL: dict[str, Any] = {
     "request_id": "req_01",
@@ -121,6 +146,7 @@ def test_the_encoded_outcome_is_byte_for_byte_the_models_json(fields: dict[str, 
         **{
             **fields,
             "attempts": tuple(Attempt(**attempt) for attempt in fields["attempts"]),
+            "decision": fields["decision"] and Decision.model_validate(fields["decision"]),
         },
     )
     assert decoded == expected

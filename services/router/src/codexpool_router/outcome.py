@@ -25,7 +25,7 @@ from codexpool_shared.events import (
     TokenUsage,
     encode_outcome,
 )
-from codexpool_shared.store.explain import decision
+from codexpool_shared.store.explain import decision_fields
 from codexpool_shared.store.selection import Candidate, Selection
 from codexpool_shared.telemetry import attributes as attr
 
@@ -303,7 +303,7 @@ class Ledger:
             client_latency_ms=(time.perf_counter() - self.started) * 1000,
             usage=self.usage,
             traceparent=self._traceparent,
-            decision=decision(selection) if self.core.settings.explain else None,
+            decision=decision_fields(selection) if self.core.settings.explain else None,
             overflow=self.overflow,
         )
         self.core.publish(event)

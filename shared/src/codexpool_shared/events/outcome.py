@@ -195,6 +195,25 @@ class RequestOutcomeV1(BaseEvent):
     its attempt is the one with provider ``overflow``, which is not a pool member."""
 
 
+class ConsideredFields(TypedDict):
+    """A ``Considered``'s fields, as ``DecisionFields`` holds them."""
+
+    provider: str
+    eligible: bool
+    reason: SkipReason | ChoiceReason
+    rank: int | None
+    until: datetime | None
+    detail: str | None
+
+
+class DecisionFields(TypedDict):
+    """A ``Decision``'s fields, as ``encode_outcome`` takes them."""
+
+    candidates: list[ConsideredFields]
+    pool_size: int
+    local_snapshot: bool
+
+
 class AttemptFields(TypedDict):
     """An ``Attempt``'s fields, as ``encode_outcome`` takes them."""
 
@@ -221,7 +240,7 @@ def encode_outcome(
     client_latency_ms: float,
     usage: TokenUsage | None,
     traceparent: str | None,
-    decision: Decision | None,
+    decision: DecisionFields | None,
     overflow: bool,
 ) -> EncodedEvent:
     """The body ``RequestOutcomeV1(...).model_dump_json()`` gives for these fields, unvalidated.
@@ -251,7 +270,7 @@ def encode_outcome(
             "final_outcome": final_outcome,
             "client_latency_ms": client_latency_ms,
             "usage": None if usage is None else usage.model_dump(),
-            "decision": None if decision is None else decision.model_dump(mode="json"),
+            "decision": decision,
             "overflow": overflow,
         },
         option=orjson.OPT_UTC_Z,
