@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from uuid import UUID
 
 import pytest
 from pydantic import ValidationError
@@ -92,3 +93,14 @@ def test_uuid7_ids_sort_by_creation() -> None:
     ids = [uuid7() for _ in range(50)]
     assert all(i.version == 7 and i.variant == "specified in RFC 4122" for i in ids)
     assert [i.int >> 80 for i in ids] == sorted(i.int >> 80 for i in ids)
+
+
+def test_uuid7_strings_are_canonical_uuid7s_that_sort_by_creation() -> None:
+    from codexpool_shared.ids import uuid7_str
+
+    texts = [uuid7_str() for _ in range(50)]
+    ids = [UUID(t) for t in texts]
+    assert [str(i) for i in ids] == texts
+    assert all(i.version == 7 and i.variant == "specified in RFC 4122" for i in ids)
+    assert [i.int >> 80 for i in ids] == sorted(i.int >> 80 for i in ids)
+    assert len(set(texts)) == len(texts)

@@ -10,7 +10,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from codexpool_shared.events.base import BaseEvent, EncodedEvent
-from codexpool_shared.ids import uuid7
+from codexpool_shared.ids import uuid7_str
 
 Strategy = Literal["round-robin", "primary-first", "quota-aware"]
 """The pool strategies (docs/SPEC.md section 5)."""
@@ -251,7 +251,7 @@ def encode_outcome(
     models' fields in their declaration order; ``tests/unit/shared/test_events.py`` pins the
     bytes against ``model_dump_json``.
     """
-    event_id = str(uuid7())
+    event_id = uuid7_str()
     body = orjson.dumps(
         {
             "event_id": event_id,
