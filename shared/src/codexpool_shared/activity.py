@@ -14,9 +14,10 @@ Per provider and scope (an agent id, or :data:`ALL_POOLS` across every pool):
 - ``Keys.health_hour``: the timeline counters for one hour, plus the tokens of the requests
   the provider answered (``input_tokens``, ``output_tokens``); they expire after
   :data:`HOUR_RETENTION_S`, so they also make the 28-day usage history.
-- ``Keys.health(provider)`` (scope-free): the fields of :class:`HealthFields`, ``score``,
-  ``band``, ``components`` (JSON), ``updated_at`` and ``last_fault_at``; the router's selection
-  script reads the score to open circuits.
+- ``Keys.live(provider)`` (scope-free), beside the router's live state: the fields of
+  :class:`HealthFields`, ``score``, ``band``, ``components`` (JSON), ``updated_at`` and
+  ``last_fault_at``; the router's selection script reads the score with the live state, in the
+  same command, to open circuits.
 
 The health service's apply script and the selection script are rendered from these classes
 (``codexpool_shared.store.scripts``): neither spells a field name itself.
@@ -89,7 +90,7 @@ class Fields:
 
 
 class HealthFields:
-    """Field names of a provider's health hash (``Keys.health``)."""
+    """Field names of a provider's health verdict, in its live hash (``Keys.live``)."""
 
     SCORE: Final = "score"
     BAND: Final = "band"
@@ -97,6 +98,16 @@ class HealthFields:
     UPDATED_AT: Final = "updated_at"
     LAST_FAULT_AT: Final = Fields.LAST_FAULT_AT
     """Copied from the totals (across pools) when the score is computed."""
+
+
+HEALTH_VERDICT: Final = (
+    HealthFields.SCORE,
+    HealthFields.BAND,
+    HealthFields.COMPONENTS,
+    HealthFields.UPDATED_AT,
+    HealthFields.LAST_FAULT_AT,
+)
+"""Every field the health service writes into a live hash (a rebuild deletes them)."""
 
 
 def score_opens_circuit(
@@ -298,7 +309,7 @@ async def read_activity(
                 pipe.hgetall(keys.health_minute(scope, provider, start))
             for start in hour_starts:
                 pipe.hgetall(keys.health_hour(scope, provider, start))
-            pipe.hgetall(keys.health(provider))
+            pipe.hgetall(keys.live(provider))
         replies = iter([decode_hash(r) for r in await pipe.execute()])
     return [
         _activity(

@@ -111,7 +111,12 @@ class Keys:
         return self._k("affinity", agent_id, session_digest)
 
     def live(self, provider: str) -> str:
-        """Hash: a provider's live state (quota snapshot, cooldown, circuit, failure streak)."""
+        """Hash: a provider's live state and the health service's verdict on it.
+
+        The live state (quota snapshot, cooldown, circuit, failure streak) has the fields of
+        ``LiveFields``; the verdict (score, band) those of ``HealthFields``: one hash, so that the
+        selection reads a member's state and score in one command.
+        """
         return self._k("live", provider)
 
     def refresh_lock(self, provider: str) -> str:
@@ -132,10 +137,6 @@ class Keys:
         return self._k("overflow", agent_id)
 
     # Health aggregates ----------------------------------------------------------------------
-
-    def health(self, provider: str) -> str:
-        """Hash: a provider's health score, its components and its status band."""
-        return self._k("health", provider)
 
     def event_seen(self, event_id: str) -> str:
         """String with TTL: an outcome event already applied (idempotent consumer)."""

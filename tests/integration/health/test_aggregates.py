@@ -147,7 +147,7 @@ async def test_band_crossings_are_reported_once_and_old_faults_age_out(
     again = await store.rescore(["p1"], now=now + 1)
     assert not again[0].crossed
 
-    health = await redis.hgetall(keys.health("p1"))
+    health = await redis.hgetall(keys.live("p1"))
     assert float(health[b"last_fault_at"]) == pytest.approx(minute0)
     components = json.loads(health[b"components"])
     assert (components["faults"], components["fallbacks_away"]) == (11, 11)
@@ -186,7 +186,7 @@ async def test_a_batch_without_a_fault_rescores_a_provider_only_once_its_score_i
     fresh = [outcome_event(minute0, attempt("p1")) for _ in range(3)]
     result = await store.apply([as_outcome(e) for e in fresh], now=now + 0.5)
     assert result.applied == [True] * 3 and result.scores == []
-    health = await redis.hgetall(keys.health("p1"))
+    health = await redis.hgetall(keys.live("p1"))
     assert json.loads(health[b"components"])["successes"] == 1
     assert float(health[b"updated_at"]) == now
 

@@ -10,7 +10,9 @@ import time
 from redis.asyncio import Redis
 
 from codexpool_health.store import HealthStore
+from codexpool_shared.activity import HealthFields
 from codexpool_shared.keys import Keys
+from codexpool_shared.store.live import LiveFields
 from tests.integration.conftest import RedisTarget
 from tests.integration.health.test_exactly_once import scripted_events, snapshot
 from tests.unit.health.factories import as_outcome
@@ -27,8 +29,15 @@ async def test_rebuild_replays_the_log_into_identical_aggregates(
     await store.apply([as_outcome(e) for e in events[:50]])  # redeliveries: not logged twice
     now = time.time()
     before = await snapshot(redis, keys, now)
-    # Corrupt an aggregate, as a formula change would make every one of them stale.
+    # Corrupt an aggregate and a score, as a formula change would make every one of them stale.
     await redis.hset(keys.health_totals("agent-1", "p1"), "requests", 999_999)
+    await redis.hset(
+        keys.live("p1"), mapping={HealthFields.SCORE: "1.00", HealthFields.BAND: "unhealthy"}
+    )
+    # The router's live state shares the hash with the score: a rebuild leaves it as it was.
+    await redis.hset(
+        keys.live("p1"), mapping={LiveFields.COOLDOWN_UNTIL: 123, LiveFields.FAILURES: 2}
+    )
 
     result = subprocess.run(
         [sys.executable, "-m", "codexpool_health", "rebuild"],
@@ -47,4 +56,6 @@ async def test_rebuild_replays_the_log_into_identical_aggregates(
 
     assert "replayed 500 events" in result.stdout
     assert await snapshot(redis, keys, now) == before
+    live = await redis.hmget(keys.live("p1"), LiveFields.COOLDOWN_UNTIL, LiveFields.FAILURES)
+    assert live == [b"123", b"2"]
     assert await redis.xlen(keys.outcome_log) == 500

@@ -115,7 +115,7 @@ async def test_open_circuit_is_skipped_then_probed_by_one_caller(pool: Fixture) 
 
 async def test_low_health_score_opens_the_circuit(pool: Fixture) -> None:
     await pool.setup("primary-first")
-    await pool.redis.hset(pool.keys.health("p1"), mapping={"score": "12.5", "band": "unhealthy"})
+    await pool.redis.hset(pool.keys.live("p1"), mapping={"score": "12.5", "band": "unhealthy"})
     assert await pool.order() == ["p2", "p3"]
     live = await pool.redis.hget(pool.keys.live("p1"), "circuit_open_until_ms")
     assert int(live or 0) > now_ms()

@@ -194,7 +194,7 @@ async def _provider_gone_everywhere(redis: Redis, keys: Keys, name: str) -> None
     with pytest.raises(NotFound):
         await get_provider(redis, keys, name)
     assert not await redis.sismember(keys.providers, name)
-    assert not await redis.exists(keys.live(name), keys.health(name))
+    assert not await redis.exists(keys.live(name))
     for agent_id in await redis.smembers(keys.agents):
         pool = await get_pool(
             redis, keys, agent_id.decode() if isinstance(agent_id, bytes) else agent_id

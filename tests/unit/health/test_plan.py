@@ -149,7 +149,7 @@ def test_rescoring_reads_the_window_of_minute_buckets_across_pools() -> None:
     assert force == 1
     assert (provider, keys[health - 1], keys[totals - 1]) == (
         "p1",
-        KEYS.health("p1"),
+        KEYS.live("p1"),
         KEYS.health_totals(ALL_POOLS, "p1"),
     )
     assert [keys[m - 1] for m in minutes] == [

@@ -224,7 +224,7 @@ class BatchPlan:
         starts = [minute - 60 * i for i in range(self.score.window_minutes)]
         self._rescore[provider] = [
             provider,
-            self.key(self.keys.health(provider)),
+            self.key(self.keys.live(provider)),
             self.key(self.keys.health_totals(ALL_POOLS, provider)),
             [self.key(self.keys.health_minute(ALL_POOLS, provider, s)) for s in starts],
             1 if force or not self.rescore_after_s else 0,

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 from codexpool_health.store import HealthStore, Outcome
+from codexpool_shared.activity import HEALTH_VERDICT
 from codexpool_shared.events import RequestOutcomeV1
 from codexpool_shared.keys import Keys
 from codexpool_shared.messaging import MalformedMessageError, decode
@@ -35,12 +36,7 @@ def _bytes(value: bytes | str | None) -> bytes:
 
 async def _delete_aggregates(redis: Redis, keys: Keys) -> int:
     deleted = 0
-    patterns = (
-        keys.health_aggregates_pattern,
-        keys.health("*"),
-        keys.event_seen("*"),
-    )
-    for pattern in patterns:
+    for pattern in (keys.health_aggregates_pattern, keys.event_seen("*")):
         batch: list[bytes] = []
         async for key in redis.scan_iter(match=pattern, count=1000):
             batch.append(key)
@@ -49,6 +45,9 @@ async def _delete_aggregates(redis: Redis, keys: Keys) -> int:
                 batch = []
         if batch:
             deleted += await redis.unlink(*batch)
+    # The scores live in the providers' live hashes, beside the router's state, which stays.
+    async for key in redis.scan_iter(match=keys.live("*"), count=1000):
+        deleted += 1 if await redis.hdel(key, *HEALTH_VERDICT) else 0
     return deleted + await redis.unlink(keys.health_providers)
 
 

@@ -112,7 +112,7 @@ async def delete_provider(
                         keys.pool(pool.agent_id), PoolFields.PROVIDERS, orjson.dumps(kept).decode()
                     )
                     pipe.hincrby(keys.pool(pool.agent_id), PoolFields.VERSION, 1)
-                pipe.delete(provider_key, keys.live(name), keys.health(name))
+                pipe.delete(provider_key, keys.live(name))
                 pipe.srem(keys.providers, name)
                 replies = await pipe.execute()
             except WatchError:

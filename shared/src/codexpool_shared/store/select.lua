@@ -71,10 +71,12 @@ local ranks = {burn_first = 0, preserve = 2}
 local prio = pool[4] and cjson.decode(pool[4]) or nil
 local function rank(name) return prio and ranks[prio[name]] or 1 end
 
--- Each member's live state: l[1] to l[5], then its quota windows (l[6] to l[11]) in a
--- quota-aware pool only, the one strategy that reads them (a field read costs the script).
+-- Each member's live state: l[1] to l[5], its health score (l[6], written into the same hash by
+-- the health service), then its quota windows (l[7] to l[12]) in a quota-aware pool only, the
+-- one strategy that reads them (a field read costs the script).
 local live_fields = {'{{LiveFields.COOLDOWN_UNTIL}}', '{{LiveFields.COOLDOWN_REASON}}',
-  '{{LiveFields.CIRCUIT_OPEN_UNTIL}}', '{{LiveFields.CIRCUIT_CLOSED_AT}}', '{{LiveFields.FAILURES}}'}
+  '{{LiveFields.CIRCUIT_OPEN_UNTIL}}', '{{LiveFields.CIRCUIT_CLOSED_AT}}', '{{LiveFields.FAILURES}}',
+  '{{HealthFields.SCORE}}'}
 if strategy == 'quota-aware' then
   for _, f in ipairs({'{{LiveFields.PRIMARY_USED_PERCENT}}', '{{LiveFields.PRIMARY_WINDOW_MINUTES}}',
       '{{LiveFields.PRIMARY_RESETS_AT}}', '{{LiveFields.SECONDARY_USED_PERCENT}}',
@@ -115,7 +117,7 @@ for i, name in ipairs(members) do
       table.insert(skipped, {name, 'cooldown:' .. (l[2] or ''), cooldown})
     else
       if open_until == 0 and threshold > 0 and now > closed_at + grace then
-        local score = tonumber(redis.call('HGET', key(T.health, name), '{{HealthFields.SCORE}}') or '')
+        local score = tonumber(l[6] or '')
         if score and score < threshold then
           open_until = open_circuit(live, now, base_ms, max_ms)
         end
@@ -202,10 +204,10 @@ end
 local function pressure(l)
   local worst = 0
   for w = 0, 1 do
-    local used = tonumber(l[6 + 3 * w] or '')
+    local used = tonumber(l[7 + 3 * w] or '')
     if used then
-      local window = (tonumber(l[7 + 3 * w] or '') or 0) * 60000
-      local resets = (tonumber(l[8 + 3 * w] or '') or 0) * 1000
+      local window = (tonumber(l[8 + 3 * w] or '') or 0) * 60000
+      local resets = (tonumber(l[9 + 3 * w] or '') or 0) * 1000
       local share = 1
       if window > 0 and resets > 0 then
         share = math.max(0, math.min(1, (resets - now) / window))
@@ -219,7 +221,7 @@ end
 local function next_reset(l)
   local t = math.huge
   for w = 0, 1 do
-    local resets = tonumber(l[8 + 3 * w] or '') or 0
+    local resets = tonumber(l[9 + 3 * w] or '') or 0
     if resets > 0 and resets < t then t = resets end
   end
   return t

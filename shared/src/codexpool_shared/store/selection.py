@@ -15,9 +15,9 @@ Contract of the script (EVALSHA, KEYS[1] ``Keys.slot_key``; ARGV):
 It first applies the agent's limits (``agents.py``): refused when expired, for a model outside
 its list, with its day's tokens spent, or with ``requests_per_minute`` requests in the last 60 s
 (the window records this request otherwise).
-It resolves the agent, reads its pool, every member's record, live state and health score,
-applies eligibility (active; no cooldown; circuit closed, or half-open and this caller won the
-probe lock), orders by strategy with session affinity first, INCRs the round-robin counter
+It resolves the agent, reads its pool, every member's record and live state (with its health
+score), applies eligibility (active; no cooldown; circuit closed, or half-open and this caller
+won the probe lock), orders by strategy with session affinity first, INCRs the round-robin counter
 (rotation over the *eligible* members), records the affinity, and returns JSON:
 ``{"e": "unauthorized"}``, ``{"e": "no_pool", "a": agent}``, ``{"e": "agent_expired" |
 "model_not_allowed", "a"}``, ``{"e": "agent_limit", "a", "l" limit name, "r" ms when it
@@ -104,7 +104,6 @@ def _key_table() -> str:
         "rr_counter": sentinel.rr_counter("\0"),
         "provider": sentinel.provider("\0"),
         "live": sentinel.live("\0"),
-        "health": sentinel.health("\0"),
         "affinity": sentinel.affinity("\0", "\0"),
         "probe_lock": sentinel.probe_lock("\0"),
         "provider_leases": sentinel.provider_leases("\0"),
