@@ -5,11 +5,12 @@ from __future__ import annotations
 import orjson
 import pytest
 
+from codexpool_router import upstream
 from codexpool_router.classify import classify
 from codexpool_router.inbound import agent_key_digest, parse_body
 from codexpool_router.quota import exhausted_reset, snapshot_from_headers
 from codexpool_router.sse import SseTap, error_event
-from codexpool_router.upstream import client_headers, upstream_headers
+from codexpool_router.upstream import client_headers, passed_back, upstream_headers
 from codexpool_shared.errors import ApiError
 
 
@@ -188,3 +189,31 @@ def test_quota_snapshot_from_headers() -> None:
     assert snapshot.credits_has_credits is False and snapshot.plan_type == "plus"
     assert exhausted_reset(snapshot) == 1770003600
     assert snapshot_from_headers({}) is None
+
+
+def test_the_client_sees_pass_back_and_codex_headers_lowercased_and_nothing_else(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    raw = (
+        (b"Set-Cookie", b"session=secret"),
+        (b"OpenAI-Model", b"gpt-5-codex"),
+        (b"X-Codex-Primary-Used-Percent", b"12"),
+        (b"x-request-id", b"upstream-id"),
+        (b"x-codex-plan-type", b"pro"),
+        (b"Retry-After", b"3"),
+        (b"cf-ray", b"abc"),
+    )
+    expected = [
+        (b"openai-model", b"gpt-5-codex"),
+        (b"x-codex-primary-used-percent", b"12"),
+        (b"x-codex-plan-type", b"pro"),
+        (b"retry-after", b"3"),
+    ]
+    # First sight of each name, then the remembered answer: the same headers either way.
+    assert passed_back(raw) == expected
+    assert passed_back(raw) == expected
+    # Past the bound, names are still judged, just not remembered.
+    monkeypatch.setattr(upstream, "_PASSED", {})
+    monkeypatch.setattr(upstream, "_PASSED_MAX", 2)
+    assert passed_back(raw) == expected
+    assert len(upstream._PASSED) == 2

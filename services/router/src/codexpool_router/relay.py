@@ -18,7 +18,7 @@ from codexpool_router.livewriter import epoch_ms
 from codexpool_router.outcome import Ledger
 from codexpool_router.shutdown import CODE, MESSAGE, InFlight
 from codexpool_router.sse import error_event, usage_of
-from codexpool_router.upstream import PASS_BACK
+from codexpool_router.upstream import passed_back
 from codexpool_shared.events import HEALTH_FAULTS, OutcomeClass
 from codexpool_shared.store.overflow import OVERFLOW
 from codexpool_shared.store.selection import Candidate
@@ -52,11 +52,7 @@ async def deliver(
     inflight: InFlight,
 ) -> None:
     headers = router_headers(ledger.request_id, candidate.name, len(ledger.attempts))
-    passed = [
-        (name, value)
-        for key, value in result.raw_headers
-        if (name := key.lower()) in PASS_BACK or name.startswith(b"x-codex-")
-    ]
+    passed = passed_back(result.raw_headers)
     if inbound.dialect == "compact":
         inflight.answering = True
         ledger.finish(candidate, "success", usage_of(_json(result.body)))

@@ -7,6 +7,7 @@ routing and caching); the provider's token and account id are set here. The clie
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 from opentelemetry.util.types import AttributeValue
@@ -36,6 +37,34 @@ _CODEX_ORIGINATORS = ("codex_", "codex-", "Codex ")
 # Upstream answer headers the client may see besides ``x-codex-*``; everything else (cookies,
 # cf-*, the upstream's own request id, its content type and length) stays with the router.
 PASS_BACK = frozenset({b"openai-model", b"x-models-etag", b"x-reasoning-included", b"retry-after"})
+
+_PASSED: dict[bytes, bytes | None] = {}
+"""Each upstream header name seen as sent, and the lowercase name it is passed back under (None:
+kept back). A stream's answer carries about twenty headers: lowering and testing each name per
+request cost four times this lookup. Bounded (``_PASSED_MAX``) against an upstream that invents
+header names."""
+_PASSED_MAX = 1024
+
+
+def _passed_name(key: bytes) -> bytes | None:
+    name = key.lower()
+    passed = name if name in PASS_BACK or name.startswith(b"x-codex-") else None
+    if len(_PASSED) < _PASSED_MAX:
+        _PASSED[key] = passed
+    return passed
+
+
+def passed_back(raw_headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """The upstream answer's headers the client sees, lowercase: ``PASS_BACK`` and ``x-codex-*``."""
+    out: list[tuple[bytes, bytes]] = []
+    for key, value in raw_headers:
+        try:
+            name = _PASSED[key]
+        except KeyError:
+            name = _passed_name(key)
+        if name is not None:
+            out.append((name, value))
+    return out
 
 
 def client_headers(scope: Scope) -> tuple[dict[str, str], str | None, str | None]:
