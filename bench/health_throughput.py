@@ -60,7 +60,8 @@ def make_event(rng: random.Random) -> RequestOutcomeV1:
             break
     return RequestOutcomeV1(
         occurred_at=datetime.now(UTC),
-        request_id="bench",
+        # Fresh per request, as the router's: the explanation key is the dedupe.
+        request_id=f"req_{rng.getrandbits(96):024x}",
         agent_id=rng.choice(AGENTS),
         strategy="round-robin",
         stream=True,

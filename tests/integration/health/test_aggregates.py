@@ -204,13 +204,15 @@ async def test_a_batch_without_a_fault_rescores_a_provider_only_once_its_score_i
     assert p1.score == score(6, 1, 0)
 
 
+@pytest.mark.parametrize("explain_ttl_s", [600, 86_400], ids=["seen-keys", "request-keys"])
 async def test_a_batch_with_redeliveries_applies_only_its_new_events_once(
-    redis: Redis, namespace: str, minute0: int
+    redis: Redis, namespace: str, minute0: int, explain_ttl_s: int
 ) -> None:
     # The script sums a batch's counters assuming every event is new: a redelivery among new
-    # events makes it write nothing and the store plan the batch again without it.
+    # events makes it write nothing and the store plan the batch again without it. Explanations
+    # kept as long as the dedupe keys (24 h) are the dedupe themselves.
     keys = Keys(namespace)
-    store = HealthStore(redis, keys, log_maxlen=1000, explain_ttl_s=600, recent_max=10)
+    store = HealthStore(redis, keys, log_maxlen=1000, explain_ttl_s=explain_ttl_s, recent_max=10)
     now = minute0 + 30
     old = [
         outcome_event(minute0, attempt("p1", "timeout"), request_id=f"req_old{i}") for i in range(2)
@@ -235,5 +237,33 @@ async def test_a_batch_with_redeliveries_applies_only_its_new_events_once(
         "req_old1",
         "req_old0",
     ]
+    by_request = explain_ttl_s == 86_400
     for e in (*old, *new):
-        assert await redis.exists(keys.event_seen(str(e.event_id)), keys.request(e.request_id)) == 2
+        assert await redis.get(keys.request(e.request_id)) == e.model_dump_json().encode()
+        assert await redis.exists(keys.event_seen(str(e.event_id))) == (0 if by_request else 1)
+        assert 0 < await redis.ttl(keys.request(e.request_id)) <= explain_ttl_s
+
+
+async def test_events_reusing_a_request_id_each_count_once_and_the_first_explains_it(
+    redis: Redis, namespace: str, minute0: int
+) -> None:
+    # The router never reuses a request id; another producer might, and its events still count.
+    keys = Keys(namespace)
+    store = HealthStore(redis, keys, log_maxlen=1000, explain_ttl_s=86_400)
+    now = minute0 + 30
+    first, second, third = (
+        outcome_event(minute0, attempt("p1"), request_id="req_same") for _ in range(3)
+    )
+    result = await store.apply([as_outcome(e) for e in (first, second)], now=now)
+    assert result.applied == [True, True]
+    batch = [second, third, first, third]
+    assert (await store.apply([as_outcome(e) for e in batch], now=now)).applied == [
+        False,
+        True,
+        False,
+        False,
+    ]
+    (p1,) = await read_activity(redis, keys, ["p1"], now=now)
+    assert p1.requests == 3
+    assert await redis.xlen(keys.outcome_log) == 3
+    assert await redis.get(keys.request("req_same")) == first.model_dump_json().encode()

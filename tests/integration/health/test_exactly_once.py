@@ -47,7 +47,16 @@ def scripted_events(count: int, seed: int) -> list[RequestOutcomeV1]:
             )
             if outcome == "success":
                 break
-        events.append(outcome_event(now - rng.uniform(0, 600), *attempts, agent=rng.choice(AGENTS)))
+        # A request id of its own, as the router gives each request: the explanation key is
+        # then the dedupe (the service's defaults keep explanations as long as dedupe keys).
+        events.append(
+            outcome_event(
+                now - rng.uniform(0, 600),
+                *attempts,
+                agent=rng.choice(AGENTS),
+                request_id=f"req_{rng.getrandbits(96):024x}",
+            )
+        )
     return events
 
 

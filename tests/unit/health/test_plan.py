@@ -177,3 +177,15 @@ def test_a_batch_rescores_at_once_only_the_providers_it_saw_a_health_fault_on() 
     rescore = script_plan["rescore"]
     assert isinstance(rescore, list)
     assert [r[4] for r in rescore] == [1]
+
+
+def test_request_keys_are_the_dedupe_only_when_kept_as_long_as_dedupe_keys() -> None:
+    def by_request(seen_ttl_s: int, explain_ttl_s: int) -> object:
+        plan = BatchPlan(KEYS, 1_800_000_030.0, ScoreConfig(), seen_ttl_s, 10, explain_ttl_s)
+        return decoded(plan)[1]["by_request"]
+
+    assert by_request(86_400, 86_400) == 1
+    assert by_request(86_400, 7 * 86_400) == 1
+    # Shorter explanations would let a late redelivery count again; off, there are none.
+    assert by_request(86_400, 3600) == 0
+    assert by_request(86_400, 0) == 0

@@ -236,6 +236,12 @@ class BatchPlan:
         for provider in sorted(self._providers):
             self.rescore(provider, force=provider in self._faulted)
 
+    @property
+    def dedupe_by_request(self) -> bool:
+        """Whether the request keys (explanations) are the dedupe: when they are kept at least
+        as long as the seen keys would be (see ``lua/apply.lua``)."""
+        return 0 < self.seen_ttl_s <= self.explain_ttl_s
+
     def script_args(self) -> tuple[list[str], list[bytes]]:
         """The script's ``KEYS`` and ``ARGV``: the plan, then one log body per event."""
         plan = orjson.dumps(
@@ -243,6 +249,7 @@ class BatchPlan:
                 "now": self.now,
                 "seen_ttl": self.seen_ttl_s,
                 "events": self._events,
+                "by_request": 1 if self.dedupe_by_request else 0,
                 "incr": [x for (k, f), n in self._counts.items() for x in (k, f, n)],
                 "maxima": [x for (k, f), v in self._maxima.items() for x in (k, f, v)],
                 "expire": [x for pair in self._expire.items() for x in pair],

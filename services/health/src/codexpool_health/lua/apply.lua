@@ -18,10 +18,38 @@ local explain_ttl = tostring(plan.explain_ttl)
 local events = plan.events
 local count = #events / 2
 local flags = {}
+-- The key each new event's dedupe set (to undo), and whether its explanation is written yet.
+local set = {}
+local explained = {}
 local fresh = true
+
+-- by_request: the router makes one outcome per request under a fresh request id, so the
+-- request's explanation (kept at least as long as a dedupe key) is the dedupe: SET NX of the
+-- body, one write and one key per event fewer. A request key taken by another event (a producer
+-- reusing request ids) keeps that event's explanation; this one falls back to its seen key.
+local function same_event(request, i)
+  local stored = redis.call('GET', request)
+  if not stored then return false end
+  local ok, old = pcall(cjson.decode, stored)
+  return ok and type(old) == 'table' and old.event_id == cjson.decode(ARGV[i + 1]).event_id
+end
+
 for i = 1, count do
+  local seen, request = KEYS[events[2 * i - 1]], events[2 * i]
+  request = request > 0 and KEYS[request]
   -- SET NX is the dedupe: only the first delivery of an event_id gets past it.
-  if redis.call('SET', KEYS[events[2 * i - 1]], '1', 'NX', 'EX', seen_ttl) then
+  if plan.by_request == 1 and redis.call('SET', request, ARGV[i + 1], 'NX', 'EX', explain_ttl) then
+    set[i] = request
+    explained[i] = true
+  elseif plan.by_request == 1 and same_event(request, i) then
+    set[i] = false
+  elseif redis.call('SET', seen, '1', 'NX', 'EX', seen_ttl) then
+    set[i] = seen
+    explained[i] = plan.by_request == 1
+  else
+    set[i] = false
+  end
+  if set[i] then
     flags[i] = '1'
   else
     flags[i] = '0'
@@ -31,7 +59,7 @@ end
 if not fresh then
   -- Undone within this call, so nobody ever sees these keys without their events' counters.
   for i = 1, count do
-    if flags[i] == '1' then redis.call('DEL', KEYS[events[2 * i - 1]]) end
+    if set[i] then redis.call('DEL', set[i]) end
   end
   return {table.concat(flags)}
 end
@@ -41,7 +69,9 @@ for i = 1, count do
     redis.call('XADD', KEYS[plan.log], 'MAXLEN', '~', log_max, '*', 'e', ARGV[i + 1])
   end
   local request = events[2 * i]
-  if request > 0 then redis.call('SET', KEYS[request], ARGV[i + 1], 'EX', explain_ttl) end
+  if request > 0 and not explained[i] then
+    redis.call('SET', KEYS[request], ARGV[i + 1], 'EX', explain_ttl)
+  end
 end
 
 -- recent: pairs of an agent's recent-requests list and its new request ids, oldest first.
