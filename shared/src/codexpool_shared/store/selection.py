@@ -270,7 +270,8 @@ class Selector:
         self._redis = redis
         self._sha = _SCRIPT.sha
         self._slot_key = keys.slot_key
-        self._fixed: list[EncodableT] = [
+        # The arguments that never change go as bytes: redis-py encodes nothing again per call.
+        self._fixed = _encoded(
             settings.max_attempts,
             settings.health_threshold,
             int(settings.circuit_grace_s * 1000),
@@ -279,8 +280,8 @@ class Selector:
             int(settings.circuit_base_s * 1000),
             int(settings.circuit_max_s * 1000),
             keys.prefix,
-        ]
-        self._tail: list[EncodableT] = [int(settings.lease_ttl_s * 1000), TOKEN_TAG_START]
+        )
+        self._tail = _encoded(int(settings.lease_ttl_s * 1000), TOKEN_TAG_START)
         self._pipelined = not isinstance(redis, RedisCluster)
         self._waiting: list[tuple[tuple[EncodableT, ...], asyncio.Future[Any]]] = []
         self._flushes: set[asyncio.Task[None]] = set()
@@ -314,7 +315,7 @@ class Selector:
             model,
             request_id or secrets.token_hex(12),
             *self._tail,
-            1 if snapshot else 0,
+            b"1" if snapshot else b"0",
         )
         if not self._pipelined:
             return parse_selection(orjson.loads(await self._call(args)))
@@ -368,6 +369,11 @@ class Selector:
                 future.set_exception(reply)
             else:
                 future.set_result(reply)
+
+
+def _encoded(*values: str | int | float) -> tuple[bytes, ...]:
+    """``values`` as redis-py would send them (``repr`` of a number, UTF-8 of a string)."""
+    return tuple((v if isinstance(v, str) else repr(v)).encode() for v in values)
 
 
 def _expiry(value: Any) -> int | None:
