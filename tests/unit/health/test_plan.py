@@ -12,22 +12,22 @@ KEYS = Keys("ns")
 
 
 def test_a_fault_followed_by_another_attempt_is_a_fallback_away() -> None:
-    assert attempt_fields(attempt("p", "server_error"), 0, 2) == [
+    assert attempt_fields(attempt("p", "server_error"), last=False) == [
         "requests",
         "failures",
         "faults",
         "fallbacks_away",
     ]
-    assert attempt_fields(attempt("p", "timeout"), 1, 2) == ["requests", "failures", "faults"]
+    assert attempt_fields(attempt("p", "timeout"), last=True) == ["requests", "failures", "faults"]
 
 
 def test_quota_and_client_errors_are_failures_but_not_faults() -> None:
     for outcome in ("usage_limit", "client_error", "auth_error", "cancelled", "shutdown"):
-        assert attempt_fields(attempt("p", outcome), 0, 2) == ["requests", "failures"]
+        assert attempt_fields(attempt("p", outcome), last=False) == ["requests", "failures"]
 
 
 def test_an_attempt_after_a_failed_one_counts_as_a_fallback_to_its_provider() -> None:
-    assert attempt_fields(attempt("p", fallback=True), 1, 2) == [
+    assert attempt_fields(attempt("p", fallback=True), last=True) == [
         "requests",
         "successes",
         "fallbacks",

@@ -20,6 +20,7 @@ from codexpool_health.scoring import ScoreConfig
 from codexpool_shared.activity import (
     ALL_POOLS,
     HOUR_RETENTION_S,
+    LATENCY_BOUNDS_MS,
     MINUTE_RETENTION_S,
     Fields,
     latency_bucket,
@@ -28,26 +29,30 @@ from codexpool_shared.events import HEALTH_FAULTS, Attempt, RequestOutcomeV1
 from codexpool_shared.keys import Keys
 
 
-def attempt_fields(attempt: Attempt, index: int, count: int) -> list[str]:
-    """The counters (each +1) one attempt, ``index`` of ``count`` in its request, moves."""
+def attempt_fields(attempt: Attempt, last: bool) -> list[str]:
+    """The counters (each +1) one attempt moves; ``last``: its request's last attempt."""
     fields = [
         Fields.REQUESTS,
         Fields.SUCCESSES if attempt.outcome == "success" else Fields.FAILURES,
     ]
     if attempt.outcome in HEALTH_FAULTS:
         fields.append(Fields.FAULTS)
-        if index < count - 1:
+        if not last:
             fields.append(Fields.FALLBACKS_AWAY)
     if attempt.fallback:
         fields.append(Fields.FALLBACKS)
     return fields
 
 
+_DURATION_FIELDS = tuple(f"{Fields.DURATION_PREFIX}{i}" for i in range(len(LATENCY_BOUNDS_MS) + 1))
+_TTFB_FIELDS = tuple(f"{Fields.TTFB_PREFIX}{i}" for i in range(len(LATENCY_BOUNDS_MS) + 1))
+
+
 def latency_fields(attempt: Attempt) -> list[str]:
     """The histogram buckets (each +1) one attempt's TTFB and duration fall in."""
-    fields = [f"{Fields.DURATION_PREFIX}{latency_bucket(attempt.duration_ms)}"]
+    fields = [_DURATION_FIELDS[latency_bucket(attempt.duration_ms)]]
     if attempt.ttfb_ms is not None:
-        fields.append(f"{Fields.TTFB_PREFIX}{latency_bucket(attempt.ttfb_ms)}")
+        fields.append(_TTFB_FIELDS[latency_bucket(attempt.ttfb_ms)])
     return fields
 
 
@@ -59,13 +64,16 @@ _Counter = tuple[int, str]
 
 
 @dataclass(frozen=True, slots=True)
-class _Shape:
-    """The counters (each +1) a request of one shape moves, and the hour buckets its tokens go
-    to: the same for every event of the batch with that shape."""
+class _Part:
+    """What an attempt of one kind (agent, minute, provider, outcome, fallback, last or not)
+    moves, the same for every such attempt of the batch: its counters (each +1), the minute
+    buckets its latencies go to, the hour buckets its request's tokens go to if it answered,
+    and the totals whose ``last_fault_at`` it moves."""
 
     counters: list[_Counter]
+    minute_keys: list[int]
     token_keys: list[int]
-    fault_totals: list[int]
+    fault_totals: int | None
 
 
 @dataclass(slots=True)
@@ -86,7 +94,7 @@ class BatchPlan:
     _events: list[object] = field(default_factory=list)
     _counts: Counter[_Counter] = field(default_factory=Counter)
     _maxima: dict[_Counter, float] = field(default_factory=dict)
-    _shapes: dict[tuple[object, ...], _Shape] = field(default_factory=dict)
+    _parts: dict[tuple[str, int, str, str, bool, bool], _Part] = field(default_factory=dict)
     _recent: dict[int, list[str]] = field(default_factory=dict)
     _recent_keys: dict[str, int] = field(default_factory=dict)
     _expire: dict[int, int] = field(default_factory=dict)
@@ -131,73 +139,67 @@ class BatchPlan:
             index = self._recent_keys[agent_id] = self.key(self.keys.recent_requests(agent_id))
         return self._recent.setdefault(index, [])
 
-    def _shape(self, agent_id: str, minute: int, attempts: tuple[Attempt, ...]) -> _Shape:
+    def _part(self, agent_id: str, minute: int, attempt: Attempt, last: bool) -> _Part:
+        provider = attempt.provider
         hour = minute // 3600 * 3600
+        self._providers.add(provider)
+        fault_totals = None
+        if attempt.outcome in HEALTH_FAULTS:
+            self._faulted.add(provider)
+            fault_totals = self._keys_of(ALL_POOLS, provider, minute, hour)[0]
+        fields = attempt_fields(attempt, last)
+        outcome = f"{Fields.OUTCOME_PREFIX}{attempt.outcome}"
         counters: list[_Counter] = []
+        minute_keys: list[int] = []
         token_keys: list[int] = []
-        fault_totals: list[int] = []
-        count = len(attempts)
-        for position, attempt in enumerate(attempts):
-            provider = attempt.provider
-            self._providers.add(provider)
-            if attempt.outcome in HEALTH_FAULTS:
-                self._faulted.add(provider)
-                fault_totals.append(self._keys_of(ALL_POOLS, provider, minute, hour)[0])
-            fields = attempt_fields(attempt, position, count)
-            outcome = f"{Fields.OUTCOME_PREFIX}{attempt.outcome}"
-            latency = latency_fields(attempt)
-            for scope in (agent_id, ALL_POOLS):
-                totals, minute_key, hour_key = self._keys_of(scope, provider, minute, hour)
-                counters += [(totals, name) for name in (*fields, outcome)]
-                if minute_key is not None:
-                    counters += [(minute_key, name) for name in (*fields, *latency)]
-                if hour_key is not None:
-                    counters += [(hour_key, name) for name in fields]
-                    # The tokens go to the attempt that answered, in the hash already written.
-                    if position == count - 1:
-                        token_keys.append(hour_key)
-        return _Shape(counters, token_keys, fault_totals)
+        for scope in (agent_id, ALL_POOLS):
+            totals, minute_key, hour_key = self._keys_of(scope, provider, minute, hour)
+            counters += [(totals, name) for name in (*fields, outcome)]
+            if minute_key is not None:
+                counters += [(minute_key, name) for name in fields]
+                minute_keys.append(minute_key)
+            if hour_key is not None:
+                counters += [(hour_key, name) for name in fields]
+                # The tokens go to the attempt that answered, in the hash already written.
+                if last:
+                    token_keys.append(hour_key)
+        return _Part(counters, minute_keys, token_keys, fault_totals)
 
     def add(self, event: RequestOutcomeV1, body: bytes) -> None:
         """Add one event, as new: its dedupe key, its counters, its maxima and its log body.
 
-        The counters an event moves depend on its shape only (agent, minute, and each attempt's
-        provider, outcome, fallback and latency buckets), so they are worked out once per shape
-        of the batch; what is the event's own (its tokens, its fault time, its request id) is
-        added on top.
+        What an attempt moves depends on its kind only (agent, minute, provider, outcome,
+        fallback, and whether it was the request's last), so it is worked out once per kind of
+        the batch; its latency buckets, its request's tokens, its fault time and its request id
+        are added on top.
         """
         at = event.occurred_at.timestamp()
         minute = int(at // 60) * 60
+        agent_id = event.agent_id
         attempts = event.attempts
-        key = (
-            event.agent_id,
-            minute,
-            *[
-                (
-                    a.provider,
-                    a.outcome,
-                    a.fallback,
-                    latency_bucket(a.duration_ms),
-                    None if a.ttfb_ms is None else latency_bucket(a.ttfb_ms),
-                )
-                for a in attempts
-            ],
-        )
-        shape = self._shapes.get(key)
-        if shape is None:
-            shape = self._shapes[key] = self._shape(event.agent_id, minute, attempts)
         counts = self._counts
-        counts.update(shape.counters)
+        parts = self._parts
         usage = event.usage
-        if usage is not None:
-            for hour_key in shape.token_keys:
-                counts[hour_key, Fields.INPUT_TOKENS] += usage.input_tokens
-                counts[hour_key, Fields.OUTPUT_TOKENS] += usage.output_tokens
-        maxima = self._maxima
-        for totals in shape.fault_totals:
-            fault = (totals, Fields.LAST_FAULT_AT)
-            if at > maxima.get(fault, 0.0):
-                maxima[fault] = at
+        final = len(attempts) - 1
+        for position, attempt in enumerate(attempts):
+            last = position == final
+            kind = (agent_id, minute, attempt.provider, attempt.outcome, attempt.fallback, last)
+            part = parts.get(kind)
+            if part is None:
+                part = parts[kind] = self._part(agent_id, minute, attempt, last)
+            counts.update(part.counters)
+            latency = latency_fields(attempt)
+            for minute_key in part.minute_keys:
+                for name in latency:
+                    counts[minute_key, name] += 1
+            if usage is not None:
+                for hour_key in part.token_keys:
+                    counts[hour_key, Fields.INPUT_TOKENS] += usage.input_tokens
+                    counts[hour_key, Fields.OUTPUT_TOKENS] += usage.output_tokens
+            if part.fault_totals is not None:
+                fault = (part.fault_totals, Fields.LAST_FAULT_AT)
+                if at > self._maxima.get(fault, 0.0):
+                    self._maxima[fault] = at
         # An event's own keys are not looked up for reuse: a key named twice (a redelivery in
         # the same batch) under two indexes is still one key to the script.
         names = self.key_names
