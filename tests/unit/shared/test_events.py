@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -151,6 +154,38 @@ def test_the_encoded_outcome_is_byte_for_byte_the_models_json(fields: dict[str, 
     )
     assert decoded == expected
     assert encoded.body == expected.model_dump_json().encode()
+
+
+_HOLD = """
+import re
+from codexpool_shared.events import encode_outcome
+from tests.unit.shared.test_events import FULL
+
+def rss_kib():
+    return int(re.search(r"VmRSS:\\s+(\\d+)", open("/proc/self/status").read())[1])
+
+encode_outcome(**FULL)
+before = rss_kib()
+held = [encode_outcome(**FULL).body for _ in range(5000)]
+print((rss_kib() - before) / len(held), len(held[0]))
+"""
+
+
+def test_a_held_body_costs_about_its_length() -> None:
+    """A publisher holds bodies through a broker outage (10,000 of them): each must cost about
+    its length, not the write buffer orjson grew it in (about 8 KiB for a 1.5 KB body, +83 MiB
+    at the buffer's bound in ``bench/redis_cost.py --outage-seconds``). A fresh process, so that
+    memory freed by other tests cannot hide it."""
+    out = subprocess.run(
+        [sys.executable, "-c", _HOLD],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[3],
+        timeout=60,
+    ).stdout.split()
+    per_body_kib, length = float(out[0]), int(out[1])
+    assert per_body_kib < 2 * length / 1024 + 1, (per_body_kib, length)
 
 
 def test_occurred_at_without_microseconds_is_written_as_the_model_writes_it() -> None:

@@ -275,4 +275,6 @@ def encode_outcome(
         },
         option=orjson.OPT_UTC_Z,
     )
-    return EncodedEvent(RequestOutcomeV1, event_id, body)
+    # orjson's result keeps its whole write buffer (about 8 KB for a 1.5 KB body); a publisher
+    # may hold the body for a while (10,000 of them in a broker outage): keep an exact copy.
+    return EncodedEvent(RequestOutcomeV1, event_id, bytes(memoryview(body)))
