@@ -23,6 +23,7 @@ from codexpool_shared.messaging import (
     MessageInfo,
     Topology,
     acking,
+    codec,
 )
 from codexpool_shared.testing.faultproxy import FaultProxy
 from codexpool_shared.testing.infra import InfraUrls
@@ -201,24 +202,39 @@ async def test_close_deadline_counts_unsent_events_as_shutdown(
     assert publisher.stats.published == 1
 
 
+PUBLISH_YARDSTICKS = 60.0
+"""About 17-18 measured alone on the 2-core build machine, with no tracer provider; a recording
+OTel SDK (a span per event) adds about half again."""
+
+
 async def test_publisher_cpu_cost(
     infra: InfraUrls, amqp_channel: AbstractChannel, make_publisher: PublisherFactory
 ) -> None:
-    """Process CPU time, not wall time, so that busy neighbours on a shared machine skew it less.
-
-    Measured on the 2-core build machine: about 6,000 events per CPU-second with no tracer
-    provider, about 4,000 when the OTel SDK records a span per event. The floor is set well
-    below to catch regressions of kind (one confirm awaited per event costs ~10x), not noise.
+    """Process CPU time per published event over a yardstick measured in this process just
+    before: encoding and decoding the same events (``codec``), pure CPU work that a slower host
+    or a busy neighbour slows alike. An absolute floor (events per CPU-second) failed on a host
+    40 % slower than the one it was set on. The limit catches a regression of kind (one confirm
+    awaited per event costs about 10x), not noise.
     """
     publisher = await make_publisher(infra.amqp_url, buffer_size=20_000)
     events = [sample_outcome() for _ in range(10_000)]
+    cpu = time.process_time()
+    for event in events:
+        codec.decode(codec.encode(event))
+    yardstick = time.process_time() - cpu
     cpu, wall = time.process_time(), time.monotonic()
     for event in events:
         publisher.publish(event)
     await eventually(lambda: publisher.stats.published == 10_000, timeout_s=40, what="confirms")
     cpu, wall = time.process_time() - cpu, time.monotonic() - wall
-    log.info("10,000 events: %.2f s CPU, %.2f s wall (%.0f/s)", cpu, wall, 10_000 / wall)
-    assert 10_000 / cpu >= 2_500
+    log.info(
+        "10,000 events: %.2f s CPU (%.1f yardsticks), %.2f s wall (%.0f/s)",
+        cpu,
+        cpu / yardstick,
+        wall,
+        10_000 / wall,
+    )
+    assert cpu / yardstick <= PUBLISH_YARDSTICKS, (cpu, yardstick)
 
 
 async def test_publisher_keeps_up_while_the_event_loop_is_busy(
