@@ -24,77 +24,25 @@ import asyncio
 import json
 import os
 import random
-import secrets
 import statistics
 import subprocess
 import sys
 import tempfile
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 
 from redis.asyncio import Redis
 
 from codexpool_health.store import HealthStore, Outcome
-from codexpool_shared.events import (
-    Attempt,
-    Considered,
-    Decision,
-    OutcomeClass,
-    RequestOutcomeV1,
-    TokenUsage,
-)
 from codexpool_shared.keys import Keys
 from codexpool_shared.messaging import encode
+from codexpool_shared.testing.measure import redis_cpu_seconds
+from codexpool_shared.testing.messaging import random_outcome
 from codexpool_shared.testing.redis_server import private_redis
 
 PROVIDERS = ["acct-1", "acct-2", "acct-3"]
 AGENTS = ["agent-1", "agent-2", "agent-3"]
 BATCH = 100
-
-
-def make_event(rng: random.Random, explain: bool) -> RequestOutcomeV1:
-    attempts = []
-    for position in range(3):
-        outcome: OutcomeClass = (
-            "success" if rng.random() < 0.85 or position == 2 else "server_error"
-        )
-        attempts.append(
-            Attempt(
-                provider=rng.choice(PROVIDERS),
-                outcome=outcome,
-                ttfb_ms=rng.uniform(50, 3000) if outcome == "success" else None,
-                duration_ms=rng.uniform(100, 20000),
-                fallback=position > 0,
-            )
-        )
-        if outcome == "success":
-            break
-    decision = Decision(
-        candidates=tuple(
-            Considered(provider=p, eligible=True, reason="strategy_order", rank=i)
-            for i, p in enumerate(PROVIDERS)
-        ),
-        pool_size=len(PROVIDERS),
-    )
-    return RequestOutcomeV1(
-        occurred_at=datetime.now(UTC),
-        request_id="req_" + secrets.token_hex(12),
-        agent_id=rng.choice(AGENTS),
-        strategy="round-robin",
-        stream=True,
-        attempts=tuple(attempts),
-        final_provider=attempts[-1].provider,
-        final_outcome=attempts[-1].outcome,
-        client_latency_ms=1.0,
-        usage=TokenUsage(input_tokens=100, output_tokens=50, total_tokens=150),
-        decision=decision if explain else None,
-    )
-
-
-async def cpu_s(redis: Redis) -> float:
-    info = await redis.info("cpu")
-    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
 async def measure(redis_url: str, batches: int, explain: bool) -> dict[str, object]:
@@ -111,16 +59,22 @@ async def measure(redis_url: str, batches: int, explain: bool) -> dict[str, obje
     )
     rng = random.Random(1)
     data = [
-        [Outcome(e, encode(e)) for e in (make_event(rng, explain) for _ in range(BATCH))]
+        [
+            Outcome(e, encode(e))
+            for e in (
+                random_outcome(rng, PROVIDERS, AGENTS, usage=True, decision=explain)
+                for _ in range(BATCH)
+            )
+        ]
         for _ in range(batches + 1)
     ]
     await store.apply(data.pop())  # loads the script
     await redis.config_resetstat()
-    before = await cpu_s(redis)
+    before = await redis_cpu_seconds(redis)
     applied = 0
     for batch in data:
         applied += sum((await store.apply(batch)).applied)
-    used = await cpu_s(redis) - before
+    used = await redis_cpu_seconds(redis) - before
     commands = await redis.info("commandstats")
     for batch in data:
         if any((await store.apply(batch)).applied):

@@ -20,12 +20,11 @@ import socket
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
 
 import aio_pika
 import httpx
 
-from codexpool_shared.events import Attempt, OutcomeClass, RequestOutcomeV1
+from codexpool_shared.events import RequestOutcomeV1
 from codexpool_shared.messaging import (
     OUTCOME_ROUTING_KEY,
     Topology,
@@ -36,40 +35,10 @@ from codexpool_shared.messaging import (
 from codexpool_shared.testing.cleanup import delete_namespaces
 from codexpool_shared.testing.infra import InfraUrls, infrastructure, unique_namespace
 from codexpool_shared.testing.measure import metric
+from codexpool_shared.testing.messaging import random_outcome
 
 PROVIDERS = ["acct-1", "acct-2", "acct-3"]
 AGENTS = ["agent-1", "agent-2", "agent-3"]
-
-
-def make_event(rng: random.Random) -> RequestOutcomeV1:
-    attempts = []
-    for position in range(3):
-        outcome: OutcomeClass = (
-            "success" if rng.random() < 0.85 or position == 2 else "server_error"
-        )
-        attempts.append(
-            Attempt(
-                provider=rng.choice(PROVIDERS),
-                outcome=outcome,
-                ttfb_ms=rng.uniform(50, 3000) if outcome == "success" else None,
-                duration_ms=rng.uniform(100, 20000),
-                fallback=position > 0,
-            )
-        )
-        if outcome == "success":
-            break
-    return RequestOutcomeV1(
-        occurred_at=datetime.now(UTC),
-        # Fresh per request, as the router's: the explanation key is the dedupe.
-        request_id=f"req_{rng.getrandbits(96):024x}",
-        agent_id=rng.choice(AGENTS),
-        strategy="round-robin",
-        stream=True,
-        attempts=tuple(attempts),
-        final_provider=attempts[-1].provider,
-        final_outcome=attempts[-1].outcome,
-        client_latency_ms=1.0,
-    )
 
 
 def histogram_quantile(text: str, name: str, q: float) -> float:
@@ -154,7 +123,10 @@ async def throughput(infra: InfraUrls, channel: aio_pika.abc.AbstractChannel, co
     exchange = await channel.get_exchange(Topology(namespace).exchange)
     rng = random.Random(1)
     for start in range(0, count, 1000):
-        await publish(exchange, [make_event(rng) for _ in range(min(1000, count - start))])
+        await publish(
+            exchange,
+            [random_outcome(rng, PROVIDERS, AGENTS) for _ in range(min(1000, count - start))],
+        )
     health = Health(infra, namespace)
     try:
         await health.ready()
@@ -195,7 +167,9 @@ async def lag(
         while (elapsed := time.perf_counter() - started) < seconds:
             due = int(elapsed * rate + per_tick)
             before = time.perf_counter()
-            await publish(exchange, [make_event(rng) for _ in range(due - sent)])
+            await publish(
+                exchange, [random_outcome(rng, PROVIDERS, AGENTS) for _ in range(due - sent)]
+            )
             confirms += [time.perf_counter() - before] * (due - sent)
             sent = due
             await asyncio.sleep(max(0.0, started + (sent / rate) - time.perf_counter()))

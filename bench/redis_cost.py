@@ -49,7 +49,7 @@ from codexpool_shared.keys import Keys
 from codexpool_shared.store import create_agent, put_pool, register_provider
 from codexpool_shared.testing.cleanup import delete_namespaces
 from codexpool_shared.testing.faultproxy import FaultProxy
-from codexpool_shared.testing.measure import cpu_seconds, metric, router_env
+from codexpool_shared.testing.measure import cpu_seconds, metric, redis_cpu_seconds, router_env
 from codexpool_shared.testing.processes import Service, run_service
 from codexpool_shared.testing.redis_server import private_redis
 
@@ -68,13 +68,13 @@ class Usage:
 
 
 async def redis_usage(redis: Redis) -> tuple[float, dict[str, tuple[int, float]]]:
-    cpu = await redis.info("cpu")
+    cpu_us = await redis_cpu_seconds(redis) * 1e6
     stats = await redis.info("commandstats")
     commands = {
         name.removeprefix("cmdstat_"): (int(v["calls"]), float(v["usec_per_call"]))
         for name, v in stats.items()
     }
-    return (float(cpu["used_cpu_sys"]) + float(cpu["used_cpu_user"])) * 1e6, commands
+    return cpu_us, commands
 
 
 async def measured(redis: Redis, phase: Callable[[], Awaitable[None]]) -> Usage:

@@ -6,11 +6,19 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from redis.asyncio import Redis
+
 
 def cpu_seconds(pid: int) -> float:
     """User plus system CPU time of process ``pid`` so far (Linux ``/proc``)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def redis_cpu_seconds(redis: Redis) -> float:
+    """User plus system CPU time of the Redis server so far (``INFO cpu``)."""
+    cpu = await redis.info("cpu")
+    return float(cpu["used_cpu_sys"]) + float(cpu["used_cpu_user"])
 
 
 def metric(text: str, sample: str) -> float:

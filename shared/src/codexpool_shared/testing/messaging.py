@@ -19,14 +19,20 @@ counted as dropped, as ``EventPublisher`` counts them).
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from codexpool_shared.events import (
     Attempt,
     BaseEvent,
+    Considered,
+    Decision,
     EncodedEvent,
     Event,
+    OutcomeClass,
     RequestOutcomeV1,
+    TokenUsage,
     event_type,
 )
 from codexpool_shared.messaging import codec
@@ -154,3 +160,56 @@ def sample_outcome(**fields: object) -> RequestOutcomeV1:
     }
     values.update(fields)
     return RequestOutcomeV1.model_validate(values)
+
+
+def random_outcome(
+    rng: random.Random,
+    providers: list[str],
+    agents: list[str],
+    *,
+    usage: bool = False,
+    decision: bool = False,
+) -> RequestOutcomeV1:
+    """An outcome shaped like the router's, for the health benchmarks.
+
+    A request id of its own (the router's are: the health service's explanation key is its
+    dedupe), up to three attempts (a 15 % server error fails over), latencies spread over the
+    histogram; with ``usage`` its tokens, with ``decision`` a routing decision naming every
+    provider.
+    """
+    attempts = []
+    for position in range(3):
+        outcome: OutcomeClass = (
+            "success" if rng.random() < 0.85 or position == 2 else "server_error"
+        )
+        attempts.append(
+            Attempt(
+                provider=rng.choice(providers),
+                outcome=outcome,
+                ttfb_ms=rng.uniform(50, 3000) if outcome == "success" else None,
+                duration_ms=rng.uniform(100, 20000),
+                fallback=position > 0,
+            )
+        )
+        if outcome == "success":
+            break
+    routing = Decision(
+        candidates=tuple(
+            Considered(provider=p, eligible=True, reason="strategy_order", rank=i)
+            for i, p in enumerate(providers)
+        ),
+        pool_size=len(providers),
+    )
+    return RequestOutcomeV1(
+        occurred_at=datetime.now(UTC),
+        request_id=f"req_{rng.getrandbits(96):024x}",
+        agent_id=rng.choice(agents),
+        strategy="round-robin",
+        stream=True,
+        attempts=tuple(attempts),
+        final_provider=attempts[-1].provider,
+        final_outcome=attempts[-1].outcome,
+        client_latency_ms=1.0,
+        usage=TokenUsage(input_tokens=100, output_tokens=50, total_tokens=150) if usage else None,
+        decision=routing if decision else None,
+    )
