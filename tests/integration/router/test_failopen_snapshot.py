@@ -37,13 +37,19 @@ async def _pool(redis: Redis, keys: Keys, strategy: str) -> str:
     return key_digest(key)
 
 
-async def test_snapshot_lists_every_active_member_in_pool_order(
-    redis: Redis, namespace: str
-) -> None:
+async def _two_attempts_p2_disabled(redis: Redis, namespace: str) -> tuple[Keys, Selector, str]:
+    """A round-robin pool of p1-p4 with p2 disabled, selected with at most two attempts."""
     keys = Keys(namespace)
     selector = Selector(redis, keys, Settings(namespace=namespace, max_attempts=2))
     digest = await _pool(redis, keys, "round-robin")
     await set_provider_status(redis, keys, "p2", "disabled")
+    return keys, selector, digest
+
+
+async def test_snapshot_lists_every_active_member_in_pool_order(
+    redis: Redis, namespace: str
+) -> None:
+    keys, selector, digest = await _two_attempts_p2_disabled(redis, namespace)
     until = now_ms() + 60_000
     await extend_cooldown(redis, keys, "p3", until, "usage_limit", now_ms=now_ms())
     selection = await selector.select(digest, now_ms(), "")
@@ -69,10 +75,7 @@ async def test_snapshot_lists_every_active_member_in_pool_order(
 async def test_the_snapshot_comes_only_when_asked_and_the_explanation_without_it(
     redis: Redis, namespace: str
 ) -> None:
-    keys = Keys(namespace)
-    selector = Selector(redis, keys, Settings(namespace=namespace, max_attempts=2))
-    digest = await _pool(redis, keys, "round-robin")
-    await set_provider_status(redis, keys, "p2", "disabled")
+    _, selector, digest = await _two_attempts_p2_disabled(redis, namespace)
     orders = []
     for snapshot in (False, True, False, True):
         selection = await selector.select(digest, now_ms(), "", snapshot=snapshot)
