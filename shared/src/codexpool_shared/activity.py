@@ -100,14 +100,9 @@ class HealthFields:
     """Copied from the totals (across pools) when the score is computed."""
 
 
-HEALTH_VERDICT: Final = (
-    HealthFields.SCORE,
-    HealthFields.BAND,
-    HealthFields.COMPONENTS,
-    HealthFields.UPDATED_AT,
-    HealthFields.LAST_FAULT_AT,
-)
-"""Every field the health service writes into a live hash (a rebuild deletes them)."""
+HEALTH_VERDICT: Final = tuple(value for name, value in vars(HealthFields).items() if name.isupper())
+"""Every field of :class:`HealthFields`, which the health service writes into a live hash (a
+rebuild deletes them)."""
 
 
 def score_opens_circuit(

@@ -9,6 +9,7 @@ from redis.asyncio import Redis
 
 from codexpool_router.config import Settings
 from codexpool_router.failopen import LocalRouting, Snapshots
+from codexpool_shared.events import Decision
 from codexpool_shared.keys import Keys
 from codexpool_shared.store import (
     create_agent,
@@ -18,7 +19,7 @@ from codexpool_shared.store import (
     register_provider,
     set_provider_status,
 )
-from codexpool_shared.store.explain import decision
+from codexpool_shared.store.explain import decision_fields
 from codexpool_shared.store.providers import ProviderFields
 from codexpool_shared.store.selection import Selector, parse_members, token_tag
 from tests.integration.router.helpers import auth_json, keyring
@@ -84,7 +85,7 @@ async def test_the_snapshot_comes_only_when_asked_and_the_explanation_without_it
         order = [c.name for c in selection.candidates] + list(selection.passed)
         assert sorted(order) == ["p1", "p3", "p4"]  # every eligible member, once
         assert len(selection.candidates) == 2 and len(selection.passed) == 1
-        explained = decision(selection)
+        explained = Decision.model_validate(decision_fields(selection))
         assert [(c.provider, c.reason) for c in explained.candidates] == [
             (order[0], "strategy_order"),
             (order[1], "strategy_order"),

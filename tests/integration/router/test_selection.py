@@ -9,6 +9,7 @@ import pytest
 from redis.asyncio import Redis
 
 from codexpool_router.config import Settings
+from codexpool_shared.events import Decision
 from codexpool_shared.keys import Keys
 from codexpool_shared.store import (
     create_agent,
@@ -20,7 +21,7 @@ from codexpool_shared.store import (
     remove_member,
     set_provider_status,
 )
-from codexpool_shared.store.explain import decision
+from codexpool_shared.store.explain import decision_fields
 from codexpool_shared.store.selection import NoPool, Selector, Unauthorized
 from tests.integration.router.helpers import auth_json, keyring
 
@@ -174,7 +175,7 @@ async def test_decision_names_every_member_and_why(pool: Fixture) -> None:
     await set_provider_status(pool.redis, pool.keys, "p2", "needs_reauth")
     await pool.redis.hset(pool.keys.live("p3"), "circuit_open_until_ms", now_ms() + 30_000)
     selection = await pool.selector.select(pool.digest, now_ms(), "session-1")
-    made = decision(selection)
+    made = Decision.model_validate(decision_fields(selection))
     by_name = {c.provider: c for c in made.candidates}
     assert made.pool_size == 5 and set(by_name) == {"p1", "p2", "p3", "p4", "p5"}
     assert [c.provider for c in made.candidates[:2]] == [c.name for c in selection.candidates]
@@ -185,6 +186,8 @@ async def test_decision_names_every_member_and_why(pool: Fixture) -> None:
     assert p1.until is not None and abs(p1.until.timestamp() * 1000 - until) < 2
     assert (by_name["p2"].reason, by_name["p2"].detail) == ("needs_reauth", "needs_reauth")
     assert by_name["p3"].reason == "circuit_open" and by_name["p3"].until is not None
-    again = decision(await pool.selector.select(pool.digest, now_ms(), "session-1"))
+    again = Decision.model_validate(
+        decision_fields(await pool.selector.select(pool.digest, now_ms(), "session-1"))
+    )
     assert again.candidates[0].reason == "affinity"
     assert again.candidates[0].provider == made.candidates[0].provider

@@ -4,7 +4,7 @@ The script reports the candidates in attempt order (``c``), the members its hard
 with the reason (``x``) and the eligible members it left out (``y``); this module turns them
 into the outcome event's ``decision`` after the answer, so explaining a request costs the hot
 path nothing but the few rows the script adds for skipped members. The router writes the
-fields straight into the event's body (``events.encode_outcome``); ``decision`` is the model.
+fields straight into the event's body (``events.encode_outcome``); ``Decision`` validates them.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from typing import Any
 from codexpool_shared.events import (
     ChoiceReason,
     ConsideredFields,
-    Decision,
     DecisionFields,
     SkipReason,
 )
@@ -89,8 +88,3 @@ def decision_fields(selection: Selection) -> DecisionFields:
         "pool_size": selection.pool_size,
         "local_snapshot": selection.fallback,
     }
-
-
-def decision(selection: Selection) -> Decision:
-    """``decision_fields`` as the model."""
-    return Decision.model_validate(decision_fields(selection))
