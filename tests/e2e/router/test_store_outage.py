@@ -208,8 +208,13 @@ async def test_redis_paused_costs_at_most_one_timeout(
     bound = REDIS_TIMEOUT_S + upstream + 0.25
     assert max(s.duration for s in shots) <= bound, (bound, sorted(s.duration for s in shots)[-5:])
     # Only requests in flight before the breakers opened waited; the probes run in the background.
+    # One that started up to a request's length before the pause may have reached Redis after it.
     slow = [s for s in shots if s.duration > REDIS_TIMEOUT_S * 0.8]
-    assert slow and all(paused <= s.started < paused + 2 for s in slow), slow
+    assert slow and all(paused - upstream <= s.started < paused + 2 for s in slow), (
+        paused,
+        upstream,
+        slow,
+    )
     for text in metrics:
         assert _metric(text, "codexpool_router_store_fallback_total") > 0
 
