@@ -40,6 +40,7 @@ async def _selections(redis: Redis, namespace: str, refresh_s: float) -> list[in
             assert len(selection.candidates) == 3
             rows.append(len(selection.members))
         assert core.snapshots.entry(key_digest(key), 60) is not None
+        await core.selector.aclose()
     return rows
 
 

@@ -6,18 +6,19 @@ import asyncio
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import pytest
-from redis.asyncio import Redis, RedisCluster
+from redis.asyncio import Redis
 
 from codexpool_router.config import Settings
 from codexpool_shared.keys import Keys
 from codexpool_shared.store import create_agent, put_pool, register_provider
 from codexpool_shared.store.agents import key_digest
+from codexpool_shared.store.lane import lane_for
 from codexpool_shared.store.selection import Selector
 from codexpool_shared.testing.redis_server import private_redis
 from tests.integration.router.helpers import auth_json, keyring
+from tests.integration.test_lane import count_writes
 
 
 async def _pool(redis: Redis, keys: Keys) -> str:
@@ -29,31 +30,22 @@ async def _pool(redis: Redis, keys: Keys) -> str:
     return key_digest(key)
 
 
-def _count_pipelines(redis: Redis, monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """The number of pipelines ``redis`` opens, observed without changing what they do."""
-    opened: list[int] = []
-    pipeline = redis.pipeline
-
-    def counting(*args: Any, **kwargs: Any) -> Any:
-        opened.append(1)
-        return pipeline(*args, **kwargs)
-
-    monkeypatch.setattr(redis, "pipeline", counting)
-    return opened
-
-
 async def test_concurrent_selections_are_exact_round_robin(
     redis: Redis, namespace: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     keys = Keys(namespace)
     digest = await _pool(redis, keys)
-    selector = Selector(redis, keys, Settings(namespace=namespace))
-    opened = _count_pipelines(redis, monkeypatch)
+    lane = lane_for(redis, "EVALSHA", 1.0)
+    selector = Selector(redis, keys, Settings(namespace=namespace), lane)
     now = int(time.time() * 1000)
+    await selector.select(digest, now, "")
+    writes = count_writes(monkeypatch)
     selections = await asyncio.gather(*(selector.select(digest, now, "") for _ in range(30)))
-    assert Counter(s.candidates[0].name for s in selections) == {"p1": 10, "p2": 10, "p3": 10}
-    if not isinstance(redis, RedisCluster):
-        assert opened == [1]  # one pipeline for the thirty (a cluster client sends each alone)
+    await selector.aclose()
+    names = Counter(s.candidates[0].name for s in selections)
+    assert names == {"p1": 10, "p2": 10, "p3": 10}
+    if lane is not None:
+        assert writes == [1]  # one write for the thirty (a cluster client sends each alone)
 
 
 async def test_a_pipeline_survives_an_empty_script_cache(tmp_path: Path, namespace: str) -> None:
@@ -62,10 +54,13 @@ async def test_a_pipeline_survives_an_empty_script_cache(tmp_path: Path, namespa
         try:
             keys = Keys(namespace)
             digest = await _pool(redis, keys)
-            selector = Selector(redis, keys, Settings(namespace=namespace))
+            selector = Selector(
+                redis, keys, Settings(namespace=namespace), lane_for(redis, "EVALSHA", 1.0)
+            )
             now = int(time.time() * 1000)
             await redis.script_flush()
             selections = await asyncio.gather(*(selector.select(digest, now, "") for _ in range(6)))
+            await selector.aclose()
             assert Counter(s.candidates[0].name for s in selections) == {"p1": 2, "p2": 2, "p3": 2}
         finally:
             await redis.aclose()

@@ -104,6 +104,7 @@ def create_app(
             core = build_core(
                 settings, infra.keys, infra.redis, keyring, session, infra.publisher, metrics
             )
+            stack.push_async_callback(core.selector.aclose)
             core.writer.start()
             stack.push_async_callback(core.writer.close)
             core.leases.start()

@@ -47,6 +47,7 @@ from codexpool_shared.store import (
     get_pool,
     get_provider,
 )
+from codexpool_shared.store.lane import lane_for
 from codexpool_shared.store.selection import (
     AgentRefused,
     NoPool,
@@ -254,7 +255,12 @@ def build_core(
         keys=keys,
         redis=redis,
         session=session,
-        selector=Selector(redis, keys, settings),
+        selector=Selector(
+            redis,
+            keys,
+            settings,
+            lane_for(redis, "EVALSHA", settings.redis_timeout_s),
+        ),
         tokens=Tokens(redis, keys, keyring, settings.redis_timeout_s),
         refresher=refresher,
         writer=writer,

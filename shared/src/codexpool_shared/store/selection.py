@@ -51,7 +51,6 @@ Redis about a quarter of the script's time to encode.
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -59,14 +58,14 @@ from importlib import resources
 from typing import Any, Final, Protocol
 
 import orjson
-from redis.asyncio import Redis, RedisCluster
+from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
-from redis.typing import EncodableT
 
 from codexpool_shared.activity import HealthFields
 from codexpool_shared.events import Strategy
 from codexpool_shared.keys import Keys
 from codexpool_shared.store.agents import AgentFields
+from codexpool_shared.store.lane import Lane
 from codexpool_shared.store.live import LiveFields
 from codexpool_shared.store.pools import PoolFields, parse_strategy
 from codexpool_shared.store.providers import ProviderFields
@@ -259,14 +258,18 @@ class Selection:
 class Selector:
     """Runs the selection script with the router's settings.
 
-    Selections started in the same turn of the event loop share one pipeline: one write and one
-    read for all of them, on the client and on Redis, instead of one each. Every script still
-    runs alone and in arrival order, so nothing about a selection changes but its cost: a busy
-    router's selections cost Redis about a fifth less each (``bench/redis_cost.py``). On a Redis
-    Cluster, whose pipelines refuse EVALSHA, each selection is its own call.
+    With a :class:`~codexpool_shared.store.lane.Lane` (the router's), selections started in the
+    same turn of the event loop go to Redis in one write on the lane's own connection, and their
+    replies come back in one read: every script still runs alone and in arrival order, so
+    nothing about a selection changes but its cost. A busy router's selections cost Redis about a
+    fifth less each (``bench/redis_cost.py``), and each costs the router a fraction of a call
+    through the client. Without one (a replay, a Redis Cluster, whose pipelines refuse
+    EVALSHA), each selection is its own call.
     """
 
-    def __init__(self, redis: Redis, keys: Keys, settings: SelectionSettings) -> None:
+    def __init__(
+        self, redis: Redis, keys: Keys, settings: SelectionSettings, lane: Lane | None = None
+    ) -> None:
         self._redis = redis
         self._sha = _SCRIPT.sha
         self._slot_key = keys.slot_key
@@ -282,9 +285,7 @@ class Selector:
             keys.prefix,
         )
         self._tail = _encoded(int(settings.lease_ttl_s * 1000), TOKEN_TAG_START)
-        self._pipelined = not isinstance(redis, RedisCluster)
-        self._waiting: list[tuple[tuple[EncodableT, ...], asyncio.Future[Any]]] = []
-        self._flushes: set[asyncio.Task[None]] = set()
+        self._lane = lane
 
     async def select(
         self,
@@ -307,7 +308,7 @@ class Selector:
             NoPool: The agent has no pool.
             AgentRefused: The agent's limits refuse the request.
         """
-        args = (
+        argv = (
             key_digest,
             now_ms,
             session_digest,
@@ -317,58 +318,22 @@ class Selector:
             *self._tail,
             b"1" if snapshot else b"0",
         )
-        if not self._pipelined:
-            return parse_selection(orjson.loads(await self._call(args)))
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-        self._waiting.append((args, future))
-        if len(self._waiting) == 1:
-            loop.call_soon(self._flush)
-        return parse_selection(orjson.loads(await future))
-
-    async def _call(self, args: tuple[EncodableT, ...]) -> Any:
-        # EVALSHA directly rather than through redis-py's Script object, whose per-call
-        # isinstance check against a Protocol-based class costs more than the rest of the call.
         try:
-            return await self._redis.evalsha(self._sha, 1, self._slot_key, *args)
+            if self._lane is not None:
+                reply = await self._lane.call(self._sha, 1, self._slot_key, *argv)
+            else:
+                # EVALSHA directly rather than through redis-py's Script object, whose per-call
+                # isinstance check against a Protocol-based class costs more than the call.
+                reply = await self._redis.evalsha(self._sha, 1, self._slot_key, *argv)
         except NoScriptError:
             # A restarted or failed-over Redis has an empty script cache.
-            return await self._redis.eval(_SCRIPT.source, 1, self._slot_key, *args)
+            reply = await self._redis.eval(_SCRIPT.source, 1, self._slot_key, *argv)
+        return parse_selection(orjson.loads(reply))
 
-    def _flush(self) -> None:
-        batch, self._waiting = self._waiting, []
-        task = asyncio.create_task(self._run(batch), name="selection-pipeline")
-        self._flushes.add(task)
-        task.add_done_callback(self._flushes.discard)
-
-    async def _run(self, batch: list[tuple[tuple[EncodableT, ...], asyncio.Future[Any]]]) -> None:
-        try:
-            if len(batch) == 1:
-                replies: list[Any] = [await self._call(batch[0][0])]
-            else:
-                pipe = self._redis.pipeline(transaction=False)
-                for args, _ in batch:
-                    pipe.evalsha(self._sha, 1, self._slot_key, *args)
-                replies = await pipe.execute(raise_on_error=False)
-                for i, reply in enumerate(replies):
-                    if isinstance(reply, NoScriptError):
-                        replies[i] = await self._call(batch[i][0])
-        except Exception as exc:
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
-            return
-        except BaseException:
-            for _, future in batch:
-                future.cancel()
-            raise
-        for (_, future), reply in zip(batch, replies, strict=True):
-            if future.done():
-                continue  # its request was cancelled meanwhile
-            if isinstance(reply, Exception):
-                future.set_exception(reply)
-            else:
-                future.set_result(reply)
+    async def aclose(self) -> None:
+        """Give the lane's connection back (``Redis.aclose`` would close it too)."""
+        if self._lane is not None:
+            await self._lane.aclose()
 
 
 def _encoded(*values: str | int | float) -> tuple[bytes, ...]:
