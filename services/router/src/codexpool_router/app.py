@@ -5,13 +5,13 @@ from contextlib import AsyncExitStack, asynccontextmanager
 
 import aiohttp
 from fastapi import FastAPI
-from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
 from starlette.types import Message, Receive, Scope, Send
 
 from codexpool_router.api.routes import models, responses, usage
 from codexpool_router.config import Settings
 from codexpool_router.core import build_core
 from codexpool_router.deps import State
+from codexpool_router.egress import upstream_session
 from codexpool_router.metrics import Metrics
 from codexpool_router.middleware import RequestIdMiddleware
 from codexpool_router.quota_poll import QuotaPoller
@@ -93,14 +93,10 @@ def create_app(
                 publisher=publisher,
                 max_connections=512,
             )
-            session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=30),
-                raise_for_status=False,
+            session = upstream_session(
+                aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=30)
             )
             stack.push_async_callback(session.close)
-            # The router makes its own CLIENT span per attempt (provider, attempt, outcome);
-            # the generic aiohttp span would duplicate it and cost time on every request.
-            AioHttpClientInstrumentor.uninstrument_session(session)
             core = build_core(
                 settings, infra.keys, infra.redis, keyring, session, infra.publisher, metrics
             )

@@ -156,11 +156,34 @@ class _SocksConnector(aiohttp_socks.ProxyConnector):
             raise aiohttp.ClientProxyConnectionError(req.connection_key, failure) from exc
 
 
+def upstream_session(
+    connector: aiohttp.BaseConnector,
+    proxy: str | None = None,
+    proxy_auth: aiohttp.BasicAuth | None = None,
+) -> aiohttp.ClientSession:
+    """A session for upstream attempts: no cookie jar, and no span of aiohttp's own.
+
+    Every account's attempts share a session, so a cookie one account's answer set (Cloudflare's
+    ``__cf_bm``, say) would go out with the next account's requests: the router keeps none, as
+    it passes none of the client's (``upstream.py``). The router's attempt spans replace
+    aiohttp's, which would cost time on every request.
+    """
+    session = aiohttp.ClientSession(
+        connector=connector,
+        raise_for_status=False,
+        cookie_jar=aiohttp.DummyCookieJar(),
+        proxy=proxy,
+        proxy_auth=proxy_auth,
+    )
+    AioHttpClientInstrumentor.uninstrument_session(session)
+    return session
+
+
 def _proxied_session(target: ProxyTarget) -> aiohttp.ClientSession:
     if target.socks:
         username, password = target.auth or (None, None)
-        session = aiohttp.ClientSession(
-            connector=_SocksConnector(
+        return upstream_session(
+            _SocksConnector(
                 host=target.host,
                 port=target.port or SOCKS_PORT,
                 proxy_type=aiohttp_socks.ProxyType.SOCKS5,
@@ -169,18 +192,10 @@ def _proxied_session(target: ProxyTarget) -> aiohttp.ClientSession:
                 rdns=True,
                 limit=0,
                 keepalive_timeout=_KEEPALIVE_S,
-            ),
-            raise_for_status=False,
+            )
         )
-    else:
-        session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(
-                limit=0, ttl_dns_cache=300, keepalive_timeout=_KEEPALIVE_S
-            ),
-            raise_for_status=False,
-            proxy=target.shown,
-            proxy_auth=aiohttp.BasicAuth(*target.auth) if target.auth else None,
-        )
-    # As for the router's own session: the router's attempt spans replace aiohttp's.
-    AioHttpClientInstrumentor.uninstrument_session(session)
-    return session
+    return upstream_session(
+        aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=_KEEPALIVE_S),
+        proxy=target.shown,
+        proxy_auth=aiohttp.BasicAuth(*target.auth) if target.auth else None,
+    )
