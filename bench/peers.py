@@ -1,18 +1,21 @@
 """Side by side: codex-sim directly, Codex Pool's router and LiteLLM's proxy over the same accounts.
 
-    uv run python bench/peers.py [--latency-requests 300] [--rounds 3] [--seconds 4]
+    uv run python bench/peers.py [--latency-requests 1000] [--rounds 3] [--seconds 4]
                                  [--connections 32] [--failover-requests 100] [--no-litellm]
 
-One codex-sim process (two accounts, zero latency, zero quota cost) is the upstream of both
-gateways; each gateway runs one worker. With two or more CPUs the gateway under test has the last
-CPU to itself (every thread pinned, as ``taskset -a`` does) and codex-sim and the load generator
-share the others, so a gateway's figures are its own core's. LiteLLM (pinned to ``LITELLM_VERSION``)
-is installed from PyPI into an environment of its own under ``~/.cache/codexpool-bench`` on the
-first run; never a dependency of the product. Without PyPI it is skipped with a message.
+One codex-sim process (two accounts, zero latency, zero quota cost) is the upstream of every
+gateway; each gateway runs one worker. Beside the peers runs issue 18's floor
+(``floor/floor_app.py``): a plain FastAPI + aiohttp passthrough with one Redis round trip and a
+background publish, what a Python gateway built the ordinary way costs on this machine. With two or
+more CPUs the gateway under test has the last CPU to itself (every thread pinned, as ``taskset -a``
+does) and codex-sim and the load generator share the others, so a gateway's figures are its own
+core's. LiteLLM (pinned to ``LITELLM_VERSION``) is installed from PyPI into an environment of its
+own under ``~/.cache/codexpool-bench`` on the first run; never a dependency of the product. Without
+PyPI it is skipped with a message.
 
 Every figure is a streamed ``POST /v1/responses``:
 
-1. latency at one connection: requests to the three targets interleaved one by one; the whole
+1. latency at one connection: requests to every target interleaved one by one; the whole
    response and the time to its first body byte (TTFB) added over the direct request just before;
 2. throughput at ``--connections`` connections: interleaved rounds (the order rotates), responses
    per second (the router's counted until RabbitMQ confirmed its outcome events) and per
@@ -67,6 +70,9 @@ CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "codexp
 MODEL = "gpt-5-codex"
 BODY = orjson.dumps({"model": MODEL, "input": "hi", "stream": True, "store": False})
 FAILOVER_MODEL = "gpt-5-codex-failover"
+FLOOR = "floor (FastAPI + aiohttp)"
+"""Issue 18's floor (``floor/floor_app.py``): a passthrough with one Redis round trip and a
+background publish and nothing else, built the plain way, on the gateway's core."""
 
 
 # --- processes -------------------------------------------------------------------------------
@@ -303,7 +309,7 @@ async def latency(targets: list[Target], n: int, results: Results) -> None:
         results.whole[t.name] = []
     for t in gateways:
         results.added_whole[t.name], results.added_ttfb[t.name] = [], []
-    for _ in range(20):  # warm-up
+    for _ in range(100):  # warm-up: the gateways have just started
         for t in targets:
             await conns[t.name].send(t.request)
     for i in range(n):
@@ -446,7 +452,7 @@ def chart(results: Results, path: Path, title: str) -> None:
     import matplotlib.pyplot as plt
 
     names = list(results.whole)
-    colors = ["#888888", "#2a6fdb", "#d9822b"][: len(names)]
+    colors = ["#888888", "#2a6fdb", "#7fb069", "#d9822b"][: len(names)]
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8))
     for name, color in zip(names, colors, strict=True):
         values = sorted(results.whole[name])
@@ -510,9 +516,32 @@ async def run(args: argparse.Namespace) -> None:
                     if exe
                     else None
                 )
+                floor = stack.enter_context(
+                    run_service(
+                        "uvicorn",
+                        env={
+                            "FLOOR_UPSTREAM": sim.url + "/v1/responses",
+                            "FLOOR_TOKEN": tokens[0],
+                            "REDIS_URL": REDIS_URL,
+                            "AMQP_URL": AMQP_URL,
+                        },  # fmt: skip
+                        log_dir=tmp,
+                        args=[
+                            "--loop",
+                            "uvloop",
+                            "--http",
+                            "httptools",
+                            "--no-access-log",
+                            "--app-dir",
+                            str(ROOT / "bench" / "floor"),
+                            "floor_app:app",
+                        ],  # fmt: skip
+                        name="floor",
+                    )
+                )
                 gateways, others = layout or (set(), set())
                 if layout:
-                    for gateway in (router, litellm):
+                    for gateway in (router, floor, litellm):
                         if gateway:
                             pin(gateway.process.pid, gateways)
                     pin(sim.process.pid, others)
@@ -536,7 +565,11 @@ async def run(args: argparse.Namespace) -> None:
                                   http_request(proxy.port, "/v1/responses", headers, body),
                                   proxy.process.pid)  # fmt: skip
 
-                targets = [direct, routed(key)] + ([proxied(litellm, MODEL)] if litellm else [])
+                floor_target = Target(FLOOR, floor.port,
+                                      http_request(floor.port, "/v1/responses", {}),
+                                      floor.process.pid)  # fmt: skip
+                targets = [direct, routed(key), floor_target]
+                targets += [proxied(litellm, MODEL)] if litellm else []
                 print(
                     f"latency at 1 connection ({args.latency_requests} interleaved requests each)"
                 )
@@ -584,7 +617,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--latency-requests", type=int, default=300)
+    # A p99 of 300 requests was their third-slowest: one scheduling hiccup moved it by 1 ms.
+    parser.add_argument("--latency-requests", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--connections", type=int, default=32)
