@@ -104,9 +104,18 @@ async def test_a_paused_server_drops_the_connection_and_its_calls(
         with pytest.raises(RedisTimeoutError):
             await waiting
         assert time.monotonic() - started < STALE_S
+        # While the next call connects (the paused server cannot finish the handshake), more
+        # calls queue behind it; each still gets its own reply once the server answers.
+        await asyncio.sleep(0.05)
+        later = [asyncio.ensure_future(lane.call(f"later-{i}")) for i in range(5)]
+        await asyncio.sleep(STALE_S + 0.05)
+        last = asyncio.ensure_future(lane.call("last"))
+        await asyncio.sleep(0.05)
     finally:
         server.resume()
     assert await next_call == b"next"
+    assert await asyncio.gather(*later) == [f"later-{i}".encode() for i in range(5)]
+    assert await last == b"last"
     assert await lane.call("resumed") == b"resumed"
     await lane.aclose()
 

@@ -128,16 +128,24 @@ class Lane:
     async def _send(self, batch: list[_Call]) -> None:
         if self._writes is None:
             self._writes = asyncio.Lock()
-        if not self._pending:
-            self._progress = asyncio.get_running_loop().time()
-        # Waiting from now: a connect that hangs is stale too.
-        self._pending.extend(future for _, future in batch)
         try:
             async with self._writes:  # batches leave in order even while one connects
+                # Connecting is bounded by the pool's own timeouts.
                 connection = await self._connect()
-                commands = connection.pack_commands([(self._command, *a) for a, _ in batch])
+                # A caller that stopped waiting gets no command: nothing reads its reply.
+                live = [(args, future) for args, future in batch if not future.done()]
+                if not live:
+                    return
+                if not self._pending:
+                    self._progress = asyncio.get_running_loop().time()
+                # In the order written on this connection, which is the order of the replies.
+                self._pending.extend(future for _, future in live)
+                commands = connection.pack_commands([(self._command, *a) for a, _ in live])
                 await connection.send_packed_command(commands, check_health=False)
         except Exception as exc:
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
             self._drop(exc)
 
     async def _connect(self) -> AbstractConnection:
@@ -152,8 +160,13 @@ class Lane:
             self._reader = asyncio.create_task(self._read(connection), name="redis-lane-read")
         return self._connection
 
-    async def _release(self, connection: AbstractConnection) -> None:
+    async def _release(
+        self, connection: AbstractConnection, reader: asyncio.Task[None] | None
+    ) -> None:
         try:
+            if reader is not None:
+                # Its reads are over before the pool can hand the connection to anyone.
+                await asyncio.gather(reader, return_exceptions=True)
             await connection.disconnect(nowait=True)
         finally:
             connection.socket_timeout = self._socket_timeout
@@ -189,12 +202,14 @@ class Lane:
             if not future.done():
                 future.set_exception(exc)
         reader, self._reader = self._reader, None
-        if reader is not None and reader is not asyncio.current_task():
+        if reader is asyncio.current_task():
+            reader = None
+        elif reader is not None:
             reader.cancel()
         connection, self._connection = self._connection, None
         if connection is not None:
             release = asyncio.get_running_loop().create_task(
-                self._release(connection), name="redis-lane-release"
+                self._release(connection, reader), name="redis-lane-release"
             )
             self._releases.add(release)
             release.add_done_callback(self._releases.discard)
