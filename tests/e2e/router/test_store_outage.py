@@ -113,6 +113,11 @@ async def _setup(
     return services, clients
 
 
+async def _held(client: httpx.AsyncClient, tokens: int = 3) -> bool:
+    text = (await client.get("/metrics")).text
+    return _metric(text, "codexpool_router_tokens_held") >= tokens
+
+
 def _metric(text: str, name: str) -> float:
     return sum(float(v) for v in re.findall(rf"^{name}(?:{{[^}}]*}})? (\S+)$", text, re.M))
 
@@ -235,6 +240,9 @@ async def test_without_redis_a_401_fails_over_and_a_429_cools_down_locally(
             ]
 
         assert await served() == ("account-1", "1")
+        # Every member's token, read in the background after the first selection: a member
+        # whose token the replica never read is skipped while Redis is down.
+        await poll(lambda: _held(c), timeout_s=10)
         await asyncio.to_thread(store.stop)
         assert await served() == ("account-1", "1")  # from the snapshot
         # No shared refresh lock: the 401 fails over instead of refreshing.

@@ -244,6 +244,8 @@ def build_core(
         on_change=lambda state: metrics.store_breaker.set(BREAKER_STATES[state]),
     )
     snapshots = Snapshots(settings.failopen_max_agents)
+    tokens = Tokens(redis, keys, keyring, settings.redis_timeout_s)
+    metrics.tokens_held.set_function(lambda: len(tokens))
     responses_url = settings.upstream_base_url.rstrip("/") + "/codex/responses"
     writer = LiveWriter(redis, keys, settings, metrics)
     egress = Egress(redis, keys, keyring, session, settings, metrics)
@@ -261,7 +263,7 @@ def build_core(
             settings,
             lane_for(redis, "EVALSHA", settings.redis_timeout_s),
         ),
-        tokens=Tokens(redis, keys, keyring, settings.redis_timeout_s),
+        tokens=tokens,
         refresher=refresher,
         writer=writer,
         publisher=publisher,

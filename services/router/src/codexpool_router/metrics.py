@@ -150,6 +150,12 @@ class Metrics:
             "The store breaker: 0 closed, 1 open (serving from snapshots), 2 half-open.",
             registry=registry,
         )
+        self.tokens_held = Gauge(
+            "codexpool_router_tokens_held",
+            "Access tokens this replica holds decrypted; a member whose token it does not hold "
+            "is skipped while Redis is down.",
+            registry=registry,
+        )
         self.background_errors = Counter(
             "codexpool_router_background_errors_total",
             "Live-state writes that failed (quota, cooldown, circuit, affinity).",

@@ -75,6 +75,9 @@ class Tokens:
             self._cache[key] = token
         return token
 
+    def __len__(self) -> int:
+        return len(self._cache)
+
     def current(self, provider: str, tag: str) -> str | None:
         """The token with this tag, if this replica has decrypted it."""
         return self._cache.get((provider, tag))
