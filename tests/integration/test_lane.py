@@ -16,7 +16,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.connection import Connection
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError
+from redis.exceptions import DataError, NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from codexpool_shared.store import lane as lane_module
@@ -82,6 +82,17 @@ async def test_an_error_reply_fails_only_its_own_call(client: Redis) -> None:
     assert results[:3] == [b"0", b"1", b"2"]
     assert isinstance(results[3], NoScriptError)
     assert await lane.call(sha, 0, "after") == b"after"
+    await lane.aclose()
+
+
+async def test_an_argument_redis_py_cannot_encode_fails_its_batch_and_sends_nothing(
+    client: Redis,
+) -> None:
+    lane = Lane(client, "ECHO", STALE_S)
+    assert await lane.call("before") == b"before"
+    with pytest.raises(DataError):
+        await lane.call({"not": "encodable"})  # type: ignore[arg-type]
+    assert await lane.call("after") == b"after"  # on the same connection
     await lane.aclose()
 
 

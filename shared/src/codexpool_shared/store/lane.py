@@ -136,11 +136,16 @@ class Lane:
                 live = [(args, future) for args, future in batch if not future.done()]
                 if not live:
                     return
+                try:
+                    commands = connection.pack_commands([(self._command, *a) for a, _ in live])
+                except Exception as exc:  # an argument redis-py cannot encode: nothing was sent
+                    for _, future in live:
+                        future.set_exception(exc)
+                    return
                 if not self._pending:
                     self._progress = asyncio.get_running_loop().time()
                 # In the order written on this connection, which is the order of the replies.
                 self._pending.extend(future for _, future in live)
-                commands = connection.pack_commands([(self._command, *a) for a, _ in live])
                 await connection.send_packed_command(commands, check_health=False)
         except Exception as exc:
             for _, future in batch:
