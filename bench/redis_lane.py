@@ -1,6 +1,6 @@
 """One script call through redis-py's client (instrumented) against the same call on a lane.
 
-    uv run python bench/redis_lane.py [--calls 5000] [--concurrency 32]
+    uv run python bench/redis_lane.py [--calls 20000] [--rounds 4] [--concurrency 32]
 
 Both run in this process, against the shared Redis, with OpenTelemetry's redis instrumentation
 on (as in every service) and a recording tracer provider, so each call makes its span either way:

@@ -44,6 +44,14 @@ async def client(server: PrivateRedis) -> AsyncIterator[Redis]:
     await redis.aclose()
 
 
+@pytest.fixture
+async def echo(client: Redis) -> AsyncIterator[Lane]:
+    """A lane of ECHO calls: each reply names its call."""
+    lane = Lane(client, "ECHO", STALE_S)
+    yield lane
+    await lane.aclose()
+
+
 def count_writes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The number of writes every redis-py connection makes, observed without changing them."""
     writes: list[int] = []
@@ -58,15 +66,14 @@ def count_writes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 
 async def test_concurrent_calls_get_their_own_replies_in_one_write(
-    client: Redis, monkeypatch: pytest.MonkeyPatch
+    client: Redis, echo: Lane, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    lane = Lane(client, "ECHO", STALE_S)
-    assert await lane.call("connect") == b"connect"
+    assert await echo.call("connect") == b"connect"
     writes = count_writes(monkeypatch)
-    replies = await asyncio.gather(*(lane.call(f"call-{i}") for i in range(200)))
+    replies = await asyncio.gather(*(echo.call(f"call-{i}") for i in range(200)))
     assert replies == [f"call-{i}".encode() for i in range(200)]
     assert writes == [1]
-    await lane.aclose()
+    await echo.aclose()
     # The connection went back to the pool with its timeout.
     connection = await client.connection_pool.get_connection()  # type: ignore[no-untyped-call]
     assert connection.socket_timeout == 1
@@ -86,63 +93,60 @@ async def test_an_error_reply_fails_only_its_own_call(client: Redis) -> None:
 
 
 async def test_an_argument_redis_py_cannot_encode_fails_its_batch_and_sends_nothing(
-    client: Redis,
+    client: Redis, echo: Lane
 ) -> None:
-    lane = Lane(client, "ECHO", STALE_S)
-    assert await lane.call("before") == b"before"
+    assert await echo.call("before") == b"before"
+    connections = (await client.info("stats"))["total_connections_received"]
     with pytest.raises(DataError):
-        await lane.call({"not": "encodable"})  # type: ignore[arg-type]
-    assert await lane.call("after") == b"after"  # on the same connection
-    await lane.aclose()
+        await echo.call({"not": "encodable"})  # type: ignore[arg-type]
+    assert await echo.call("after") == b"after"
+    # On the same connection: the lane did not drop it.
+    assert (await client.info("stats"))["total_connections_received"] == connections
 
 
 async def test_a_paused_server_drops_the_connection_and_its_calls(
-    server: PrivateRedis, client: Redis
+    server: PrivateRedis, echo: Lane
 ) -> None:
-    lane = Lane(client, "ECHO", STALE_S)
-    assert await lane.call("up") == b"up"
+    assert await echo.call("up") == b"up"
     server.pause()
     try:
-        waiting = asyncio.ensure_future(lane.call("while paused"))
+        waiting = asyncio.ensure_future(echo.call("while paused"))
         with pytest.raises(TimeoutError):
             async with asyncio.timeout(0.2):  # the caller's own bound
-                await lane.call("bounded")
+                await echo.call("bounded")
         await asyncio.sleep(STALE_S)
         # The next call finds no reply for longer than stale_s: the connection is dropped, and
         # the call still waiting fails instead of waiting on it.
         started = time.monotonic()
-        next_call = asyncio.ensure_future(lane.call("next"))
+        next_call = asyncio.ensure_future(echo.call("next"))
         with pytest.raises(RedisTimeoutError):
             await waiting
         assert time.monotonic() - started < STALE_S
         # While the next call connects (the paused server cannot finish the handshake), more
         # calls queue behind it; each still gets its own reply once the server answers.
         await asyncio.sleep(0.05)
-        later = [asyncio.ensure_future(lane.call(f"later-{i}")) for i in range(5)]
+        later = [asyncio.ensure_future(echo.call(f"later-{i}")) for i in range(5)]
         await asyncio.sleep(STALE_S + 0.05)
-        last = asyncio.ensure_future(lane.call("last"))
+        last = asyncio.ensure_future(echo.call("last"))
         await asyncio.sleep(0.05)
     finally:
         server.resume()
     assert await next_call == b"next"
     assert await asyncio.gather(*later) == [f"later-{i}".encode() for i in range(5)]
     assert await last == b"last"
-    assert await lane.call("resumed") == b"resumed"
-    await lane.aclose()
+    assert await echo.call("resumed") == b"resumed"
 
 
 async def test_a_restarted_server_fails_the_calls_then_serves_the_next(
-    server: PrivateRedis, client: Redis
+    server: PrivateRedis, echo: Lane
 ) -> None:
-    lane = Lane(client, "ECHO", STALE_S)
-    assert await lane.call("before") == b"before"
+    assert await echo.call("before") == b"before"
     server.stop()
     with pytest.raises(RedisConnectionError):
         async with asyncio.timeout(5):
-            await lane.call("down")
+            await echo.call("down")
     server.start()
-    assert await lane.call("after") == b"after"
-    await lane.aclose()
+    assert await echo.call("after") == b"after"
 
 
 async def test_each_call_has_a_client_span_under_the_current_one(

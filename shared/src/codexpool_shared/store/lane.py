@@ -78,8 +78,8 @@ class Lane:
         self._writes: asyncio.Lock | None = None
         self._sends: set[asyncio.Task[None]] = set()
         self._releases: set[asyncio.Task[None]] = set()
-        self._attributes: dict[str, str | int] = {}
-        self._statements: dict[int, str] = {}
+        self._attributes: dict[int, dict[str, str | int]] = {}
+        """A call's span attributes by its number of arguments (the selection has one)."""
 
     async def call(self, *args: EncodableT) -> Any:
         """Run the command with ``args``; its reply, or the error Redis answered it with.
@@ -105,16 +105,15 @@ class Lane:
             span.end()
 
     def _span_attributes(self, argc: int) -> dict[str, str | int]:
-        statement = self._statements.get(argc)
-        if statement is None:
-            statement = self._statements[argc] = " ".join([self._command] + ["?"] * argc)
-        if not self._attributes:
-            self._attributes = span_attributes(self._redis.connection_pool.connection_kwargs)
-        return {
-            **self._attributes,
-            "db.statement": statement,
-            "db.redis.args_length": argc + 1,
-        }
+        attributes = self._attributes.get(argc)
+        if attributes is None:
+            # The SDK copies a span's attributes: one dict serves every call.
+            attributes = self._attributes[argc] = {
+                **span_attributes(self._redis.connection_pool.connection_kwargs),
+                "db.statement": " ".join([self._command] + ["?"] * argc),
+                "db.redis.args_length": argc + 1,
+            }
+        return attributes
 
     def _flush(self) -> None:
         batch, self._queued = self._queued, []
