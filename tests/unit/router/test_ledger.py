@@ -8,17 +8,16 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 import pytest
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import StatusCode, Tracer
+from opentelemetry.trace import SpanKind, StatusCode
 from prometheus_client import CollectorRegistry
 
 from codexpool_router.attempt import Result
 from codexpool_router.config import Settings
 from codexpool_router.inbound import Inbound
 from codexpool_router.metrics import Metrics
-from codexpool_router.outcome import Ledger
+from codexpool_router.outcome import AttemptSpan, Ledger
+from codexpool_shared import telemetry
 from codexpool_shared.errors import ApiError
 from codexpool_shared.events import BaseEvent, EncodedEvent, RequestOutcomeV1, RequestRejectedV1
 from codexpool_shared.messaging import codec
@@ -39,12 +38,10 @@ class FakeCore:
 
 
 @pytest.fixture
-def spans() -> Iterator[tuple[Tracer, InMemorySpanExporter]]:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    yield provider.get_tracer(__name__), exporter
-    provider.shutdown()
+def spans() -> Iterator[InMemorySpanExporter]:
+    telemetry.configure("codexpool-test")
+    with telemetry.capture_spans() as exporter:
+        yield exporter
 
 
 def candidate(name: str, *, probe: bool = False) -> Candidate:
@@ -69,12 +66,11 @@ def state(core: FakeCore, provider: str, name: str) -> float | None:
     [(True, None, "cancelled"), (False, "shutdown", "shutdown")],
 )
 def test_an_attempt_stopped_before_its_first_byte_is_listed_and_its_span_ends(
-    spans: tuple[Tracer, InMemorySpanExporter], client_gone: bool, final: Any, outcome: str
+    spans: InMemorySpanExporter, client_gone: bool, final: Any, outcome: str
 ) -> None:
-    tracer, exporter = spans
     core = FakeCore()
     ledger = routed(core, candidate("account-1"))
-    span = tracer.start_span("POST codex/responses")
+    span = AttemptSpan("POST codex/responses", {"codexpool.attempt": 1})
     ledger.interrupted(candidate("account-1"), time.perf_counter(), span)
     ledger.client_gone = client_gone
     ledger.final_outcome = final
@@ -85,9 +81,12 @@ def test_an_attempt_stopped_before_its_first_byte_is_listed_and_its_span_ends(
     assert event.final_outcome == outcome
     [attempt] = event.attempts
     assert (attempt.provider, attempt.outcome, attempt.status_code) == ("account-1", outcome, None)
-    [ended] = exporter.get_finished_spans()
+    [ended] = spans.get_finished_spans()
+    assert (ended.name, ended.kind) == ("POST codex/responses", SpanKind.CLIENT)
+    assert ended.start_time == span.start_ns
+    assert ended.end_time is not None and ended.end_time >= span.start_ns
     assert ended.status.status_code is StatusCode.ERROR
-    assert ended.attributes is not None and ended.attributes["codexpool.outcome"] == outcome
+    assert ended.attributes == {"codexpool.attempt": 1, "codexpool.outcome": outcome}
     labels: dict[str, str] = {"provider": "account-1", "outcome": outcome}
     assert core.registry.get_sample_value("codexpool_router_attempts_total", labels) == 1
 
@@ -108,10 +107,8 @@ def test_a_refused_request_publishes_one_rejection_and_no_outcome() -> None:
     )
 
 
-def test_account_state_follows_what_the_selection_and_the_attempts_show(
-    spans: tuple[Tracer, InMemorySpanExporter],
-) -> None:
-    span = spans[0].start_span("POST codex/responses")
+def test_account_state_follows_what_the_selection_and_the_attempts_show() -> None:
+    span = AttemptSpan("POST codex/responses", {})
     core = FakeCore()
     routed(core, candidate("account-1"), candidate("account-2", probe=True))
     assert state(core, "account-1", "closed") == 1

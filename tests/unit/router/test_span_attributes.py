@@ -6,15 +6,14 @@ import time
 from typing import Any, cast
 
 import orjson
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry import trace
 
 from codexpool_router.attempt import Result
 from codexpool_router.inbound import Inbound
-from codexpool_router.outcome import Ledger
+from codexpool_router.outcome import AttemptSpan, Ledger
 from codexpool_router.sse import SseTap
 from codexpool_router.upstream import attempt_attributes
+from codexpool_shared import telemetry
 from codexpool_shared.store.selection import Candidate, Selection
 from tests.unit.router.test_ledger import FakeCore
 
@@ -50,12 +49,12 @@ def test_the_upstream_url_is_recorded_without_credentials_query_or_fragment() ->
 
 
 def test_a_relayed_stream_puts_the_response_and_its_usage_on_both_spans() -> None:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    tracer = provider.get_tracer(__name__)
+    telemetry.configure("codexpool-test")
     core = FakeCore()
-    with tracer.start_as_current_span("POST /v1/responses") as server:
+    with (
+        telemetry.capture_spans() as exporter,
+        trace.get_tracer(__name__).start_as_current_span("POST /v1/responses") as server,
+    ):
         ledger = Ledger(cast(Any, core), "v1", "req_1")
         selection = Selection(
             "agent-1",
@@ -69,7 +68,7 @@ def test_a_relayed_stream_puts_the_response_and_its_usage_on_both_spans() -> Non
         )
         inbound = cast(Inbound, type("I", (), {"model": "gpt-5", "stream": True})())
         ledger.routed(selection, inbound)
-        attempt = tracer.start_span("POST codex/responses")
+        attempt = AttemptSpan("POST codex/responses", {})
         tap = SseTap(collect=True)
         result = Result(
             "success", 200, time.perf_counter(), 0.01, response=cast(Any, object()), tap=tap
@@ -77,6 +76,7 @@ def test_a_relayed_stream_puts_the_response_and_its_usage_on_both_spans() -> Non
         ledger.attempt(selection.candidates[0], result, attempt)
         tap.relay(b"event: response.completed\ndata: " + orjson.dumps(COMPLETED) + b"\n\n")
         ledger.relayed("success", None, tap)
+        ledger.emit()
         assert server.is_recording()
     spans = {span.name: dict(span.attributes or {}) for span in exporter.get_finished_spans()}
     expected = {
@@ -91,4 +91,3 @@ def test_a_relayed_stream_puts_the_response_and_its_usage_on_both_spans() -> Non
     assert spans["POST /v1/responses"]["gen_ai.request.model"] == "gpt-5"
     assert spans["POST /v1/responses"]["gen_ai.operation.name"] == "chat"
     assert ledger.usage is not None and ledger.usage.total_tokens == 46
-    provider.shutdown()

@@ -17,7 +17,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import aiohttp
-from opentelemetry import trace
 from opentelemetry.util.types import AttributeValue
 from redis.asyncio import Redis
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -55,8 +54,6 @@ from codexpool_shared.store.selection import (
     Selector,
     Unauthorized,
 )
-
-tracer = trace.get_tracer("codexpool.router")
 
 _REFUSED: tuple[type[Exception], ...] = (Unauthorized, NoPool, *STORE_FAILED)
 

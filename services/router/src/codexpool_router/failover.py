@@ -12,17 +12,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from opentelemetry import trace
-from opentelemetry.trace import SpanKind
 from starlette.types import Scope
 
 from codexpool_router.answers import Send
 from codexpool_router.attempt import Result, run_attempt
-from codexpool_router.core import Core, tracer
+from codexpool_router.core import Core
 from codexpool_router.endings import budget_exhausted, client_error, exhausted
 from codexpool_router.inbound import Inbound
 from codexpool_router.livewriter import epoch_ms, now_ms
-from codexpool_router.outcome import Ledger
+from codexpool_router.outcome import AttemptSpan, Ledger
 from codexpool_router.overflow import serve_overflow
 from codexpool_router.quota import exhausted_reset, snapshot_from_headers
 from codexpool_router.relay import deliver
@@ -144,10 +142,9 @@ async def _try_provider(
     else:
         name, url, base = "POST codex/responses", core.responses_url, core.attempt_attributes
     while True:
-        span = tracer.start_span(
+        span = AttemptSpan(
             name,
-            kind=SpanKind.CLIENT,
-            attributes={
+            {
                 **base,
                 attr.GEN_AI_REQUEST_MODEL: inbound.model,
                 attr.PROVIDER: candidate.name,
@@ -156,23 +153,22 @@ async def _try_provider(
             },
         )
         started = time.perf_counter()
-        with trace.use_span(span, end_on_exit=False):
-            try:
-                result = await run_attempt(
-                    core.egress.session(candidate.name),
-                    url,
-                    inbound.body,
-                    headers_for(token),
-                    budget_s=min(core.settings.ttfb_timeout_s, deadline - time.perf_counter()),
-                    client_timeout=core.client_timeout,
-                    stream=inbound.stream,
-                    unary=unary,
-                )
-            except BaseException:
-                # Cancelled before the answer started (client gone, drain deadline): the
-                # attempt still belongs in the outcome event, which ends its span.
-                ledger.interrupted(candidate, started, span)
-                raise
+        try:
+            result = await run_attempt(
+                core.egress.session(candidate.name),
+                url,
+                inbound.body,
+                headers_for(token),
+                budget_s=min(core.settings.ttfb_timeout_s, deadline - time.perf_counter()),
+                client_timeout=core.client_timeout,
+                stream=inbound.stream,
+                unary=unary,
+            )
+        except BaseException:
+            # Cancelled before the answer started (client gone, drain deadline): the
+            # attempt still belongs in the outcome event, which ends its span.
+            ledger.interrupted(candidate, started, span)
+            raise
         ledger.attempt(candidate, result, span)
         if result.headers:
             core.writer.quota(candidate.name, result.headers)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from opentelemetry import trace
-from opentelemetry.trace import Span, Status, StatusCode
+from opentelemetry.trace import Span, SpanKind
+from opentelemetry.util.types import AttributeValue
 from starlette.types import Message
 
 from codexpool_router.answers import Send
@@ -28,9 +29,28 @@ from codexpool_shared.events import (
 from codexpool_shared.store.explain import decision_fields
 from codexpool_shared.store.selection import Candidate, Selection
 from codexpool_shared.telemetry import attributes as attr
+from codexpool_shared.telemetry import deferred
 
 if TYPE_CHECKING:
     from codexpool_router.core import Core
+
+_tracer = trace.get_tracer("codexpool.router")
+
+
+@dataclass(slots=True)
+class AttemptSpan:
+    """An attempt's CLIENT span, made by ``Ledger.emit`` once the answer is over.
+
+    Nothing is parented to it (the upstream sessions are not instrumented), so it need not exist
+    while the attempt runs, and its cost stays off the path to the client's first byte.
+    """
+
+    name: str
+    attributes: dict[str, AttributeValue]
+    start_ns: int = field(default_factory=time.time_ns)
+    end_ns: int = 0
+    """0 while the attempt runs."""
+    error: str | None = None
 
 
 @dataclass(slots=True)
@@ -43,13 +63,13 @@ class _Record:
     duration_ms: float
     fallback: bool
     error_code: str | None
-    span: Span | None
+    span: AttemptSpan | None
     interrupted: bool = False
     """Stopped before it had a result; its class is settled (and counted) by ``emit``."""
 
 
-def traceparent() -> str | None:
-    ctx = trace.get_current_span().get_span_context()
+def traceparent(span: Span) -> str | None:
+    ctx = span.get_span_context()
     if not ctx.is_valid:
         return None
     return f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{int(ctx.trace_flags):02x}"
@@ -73,8 +93,9 @@ class Ledger:
         """Concurrency leases this request took (``leases.py``), released by ``emit``."""
         self.finished = False
         self.client_gone = False
-        self._traceparent = traceparent()
         self._span = trace.get_current_span()
+        self._attributes: dict[str, AttributeValue] = {}
+        """The request span's attributes, set on it by ``emit``, after the answer."""
         self._emitted = False
         self._rejected = False
         self._first_byte: float | None = None
@@ -108,26 +129,23 @@ class Ledger:
     def routed(self, selection: Selection, inbound: Inbound) -> None:
         self.selection = selection
         self.inbound = inbound
-        span = self._span
-        if span.is_recording():
-            # One call: the SDK takes its lock and checks the limits once per call.
-            span.set_attributes(
-                {
-                    attr.AGENT_ID: selection.agent_id,
-                    attr.STRATEGY: selection.strategy,
-                    attr.REQUEST_ID: self.request_id,
-                    attr.GEN_AI_PROVIDER_NAME: attr.GEN_AI_OPENAI,
-                    attr.GEN_AI_SYSTEM: attr.GEN_AI_OPENAI,
-                    attr.GEN_AI_OPERATION_NAME: attr.GEN_AI_CHAT,
-                    attr.GEN_AI_REQUEST_MODEL: inbound.model,
-                }
-            )
+        self._attributes.update(
+            {
+                attr.AGENT_ID: selection.agent_id,
+                attr.STRATEGY: selection.strategy,
+                attr.REQUEST_ID: self.request_id,
+                attr.GEN_AI_PROVIDER_NAME: attr.GEN_AI_OPENAI,
+                attr.GEN_AI_SYSTEM: attr.GEN_AI_OPENAI,
+                attr.GEN_AI_OPERATION_NAME: attr.GEN_AI_CHAT,
+                attr.GEN_AI_REQUEST_MODEL: inbound.model,
+            }
+        )
         for candidate in selection.candidates:
             self.core.metrics.account_state(
                 candidate.name, "half_open" if candidate.probe else "closed"
             )
 
-    def attempt(self, candidate: Candidate, result: Result, span: Span) -> None:
+    def attempt(self, candidate: Candidate, result: Result, span: AttemptSpan) -> None:
         metrics = self.core.metrics
         metrics.attempt(candidate.name, result.outcome)
         if result.ttfb_s is not None:
@@ -152,22 +170,22 @@ class Ledger:
                 self._answered(span, result.tap, result.tap.usage())
             self._end(record)
 
-    def _answered(self, attempt: Span | None, tap: SseTap, usage: TokenUsage | None) -> None:
+    def _answered(self, attempt: AttemptSpan | None, tap: SseTap, usage: TokenUsage | None) -> None:
         """Put what ``response.completed`` reported (``usage`` is ``tap.usage()``) on the
         attempt's span and the request's."""
         completed = tap.completed
         if completed is None:
             return
-        found: dict[str, str | int] = {}
+        found: dict[str, AttributeValue] = {}
         for name, key in ((attr.GEN_AI_RESPONSE_ID, "id"), (attr.GEN_AI_RESPONSE_MODEL, "model")):
             if isinstance(value := completed.get(key), str):
                 found[name] = value
         if usage is not None:
             found[attr.GEN_AI_USAGE_INPUT_TOKENS] = usage.input_tokens
             found[attr.GEN_AI_USAGE_OUTPUT_TOKENS] = usage.output_tokens
-        for span in (attempt, self._span):
-            if span is not None:
-                span.set_attributes(found)
+        if attempt is not None:
+            attempt.attributes.update(found)
+        self._attributes.update(found)
 
     def _seen(self, candidate: Candidate, outcome: OutcomeClass) -> None:
         """This replica's view of the provider after an attempt (``account_state``)."""
@@ -183,7 +201,7 @@ class Ledger:
         if state is not None:
             self.core.metrics.account_state(candidate.name, state)
 
-    def interrupted(self, candidate: Candidate, started: float, span: Span) -> None:
+    def interrupted(self, candidate: Candidate, started: float, span: AttemptSpan) -> None:
         """An attempt stopped before its result (a client disconnect or the drain's deadline)."""
         self.attempts.append(
             _Record(
@@ -220,13 +238,12 @@ class Ledger:
         span = record.span
         if span is None:
             return
-        span.set_attribute(attr.OUTCOME, record.outcome)
+        span.end_ns = time.time_ns()
+        span.attributes[attr.OUTCOME] = record.outcome
         if record.status_code is not None:
-            span.set_attribute(attr.HTTP_RESPONSE_STATUS_CODE, record.status_code)
+            span.attributes[attr.HTTP_RESPONSE_STATUS_CODE] = record.status_code
         if record.outcome != "success":
-            span.set_status(Status(StatusCode.ERROR, record.error_code or record.outcome))
-        span.end()
-        record.span = None
+            span.error = record.error_code or record.outcome
 
     def finish(self, candidate: Candidate, outcome: OutcomeClass, usage: TokenUsage | None) -> None:
         self.final_provider = candidate.name
@@ -255,7 +272,7 @@ class Ledger:
                 reason=error.code or error.type,
                 status_code=error.status_code,
                 route=self.route,
-                traceparent=self._traceparent,
+                traceparent=traceparent(self._span),
             )
         )
 
@@ -266,7 +283,7 @@ class Ledger:
             return
         self._emitted = True
         for record in self.attempts:
-            if record.span is not None:
+            if record.span is not None and not record.span.end_ns:
                 if self.client_gone:
                     record.outcome = "cancelled"
                 elif record.interrupted and self.final_outcome == "shutdown":
@@ -275,6 +292,19 @@ class Ledger:
                     self.core.metrics.attempt(record.provider, record.outcome)
                 record.duration_ms = (time.perf_counter() - record.started) * 1000
                 self._end(record)
+            if record.span is not None:
+                span = record.span
+                deferred.finished(
+                    _tracer,
+                    span.name,
+                    SpanKind.CLIENT,
+                    span.attributes,
+                    span.start_ns,
+                    span.end_ns,
+                    span.error,
+                )
+        if self._span.is_recording():
+            self._span.set_attributes(self._attributes)
         final: FinalOutcome = self.final_outcome or "cancelled"
         selection = self.selection
         if selection.count_tokens and self.usage is not None and self.usage.total_tokens:
@@ -302,7 +332,7 @@ class Ledger:
             final_outcome=final,
             client_latency_ms=(time.perf_counter() - self.started) * 1000,
             usage=self.usage,
-            traceparent=self._traceparent,
+            traceparent=traceparent(self._span),
             decision=decision_fields(selection) if self.core.settings.explain else None,
             overflow=self.overflow,
         )

@@ -19,15 +19,12 @@ from __future__ import annotations
 
 import time
 
-from opentelemetry import trace
-from opentelemetry.trace import SpanKind
-
 from codexpool_router.answers import Send
 from codexpool_router.attempt import run_attempt
-from codexpool_router.core import Core, tracer
+from codexpool_router.core import Core
 from codexpool_router.endings import client_error
 from codexpool_router.inbound import Inbound
-from codexpool_router.outcome import Ledger
+from codexpool_router.outcome import AttemptSpan, Ledger
 from codexpool_router.relay import deliver
 from codexpool_router.shutdown import InFlight
 from codexpool_shared.store.overflow import OVERFLOW, overflow_target
@@ -73,10 +70,9 @@ async def serve_overflow(
         "Accept": "text/event-stream",
         "x-client-request-id": ledger.request_id,
     }
-    span = tracer.start_span(
+    span = AttemptSpan(
         "POST responses",
-        kind=SpanKind.CLIENT,
-        attributes={
+        {
             attr.GEN_AI_REQUEST_MODEL: inbound.model,
             attr.PROVIDER: OVERFLOW,
             attr.ATTEMPT: len(ledger.attempts) + 1,
@@ -84,21 +80,20 @@ async def serve_overflow(
         },
     )
     started = time.perf_counter()
-    with trace.use_span(span, end_on_exit=False):
-        try:
-            result = await run_attempt(
-                core.session,
-                target.base_url + "/responses",
-                inbound.body,
-                headers,
-                budget_s=min(core.settings.ttfb_timeout_s, remaining),
-                client_timeout=core.client_timeout,
-                stream=inbound.stream,
-                unary=False,
-            )
-        except BaseException:
-            ledger.interrupted(_CANDIDATE, started, span)
-            raise
+    try:
+        result = await run_attempt(
+            core.session,
+            target.base_url + "/responses",
+            inbound.body,
+            headers,
+            budget_s=min(core.settings.ttfb_timeout_s, remaining),
+            client_timeout=core.client_timeout,
+            stream=inbound.stream,
+            unary=False,
+        )
+    except BaseException:
+        ledger.interrupted(_CANDIDATE, started, span)
+        raise
     ledger.attempt(_CANDIDATE, result, span)
     if result.outcome == "success":
         await deliver(core, send, ledger, inbound, _CANDIDATE, result, inflight)

@@ -5,7 +5,8 @@ OpenTelemetry's instrumentation of that client builds its span's attributes agai
 about 100 us of a 190 us selection at one connection on a 2-core VM, where the round trip itself
 is 80 (``bench/redis_lane.py``). A :class:`Lane` holds one pooled connection for good, writes the
 calls started in the same turn of the event loop in one write, reads the replies in order in one
-reader task, and makes each call's CLIENT span from attributes computed once.
+reader task, and records each call's CLIENT span, from attributes computed once, for when the
+request is over (``telemetry.deferred``).
 
 Redis answers a connection's commands in the order they were written, so every call still runs
 alone and in arrival order. A reply that does not come within ``stale_s`` (Redis paused, a
@@ -18,17 +19,20 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from collections import deque
 from typing import Any
 
 from opentelemetry import trace
-from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.trace import SpanKind
 from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.typing import EncodableT
+
+from codexpool_shared.telemetry import deferred
 
 _tracer = trace.get_tracer(__name__)
 
@@ -90,19 +94,25 @@ class Lane:
         """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        span = _tracer.start_span(
-            self._command, kind=SpanKind.CLIENT, attributes=self._span_attributes(len(args))
-        )
+        started = time.time_ns()
         self._queued.append((args, future))
         if len(self._queued) == 1:
             loop.call_soon(self._flush)
+        error = None
         try:
             return await future
         except BaseException as exc:
-            span.set_status(StatusCode.ERROR, type(exc).__name__)
+            error = type(exc).__name__
             raise
         finally:
-            span.end()
+            deferred.finished(
+                _tracer,
+                self._command,
+                SpanKind.CLIENT,
+                self._span_attributes(len(args)),
+                started,
+                error=error,
+            )
 
     def _span_attributes(self, argc: int) -> dict[str, str | int]:
         attributes = self._attributes.get(argc)

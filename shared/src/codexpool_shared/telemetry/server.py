@@ -15,6 +15,8 @@ from opentelemetry.propagators.textmap import TextMapPropagator
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from codexpool_shared.telemetry import deferred
+
 _tracer = trace.get_tracer("codexpool_shared.telemetry.server")
 
 
@@ -66,7 +68,12 @@ class TracedRoute:
     """Runs ``handler`` for one route inside a SERVER span named ``"{method} {route}"``.
 
     The span is current while the handler runs, so client, Redis and publish spans are its
-    children. An exception escapes unchanged, recorded on the span.
+    children; the spans the handler defers (``deferred.finished``) are made when it returns. An
+    exception escapes unchanged, recorded on the span.
+
+    The span starts bare and gets its attributes when the answer is over: setting them costs
+    more than starting it, and the first byte should not wait for that. The built-in samplers
+    (``OTEL_TRACES_SAMPLER``) decide without reading attributes.
     """
 
     def __init__(self, handler: ASGIApp, route: str) -> None:
@@ -83,17 +90,28 @@ class TracedRoute:
                 carrier[key.decode("latin-1")] = value.decode("latin-1")
             elif key == b"user-agent":
                 user_agent = value
-        with _tracer.start_as_current_span(
+        span = _tracer.start_span(
             f"{scope['method']} {self._route}",
             # Without any propagation header, extracting gives an empty context: skip it.
             context=propagate.extract(carrier) if carrier else Context(),
             kind=SpanKind.SERVER,
-            attributes=_attributes(scope, self._route, user_agent),
-        ) as span:
+        )
+        status = 0
 
-            async def traced_send(message: Message) -> None:
-                if message["type"] == "http.response.start":
-                    _set_status(span, message["status"])
-                await send(message)
+        async def traced_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
 
-            await self._handler(scope, receive, traced_send)
+        spans = deferred.defer()
+        # Ends the span after recording what escapes the handler, which outranks the status.
+        with trace.use_span(span, end_on_exit=True):
+            try:
+                await self._handler(scope, receive, traced_send)
+            finally:
+                deferred.make(spans)
+                if span.is_recording():
+                    span.set_attributes(_attributes(scope, self._route, user_agent))
+                    if status:
+                        _set_status(span, status)
