@@ -17,7 +17,7 @@ from codexpool_router.inbound import Inbound
 from codexpool_router.livewriter import epoch_ms
 from codexpool_router.outcome import Ledger
 from codexpool_router.shutdown import CODE, MESSAGE, InFlight
-from codexpool_router.sse import error_event, usage_of
+from codexpool_router.sse import SseTap, error_event, usage_of
 from codexpool_router.upstream import passed_back
 from codexpool_shared.events import HEALTH_FAULTS, OutcomeClass
 from codexpool_shared.store.overflow import OVERFLOW
@@ -92,18 +92,23 @@ async def deliver(
             ],
         }
     )
-    first = tap.relay(result.first_chunk)
-    if chunks is not None:
-        first = chunks.feed(first)
-    if first:
-        await send({"type": "http.response.body", "body": first, "more_body": True})
+
+    def translated(data: bytes) -> bytes:
+        return chunks.feed(data) if chunks is not None else data
+
+    # Relayed, not sent yet: held back only once the upstream stream has ended, so that its
+    # last bytes and the answer's end leave in one write.
+    pending = translated(tap.relay(result.first_chunk))
+    content = stream.content
     try:
-        while chunk := await stream.content.readany():
-            out = tap.relay(chunk)
-            if chunks is not None:
-                out = chunks.feed(out)
-            if out:
-                await send({"type": "http.response.body", "body": out, "more_body": True})
+        while not content.at_eof():
+            if pending:
+                await send({"type": "http.response.body", "body": pending, "more_body": True})
+                pending = b""
+            chunk = await content.readany()
+            if not chunk:
+                break
+            pending = translated(tap.relay(chunk))
         stream.release()
     except (aiohttp.ClientError, TimeoutError):
         stream.close()
@@ -113,9 +118,7 @@ async def deliver(
     # Cut by the drain: a held-back event is incomplete, and the client sees the router's end.
     shutdown = inflight.stopping and tap.terminal is None
     if (held := tap.flush()) and not shutdown:
-        if chunks is not None:
-            held = chunks.feed(held)
-        await send({"type": "http.response.body", "body": held, "more_body": True})
+        pending += translated(held)
     outcome: OutcomeClass
     code: str | None
     outcome, code = ("shutdown", CODE) if shutdown else tap.outcome()
@@ -129,16 +132,34 @@ async def deliver(
                 "The upstream stream ended before the response completed.",
             )
         )
-        if chunks is not None:
-            ending = chunks.feed(ending)
-        await send({"type": "http.response.body", "body": ending, "more_body": True})
+        pending += translated(ending)
+    # A probe's verdict (and a recovered provider's) is stored before the answer ends, so that
+    # the client's next request finds the provider back; anything else is recorded after.
+    verdict_first = outcome == "success" and (candidate.probe or candidate.failures)
+    if verdict_first:
+        await _recorded(core, ledger, inbound, candidate, result, outcome, code, tap)
+    ledger.finished = True
+    await send({"type": "http.response.body", "body": pending, "more_body": False})
+    if not verdict_first:
+        await _recorded(core, ledger, inbound, candidate, result, outcome, code, tap)
+
+
+async def _recorded(
+    core: Core,
+    ledger: Ledger,
+    inbound: Inbound,
+    candidate: Candidate,
+    result: Result,
+    outcome: OutcomeClass,
+    code: str | None,
+    tap: SseTap,
+) -> None:
+    """Record how a relayed stream ended, in the ledger and in live state."""
     ledger.relayed(outcome, code, tap)
     if outcome == "success":
         await served(core, ledger, inbound, candidate)
     elif outcome in HEALTH_FAULTS:
         core.writer.failure(candidate.name, candidate.probe, epoch_ms(result.started))
-    ledger.finished = True
-    await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 def _json(body: bytes) -> object:
