@@ -14,7 +14,6 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.connection import Connection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import DataError, NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -53,31 +52,45 @@ async def echo(client: Redis) -> AsyncIterator[Lane]:
 
 
 def count_writes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """The number of writes every redis-py connection makes, observed without changing them."""
+    """The commands of each write redis-py connections make (they all write with
+    ``StreamWriter.writelines``), observed without changing them."""
     writes: list[int] = []
-    send = Connection.send_packed_command
+    writelines = asyncio.StreamWriter.writelines
 
-    async def counting(self: Connection, *args: Any, **kwargs: Any) -> None:
-        writes.append(1)
-        await send(self, *args, **kwargs)
+    def counting(self: asyncio.StreamWriter, data: Any) -> None:
+        packed = list(data)
+        writes.append(b"".join(packed).count(b"\r\n*") + 1)
+        writelines(self, packed)
 
-    monkeypatch.setattr(Connection, "send_packed_command", counting)
+    monkeypatch.setattr(asyncio.StreamWriter, "writelines", counting)
     return writes
 
 
-async def test_concurrent_calls_get_their_own_replies_in_one_write(
+async def test_concurrent_calls_get_their_own_replies_in_two_writes(
     client: Redis, echo: Lane, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     assert await echo.call("connect") == b"connect"
     writes = count_writes(monkeypatch)
     replies = await asyncio.gather(*(echo.call(f"call-{i}") for i in range(200)))
     assert replies == [f"call-{i}".encode() for i in range(200)]
-    assert writes == [1]
+    # The first call leaves at once; the others, made in the same turn of the loop, together.
+    assert writes == [1, 199]
     await echo.aclose()
     # The connection went back to the pool with its timeout.
     connection = await client.connection_pool.get_connection()  # type: ignore[no-untyped-call]
     assert connection.socket_timeout == 1
     await client.connection_pool.release(connection)
+
+
+async def test_a_call_on_an_idle_lane_is_written_before_it_waits(
+    echo: Lane, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert await echo.call("connect") == b"connect"
+    writes = count_writes(monkeypatch)
+    call = asyncio.create_task(echo.call("now"))
+    await asyncio.sleep(0)  # the call's first step ran, and nothing after it
+    assert writes == [1], "written in the call itself, not at the end of the loop's turn"
+    assert await call == b"now"
 
 
 async def test_an_error_reply_fails_only_its_own_call(client: Redis) -> None:

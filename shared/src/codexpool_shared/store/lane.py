@@ -3,10 +3,14 @@
 Through redis-py's client a call takes a connection from the pool and gives it back, and
 OpenTelemetry's instrumentation of that client builds its span's attributes again for every call:
 about 100 us of a 190 us selection at one connection on a 2-core VM, where the round trip itself
-is 80 (``bench/redis_lane.py``). A :class:`Lane` holds one pooled connection for good, writes the
-calls started in the same turn of the event loop in one write, reads the replies in order in one
-reader task, and records each call's CLIENT span, from attributes computed once, for when the
-request is over (``telemetry.deferred``).
+is 80 (``bench/redis_lane.py``). A :class:`Lane` holds one pooled connection for good, reads the
+replies in order in one reader task, and records each call's CLIENT span, from attributes
+computed once, for when the request is over (``telemetry.deferred``).
+
+A call on an idle lane is written at once, inside the call: handing it to a callback and a task
+first cost two turns of the event loop, about 80 us of a request's added latency at one
+connection. The calls made later in the same turn are written together at its end, in one
+write: under load a turn's calls take two writes, not one per call.
 
 Redis answers a connection's commands in the order they were written, so every call still runs
 alone and in arrival order. A reply that does not come within ``stale_s`` (Redis paused, a
@@ -81,6 +85,7 @@ class Lane:
         self._reader: asyncio.Task[None] | None = None
         self._writes: asyncio.Lock | None = None
         self._sends: set[asyncio.Task[None]] = set()
+        self._flush_due = False
         self._releases: set[asyncio.Task[None]] = set()
         self._attributes: dict[int, dict[str, str | int]] = {}
         """A call's span attributes by its number of arguments (the selection has one)."""
@@ -96,8 +101,12 @@ class Lane:
         future: asyncio.Future[Any] = loop.create_future()
         started = time.time_ns()
         self._queued.append((args, future))
-        if len(self._queued) == 1:
+        if not self._flush_due:
+            # The calls made later in this turn of the loop leave together at its end.
+            self._flush_due = True
             loop.call_soon(self._flush)
+            if self._writable():
+                self._write_queued()  # an idle lane: this call leaves at once
         error = None
         try:
             return await future
@@ -126,13 +135,41 @@ class Lane:
         return attributes
 
     def _flush(self) -> None:
-        batch, self._queued = self._queued, []
-        loop = asyncio.get_running_loop()
-        if self._pending and loop.time() - self._progress > self._stale_s:
+        self._flush_due = False
+        if not self._queued:
+            return
+        if self._writable():
+            self._write_queued()
+            return
+        if self._stale():
             self._drop(RedisTimeoutError(f"no reply from Redis in {self._stale_s} s"))
-        task = loop.create_task(self._send(batch), name="redis-lane-send")
+        batch, self._queued = self._queued, []
+        task = asyncio.get_running_loop().create_task(self._send(batch), name="redis-lane-send")
         self._sends.add(task)
         task.add_done_callback(self._sends.discard)
+
+    def _writable(self) -> bool:
+        """Whether calls can be written at once.
+
+        Connected, no batch waiting to be written (it would be overtaken) and no reply overdue.
+        """
+        return self._connection is not None and not self._sends and not self._stale()
+
+    def _write_queued(self) -> None:
+        batch, self._queued = self._queued, []
+        connection = self._connection
+        assert connection is not None
+        try:
+            commands = self._commands(connection, batch)
+            if commands:
+                # ``send_packed_command`` without waiting for the socket's buffer to drain: the
+                # lane's staleness bound covers a server that stopped reading.
+                connection._writer.writelines(commands)  # type: ignore[union-attr]
+        except Exception as exc:
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            self._drop(exc)
 
     async def _send(self, batch: list[_Call]) -> None:
         if self._writes is None:
@@ -141,26 +178,40 @@ class Lane:
             async with self._writes:  # batches leave in order even while one connects
                 # Connecting is bounded by the pool's own timeouts.
                 connection = await self._connect()
-                # A caller that stopped waiting gets no command: nothing reads its reply.
-                live = [(args, future) for args, future in batch if not future.done()]
-                if not live:
-                    return
-                try:
-                    commands = connection.pack_commands([(self._command, *a) for a, _ in live])
-                except Exception as exc:  # an argument redis-py cannot encode: nothing was sent
-                    for _, future in live:
-                        future.set_exception(exc)
-                    return
-                if not self._pending:
-                    self._progress = asyncio.get_running_loop().time()
-                # In the order written on this connection, which is the order of the replies.
-                self._pending.extend(future for _, future in live)
-                await connection.send_packed_command(commands, check_health=False)
+                if commands := self._commands(connection, batch):
+                    await connection.send_packed_command(commands, check_health=False)
         except Exception as exc:
             for _, future in batch:
                 if not future.done():
                     future.set_exception(exc)
             self._drop(exc)
+
+    def _commands(self, connection: AbstractConnection, batch: list[_Call]) -> list[bytes]:
+        """``batch``'s calls packed for ``connection``, their replies awaited in that order.
+
+        Nothing if no caller still waits, or if an argument cannot be encoded (those calls
+        fail, alone).
+        """
+        # A caller that stopped waiting gets no command: nothing reads its reply.
+        live = [(args, future) for args, future in batch if not future.done()]
+        if not live:
+            return []
+        try:
+            commands: list[bytes] = connection.pack_commands([(self._command, *a) for a, _ in live])
+        except Exception as exc:  # an argument redis-py cannot encode: nothing is sent
+            for _, future in live:
+                future.set_exception(exc)
+            return []
+        if not self._pending:
+            self._progress = asyncio.get_running_loop().time()
+        # In the order written on this connection, which is the order of the replies.
+        self._pending.extend(future for _, future in live)
+        return commands
+
+    def _stale(self) -> bool:
+        """Whether a reply is overdue: the connection is to be dropped before the next write."""
+        loop = asyncio.get_running_loop()
+        return bool(self._pending) and loop.time() - self._progress > self._stale_s
 
     async def _connect(self) -> AbstractConnection:
         if self._connection is None:
