@@ -66,15 +66,14 @@ def count_writes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return writes
 
 
-async def test_concurrent_calls_get_their_own_replies_in_two_writes(
+async def test_concurrent_calls_get_their_own_replies_in_one_write(
     client: Redis, echo: Lane, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     assert await echo.call("connect") == b"connect"
     writes = count_writes(monkeypatch)
     replies = await asyncio.gather(*(echo.call(f"call-{i}") for i in range(200)))
     assert replies == [f"call-{i}".encode() for i in range(200)]
-    # The first call leaves at once; the others, made in the same turn of the loop, together.
-    assert writes == [1, 199]
+    assert writes == [200]
     await echo.aclose()
     # The connection went back to the pool with its timeout.
     connection = await client.connection_pool.get_connection()  # type: ignore[no-untyped-call]
@@ -82,15 +81,21 @@ async def test_concurrent_calls_get_their_own_replies_in_two_writes(
     await client.connection_pool.release(connection)
 
 
-async def test_a_call_on_an_idle_lane_is_written_before_it_waits(
+async def test_a_call_alone_is_written_before_it_waits_unless_a_reply_is_awaited(
     echo: Lane, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     assert await echo.call("connect") == b"connect"
     writes = count_writes(monkeypatch)
-    call = asyncio.create_task(echo.call("now"))
+    first = asyncio.create_task(echo.call("first", alone=True))
     await asyncio.sleep(0)  # the call's first step ran, and nothing after it
     assert writes == [1], "written in the call itself, not at the end of the loop's turn"
-    assert await call == b"now"
+    # A reply is awaited: the next call waits for the end of the turn, with the others.
+    second = asyncio.create_task(echo.call("second", alone=True))
+    third = asyncio.create_task(echo.call("third"))
+    await asyncio.sleep(0)
+    assert writes == [1]
+    assert list(await asyncio.gather(first, second, third)) == [b"first", b"second", b"third"]
+    assert writes == [1, 2]
 
 
 async def test_an_error_reply_fails_only_its_own_call(client: Redis) -> None:

@@ -102,6 +102,8 @@ class Core:
     """Upstream attempts this replica is waiting on, per provider (``failover.py``)."""
     probe: asyncio.Task[None] | None = None
     """The store breaker's probe while it runs (a task must stay referenced)."""
+    requests: int = 0
+    """Requests of the responses routes in progress in this process."""
 
     def publish(self, event: BaseEvent | EncodedEvent) -> None:
         # An event must never fail a request; the publisher counts its own drops.
@@ -126,7 +128,13 @@ class Core:
             snapshot = self.snapshots.due(key_digest, self.settings.failopen_refresh_s)
             async with asyncio.timeout(self.settings.redis_timeout_s):
                 selection = await self.selector.select(
-                    key_digest, now_ms(), session_digest, model, request_id, snapshot=snapshot
+                    key_digest,
+                    now_ms(),
+                    session_digest,
+                    model,
+                    request_id,
+                    snapshot=snapshot,
+                    alone=self.requests == 1,
                 )
         except (Unauthorized, NoPool, AgentRefused) as exc:
             breaker.success()
@@ -242,14 +250,13 @@ def build_core(
     )
     snapshots = Snapshots(settings.failopen_max_agents)
     tokens = Tokens(redis, keys, keyring, settings.redis_timeout_s)
-    metrics.tokens_held.set_function(lambda: len(tokens))
     responses_url = settings.upstream_base_url.rstrip("/") + "/codex/responses"
     writer = LiveWriter(redis, keys, settings, metrics)
     egress = Egress(redis, keys, keyring, session, settings, metrics)
     refresher = build_refresher(
         redis, keys, keyring, egress.session, settings, metrics, publisher.publish
     )
-    return Core(
+    core = Core(
         settings=settings,
         keys=keys,
         redis=redis,
@@ -284,3 +291,6 @@ def build_core(
         egress=egress,
         keyring=keyring,
     )
+    metrics.tokens_held.set_function(lambda: len(tokens))
+    metrics.in_flight.set_function(lambda: core.requests)
+    return core

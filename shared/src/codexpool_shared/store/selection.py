@@ -296,12 +296,14 @@ class Selector:
         request_id: str = "",
         *,
         snapshot: bool = True,
+        alone: bool = False,
     ) -> Selection:
         """Authenticate the agent by its key's SHA-256 and select its candidates.
 
         ``model`` is checked against the agent's allowed models; ``request_id`` (unique per
         request) enters its requests-per-minute window; ``snapshot`` asks for every active
-        member's row (:attr:`Selection.members`).
+        member's row (:attr:`Selection.members`); ``alone`` says that no other selection can
+        join this one's write to Redis (``Lane.call``).
 
         Raises:
             Unauthorized: The key is unknown.
@@ -320,7 +322,7 @@ class Selector:
         )
         try:
             if self._lane is not None:
-                reply = await self._lane.call(self._sha, 1, self._slot_key, *argv)
+                reply = await self._lane.call(self._sha, 1, self._slot_key, *argv, alone=alone)
             else:
                 # EVALSHA directly rather than through redis-py's Script object, whose per-call
                 # isinstance check against a Protocol-based class costs more than the call.

@@ -60,12 +60,14 @@ class Responses:
         self._dialect: Dialect = dialect
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        ledger = Ledger(self._core, self._route, "req_" + secrets.token_hex(12))
-        with self._core.metrics.in_flight.track_inprogress():
-            try:
-                await self._serve(scope, receive, ledger.timed(send), ledger)
-            finally:
-                ledger.counted()
+        core = self._core
+        ledger = Ledger(core, self._route, "req_" + secrets.token_hex(12))
+        core.requests += 1
+        try:
+            await self._serve(scope, receive, ledger.timed(send), ledger)
+        finally:
+            core.requests -= 1
+            ledger.counted()
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send, ledger: Ledger) -> None:
         core = self._core
