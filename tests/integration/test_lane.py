@@ -81,6 +81,17 @@ async def test_concurrent_calls_get_their_own_replies_in_one_write(
     await client.connection_pool.release(connection)
 
 
+async def test_a_call_alone_on_a_closing_connection_fails_at_once(echo: Lane) -> None:
+    assert await echo.call("connect") == b"connect"
+    connection = echo._connection
+    assert connection is not None and connection._writer is not None
+    # Closed on this side, before the lane's reader has seen it: a write would be dropped.
+    connection._writer.transport.close()
+    with pytest.raises(RedisConnectionError):
+        await asyncio.wait_for(echo.call("lost", alone=True), STALE_S / 3)
+    assert await echo.call("again", alone=True) == b"again"  # on a new connection
+
+
 async def test_a_call_alone_is_written_before_it_waits_unless_a_reply_is_awaited(
     echo: Lane, monkeypatch: pytest.MonkeyPatch
 ) -> None:
