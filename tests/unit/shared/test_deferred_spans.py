@@ -43,6 +43,9 @@ def test_under_a_traced_route_the_spans_are_made_after_the_answer_as_children() 
 
         async def after_the_request() -> None:
             await asyncio.sleep(0.05)
+            # This task still has the request's context: the records are no longer in it.
+            request = deferred._request.get()
+            assert request is not None and not request.open and request.spans == []
             deferred.finished(tracer, "late", SpanKind.INTERNAL, {}, time.time_ns())
 
         late.append(asyncio.create_task(after_the_request()))

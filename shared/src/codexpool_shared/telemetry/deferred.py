@@ -92,7 +92,9 @@ def make(token: Token[_Request | None]) -> None:
     if request is None:
         return
     request.open = False
-    for span in request.spans:
+    # A task the request started keeps its context, and with it this object: not the records.
+    spans, request.spans = request.spans, []
+    for span in spans:
         _make(span)
 
 
