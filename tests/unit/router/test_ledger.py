@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -65,13 +66,18 @@ def state(core: FakeCore, provider: str, name: str) -> float | None:
     ("client_gone", "final", "outcome"),
     [(True, None, "cancelled"), (False, "shutdown", "shutdown")],
 )
-def test_an_attempt_stopped_before_its_first_byte_is_listed_and_its_span_ends(
+async def test_an_attempt_stopped_before_its_first_byte_is_listed_and_its_span_ends(
     spans: InMemorySpanExporter, client_gone: bool, final: Any, outcome: str
 ) -> None:
     core = FakeCore()
     ledger = routed(core, candidate("account-1"))
-    span = AttemptSpan("POST codex/responses", {"codexpool.attempt": 1})
-    ledger.interrupted(candidate("account-1"), time.perf_counter(), span)
+
+    async def stopped() -> Result:
+        raise asyncio.CancelledError
+
+    started = time.time_ns()
+    with pytest.raises(asyncio.CancelledError):
+        await ledger.attempted(candidate("account-1"), "POST codex/responses", {"a": 1}, stopped())
     ledger.client_gone = client_gone
     ledger.final_outcome = final
     ledger.emit()
@@ -83,10 +89,17 @@ def test_an_attempt_stopped_before_its_first_byte_is_listed_and_its_span_ends(
     assert (attempt.provider, attempt.outcome, attempt.status_code) == ("account-1", outcome, None)
     [ended] = spans.get_finished_spans()
     assert (ended.name, ended.kind) == ("POST codex/responses", SpanKind.CLIENT)
-    assert ended.start_time == span.start_ns
-    assert ended.end_time is not None and ended.end_time >= span.start_ns
+    assert ended.start_time is not None and ended.start_time >= started
+    assert ended.end_time is not None and ended.end_time >= ended.start_time
     assert ended.status.status_code is StatusCode.ERROR
-    assert ended.attributes == {"codexpool.attempt": 1, "codexpool.outcome": outcome}
+    assert ended.attributes == {
+        "a": 1,
+        "gen_ai.request.model": "m",
+        "codexpool.provider": "account-1",
+        "codexpool.attempt": 1,
+        "codexpool.fallback": False,
+        "codexpool.outcome": outcome,
+    }
     labels: dict[str, str] = {"provider": "account-1", "outcome": outcome}
     assert core.registry.get_sample_value("codexpool_router_attempts_total", labels) == 1
 

@@ -20,7 +20,7 @@ from codexpool_router.core import Core
 from codexpool_router.endings import budget_exhausted, client_error, exhausted
 from codexpool_router.inbound import Inbound
 from codexpool_router.livewriter import epoch_ms, now_ms
-from codexpool_router.outcome import AttemptSpan, Ledger
+from codexpool_router.outcome import Ledger
 from codexpool_router.overflow import serve_overflow
 from codexpool_router.quota import exhausted_reset, snapshot_from_headers
 from codexpool_router.relay import deliver
@@ -28,7 +28,6 @@ from codexpool_router.shutdown import InFlight
 from codexpool_router.upstream import client_headers, upstream_headers
 from codexpool_shared.events import HEALTH_FAULTS
 from codexpool_shared.store.selection import Candidate, Selection
-from codexpool_shared.telemetry import attributes as attr
 
 
 async def serve(
@@ -142,19 +141,11 @@ async def _try_provider(
     else:
         name, url, base = "POST codex/responses", core.responses_url, core.attempt_attributes
     while True:
-        span = AttemptSpan(
+        result = await ledger.attempted(
+            candidate,
             name,
-            {
-                **base,
-                attr.GEN_AI_REQUEST_MODEL: inbound.model,
-                attr.PROVIDER: candidate.name,
-                attr.ATTEMPT: len(ledger.attempts) + 1,
-                attr.FALLBACK: bool(ledger.attempts),
-            },
-        )
-        started = time.perf_counter()
-        try:
-            result = await run_attempt(
+            base,
+            run_attempt(
                 core.egress.session(candidate.name),
                 url,
                 inbound.body,
@@ -163,13 +154,8 @@ async def _try_provider(
                 client_timeout=core.client_timeout,
                 stream=inbound.stream,
                 unary=unary,
-            )
-        except BaseException:
-            # Cancelled before the answer started (client gone, drain deadline): the
-            # attempt still belongs in the outcome event, which ends its span.
-            ledger.interrupted(candidate, started, span)
-            raise
-        ledger.attempt(candidate, result, span)
+            ),
+        )
         if result.headers:
             core.writer.quota(candidate.name, result.headers)
         if result.status != 401 or refreshed:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind
@@ -144,6 +145,38 @@ class Ledger:
             self.core.metrics.account_state(
                 candidate.name, "half_open" if candidate.probe else "closed"
             )
+
+    async def attempted(
+        self,
+        candidate: Candidate,
+        name: str,
+        attributes: Mapping[str, AttributeValue],
+        attempt: Coroutine[Any, Any, Result],
+    ) -> Result:
+        """Await one upstream ``attempt`` on ``candidate`` and record it, with its CLIENT span
+        ``name``: ``attributes`` plus the model, the provider, the attempt's number and whether
+        it is a fallback."""
+        assert self.inbound is not None
+        span = AttemptSpan(
+            name,
+            {
+                **attributes,
+                attr.GEN_AI_REQUEST_MODEL: self.inbound.model,
+                attr.PROVIDER: candidate.name,
+                attr.ATTEMPT: len(self.attempts) + 1,
+                attr.FALLBACK: bool(self.attempts),
+            },
+        )
+        started = time.perf_counter()
+        try:
+            result = await attempt
+        except BaseException:
+            # Cancelled before the answer started (client gone, drain deadline): the attempt
+            # still belongs in the outcome event, which ends its span.
+            self.interrupted(candidate, started, span)
+            raise
+        self.attempt(candidate, result, span)
+        return result
 
     def attempt(self, candidate: Candidate, result: Result, span: AttemptSpan) -> None:
         metrics = self.core.metrics

@@ -24,12 +24,11 @@ from codexpool_router.attempt import run_attempt
 from codexpool_router.core import Core
 from codexpool_router.endings import client_error
 from codexpool_router.inbound import Inbound
-from codexpool_router.outcome import AttemptSpan, Ledger
+from codexpool_router.outcome import Ledger
 from codexpool_router.relay import deliver
 from codexpool_router.shutdown import InFlight
 from codexpool_shared.store.overflow import OVERFLOW, overflow_target
 from codexpool_shared.store.selection import Candidate, Selection
-from codexpool_shared.telemetry import attributes as attr
 
 _CANDIDATE = Candidate(OVERFLOW, "", "", None, 0, probe=False, failures=0)
 
@@ -70,18 +69,11 @@ async def serve_overflow(
         "Accept": "text/event-stream",
         "x-client-request-id": ledger.request_id,
     }
-    span = AttemptSpan(
+    result = await ledger.attempted(
+        _CANDIDATE,
         "POST responses",
-        {
-            attr.GEN_AI_REQUEST_MODEL: inbound.model,
-            attr.PROVIDER: OVERFLOW,
-            attr.ATTEMPT: len(ledger.attempts) + 1,
-            attr.FALLBACK: bool(ledger.attempts),
-        },
-    )
-    started = time.perf_counter()
-    try:
-        result = await run_attempt(
+        {},
+        run_attempt(
             core.session,
             target.base_url + "/responses",
             inbound.body,
@@ -90,11 +82,8 @@ async def serve_overflow(
             client_timeout=core.client_timeout,
             stream=inbound.stream,
             unary=False,
-        )
-    except BaseException:
-        ledger.interrupted(_CANDIDATE, started, span)
-        raise
-    ledger.attempt(_CANDIDATE, result, span)
+        ),
+    )
     if result.outcome == "success":
         await deliver(core, send, ledger, inbound, _CANDIDATE, result, inflight)
         return True
