@@ -251,32 +251,56 @@ async def run(args: argparse.Namespace) -> None:
 async def memory(
     router: Service, env: dict[str, str], tmp: Path, route: Route, args: argparse.Namespace
 ) -> None:
-    """RSS of the router and the health service at the start and end of a sustained load."""
+    """RSS of the router and the health service at the start and end of a sustained load.
+
+    Beside each RSS sample, the deepest the router's event buffer got since the one before
+    (``/metrics`` read every 0.1 s): freed memory stays with the allocator, so the router's RSS
+    keeps the high-water mark of its buffer, which grows when RabbitMQ is slow to confirm.
+    """
     with run_service("codexpool_health", env=env, log_dir=tmp, name="health-memory") as health:
         await drive(route, args.connections, 5.0)  # warm-up: pools, caches
         pids = {"router": router.process.pid, "health": health.process.pid}
         start = {name: rss_mib(pid) for name, pid in pids.items()}
         samples: dict[str, list[float]] = {name: [] for name in pids}  # every 10 s
+        depths: list[float] = []  # the buffer's peak in each 10 s
+        peak = 0.0
+
+        async def watch() -> None:
+            nonlocal peak
+            async with httpx.AsyncClient() as client:
+                while True:
+                    text = (await client.get(router.url + "/metrics")).text
+                    peak = max(peak, metric(text, "codexpool_event_buffer_depth"))
+                    await asyncio.sleep(0.1)
+
+        watcher = asyncio.create_task(watch())
         done = 0
         stop_at = time.monotonic() + args.memory_seconds
-        while (left := stop_at - time.monotonic()) > 0:
-            done += await drive(route, args.connections, min(10.0, left))
-            for name, pid in pids.items():
-                samples[name].append(rss_mib(pid))
+        try:
+            while (left := stop_at - time.monotonic()) > 0:
+                done += await drive(route, args.connections, min(10.0, left))
+                for name, pid in pids.items():
+                    samples[name].append(rss_mib(pid))
+                depths.append(peak)
+                peak = 0.0
+        finally:
+            watcher.cancel()
         end = {name: rss_mib(pid) for name, pid in pids.items()}
     print(
         f"\nmemory: {done} routed requests in {args.memory_seconds:.0f} s "
         f"({done / args.memory_seconds:,.0f}/s), router and health both live"
     )
+    # Growth that levels off (allocator, caches) from growth that goes on (a leak).
+    step = max(1, len(depths) // 10)
     for name in pids:
         print(
             f"  {name:<7} RSS start {start[name]:6.1f} MiB, end {end[name]:6.1f} MiB "
             f"({end[name] - start[name]:+.1f}), peak {max(samples[name]):6.1f} MiB"
         )
-        # Growth that levels off (allocator, caches) from growth that goes on (a leak).
-        step = max(1, len(samples[name]) // 10)
         path = " ".join(f"{v:.1f}" for v in samples[name][step - 1 :: step])
         print(f"          every {step * 10} s: {path}")
+    windows = " ".join(f"{max(depths[i : i + step]):.0f}" for i in range(0, len(depths), step))
+    print(f"  router's event buffer, deepest in each {step * 10} s: {windows}")
 
 
 async def outage(
