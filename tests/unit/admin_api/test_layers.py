@@ -9,6 +9,7 @@ import ast
 from pathlib import Path
 
 import codexpool_admin_api
+from codexpool_shared.testing.source import parse
 
 PACKAGE = "codexpool_admin_api"
 API = f"{PACKAGE}.api"
@@ -30,7 +31,7 @@ def _modules() -> dict[str, Path]:
 def _imports(module: str, path: Path) -> set[str]:
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    for node in ast.walk(parse(path)):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from codexpool_shared.testing.source import parse
 from tests.conftest import REPO_ROOT
 
 PACKAGES = ["shared", "services/router", "services/health", "services/admin-api", "services/ui"]
@@ -96,7 +97,7 @@ def test_a_package_declares_what_it_imports(directory: str) -> None:
     declared = {_requirement_name(r) for r in project.get("dependencies", [])}
     undeclared: dict[str, set[str]] = {}
     for path in sorted((REPO_ROOT / directory / "src").rglob("*.py")):
-        for module in _imported_modules(ast.parse(path.read_text(), str(path))):
+        for module in _imported_modules(parse(path)):
             owner = _owner(module)
             if owner is not None and owner != own and owner not in declared:
                 undeclared.setdefault(owner, set()).add(f"{path.relative_to(REPO_ROOT)}: {module}")

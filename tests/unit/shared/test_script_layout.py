@@ -20,6 +20,7 @@ import codexpool_shared
 from codexpool_shared.activity import HealthFields
 from codexpool_shared.store.live import LiveFields
 from codexpool_shared.store.scripts import PLACEHOLDER, LayoutError, LuaScript, render
+from codexpool_shared.testing.source import parse
 from tests.conftest import REPO_ROOT
 
 
@@ -80,7 +81,7 @@ def _scripts() -> Iterator[tuple[str, str]]:
     for name in _tracked("*.py"):
         if not name.startswith(_PRODUCT):
             continue
-        tree = ast.parse((REPO_ROOT / name).read_text())
+        tree = parse(REPO_ROOT / name)
         for node in ast.walk(tree):
             if isinstance(node, ast.Constant) and isinstance(node.value, str):
                 if "redis.call(" in node.value:
