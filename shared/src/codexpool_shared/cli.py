@@ -113,6 +113,7 @@ def serve(
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=math.ceil(drain.timeout_s + GRACE_S),
+        timeout_keep_alive=built.http_keepalive_s,
         # Without a listed proxy uvicorn believes no X-Forwarded-* header; its own default
         # would believe loopback, i.e. any process on the host or in the pod.
         proxy_headers=bool(built.forwarded_allow_ips),

@@ -59,6 +59,13 @@ class InfraSettings(BaseSettings):
     """After SIGTERM, how long requests in flight may still run before they are ended
     (``codexpool_shared.drain``); deployment grace periods are derived from it."""
 
+    http_keepalive_s: int = Field(default=75, ge=1, validation_alias="CODEXPOOL_HTTP_KEEPALIVE_S")
+    """How long an idle client connection stays open. Longer than the idle timeout of whatever
+    connects (the openai SDK's 5 s, an ingress's upstream keep-alive or a load balancer's 60 s),
+    so that the client closes an idle connection first: a server that closes one as a request
+    arrives on it fails that request ("server disconnected without a response"), which uvicorn's
+    default (5 s, httpx's own) did now and then."""
+
     api_docs: bool = Field(default=False, validation_alias="CODEXPOOL_API_DOCS")
     """Serve ``/docs`` and ``/openapi.json``. Off by default: they map every route for anyone
     who can reach the service (and Swagger UI loads its assets from a CDN); development stacks
