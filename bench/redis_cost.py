@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import os
 import re
 import tempfile
@@ -285,6 +286,8 @@ async def memory(
                 peak = 0.0
         finally:
             watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
         end = {name: rss_mib(pid) for name, pid in pids.items()}
     print(
         f"\nmemory: {done} routed requests in {args.memory_seconds:.0f} s "

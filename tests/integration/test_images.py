@@ -30,6 +30,7 @@ import pytest
 import yaml
 
 from codexpool_shared.testing.infra import InfraUrls
+from codexpool_shared.testing.keepalive import idle_until_closed
 from codexpool_shared.testing.processes import free_port, wait_ready
 from tests.conftest import REPO_ROOT
 from tests.integration.dockerfile import build_runtime, minimal_env
@@ -256,9 +257,13 @@ def test_the_entrypoint_serves_and_stops_on_sigterm(
             env["CODEXPOOL_ADMIN_API_URL"] = stack.enter_context(
                 _serving(admin, "codexpool-admin-api", env, tmp_path / "admin-api.log")
             )
-        stack.enter_context(
-            _serving(runtimes[package].venv, package, env, tmp_path / "service.log")
+        served = {**env, "CODEXPOOL_HTTP_KEEPALIVE_S": "1"}
+        url = stack.enter_context(
+            _serving(runtimes[package].venv, package, served, tmp_path / "service.log")
         )
+        if package != "codexpool-sim":  # the services' shared `serve`, not the sim's own
+            # Closed well before uvicorn's own 5 s: the entrypoint reads the setting.
+            assert idle_until_closed(int(url.rsplit(":", 1)[1]), deadline_s=4) >= 0.9
 
 
 def _compose_command(service: str, data: Path) -> list[str]:
